@@ -1,0 +1,121 @@
+// Command jetinfer is the jetinfer service: Elasticsearch's _inference API
+// for the elasticsearch service, on NATS JetStream.
+//
+//	jetinfer serve [flags]   run the service (embedded NATS by default)
+//
+// Every flag can also be set with an environment variable, JETINFER_ plus the
+// flag name in upper case with '-' as '_' (--http-addr: JETINFER_HTTP_ADDR).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `jetinfer: Elasticsearch-compatible inference endpoints on NATS JetStream
+
+Usage:
+  jetinfer serve [flags]    run the service: HTTP API on :9200, embedded NATS
+  jetinfer help [command]   show help
+
+Run 'jetinfer serve --help' for the flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		if len(args) > 1 && args[1] == "serve" {
+			return serve([]string{"--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "jetinfer: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	cfg := config.DefaultService()
+	fs := flag.NewFlagSet("jetinfer serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: jetinfer serve [flags]\n\nRuns the HTTP API and, unless --nats-url is given, an embedded nats-server.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("start failed")
+		return 1
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case err := <-n.Err():
+		log.Error().Err(err).Msg("shutting down after failure")
+		code = 1
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := n.Close(shutdownCtx); err != nil {
+		log.Error().Err(err).Msg("shutdown incomplete")
+		code = 1
+	}
+	return code
+}
+
+func newLogger(cfg config.Service, out io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Str("node", cfg.NodeName).Logger(), nil
+}

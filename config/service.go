@@ -1,0 +1,125 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Service holds the settings of one jetinfer process.
+type Service struct {
+	// HTTPAddr is where the Elasticsearch-compatible API listens.
+	HTTPAddr string
+	// DataDir holds the embedded nats-server's JetStream store.
+	DataDir string
+	// NATSURL names an external NATS server; empty runs an embedded one.
+	NATSURL string
+	// NATSListen is the embedded server's client address, so that the nats
+	// CLI and other workers can reach it; "" disables client connections.
+	NATSListen string
+	// NATSCreds is a credentials file for the external server.
+	NATSCreds string
+	// KVReplicas is the replication factor of jetinfer's buckets.
+	KVReplicas int
+	// MaxBodyBytes caps HTTP request bodies.
+	MaxBodyBytes int64
+	// ShutdownTimeout bounds the drain of in-flight work on shutdown.
+	ShutdownTimeout time.Duration
+	// NodeName names this process in logs and in GET /.
+	NodeName string
+	// ClusterName is reported by GET /.
+	ClusterName string
+	// LogLevel is a zerolog level name; LogFormat is json or console.
+	LogLevel  string
+	LogFormat string
+}
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --http-addr is JETINFER_HTTP_ADDR.
+const EnvPrefix = "JETINFER_"
+
+// EnvName returns the environment variable that sets flag name.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// DefaultService returns the settings of a single-machine deployment.
+func DefaultService() Service {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "jetinfer"
+	}
+	return Service{
+		HTTPAddr:        ":9200",
+		DataDir:         "data",
+		NATSListen:      "127.0.0.1:4222",
+		KVReplicas:      1,
+		MaxBodyBytes:    16 << 20,
+		ShutdownTimeout: 30 * time.Second,
+		NodeName:        host,
+		ClusterName:     "jetinfer",
+		LogLevel:        "info",
+		LogFormat:       "json",
+	}
+}
+
+// RegisterFlags binds s's fields to flags on fs, each documented with its
+// environment variable.
+func (s *Service) RegisterFlags(fs *flag.FlagSet) {
+	str := func(p *string, name, usage string) {
+		fs.StringVar(p, name, *p, usage+" (env "+EnvName(name)+")")
+	}
+	str(&s.HTTPAddr, "http-addr", "`HOST:PORT` of the Elasticsearch-compatible HTTP API")
+	str(&s.DataDir, "data-dir", "`DIR` for the embedded nats-server's JetStream data")
+	str(&s.NATSURL, "nats-url", "`URL` of an external NATS server or cluster; empty runs an embedded nats-server")
+	str(&s.NATSListen, "nats-listen", "`HOST:PORT` where the embedded nats-server accepts clients; empty accepts none")
+	str(&s.NATSCreds, "nats-creds", "credentials `FILE` for --nats-url")
+	fs.IntVar(&s.KVReplicas, "kv-replicas", s.KVReplicas, "replicas of jetinfer's JetStream buckets (3 in a cluster) (env "+EnvName("kv-replicas")+")")
+	fs.Int64Var(&s.MaxBodyBytes, "max-body-bytes", s.MaxBodyBytes, "largest HTTP request body accepted; larger ones get 413 (env "+EnvName("max-body-bytes")+")")
+	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long shutdown waits for in-flight work (env "+EnvName("shutdown-timeout")+")")
+	str(&s.NodeName, "node-name", "name of this process in logs and GET /")
+	str(&s.ClusterName, "cluster-name", "cluster name reported by GET /")
+	str(&s.LogLevel, "log-level", "log level: debug, info, warn, error")
+	str(&s.LogFormat, "log-format", "log format: json or console")
+}
+
+// ApplyEnv sets every flag of fs whose environment variable is set, so that
+// flags given on the command line (parsed afterwards) still win.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := lookup(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate reports settings that cannot work.
+func (s Service) Validate() error {
+	var errs []error
+	if s.HTTPAddr == "" {
+		errs = append(errs, errors.New("--http-addr must not be empty"))
+	}
+	if s.NATSURL == "" && s.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty when the embedded nats-server runs"))
+	}
+	if s.KVReplicas < 1 || s.KVReplicas > 5 {
+		errs = append(errs, fmt.Errorf("--kv-replicas must be between 1 and 5, got %d", s.KVReplicas))
+	}
+	if s.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--max-body-bytes must be at least 1024, got %d", s.MaxBodyBytes))
+	}
+	if s.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if s.LogFormat != "json" && s.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format must be json or console, got %q", s.LogFormat))
+	}
+	return errors.Join(errs...)
+}

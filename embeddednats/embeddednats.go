@@ -1,0 +1,110 @@
+// Package embeddednats runs a nats-server with JetStream inside the jetinfer
+// process: the single-machine default, and the server tests start. It owns
+// the server's options, its readiness wait, its logging and its shutdown;
+// it adds nothing to NATS itself.
+package embeddednats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Config configures the embedded server.
+type Config struct {
+	// StoreDir holds JetStream's file store.
+	StoreDir string
+	// Listen is the client address (HOST:PORT, port 0 for a random one); an
+	// empty Listen accepts in-process connections only.
+	Listen string
+	// ServerName names the server; JetStream clusters need unique names.
+	ServerName string
+	// ReadyTimeout bounds the wait for the server to accept connections.
+	ReadyTimeout time.Duration
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	srv *server.Server
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config, log zerolog.Logger) (*Server, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded nats-server: store directory is required")
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 30 * time.Second
+	}
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true, // the jetinfer process owns signal handling
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, portStr, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: listen address %q: %w", cfg.Listen, err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: listen port %q: %w", portStr, err)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, port
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	srv.SetLoggerV2(&logAdapter{log: log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server: not ready after %s", cfg.ReadyTimeout)
+	}
+	return &Server{srv: srv}, nil
+}
+
+// ClientURL returns the URL clients outside the process connect to, or ""
+// when the server accepts in-process connections only.
+func (s *Server) ClientURL() string {
+	if s.srv.Addr() == nil {
+		return ""
+	}
+	return s.srv.ClientURL()
+}
+
+// ConnectOption makes nats.Connect use an in-process connection to s.
+func (s *Server) ConnectOption() nats.Option {
+	return nats.InProcessServer(s.srv)
+}
+
+// Shutdown stops the server and waits until it has stopped.
+func (s *Server) Shutdown() {
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+}
+
+// logAdapter sends nats-server's log lines to zerolog.
+type logAdapter struct {
+	log zerolog.Logger
+}
+
+func (l *logAdapter) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,161 @@
+// Package eserror models Elasticsearch exceptions as jetinfer returns them: the
+// exception type name, the reason text, the HTTP status and an optional cause,
+// rendered in Elasticsearch's error envelope
+//
+//	{"error":{"root_cause":[…],"type":…,"reason":…,"caused_by":…},"status":N}
+//
+// Every client-visible failure, on HTTP and on NATS subjects alike, is one of
+// these, so that Elasticsearch clients can parse it unchanged.
+package eserror
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Exception type names, as Elasticsearch derives them from its Java exception
+// classes.
+const (
+	TypeStatus                   = "status_exception"
+	TypeValidation               = "validation_exception"
+	TypeActionRequestValidation  = "action_request_validation_exception"
+	TypeResourceNotFound         = "resource_not_found_exception"
+	TypeResourceAlreadyExists    = "resource_already_exists_exception"
+	TypeIllegalArgument          = "illegal_argument_exception"
+	TypeXContentParse            = "x_content_parse_exception"
+	TypeParse                    = "parse_exception"
+	TypeJSONParse                = "json_parse_exception"
+	TypeContentTooLong           = "content_too_long_exception"
+	TypeModelDeploymentTimeout   = "model_deployment_timeout_exception"
+	TypeEsRejectedExecution      = "es_rejected_execution_exception"
+	TypeIllegalState             = "illegal_state_exception"
+	TypeElasticsearchTimeout     = "elasticsearch_timeout_exception"
+	TypeUnavailableShards        = "unavailable_shards_exception"
+	TypeVersionConflictEngine    = "version_conflict_engine_exception"
+	TypeNoShardAvailableAction   = "no_shard_available_action_exception"
+	TypeMasterNotDiscovered      = "master_not_discovered_exception"
+	TypeStatusExceptionInference = TypeStatus
+)
+
+// Error is one Elasticsearch exception. It implements error, so it travels
+// through ordinary Go error wrapping; [As] finds it again at the edge.
+type Error struct {
+	Status int
+	Type   string
+	Reason string
+	// Cause, when set, is rendered as "caused_by".
+	Cause *Error
+	// RootIsCause makes root_cause list the innermost cause instead of this
+	// exception, as Elasticsearch does for exceptions that merely wrap another.
+	RootIsCause bool
+}
+
+// New returns an exception of the given type and status.
+func New(status int, typ, format string, args ...any) *Error {
+	reason := format
+	if len(args) > 0 {
+		reason = fmt.Sprintf(format, args...)
+	}
+	return &Error{Status: status, Type: typ, Reason: reason}
+}
+
+// BadRequest returns a 400 status_exception, Elasticsearch's
+// ElasticsearchStatusException with RestStatus.BAD_REQUEST.
+func BadRequest(format string, args ...any) *Error {
+	return New(http.StatusBadRequest, TypeStatus, format, args...)
+}
+
+// NotFound returns a 404 resource_not_found_exception.
+func NotFound(format string, args ...any) *Error {
+	return New(http.StatusNotFound, TypeResourceNotFound, format, args...)
+}
+
+// Validation returns a 400 exception of typ (validation_exception or
+// action_request_validation_exception) whose reason lists every message in
+// Elasticsearch's "Validation Failed: 1: a;2: b;" form.
+func Validation(typ string, messages ...string) *Error {
+	var b strings.Builder
+	b.WriteString("Validation Failed: ")
+	for i, m := range messages {
+		fmt.Fprintf(&b, "%d: %s;", i+1, m)
+	}
+	return &Error{Status: http.StatusBadRequest, Type: typ, Reason: b.String()}
+}
+
+// Internal returns a 500 status_exception for failures that are not the
+// client's doing, keeping the underlying error's text as the cause.
+func Internal(err error, format string, args ...any) *Error {
+	e := New(http.StatusInternalServerError, TypeStatus, format, args...)
+	if err != nil {
+		e.Cause = &Error{Status: http.StatusInternalServerError, Type: TypeIllegalState, Reason: err.Error()}
+	}
+	return e
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Type + ": " + e.Reason + ": " + e.Cause.Error()
+	}
+	return e.Type + ": " + e.Reason
+}
+
+// As returns the *Error in err's chain, or a 500 status_exception carrying
+// err's text when there is none.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return Internal(err, "%s", "internal error")
+}
+
+type cause struct {
+	Type     string `json:"type"`
+	Reason   string `json:"reason"`
+	CausedBy *cause `json:"caused_by,omitempty"`
+}
+
+type body struct {
+	RootCause []cause `json:"root_cause"`
+	Type      string  `json:"type"`
+	Reason    string  `json:"reason"`
+	CausedBy  *cause  `json:"caused_by,omitempty"`
+}
+
+type envelope struct {
+	Error  body `json:"error"`
+	Status int  `json:"status"`
+}
+
+func (e *Error) causeChain() *cause {
+	if e == nil {
+		return nil
+	}
+	return &cause{Type: e.Type, Reason: e.Reason, CausedBy: e.Cause.causeChain()}
+}
+
+func (e *Error) rootCause() cause {
+	root := e
+	if e.RootIsCause {
+		for root.Cause != nil {
+			root = root.Cause
+		}
+	}
+	return cause{Type: root.Type, Reason: root.Reason}
+}
+
+// MarshalJSON renders the full Elasticsearch error envelope.
+func (e *Error) MarshalJSON() ([]byte, error) {
+	return json.Marshal(envelope{
+		Error: body{
+			RootCause: []cause{e.rootCause()},
+			Type:      e.Type,
+			Reason:    e.Reason,
+			CausedBy:  e.Cause.causeChain(),
+		},
+		Status: e.Status,
+	})
+}

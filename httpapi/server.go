@@ -1,0 +1,359 @@
+// Package httpapi serves jetinfer's Elasticsearch-compatible REST API: the
+// _inference endpoints and GET /. It owns routing, request decoding, the
+// response and error shapes and the HTTP server's lifecycle; it keeps no
+// state of its own, asking the endpoint store and the inference client for
+// everything.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/pipeline"
+)
+
+// EndpointStore is what the API needs of the endpoint definitions.
+type EndpointStore interface {
+	Create(ctx context.Context, ep config.Endpoint) (uint64, error)
+	Update(ctx context.Context, ep config.Endpoint, revision uint64) (uint64, error)
+	Get(ctx context.Context, id string) (config.Entry, error)
+	List(ctx context.Context) ([]config.Entry, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Inferer runs a validated POST _inference request on an endpoint and
+// returns the response body.
+type Inferer interface {
+	Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error)
+}
+
+// Config configures the API.
+type Config struct {
+	Store   EndpointStore
+	Inferer Inferer
+	// MaxBodyBytes caps request bodies; larger ones get 413.
+	MaxBodyBytes int64
+	// NodeName and ClusterName are reported by GET /.
+	NodeName    string
+	ClusterName string
+	// ClusterUUID is reported by GET /; it identifies the NATS deployment.
+	ClusterUUID string
+}
+
+// API is the HTTP handler of the REST API.
+type API struct {
+	cfg Config
+	log zerolog.Logger
+}
+
+// New returns the API handler.
+func New(cfg Config, log zerolog.Logger) (*API, error) {
+	if cfg.Store == nil || cfg.Inferer == nil {
+		return nil, errors.New("httpapi: Store and Inferer are required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		return nil, errors.New("httpapi: MaxBodyBytes must be positive")
+	}
+	return &API{cfg: cfg, log: log.With().Str("component", "http").Logger()}, nil
+}
+
+// commonParams are the URL parameters Elasticsearch accepts on every route.
+var commonParams = []string{"pretty", "human", "error_trace", "filter_path", "format"}
+
+// route is one matched request: a handler and the URL parameters it reads.
+type route struct {
+	handle func(w http.ResponseWriter, r *http.Request, p pathParams)
+	params []string
+}
+
+type pathParams struct {
+	taskType config.TaskType
+	id       string
+}
+
+// ServeHTTP routes a request as Elasticsearch's RestController does,
+// answering unknown paths and methods in its formats.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("handler panicked")
+			a.writeError(w, r, eserror.Internal(fmt.Errorf("%v", p), "internal error"))
+		}
+	}()
+	segments, err := splitPath(r.URL.EscapedPath())
+	if err != nil {
+		a.writeError(w, r, eserror.New(http.StatusBadRequest, eserror.TypeIllegalArgument, "%s", err.Error()))
+		return
+	}
+	routes := a.routes(segments)
+	if len(routes) == 0 {
+		// RestController's answer carries no "status" field here.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(mustMarshal(map[string]string{
+			"error": fmt.Sprintf("no handler found for uri [%s] and method [%s]", r.URL.RequestURI(), r.Method),
+		}))
+		return
+	}
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	rt, ok := routes[method]
+	if !ok {
+		allowed := make([]string, 0, len(routes))
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			if _, ok := routes[m]; ok {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ","))
+		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
+		return
+	}
+	if err := checkParams(r, rt.params); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	rt.handle(w, r, a.pathParams(segments))
+}
+
+// splitPath splits an escaped path into unescaped segments. An escaped '/'
+// stays inside its segment, so it can never change which route matches.
+func splitPath(escaped string) ([]string, error) {
+	trimmed := strings.Trim(escaped, "/")
+	if trimmed == "" {
+		return nil, nil
+	}
+	parts := strings.Split(trimmed, "/")
+	for i, p := range parts {
+		s, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, fmt.Errorf("invalid path segment [%s]: %w", p, err)
+		}
+		parts[i] = s
+	}
+	return parts, nil
+}
+
+// routes returns the handlers for a path by method, mirroring the paths of
+// Elasticsearch's inference REST handlers.
+func (a *API) routes(seg []string) map[string]route {
+	timeout := []string{"timeout"}
+	switch {
+	case len(seg) == 0:
+		return map[string]route{http.MethodGet: {handle: a.root}}
+	case seg[0] != "_inference":
+		return nil
+	case len(seg) == 1:
+		return map[string]route{http.MethodGet: {handle: a.getEndpoints}}
+	case len(seg) == 2:
+		return map[string]route{
+			http.MethodGet:    {handle: a.getEndpoints},
+			http.MethodPut:    {handle: a.putEndpoint, params: timeout},
+			http.MethodPost:   {handle: a.infer, params: timeout},
+			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
+		}
+	case len(seg) == 3 && seg[2] == "_update":
+		return map[string]route{http.MethodPut: {handle: a.updateEndpoint}}
+	case len(seg) == 3 && seg[2] == "_stream":
+		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
+	case len(seg) == 3:
+		return map[string]route{
+			http.MethodGet:    {handle: a.getEndpoints},
+			http.MethodPut:    {handle: a.putEndpoint, params: timeout},
+			http.MethodPost:   {handle: a.infer, params: timeout},
+			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
+		}
+	case len(seg) == 4 && seg[3] == "_update":
+		return map[string]route{http.MethodPut: {handle: a.updateEndpoint}}
+	case len(seg) == 4 && seg[3] == "_stream":
+		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
+	}
+	return nil
+}
+
+// pathParams applies Elasticsearch's path rule: after _inference, one
+// segment is an inference id; two are a task type and an id. The task type
+// is parsed by the handler, so that it can report an unknown one.
+func (a *API) pathParams(seg []string) pathParams {
+	var p pathParams
+	if len(seg) < 2 {
+		return p
+	}
+	rest := seg[1:]
+	if n := len(rest); n > 0 && (rest[n-1] == "_update" || rest[n-1] == "_stream") {
+		rest = rest[:n-1]
+	}
+	switch len(rest) {
+	case 1:
+		p.taskType, p.id = config.Any, rest[0]
+	case 2:
+		p.taskType, p.id = config.TaskType(rest[0]), rest[1]
+	}
+	return p
+}
+
+// resolveTaskType parses the task type segment of a two-segment path.
+func resolveTaskType(p pathParams) (config.TaskType, error) {
+	if p.taskType == config.Any {
+		return config.Any, nil
+	}
+	return config.ParseTaskType(string(p.taskType))
+}
+
+// checkParams rejects URL parameters the route does not read, as
+// Elasticsearch does.
+func checkParams(r *http.Request, allowed []string) error {
+	var unknown []string
+	for name := range r.URL.Query() {
+		if !slices.Contains(allowed, name) && !slices.Contains(commonParams, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	noun := "parameter"
+	if len(unknown) > 1 {
+		noun = "parameters"
+	}
+	return eserror.New(http.StatusBadRequest, eserror.TypeIllegalArgument,
+		"request [%s] contains unrecognized %s: [%s]", r.URL.Path, noun, strings.Join(unknown, ", "))
+}
+
+// boolParam parses a boolean URL parameter as Elasticsearch's
+// paramAsBoolean: absent → def, present but empty → true.
+func boolParam(r *http.Request, name string, def bool) (bool, error) {
+	q := r.URL.Query()
+	if !q.Has(name) {
+		return def, nil
+	}
+	switch v := q.Get(name); v {
+	case "", "true":
+		return true, nil
+	case "false":
+		return false, nil
+	default:
+		return false, eserror.New(http.StatusBadRequest, eserror.TypeIllegalArgument,
+			"Failed to parse value [%s] as only [true] or [false] are allowed.", v)
+	}
+}
+
+// DefaultTimeout is the default of the timeout URL parameter.
+const DefaultTimeout = 30 * time.Second
+
+// timeoutParam parses the timeout URL parameter as an Elasticsearch time
+// value.
+func timeoutParam(r *http.Request) (time.Duration, error) {
+	q := r.URL.Query()
+	if !q.Has("timeout") {
+		return DefaultTimeout, nil
+	}
+	return ParseTimeValue(q.Get("timeout"), "timeout")
+}
+
+// readBody reads the request body under the size cap and checks its
+// content type as Elasticsearch does.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
+			"request body is too large; the limit is [%d] bytes", a.cfg.MaxBodyBytes)
+	case err != nil:
+		return nil, eserror.New(http.StatusBadRequest, eserror.TypeParse, "failed to read request body: %s", err.Error())
+	}
+	if len(body) > 0 {
+		// RestController refuses bodies it cannot parse before any handler
+		// runs; jetinfer parses JSON only.
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			return nil, eserror.New(http.StatusNotAcceptable, "", "Content-Type header is missing")
+		}
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || mt == "application/vnd.elasticsearch+json") {
+			return nil, eserror.New(http.StatusNotAcceptable, "", "Content-Type header [%s] is not supported", ct)
+		}
+	}
+	return body, nil
+}
+
+// writeJSON writes v with status, honouring ?pretty.
+func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	var body []byte
+	var err error
+	if _, pretty := r.URL.Query()["pretty"]; pretty {
+		body, err = json.MarshalIndent(v, "", "  ")
+	} else {
+		body, err = json.Marshal(v)
+	}
+	if err != nil {
+		a.log.Error().Err(err).Msg("encode response")
+		status, body = http.StatusInternalServerError, mustMarshal(eserror.Internal(err, "failed to encode response"))
+	}
+	a.writeBody(w, r, status, body)
+}
+
+func (a *API) writeBody(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	ct := "application/json"
+	if strings.Contains(r.Header.Get("Accept"), "application/vnd.elasticsearch+json") {
+		// The official clients ask for the versioned media type; answer in it.
+		ct = "application/vnd.elasticsearch+json;compatible-with=9"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+		_, _ = w.Write([]byte("\n"))
+	}
+}
+
+// writeError writes err in Elasticsearch's error envelope. Errors that are
+// not Elasticsearch exceptions are server faults: logged, and sent as 500.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := eserror.As(err)
+	if e.Type == "" { // RestController's plain errors carry no exception type
+		writeRawError(w, e.Status, e.Reason)
+		return
+	}
+	if e.Status >= 500 {
+		a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
+	}
+	a.writeJSON(w, r, e.Status, e)
+}
+
+// writeRawError writes the flat {"error":"…","status":N} body that
+// Elasticsearch's RestController uses outside any handler.
+func writeRawError(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(mustMarshal(struct {
+		Error  string `json:"error"`
+		Status int    `json:"status"`
+	}{reason, status}))
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called on types that always marshal
+	}
+	return b
+}
