@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -68,25 +67,25 @@ func LegacyChunking() *ChunkingSettings {
 func (c ChunkingSettings) MarshalJSON() ([]byte, error) {
 	switch c.Strategy {
 	case ChunkWord:
-		return json.Marshal(struct {
+		return xcontent.Marshal(struct {
 			Strategy     ChunkingStrategy `json:"strategy"`
 			MaxChunkSize int              `json:"max_chunk_size"`
 			Overlap      int              `json:"overlap"`
 		}{c.Strategy, c.MaxChunkSize, c.Overlap})
 	case ChunkSentence:
-		return json.Marshal(struct {
+		return xcontent.Marshal(struct {
 			Strategy        ChunkingStrategy `json:"strategy"`
 			MaxChunkSize    int              `json:"max_chunk_size"`
 			SentenceOverlap int              `json:"sentence_overlap"`
 		}{c.Strategy, c.MaxChunkSize, c.SentenceOverlap})
 	case ChunkRecursive:
-		return json.Marshal(struct {
+		return xcontent.Marshal(struct {
 			Strategy     ChunkingStrategy `json:"strategy"`
 			MaxChunkSize int              `json:"max_chunk_size"`
 			Separators   []string         `json:"separators"`
 		}{c.Strategy, c.MaxChunkSize, c.Separators})
 	case ChunkNone:
-		return json.Marshal(struct {
+		return xcontent.Marshal(struct {
 			Strategy ChunkingStrategy `json:"strategy"`
 		}{c.Strategy})
 	}

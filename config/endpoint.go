@@ -1,8 +1,8 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/jetinfer/jetinfer/xcontent"
 	"strings"
 )
 
@@ -161,7 +161,7 @@ func (s ServiceSettings) MarshalJSON() ([]byte, error) {
 	if a := s.AdaptiveAllocations; a != nil {
 		out.AdaptiveAllocations = &adaptiveJSON{Enabled: a.Enabled, Min: a.Min, Max: a.Max}
 	}
-	return json.Marshal(out)
+	return xcontent.Marshal(out)
 }
 
 type endpointJSON struct {
@@ -175,7 +175,7 @@ type endpointJSON struct {
 
 // MarshalJSON writes the endpoint exactly as GET _inference returns it.
 func (e Endpoint) MarshalJSON() ([]byte, error) {
-	return json.Marshal(endpointJSON{
+	return xcontent.Marshal(endpointJSON{
 		InferenceID:     e.InferenceID,
 		TaskType:        e.TaskType,
 		Service:         e.Service,

@@ -1,12 +1,12 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/xcontent"
 )
 
 // wantError checks that err is the Elasticsearch exception (status, type,
@@ -24,7 +24,7 @@ func wantError(t *testing.T, err error, status int, typ, reason string) {
 
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
-	b, err := json.Marshal(v)
+	b, err := xcontent.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestParsePutAccepts(t *testing.T) {
 			name: "recursive chunking with a separator group",
 			id:   "r", task: SparseEmbedding,
 			body: `{"service":"elasticsearch","service_settings":{"model_id":".elser_model_2","num_allocations":1,"num_threads":1},"chunking_settings":{"strategy":"recursive","max_chunk_size":10,"separator_group":"plaintext"}}`,
-			want: `{"inference_id":"r","task_type":"sparse_embedding","service":"elasticsearch","service_settings":{"num_allocations":1,"num_threads":1,"model_id":".elser_model_2"},"chunking_settings":{"strategy":"recursive","max_chunk_size":10,"separators":["(?\u003c!\\n)\\n\\n(?!\\n)","(?\u003c!\\n)\\n(?!\\n)"]}}`,
+			want: `{"inference_id":"r","task_type":"sparse_embedding","service":"elasticsearch","service_settings":{"num_allocations":1,"num_threads":1,"model_id":".elser_model_2"},"chunking_settings":{"strategy":"recursive","max_chunk_size":10,"separators":["(?<!\\n)\\n\\n(?!\\n)","(?<!\\n)\\n(?!\\n)"]}}`,
 		},
 		{
 			name: "none chunking ignores other keys as Elasticsearch's builder does",

@@ -33,6 +33,9 @@ func ParseUpdate(current Endpoint, urlTask TaskType, body []byte) (Endpoint, err
 	if !unknown.Empty() {
 		return Endpoint{}, eserror.BadRequest("Request contained fields which cannot be updated, remove these fields and try again %s", "["+unknown.JavaString()+"]")
 	}
+	if urlTask == Any && !obj.Has("task_type") {
+		urlTask = current.TaskType
+	}
 	task, err := resolveTaskType(urlTask, obj)
 	if err != nil {
 		return Endpoint{}, err

@@ -9,6 +9,7 @@
 package eserror
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,25 +20,17 @@ import (
 // Exception type names, as Elasticsearch derives them from its Java exception
 // classes.
 const (
-	TypeStatus                   = "status_exception"
-	TypeValidation               = "validation_exception"
-	TypeActionRequestValidation  = "action_request_validation_exception"
-	TypeResourceNotFound         = "resource_not_found_exception"
-	TypeResourceAlreadyExists    = "resource_already_exists_exception"
-	TypeIllegalArgument          = "illegal_argument_exception"
-	TypeXContentParse            = "x_content_parse_exception"
-	TypeParse                    = "parse_exception"
-	TypeJSONParse                = "json_parse_exception"
-	TypeContentTooLong           = "content_too_long_exception"
-	TypeModelDeploymentTimeout   = "model_deployment_timeout_exception"
-	TypeEsRejectedExecution      = "es_rejected_execution_exception"
-	TypeIllegalState             = "illegal_state_exception"
-	TypeElasticsearchTimeout     = "elasticsearch_timeout_exception"
-	TypeUnavailableShards        = "unavailable_shards_exception"
-	TypeVersionConflictEngine    = "version_conflict_engine_exception"
-	TypeNoShardAvailableAction   = "no_shard_available_action_exception"
-	TypeMasterNotDiscovered      = "master_not_discovered_exception"
-	TypeStatusExceptionInference = TypeStatus
+	TypeStatus                  = "status_exception"
+	TypeValidation              = "validation_exception"
+	TypeActionRequestValidation = "action_request_validation_exception"
+	TypeResourceNotFound        = "resource_not_found_exception"
+	TypeResourceAlreadyExists   = "resource_already_exists_exception"
+	TypeIllegalArgument         = "illegal_argument_exception"
+	TypeIllegalState            = "illegal_state_exception"
+	TypeXContentParse           = "x_content_parse_exception"
+	TypeParse                   = "parse_exception"
+	TypeJSONParse               = "json_parse_exception"
+	TypeContentTooLong          = "content_too_long_exception"
 )
 
 // Error is one Elasticsearch exception. It implements error, so it travels
@@ -149,7 +142,10 @@ func (e *Error) rootCause() cause {
 
 // MarshalJSON renders the full Elasticsearch error envelope.
 func (e *Error) MarshalJSON() ([]byte, error) {
-	return json.Marshal(envelope{
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // Elasticsearch leaves '<', '>' and '&' as they are
+	err := enc.Encode(envelope{
 		Error: body{
 			RootCause: []cause{e.rootCause()},
 			Type:      e.Type,
@@ -158,4 +154,5 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 		},
 		Status: e.Status,
 	})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/xcontent"
 )
 
 // EndpointStore is what the API needs of the endpoint definitions.
@@ -191,7 +192,7 @@ func (a *API) routes(seg []string) map[string]route {
 // segment is an inference id; two are a task type and an id. The task type
 // is parsed by the handler, so that it can report an unknown one.
 func (a *API) pathParams(seg []string) pathParams {
-	var p pathParams
+	p := pathParams{taskType: config.Any}
 	if len(seg) < 2 {
 		return p
 	}
@@ -300,9 +301,9 @@ func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, status int, v an
 	var body []byte
 	var err error
 	if _, pretty := r.URL.Query()["pretty"]; pretty {
-		body, err = json.MarshalIndent(v, "", "  ")
+		body, err = xcontent.MarshalIndent(v)
 	} else {
-		body, err = json.Marshal(v)
+		body, err = xcontent.Marshal(v)
 	}
 	if err != nil {
 		a.log.Error().Err(err).Msg("encode response")

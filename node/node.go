@@ -112,8 +112,13 @@ func (n *Node) connect() error {
 	opts := []nats.Option{
 		nats.Name("jetinfer " + n.cfg.NodeName),
 		nats.MaxReconnects(-1),
+		// Without a reconnect buffer a write during an outage fails at once;
+		// with one, a PUT answered 503 could still be stored after reconnect.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			n.log.Warn().Err(err).Msg("nats disconnected")
+			if err != nil { // nil when the node closes the connection itself
+				n.log.Warn().Err(err).Msg("nats disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			n.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")

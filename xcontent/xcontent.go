@@ -215,9 +215,11 @@ func ParseNamed(data []byte, parserName string) (*Object, error) {
 		}
 		return nil, ParseError(pos, reason, nil)
 	}
+	trailing := p.position(p.nextTokenStart())
 	if _, err := p.dec.Token(); err != io.EOF {
 		if err == nil {
-			err = errors.New("unexpected content after the end of the JSON object")
+			msg := "unexpected content after the end of the JSON object"
+			return nil, ParseError(trailing, msg, eserror.New(http.StatusBadRequest, eserror.TypeJSONParse, "%s", msg))
 		}
 		return nil, p.fail(err)
 	}
@@ -335,4 +337,28 @@ func (p *parser) value() (any, Position, error) {
 		return arr, pos, nil
 	}
 	return nil, pos, fmt.Errorf("unexpected %q", d)
+}
+
+// Marshal encodes v as Elasticsearch writes JSON: like json.Marshal, but
+// without escaping '<', '>' and '&', which Elasticsearch leaves as they are.
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// MarshalIndent is Marshal with indentation, for ?pretty.
+func MarshalIndent(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

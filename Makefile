@@ -1,0 +1,18 @@
+.PHONY: run test build fuzz
+
+# Run the service: HTTP API on :9200, embedded NATS, data in ./data.
+run:
+	./scripts/run.sh
+
+# Run every test; installs what the tests need first.
+test:
+	./scripts/test.sh
+
+build:
+	go build -o bin/jetinfer ./cmd/jetinfer
+
+# Longer fuzzing than the seed corpora the tests run.
+FUZZTIME ?= 60s
+fuzz:
+	go test -run='^$$' -fuzz=FuzzParsePut -fuzztime=$(FUZZTIME) ./config/
+	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServiceFlagsAndEnv(t *testing.T) {
+	env := map[string]string{
+		"JETINFER_HTTP_ADDR":        "127.0.0.1:9300",
+		"JETINFER_NATS_URL":         "nats://from-env:4222",
+		"JETINFER_SHUTDOWN_TIMEOUT": "5s",
+		"JETINFER_KV_REPLICAS":      "3",
+	}
+	cfg := DefaultService()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	// A flag on the command line wins over the environment.
+	if err := fs.Parse([]string{"--nats-url", "nats://from-flag:4222", "--data-dir", "/var/lib/jetinfer"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:9300" || cfg.NATSURL != "nats://from-flag:4222" || cfg.DataDir != "/var/lib/jetinfer" ||
+		cfg.ShutdownTimeout != 5*time.Second || cfg.KVReplicas != 3 {
+		t.Errorf("settings = %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+
+	var help strings.Builder
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	for _, name := range []string{"-http-addr", "-data-dir", "-nats-url", "JETINFER_HTTP_ADDR", "JETINFER_NATS_LISTEN", "JETINFER_MAX_BODY_BYTES"} {
+		if !strings.Contains(help.String(), name) {
+			t.Errorf("help does not mention %s:\n%s", name, help.String())
+		}
+	}
+}
+
+func TestServiceEnvErrorsAndValidation(t *testing.T) {
+	cfg := DefaultService()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	err := ApplyEnv(fs, func(k string) (string, bool) {
+		if k == "JETINFER_KV_REPLICAS" {
+			return "three", true
+		}
+		return "", false
+	})
+	if err == nil || !strings.Contains(err.Error(), "JETINFER_KV_REPLICAS") {
+		t.Errorf("ApplyEnv with a bad number = %v; want an error naming the variable", err)
+	}
+	bad := DefaultService()
+	bad.KVReplicas, bad.LogFormat, bad.HTTPAddr = 7, "xml", ""
+	err = bad.Validate()
+	for _, want := range []string{"--kv-replicas must be between 1 and 5, got 7", `--log-format must be json or console, got "xml"`, "--http-addr must not be empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v; want it to contain %q", err, want)
+		}
+	}
+}

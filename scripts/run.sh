@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The run command: builds jetinfer and serves on :9200 with an embedded
+# nats-server whose data lives in ./data. Extra arguments go to `serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mkdir -p bin
+go build -o bin/jetinfer ./cmd/jetinfer
+exec bin/jetinfer serve "$@"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test
+# (fuzz seed corpora included) with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+go mod download
+go vet ./...
+go test -race -count=1 -timeout 15m ./...

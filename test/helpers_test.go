@@ -1,0 +1,110 @@
+package test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
+	"github.com/jetinfer/jetinfer/xcontent"
+)
+
+// testNode is a jetinfer process started in-process: a real embedded
+// nats-server on a random port and a temp dir, and the HTTP API on a random
+// port.
+type testNode struct {
+	*node.Node
+	base string
+}
+
+func startNode(t *testing.T, adjust func(*config.Service)) *testNode {
+	t.Helper()
+	cfg := config.DefaultService()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.NodeName = "test-node"
+	cfg.ShutdownTimeout = 10 * time.Second
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	n, err := node.Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			t.Errorf("node.Close: %v", err)
+		}
+	})
+	return &testNode{Node: n, base: "http://" + n.HTTPAddr()}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends a request with a JSON body (when body is not empty).
+func (n *testNode) do(t *testing.T, method, path, body string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, n.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: strings.TrimSuffix(string(b), "\n")}
+}
+
+// expect checks the status and the exact body.
+func (r response) expect(t *testing.T, status int, body string) {
+	t.Helper()
+	if r.status != status || r.body != body {
+		t.Fatalf("response = %d %s\nwant     %d %s", r.status, r.body, status, body)
+	}
+	if got := r.header.Get("X-Elastic-Product"); got != "Elasticsearch" {
+		t.Errorf("X-Elastic-Product = %q; want Elasticsearch", got)
+	}
+}
+
+// esError renders Elasticsearch's error envelope for a single exception.
+func esError(status int, typ, reason string) string {
+	return `{"error":{"root_cause":[{"type":` + quote(typ) + `,"reason":` + quote(reason) + `}],"type":` +
+		quote(typ) + `,"reason":` + quote(reason) + `},"status":` + strconv.Itoa(status) + `}`
+}
+
+func quote(s string) string {
+	b, _ := xcontent.Marshal(s)
+	return string(b)
+}
