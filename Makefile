@@ -1,4 +1,4 @@
-.PHONY: run test build fuzz
+.PHONY: run test build fuzz bench
 
 # Run the service: HTTP API on :9200, embedded NATS, data in ./data.
 run:
@@ -16,3 +16,8 @@ FUZZTIME ?= 60s
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParsePut -fuzztime=$(FUZZTIME) ./config/
 	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/
+	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/
+
+# The engine benchmark tables of the README.
+bench: build
+	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer bench

@@ -2,6 +2,7 @@
 // for the elasticsearch service, on NATS JetStream.
 //
 //	jetinfer serve [flags]   run the service (embedded NATS by default)
+//	jetinfer bench [flags]   measure the inference engine, print tables
 //
 // Every flag can also be set with an environment variable, JETINFER_ plus the
 // flag name in upper case with '-' as '_' (--http-addr: JETINFER_HTTP_ADDR).
@@ -32,6 +33,7 @@ const usage = `jetinfer: Elasticsearch-compatible inference endpoints on NATS Je
 
 Usage:
   jetinfer serve [flags]    run the service: HTTP API on :9200, embedded NATS
+  jetinfer bench [flags]    measure the inference engine and print tables
   jetinfer help [command]   show help
 
 Run 'jetinfer serve --help' for the flags.
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)

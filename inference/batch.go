@@ -1,0 +1,82 @@
+package inference
+
+import (
+	"cmp"
+	"slices"
+)
+
+// BatchConfig bounds one forward pass.
+type BatchConfig struct {
+	// MaxTokens bounds a batch's padded size, rows × longest row: what ORT
+	// computes and what the output tensor holds. An input longer than it
+	// runs alone.
+	MaxTokens int
+	// MaxRows bounds the inputs per batch.
+	MaxRows int
+}
+
+// DefaultBatch is the batch bound for dense embeddings and rerank on CPU.
+// Sparse models multiply every token by the vocabulary in their output, so
+// LoadModel caps their token budget further (see sparseOutputBudget).
+var DefaultBatch = BatchConfig{MaxTokens: 4096, MaxRows: 64}
+
+// A batch only takes inputs whose length is within this slack of its
+// longest: padding then stays under about 10%, while short inputs of
+// slightly different lengths still share a batch.
+const (
+	padSlackTokens  = 4
+	padSlackDivisor = 10
+)
+
+// planBatches groups inputs of the given lengths into batches. Inputs are
+// sorted by length, longest first; a batch takes the next inputs while its
+// padded size, rows × its first (longest) input, stays within MaxTokens
+// and they are close enough in length to pad cheaply. Smaller batches cost
+// little on CPU, where time is per token, not per run. It returns indices
+// into lengths.
+func planBatches(lengths []int, cfg BatchConfig) [][]int {
+	order := make([]int, len(lengths))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(lengths[b], lengths[a]) })
+	var batches [][]int
+	for start := 0; start < len(order); {
+		longest := max(lengths[order[start]], 1)
+		end := start + 1
+		for end < len(order) && end-start < cfg.MaxRows && (end-start+1)*longest <= cfg.MaxTokens &&
+			longest-lengths[order[end]] <= max(padSlackTokens, longest/padSlackDivisor) {
+			end++
+		}
+		batches = append(batches, order[start:end:end])
+		start = end
+	}
+	return batches
+}
+
+// pad lays encodings out as one padded batch.
+func pad(encs []Encoding, padID int64, withTypes bool) batchInput {
+	seq := 0
+	for _, e := range encs {
+		seq = max(seq, len(e.IDs))
+	}
+	in := batchInput{rows: len(encs), seq: seq, ids: make([]int64, len(encs)*seq), mask: make([]int64, len(encs)*seq)}
+	if withTypes {
+		in.types = make([]int64, len(encs)*seq)
+	}
+	for r, e := range encs {
+		row := r * seq
+		for i := range seq {
+			if i < len(e.IDs) {
+				in.ids[row+i] = e.IDs[i]
+				in.mask[row+i] = 1
+				if withTypes {
+					in.types[row+i] = e.TypeIDs[i]
+				}
+			} else {
+				in.ids[row+i] = padID
+			}
+		}
+	}
+	return in
+}

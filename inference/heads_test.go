@@ -1,0 +1,98 @@
+package inference
+
+import (
+	"math"
+	"reflect"
+	"testing"
+)
+
+func TestPlanBatches(t *testing.T) {
+	lengths := []int{5, 100, 7, 98, 6, 50, 3}
+	got := planBatches(lengths, BatchConfig{MaxTokens: 200, MaxRows: 3})
+	// Longest first: 100 and 98 fill 200 tokens; 50 is alone (7 is too much
+	// shorter to pad to 50); 7, 6, 5 fill the 3 rows; 3 is left.
+	want := [][]int{{1, 3}, {5}, {2, 4, 0}, {6}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("planBatches = %v; want %v", got, want)
+	}
+	// An input over the budget runs alone; empty input plans nothing.
+	if got := planBatches([]int{300, 10}, BatchConfig{MaxTokens: 200, MaxRows: 8}); !reflect.DeepEqual(got, [][]int{{0}, {1}}) {
+		t.Errorf("over-budget planBatches = %v", got)
+	}
+	if got := planBatches(nil, DefaultBatch); len(got) != 0 {
+		t.Errorf("planBatches(nil) = %v", got)
+	}
+}
+
+func TestPad(t *testing.T) {
+	in := pad([]Encoding{{IDs: []int64{101, 7, 102}, TypeIDs: []int64{0, 0, 0}}, {IDs: []int64{101, 102}, TypeIDs: []int64{0, 1}}}, 9, true)
+	if in.rows != 2 || in.seq != 3 ||
+		!reflect.DeepEqual(in.ids, []int64{101, 7, 102, 101, 102, 9}) ||
+		!reflect.DeepEqual(in.mask, []int64{1, 1, 1, 1, 1, 0}) ||
+		!reflect.DeepEqual(in.types, []int64{0, 0, 0, 0, 1, 0}) {
+		t.Errorf("pad = %+v", in)
+	}
+	if noTypes := pad([]Encoding{{IDs: []int64{1}}}, 0, false); noTypes.types != nil {
+		t.Errorf("pad without types has types %v", noTypes.types)
+	}
+}
+
+func TestPooling(t *testing.T) {
+	// rows 2, seq 3, dim 2; row 1 has one padded position.
+	hidden := []float32{1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 1000, 1000}
+	mask := []int64{1, 1, 1, 1, 1, 0}
+	if got, want := meanPool(hidden, 2, 3, 2, mask), [][]float32{{3, 4}, {20, 30}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("meanPool = %v; want %v", got, want)
+	}
+	if got, want := clsPool(hidden, 2, 3, 2), [][]float32{{1, 2}, {10, 20}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("clsPool = %v; want %v", got, want)
+	}
+	v := []float32{3, 4}
+	normalize(v)
+	if v[0] != 0.6 || v[1] != 0.8 {
+		t.Errorf("normalize = %v", v)
+	}
+	zero := []float32{0, 0}
+	normalize(zero)
+	if zero[0] != 0 || zero[1] != 0 {
+		t.Errorf("normalize(zero) = %v", zero)
+	}
+}
+
+func TestSplade(t *testing.T) {
+	// seq 3 (last padded), vocab 4.
+	logits := []float32{
+		1, -2, 0, 0.5,
+		3, -1, 0, 0.25,
+		100, 100, 100, 100, // padding: must not count
+	}
+	got := splade(logits, 3, 4, []int64{1, 1, 0})
+	want := map[int]float32{0: float32(math.Log1p(3)), 3: float32(math.Log1p(0.5))}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("splade = %v; want %v", got, want)
+	}
+	tokens := sortedTokens(map[int]float32{2: 0.5, 1: 0.9, 3: 0.5}, func(id int64) string { return []string{"a", "b", "c", "d"}[id] })
+	if want := []WeightedToken{{"b", 0.9}, {"c", 0.5}, {"d", 0.5}}; !reflect.DeepEqual(tokens, want) {
+		t.Errorf("sortedTokens = %v; want %v", tokens, want)
+	}
+}
+
+func TestRank(t *testing.T) {
+	scores := []float32{0.1, 0.9, -2, 0.9, 0.5}
+	three, ten, zero := 3, 10, 0
+	if got, want := Rank(scores, &three), []RankedDoc{{1, 0.9}, {3, 0.9}, {4, 0.5}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Rank(top 3) = %v; want %v", got, want)
+	}
+	if got := Rank(scores, &ten); len(got) != 5 || got[4] != (RankedDoc{2, -2}) {
+		t.Errorf("Rank(top 10 of 5) = %v", got)
+	}
+	if got := Rank(scores, nil); len(got) != 5 {
+		t.Errorf("Rank(nil) = %v", got)
+	}
+	if got := Rank(scores, &zero); len(got) != 0 {
+		t.Errorf("Rank(top 0) = %v", got)
+	}
+	if got := sigmoid(0); got != 0.5 {
+		t.Errorf("sigmoid(0) = %v", got)
+	}
+}

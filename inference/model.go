@@ -1,0 +1,340 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+)
+
+// InputType selects the prefix a text gets (PrefixStrings).
+type InputType string
+
+// Input types that select a prefix; any other value selects none.
+const (
+	InputSearch InputType = "search"
+	InputIngest InputType = "ingest"
+)
+
+// LoadOptions configures a loaded model.
+type LoadOptions struct {
+	// Threads is ORT's intra-op thread count per run: the endpoint's
+	// num_threads.
+	Threads int
+	// Batch bounds each forward pass; zero means DefaultBatch.
+	Batch BatchConfig
+}
+
+// sparseOutputBudget caps the output of one sparse batch (rows × seq ×
+// vocabulary floats) at 64 MiB: BERT's 30,522-token vocabulary makes a
+// 4096-token batch's logits 500 MB otherwise.
+const sparseOutputBudget = 64 << 20
+
+// Model is a loaded model artifact: tokenizer, ONNX session and task head.
+// It is safe for concurrent use; concurrent calls run concurrently on the
+// one shared session.
+type Model struct {
+	spec    Spec
+	tok     *Tokenizer
+	sess    *session
+	batch   BatchConfig
+	padID   int64
+	stats   Stats
+	dir     string
+	threads int
+}
+
+// Stats counts what a model computed, for benchmarks and metrics.
+type Stats struct {
+	Batches      atomic.Int64
+	Inputs       atomic.Int64
+	RealTokens   atomic.Int64
+	PaddedTokens atomic.Int64
+}
+
+// LoadModel loads the artifact in dir and validates it against the graph.
+func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (*Model, error) {
+	if rt == nil {
+		return nil, errors.New("inference: LoadModel needs a Runtime")
+	}
+	if opts.Threads < 1 {
+		opts.Threads = 1
+	}
+	if opts.Batch == (BatchConfig{}) {
+		opts.Batch = DefaultBatch
+	}
+	a, err := readArtifact(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	tok, err := LoadTokenizer(TokenizerConfig{Path: filepath.Join(dir, TokenizerFile), MaxLength: a.maxSequenceLength()})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w: %w", dir, ErrInvalidModel, err)
+	}
+	onnx, err := os.ReadFile(filepath.Join(dir, ONNXFile))
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w: %v", dir, ErrInvalidModel, err)
+	}
+	inputs, outputs, err := graphInfo(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	spec, err := resolve(a, inputs, outputs, tok.VocabSize())
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	names := []string{spec.Inputs.InputIDs, spec.Inputs.AttentionMask}
+	if spec.Inputs.TokenTypeIDs != "" {
+		names = append(names, spec.Inputs.TokenTypeIDs)
+	}
+	sess, err := newSession(onnx, names, spec.Output, opts.Threads)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	m := &Model{spec: spec, tok: tok, sess: sess, batch: opts.Batch, padID: tok.PadID(), dir: dir, threads: opts.Threads}
+	if spec.Task == TaskSparseEmbedding {
+		m.batch.MaxTokens = max(spec.MaxSequenceLength, min(m.batch.MaxTokens, sparseOutputBudget/4/tok.VocabSize()))
+	}
+	if spec.Task == TaskTextEmbedding && spec.Dimensions == 0 {
+		// Nothing states the size: measure it, as Elasticsearch's
+		// validation call does with the same input.
+		vecs, err := m.Embed(ctx, []string{"how big"}, InputIngest)
+		if err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("model %s: measure embedding size: %w", dir, err)
+		}
+		m.spec.Dimensions = len(vecs[0])
+	}
+	return m, nil
+}
+
+// Spec returns what the model computes and how.
+func (m *Model) Spec() Spec { return m.spec }
+
+// Stats returns the model's counters.
+func (m *Model) Stats() *Stats { return &m.stats }
+
+// Close releases the session; no call may be running.
+func (m *Model) Close() error { return m.sess.close() }
+
+func (m *Model) prefixed(texts []string, it InputType) []string {
+	prefix := ""
+	switch it {
+	case InputSearch:
+		prefix = m.spec.Prefixes.Search
+	case InputIngest:
+		prefix = m.spec.Prefixes.Ingest
+	}
+	if prefix == "" {
+		return texts
+	}
+	out := make([]string, len(texts))
+	for i, t := range texts {
+		out[i] = prefix + t
+	}
+	return out
+}
+
+func (m *Model) encode(texts []string) ([]Encoding, error) {
+	encs := make([]Encoding, len(texts))
+	for i, t := range texts {
+		e, err := m.tok.Encode(t)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize input %d: %w", i, err)
+		}
+		encs[i] = e
+	}
+	return encs, nil
+}
+
+// outShape is the output shape of a batch, or nil when it is not known
+// before the run (an embedding size still to be measured).
+func (m *Model) outShape(rows, seq int) []int64 {
+	r, s := int64(rows), int64(seq)
+	switch m.spec.Task {
+	case TaskSparseEmbedding:
+		return []int64{r, s, int64(m.tok.VocabSize())}
+	case TaskRerank:
+		return []int64{r, 1}
+	}
+	switch d := int64(m.spec.Dimensions); {
+	case d == 0:
+		return nil
+	case m.spec.OutputPooled:
+		return []int64{r, d}
+	default:
+		return []int64{r, s, d}
+	}
+}
+
+// batches plans encs into token-budget batches and pads each one when the
+// iteration reaches it, yielding the inputs' indices with the batch.
+func (m *Model) batches(encs []Encoding) iter.Seq2[[]int, PaddedBatch] {
+	return func(yield func([]int, PaddedBatch) bool) {
+		lengths := make([]int, len(encs))
+		for i, e := range encs {
+			lengths[i] = len(e.IDs)
+		}
+		for _, idx := range planBatches(lengths, m.batch) {
+			batch := make([]Encoding, len(idx))
+			real := 0
+			for j, i := range idx {
+				batch[j] = encs[i]
+				real += lengths[i]
+			}
+			if !yield(idx, PaddedBatch{in: pad(batch, m.padID, m.spec.Inputs.TokenTypeIDs != ""), real: real}) {
+				return
+			}
+		}
+	}
+}
+
+// forEachBatch runs the graph over encs batch by batch and hands each
+// batch's output to emit with the inputs' indices.
+func (m *Model) forEachBatch(ctx context.Context, encs []Encoding, emit func(idx []int, in batchInput, out []float32) error) error {
+	for idx, b := range m.batches(encs) {
+		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
+		if err != nil {
+			return err
+		}
+		m.stats.Batches.Add(1)
+		m.stats.Inputs.Add(int64(b.Rows()))
+		m.stats.RealTokens.Add(int64(b.RealTokens()))
+		m.stats.PaddedTokens.Add(int64(b.PaddedTokens()))
+		if err := emit(idx, b.in, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Embed returns one dense embedding per text, in order.
+func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]float32, error) {
+	if m.spec.Task != TaskTextEmbedding {
+		return nil, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
+	}
+	encs, err := m.encode(m.prefixed(texts, it))
+	if err != nil {
+		return nil, err
+	}
+	result := make([][]float32, len(texts))
+	err = m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
+		d := len(out) / in.rows
+		if !m.spec.OutputPooled {
+			d /= in.seq
+		}
+		var vecs [][]float32
+		switch {
+		case m.spec.OutputPooled:
+			vecs = make([][]float32, in.rows)
+			for r := range vecs {
+				vecs[r] = out[r*d : (r+1)*d : (r+1)*d]
+			}
+		case m.spec.Pooling == PoolCLS:
+			vecs = clsPool(out, in.rows, in.seq, d)
+		default:
+			vecs = meanPool(out, in.rows, in.seq, d, in.mask)
+		}
+		for j, i := range idx {
+			if m.spec.Normalize {
+				normalize(vecs[j])
+			}
+			result[i] = vecs[j]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// SparseEmbed returns one sparse embedding per text, in order.
+func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) ([]SparseEmbedding, error) {
+	if m.spec.Task != TaskSparseEmbedding {
+		return nil, fmt.Errorf("inference: model %s computes %s, not sparse_embedding", m.dir, m.spec.Task)
+	}
+	encs, err := m.encode(m.prefixed(texts, it))
+	if err != nil {
+		return nil, err
+	}
+	vocab := m.tok.VocabSize()
+	result := make([]SparseEmbedding, len(texts))
+	err = m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
+		for j, i := range idx {
+			row := out[j*in.seq*vocab : (j+1)*in.seq*vocab]
+			weights := splade(row, in.seq, vocab, in.mask[j*in.seq:(j+1)*in.seq])
+			result[i] = SparseEmbedding{Tokens: sortedTokens(weights, m.tok.Token), Truncated: encs[i].Truncated}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// Rerank returns the relevance of each document to query, in input order.
+func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]float32, error) {
+	if m.spec.Task != TaskRerank {
+		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
+	}
+	encs := make([]Encoding, len(docs))
+	for i, d := range docs {
+		e, err := m.tok.EncodePair(query, d)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize document %d: %w", i, err)
+		}
+		encs[i] = e
+	}
+	scores := make([]float32, len(docs))
+	err := m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
+		for j, i := range idx {
+			s := out[j]
+			if m.spec.RerankScores == ScoreSigmoid {
+				s = sigmoid(s)
+			}
+			scores[i] = s
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return scores, nil
+}
+
+// PaddedBatch is one forward pass's input exactly as the model's task
+// methods prepare it, for measuring ONNX Runtime alone (RunBatch).
+type PaddedBatch struct {
+	in   batchInput
+	real int
+}
+
+// Rows, RealTokens and PaddedTokens describe the batch.
+func (b PaddedBatch) Rows() int         { return b.in.rows }
+func (b PaddedBatch) RealTokens() int   { return b.real }
+func (b PaddedBatch) PaddedTokens() int { return b.in.rows * b.in.seq }
+
+// PrepareBatches tokenizes, sorts and pads texts into the batches that
+// Embed or SparseEmbed would run.
+func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, error) {
+	encs, err := m.encode(m.prefixed(texts, it))
+	if err != nil {
+		return nil, err
+	}
+	var out []PaddedBatch
+	for _, b := range m.batches(encs) {
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// RunBatch runs the session on a prepared batch and discards the output.
+func (m *Model) RunBatch(ctx context.Context, b PaddedBatch) error {
+	_, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
+	return err
+}

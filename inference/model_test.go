@@ -1,0 +1,409 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+)
+
+// testRuntime is the one ONNX Runtime environment of this test binary,
+// owned by TestMain.
+var testRuntime *Runtime
+
+func TestMain(m *testing.M) {
+	lib, err := ortLibrary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testRuntime, err = NewRuntime(RuntimeConfig{LibraryPath: lib})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := testRuntime.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// ortLibrary finds the ONNX Runtime library: $ONNXRUNTIME_LIB, or the
+// project-local copy, installed on demand.
+func ortLibrary() (string, error) {
+	if p := os.Getenv(LibraryEnv); p != "" {
+		return p, nil
+	}
+	out, err := exec.Command("../scripts/install-ort.sh").Output()
+	if err != nil {
+		return "", fmt.Errorf("install ONNX Runtime with scripts/install-ort.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+const bertTokenizer = "testdata/tokenizer/bert-base-uncased/tokenizer.json"
+
+// tinyConfig is a small BERT with bert-base-uncased's vocabulary, so that
+// the real tokenizer feeds it.
+func tinyConfig(head synthbert.Head, seed uint64) synthbert.Config {
+	return synthbert.Config{
+		VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 64,
+		TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: seed, WeightScale: 0.2, LayerNormEps: 1e-12,
+	}
+}
+
+// writeModel writes a model artifact directory for cfg with jetinfer.json.
+func writeModel(t *testing.T, cfg synthbert.Config, jetinferJSON string) (string, *synthbert.Model) {
+	t.Helper()
+	m, err := synthbert.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.WriteONNX(filepath.Join(dir, ONNXFile)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(bertTokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if jetinferJSON != "" {
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, m
+}
+
+func load(t *testing.T, dir string, opts LoadOptions) *Model {
+	t.Helper()
+	m, err := LoadModel(context.Background(), testRuntime, dir, opts)
+	if err != nil {
+		t.Fatalf("LoadModel: %v", err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// reference runs the pure-Go forward pass on one encoding, unpadded.
+func reference(t *testing.T, ref *synthbert.Model, e Encoding) [][]float32 {
+	t.Helper()
+	mask := make([]int64, len(e.IDs))
+	for i := range mask {
+		mask[i] = 1
+	}
+	out, err := ref.Forward([][]int64{e.IDs}, [][]int64{e.TypeIDs}, [][]int64{mask})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+var mixedTexts = []string{
+	"",
+	"hello",
+	"The quick brown fox jumps over the lazy dog.",
+	"Café naïve résumé — accents, CJK 中文 and emoji 🙂 in one input",
+	strings.Repeat("a long document about search relevance and embeddings ", 20), // truncated at 64 tokens
+	"   ",
+	"short query",
+}
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+
+// meanOf averages rows of hidden states.
+func meanOf(h [][]float32) []float32 {
+	out := make([]float32, len(h[0]))
+	for d := range out {
+		var s float64
+		for _, row := range h {
+			s += float64(row[d])
+		}
+		out[d] = float32(s / float64(len(h)))
+	}
+	return out
+}
+
+func TestTextEmbeddingMatchesReference(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		pool         func(h [][]float32) []float32
+		normalize    bool
+	}{
+		{"mean, normalised, prefixes", `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64,"prefix_strings":{"search":"query: ","ingest":"passage: "}}`,
+			meanOf, true},
+		{"cls, raw", `{"task_type":"text_embedding","pooling":"cls","normalize":false,"max_sequence_length":64}`,
+			func(h [][]float32) []float32 { return h[0] }, false},
+		// Normalisation hides a wrongly scaled mean; check the raw mean too.
+		{"mean, raw", `{"task_type":"text_embedding","pooling":"mean","normalize":false,"max_sequence_length":64}`,
+			meanOf, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, ref := writeModel(t, tinyConfig(synthbert.HeadHidden, 1), tc.config)
+			m := load(t, dir, LoadOptions{Threads: 1, Batch: BatchConfig{MaxTokens: 100, MaxRows: 3}})
+			if got := m.Spec().Dimensions; got != 32 {
+				t.Fatalf("Dimensions = %d; want 32", got)
+			}
+			got, err := m.Embed(context.Background(), mixedTexts, InputSearch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, text := range mixedTexts {
+				enc, err := m.tok.Encode(m.prefixed([]string{text}, InputSearch)[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := tc.pool(reference(t, ref, enc))
+				if tc.normalize {
+					var ss float64
+					for _, v := range want {
+						ss += float64(v) * float64(v)
+					}
+					for d := range want {
+						want[d] = float32(float64(want[d]) / math.Sqrt(ss))
+					}
+				}
+				if len(got[i]) != len(want) {
+					t.Fatalf("text %d: %d dims; want %d", i, len(got[i]), len(want))
+				}
+				for d := range want {
+					if !near(float64(got[i][d]), float64(want[d]), 1e-4) {
+						t.Fatalf("text %d (%q) dim %d = %v; reference %v", i, text, d, got[i][d], want[d])
+					}
+				}
+			}
+			// Prefixes matter: the same text as ingest differs.
+			ingest, err := m.Embed(context.Background(), mixedTexts[1:2], InputIngest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.normalize && near(float64(ingest[0][0]), float64(got[1][0]), 1e-7) && near(float64(ingest[0][1]), float64(got[1][1]), 1e-7) {
+				t.Errorf("search and ingest embeddings are equal; prefixes were not applied")
+			}
+		})
+	}
+}
+
+func TestEmbeddingDoesNotDependOnBatchMates(t *testing.T) {
+	dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 2), `{"task_type":"text_embedding","max_sequence_length":64}`)
+	m := load(t, dir, LoadOptions{Threads: 2})
+	all, err := m.Embed(context.Background(), mixedTexts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range mixedTexts {
+		alone, err := m.Embed(context.Background(), []string{text}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := range alone[0] {
+			if !near(float64(alone[0][d]), float64(all[i][d]), 1e-5) {
+				t.Fatalf("text %d dim %d: alone %v, in a batch %v", i, d, alone[0][d], all[i][d])
+			}
+		}
+	}
+	st := m.Stats()
+	if st.RealTokens.Load() == 0 || st.PaddedTokens.Load() < st.RealTokens.Load() {
+		t.Errorf("stats: real %d padded %d", st.RealTokens.Load(), st.PaddedTokens.Load())
+	}
+}
+
+func TestSparseEmbeddingMatchesReference(t *testing.T) {
+	dir, ref := writeModel(t, tinyConfig(synthbert.HeadMaskedLM, 3), `{"task_type":"sparse_embedding","max_sequence_length":64}`)
+	m := load(t, dir, LoadOptions{Threads: 1})
+	got, err := m.SparseEmbed(context.Background(), mixedTexts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range mixedTexts {
+		enc, err := m.tok.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i].Truncated != enc.Truncated || (i == 4) != enc.Truncated {
+			t.Errorf("text %d: Truncated = %v; encoding says %v", i, got[i].Truncated, enc.Truncated)
+		}
+		// Reference SPLADE: max over positions of log(1+ReLU(logit)).
+		want := map[string]float64{}
+		for _, row := range reference(t, ref, enc) {
+			for v, x := range row {
+				if w := math.Log1p(math.Max(0, float64(x))); w > want[m.tok.Token(int64(v))] {
+					want[m.tok.Token(int64(v))] = w
+				}
+			}
+		}
+		gotW := map[string]float64{}
+		prev := math.Inf(1)
+		for _, wt := range got[i].Tokens {
+			if float64(wt.Weight) > prev {
+				t.Fatalf("text %d: tokens not sorted by weight", i)
+			}
+			prev = float64(wt.Weight)
+			if wt.Weight <= 0 {
+				t.Fatalf("text %d: zero weight for %q kept", i, wt.Token)
+			}
+			gotW[wt.Token] = float64(wt.Weight)
+		}
+		for tok, w := range want {
+			if w > 1e-3 && !near(gotW[tok], w, 1e-4) {
+				t.Fatalf("text %d token %q weight %v; reference %v", i, tok, gotW[tok], w)
+			}
+		}
+		for tok, w := range gotW {
+			if w > 1e-3 && !near(want[tok], w, 1e-4) {
+				t.Fatalf("text %d token %q weight %v; reference %v", i, tok, w, want[tok])
+			}
+		}
+		if len(gotW) < 10 {
+			t.Errorf("text %d: only %d tokens; the test model should activate many", i, len(gotW))
+		}
+	}
+}
+
+func TestRerankMatchesReference(t *testing.T) {
+	for _, sig := range []bool{false, true} {
+		config := `{"task_type":"rerank","max_sequence_length":64}`
+		if sig {
+			config = `{"task_type":"rerank","max_sequence_length":64,"rerank_scores":"sigmoid"}`
+		}
+		dir, ref := writeModel(t, tinyConfig(synthbert.HeadClassifier, 4), config)
+		m := load(t, dir, LoadOptions{Threads: 1, Batch: BatchConfig{MaxTokens: 64, MaxRows: 2}})
+		query := "what is a fox?"
+		got, err := m.Rerank(context.Background(), query, mixedTexts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		distinct := map[float32]bool{}
+		for i, doc := range mixedTexts {
+			enc, err := m.tok.EncodePair(query, doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := float64(reference(t, ref, enc)[0][0])
+			if sig {
+				want = 1 / (1 + math.Exp(-want))
+			}
+			if !near(float64(got[i]), want, 1e-4) {
+				t.Fatalf("sigmoid %v doc %d score %v; reference %v", sig, i, got[i], want)
+			}
+			distinct[got[i]] = true
+		}
+		if len(distinct) < 5 {
+			t.Errorf("scores %v barely differ; the test model should tell documents apart", got)
+		}
+	}
+}
+
+func TestLoadModelRejects(t *testing.T) {
+	t.Run("config disagrees with the graph", func(t *testing.T) {
+		dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 5), `{"task_type":"sparse_embedding"}`)
+		_, err := LoadModel(context.Background(), testRuntime, dir, LoadOptions{})
+		if !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), `the graph has no output "logits" (it has ["last_hidden_state"])`) {
+			t.Fatalf("LoadModel = %v", err)
+		}
+	})
+	t.Run("truncated model file", func(t *testing.T) {
+		dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 5), `{"task_type":"text_embedding"}`)
+		path := filepath.Join(dir, ONNXFile)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data[:len(data)/2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = LoadModel(context.Background(), testRuntime, dir, LoadOptions{})
+		if !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), "model.onnx") {
+			t.Fatalf("LoadModel(truncated) = %v", err)
+		}
+	})
+	t.Run("tokenizer with an unknown model type", func(t *testing.T) {
+		dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 5), `{"task_type":"text_embedding"}`)
+		if err := os.WriteFile(filepath.Join(dir, TokenizerFile), []byte(`{"model":{"type":"Quantum"}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadModel(context.Background(), testRuntime, dir, LoadOptions{})
+		if !errors.Is(err, ErrInvalidModel) {
+			t.Fatalf("LoadModel(bad tokenizer) = %v", err)
+		}
+	})
+}
+
+func TestCancelStopsWaiting(t *testing.T) {
+	cfg := tinyConfig(synthbert.HeadHidden, 6)
+	cfg.Hidden, cfg.Intermediate, cfg.Layers, cfg.MaxPositions = 128, 512, 6, 512
+	dir, _ := writeModel(t, cfg, `{"task_type":"text_embedding","max_sequence_length":512}`)
+	m := load(t, dir, LoadOptions{Threads: 1})
+	texts := make([]string, 64)
+	for i := range texts {
+		texts[i] = strings.Repeat(fmt.Sprintf("word%d ", i), 400)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Embed(ctx, texts, ""); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Embed with a cancelled context = %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := m.Embed(ctx, texts, "")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Embed past its deadline = %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("cancelled Embed returned after %s", elapsed)
+	}
+	// The model still works afterwards.
+	if _, err := m.Embed(context.Background(), texts[:1], ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentCallsShareOneModel(t *testing.T) {
+	dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 7), `{"task_type":"text_embedding","max_sequence_length":64}`)
+	m := load(t, dir, LoadOptions{Threads: 1})
+	want, err := m.Embed(context.Background(), mixedTexts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := m.Embed(context.Background(), mixedTexts, "")
+			if err != nil {
+				errs <- err
+				return
+			}
+			for i := range want {
+				for d := range want[i] {
+					if got[i][d] != want[i][d] {
+						errs <- fmt.Errorf("text %d dim %d: %v != %v", i, d, got[i][d], want[i][d])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
