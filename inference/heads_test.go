@@ -3,6 +3,7 @@ package inference
 import (
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -95,4 +96,62 @@ func TestRank(t *testing.T) {
 	if got := sigmoid(0); got != 0.5 {
 		t.Errorf("sigmoid(0) = %v", got)
 	}
+}
+
+// FuzzHeads checks pooling and SPLADE on arbitrary activations: no panic,
+// masked positions never count, unit vectors come out of normalize, and no
+// weight is zero, negative or NaN.
+func FuzzHeads(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9}, uint8(3), uint8(2))
+	f.Add([]byte{0, 0, 0, 0}, uint8(2), uint8(2))
+	f.Add([]byte{255, 128, 7}, uint8(1), uint8(3))
+	f.Fuzz(func(t *testing.T, raw []byte, seqB, dimB uint8) {
+		seq, dim := int(seqB%8)+1, int(dimB%8)+1
+		if len(raw) < seq*dim+seq {
+			return
+		}
+		hidden := make([]float32, seq*dim)
+		for i := range hidden {
+			hidden[i] = float32(int(raw[i])-128) / 16
+		}
+		mask := make([]int64, seq)
+		for i := range mask {
+			mask[i] = int64(raw[seq*dim+i] % 2)
+		}
+		mean := meanPool(hidden, 1, seq, dim, mask)[0]
+		normalize(mean)
+		var ss float64
+		for _, v := range mean {
+			if math.IsNaN(float64(v)) {
+				t.Fatal("NaN in pooled vector")
+			}
+			ss += float64(v) * float64(v)
+		}
+		if ss != 0 && math.Abs(ss-1) > 1e-5 {
+			t.Fatalf("normalized vector has squared norm %v", ss)
+		}
+		// Changing masked positions changes nothing.
+		changed := slices.Clone(hidden)
+		for s := range seq {
+			if mask[s] == 0 {
+				for d := range dim {
+					changed[s*dim+d] = 1e6
+				}
+			}
+		}
+		again := meanPool(changed, 1, seq, dim, mask)[0]
+		normalize(again)
+		if !slices.Equal(mean, again) {
+			t.Fatal("masked positions changed the mean")
+		}
+		w1, w2 := splade(hidden, seq, dim, mask), splade(changed, seq, dim, mask)
+		if !reflect.DeepEqual(w1, w2) {
+			t.Fatal("masked positions changed the sparse weights")
+		}
+		for id, w := range w1 {
+			if !(w > 0) || id < 0 || id >= dim {
+				t.Fatalf("weight %v for id %d", w, id)
+			}
+		}
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 )
@@ -74,10 +73,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w: %w", dir, ErrInvalidModel, err)
 	}
-	onnx, err := os.ReadFile(filepath.Join(dir, ONNXFile))
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w: %v", dir, ErrInvalidModel, err)
-	}
+	onnx := filepath.Join(dir, ONNXFile)
 	inputs, outputs, err := graphInfo(onnx)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)

@@ -407,3 +407,122 @@ func TestConcurrentCallsShareOneModel(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHostileInputs feeds what clients send by mistake or malice: each must
+// give a correct result, never an error, a crash or a hang.
+func TestHostileInputs(t *testing.T) {
+	dir, _ := writeModel(t, tinyConfig(synthbert.HeadMaskedLM, 8), `{"task_type":"sparse_embedding","max_sequence_length":64}`)
+	m := load(t, dir, LoadOptions{Threads: 1})
+	inputs := []string{
+		"", " \t\n ", strings.Repeat("x", 100_000), strings.Repeat("word ", 20_000),
+		"invalid \xff\xfe utf-8", "nul\x00inside", "\x07\x1b[31mcontrol\u200b\ufeff", "[SEP] [CLS] [MASK] typed specials",
+	}
+	start := time.Now()
+	got, err := m.SparseEmbed(context.Background(), inputs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("hostile inputs took %s", elapsed)
+	}
+	for i, e := range got {
+		if len(e.Tokens) == 0 {
+			t.Errorf("input %d: no tokens", i)
+		}
+		for _, wt := range e.Tokens {
+			if math.IsNaN(float64(wt.Weight)) || wt.Weight <= 0 {
+				t.Fatalf("input %d: weight %v for %q", i, wt.Weight, wt.Token)
+			}
+		}
+	}
+	// A 100,000-character word is one [UNK] (WordPiece's 100-character
+	// limit), so only the 20,000-word input is cut.
+	if got[0].Truncated || got[2].Truncated || !got[3].Truncated {
+		t.Errorf("Truncated flags = %v %v %v", got[0].Truncated, got[2].Truncated, got[3].Truncated)
+	}
+}
+
+// TestLoadSentenceTransformersDirectory loads a directory laid out as the
+// Hub exports a sentence-transformers model: no jetinfer.json at all.
+func TestLoadSentenceTransformersDirectory(t *testing.T) {
+	dir, ref := writeModel(t, tinyConfig(synthbert.HeadHidden, 9), "")
+	files := map[string]string{
+		"config.json":               `{"architectures":["BertModel"],"model_type":"bert","max_position_embeddings":64,"hidden_size":32}`,
+		"modules.json":              `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]`,
+		"1_Pooling/config.json":     `{"word_embedding_dimension":32,"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}`,
+		"sentence_bert_config.json": `{"max_seq_length":32}`,
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := load(t, dir, LoadOptions{})
+	want := Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"}, Output: "last_hidden_state",
+		Pooling: PoolCLS, MaxSequenceLength: 32, Dimensions: 32, Similarity: "cosine"}
+	if m.Spec() != want {
+		t.Fatalf("Spec = %+v; want %+v", m.Spec(), want)
+	}
+	text := strings.Repeat("tokens ", 40)
+	got, err := m.Embed(context.Background(), []string{text}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := m.tok.Encode(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enc.IDs) != 32 || !enc.Truncated {
+		t.Fatalf("encoding has %d tokens (truncated %v); want 32 from sentence_bert_config.json", len(enc.IDs), enc.Truncated)
+	}
+	cls := reference(t, ref, enc)[0]
+	for d := range cls {
+		if !near(float64(got[0][d]), float64(cls[d]), 1e-4) {
+			t.Fatalf("dim %d = %v; CLS reference %v", d, got[0][d], cls[d])
+		}
+	}
+}
+
+// TestXLMRobertaPath runs the Unigram tokenizer with a graph that has no
+// token_type_ids input, as multilingual-e5 (XLM-RoBERTa) exports do.
+func TestXLMRobertaPath(t *testing.T) {
+	const unigram = "testdata/tokenizer/unigram/tokenizer.json"
+	tok, err := LoadTokenizer(TokenizerConfig{Path: unigram, MaxLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyConfig(synthbert.HeadHidden, 10)
+	cfg.VocabSize, cfg.NoTokenTypeInput, cfg.TypeVocabSize = tok.VocabSize(), true, 1
+	dir, ref := writeModel(t, cfg, `{"task_type":"text_embedding","pooling":"mean","normalize":false,"max_sequence_length":64,"prefix_strings":{"search":"query: ","ingest":"passage: "}}`)
+	data, err := os.ReadFile(unigram)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := load(t, dir, LoadOptions{})
+	if m.Spec().Inputs.TokenTypeIDs != "" {
+		t.Fatalf("Inputs = %+v; want no token types", m.Spec().Inputs)
+	}
+	got, err := m.Embed(context.Background(), mixedTexts, InputIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range mixedTexts {
+		enc, err := m.tok.Encode("passage: " + text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := meanOf(reference(t, ref, enc))
+		for d := range want {
+			if !near(float64(got[i][d]), float64(want[d]), 1e-4) {
+				t.Fatalf("text %d dim %d = %v; reference %v", i, d, got[i][d], want[d])
+			}
+		}
+	}
+}

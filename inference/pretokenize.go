@@ -10,8 +10,9 @@ import (
 )
 
 // Pre-tokenizers split a normalized section of text into the words the model sees, following tokenizers'
-// pre_tokenizers/ (bert.rs, metaspace.rs, whitespace.rs, sequence.rs). sugarme's BertPreTokenizer splits on Go's
-// ASCII-only \s, so U+00A0, U+3000 and the like did not separate words; these work on Unicode properties.
+// pre_tokenizers/ (bert.rs, metaspace.rs, whitespace.rs, byte_level.rs, sequence.rs). sugarme's BertPreTokenizer
+// splits on Go's ASCII-only \s, so U+00A0, U+3000 and the like did not separate words; these work on Unicode
+// properties.
 
 // preTokenizer appends the words of s to dst. origin reports whether s starts at the very beginning of the input,
 // which is what Metaspace's prepend_scheme "first" looks at (tokenizers: offsets_original().0 == 0).
@@ -36,6 +37,17 @@ func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		return whitespaceSplitPreTokenizer{}, nil
 	case "Metaspace":
 		return buildMetaspace(cfg)
+	case "ByteLevel":
+		// add_prefix_space has no default in tokenizers' deserializer (trim_offsets neither, but it only moves
+		// offsets); use_regex defaults to true.
+		if cfg.AddPrefixSpace == nil {
+			return nil, errors.New(`ByteLevel: "add_prefix_space" is missing`)
+		}
+		p := byteLevelPreTokenizer{addPrefixSpace: *cfg.AddPrefixSpace, useRegex: true}
+		if cfg.UseRegex != nil {
+			p.useRegex = *cfg.UseRegex
+		}
+		return p, nil
 	case "Sequence":
 		var seq sequencePreTokenizer
 		for i, sub := range cfg.Pretokenizers {
@@ -236,4 +248,155 @@ func (m metaspacePreTokenizer) split(dst []string, s string, origin bool) []stri
 		}
 	}
 	return append(dst, s[start:])
+}
+
+// byteLevelPreTokenizer is tokenizers' ByteLevel pre-tokenizer (GPT-2, RoBERTa): a space is prepended to the
+// section unless it starts with one (add_prefix_space), the section is cut into GPT-2's words (use_regex, see
+// gpt2WordLen), and every byte of a word becomes the character GPT-2's bytes_to_unicode assigns it, so that the
+// BPE model works on bytes spelled as printable characters ("Ġ" for the space).
+//
+// tokenizers runs this on every split left after the added tokens were cut out (and, in a Sequence, on every
+// piece the earlier pre-tokenizers produced), so each of them gets its own prefix space; an empty split stays
+// empty (NormalizedString::prepend does nothing on it).
+type byteLevelPreTokenizer struct {
+	addPrefixSpace, useRegex bool
+}
+
+func (p byteLevelPreTokenizer) split(dst []string, s string, _ bool) []string {
+	if s == "" {
+		return dst
+	}
+	if p.addPrefixSpace && s[0] != ' ' {
+		s = " " + s
+	}
+	// Map the whole section once, then cut the mapped string where the words of s end.
+	mapped := make([]byte, 0, 2*len(s))
+	for i := 0; i < len(s); i++ {
+		mapped = append(mapped, byteLevelChars[s[i]]...)
+	}
+	text := string(mapped)
+	if !p.useRegex {
+		return append(dst, text)
+	}
+	for i, at := 0, 0; i < len(s); {
+		n := gpt2WordLen(s, i)
+		width := 0
+		for j := i; j < i+n; j++ {
+			width += len(byteLevelChars[s[j]])
+		}
+		dst = append(dst, text[at:at+width])
+		i, at = i+n, at+width
+	}
+	return dst
+}
+
+// byteLevelChars is GPT-2's bytes_to_unicode (openai/gpt-2 encoder.py, tokenizers' bytes_char), as UTF-8: the
+// printable bytes ! … ~, ¡ … ¬ and ® … ÿ stand for themselves, the 68 others, in byte order, for U+0100 onwards
+// (the space 0x20 is U+0120 "Ġ", the newline U+010A "Ċ").
+var byteLevelChars = func() (table [256]string) {
+	n := 0
+	for c := range 256 {
+		if c >= '!' && c <= '~' || c >= 0xA1 && c <= 0xAC || c >= 0xAE {
+			table[c] = string(rune(c))
+		} else {
+			table[c] = string(rune(256 + n))
+			n++
+		}
+	}
+	return table
+}()
+
+// gpt2WordLen returns the length in bytes of the word that starts at s[i:] under GPT-2's pattern, which
+// tokenizers' ByteLevel runs with Oniguruma (leftmost alternative first, greedy quantifiers, backtracking):
+//
+//	's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//
+// Go's regexp has no lookahead, so the alternatives are tried here by hand, in order. Every character is a letter
+// (L), a number (N), whitespace (\s, the White_Space property) or other, so some alternative always matches and the
+// matches cover the whole string; none is empty. The one alternative that backtracks is \s+(?!\S): a run of
+// whitespace followed by a non-space character gives it back its last character (which a following " ?\p{L}+" and
+// the like then start with, when it is a space); a run of one such character is \s+ on its own. Each word is
+// scanned once, so splitting is linear in the length of s.
+func gpt2WordLen(s string, i int) int {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == '\'' && i+1 < len(s) {
+		switch s[i+1] {
+		case 's', 't', 'm', 'd':
+			return 2
+		case 'r', 'v':
+			if i+2 < len(s) && s[i+2] == 'e' {
+				return 3
+			}
+		case 'l':
+			if i+2 < len(s) && s[i+2] == 'l' {
+				return 3
+			}
+		}
+	}
+	// " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+": an optional space, then a run of one class.
+	start, class := i, gpt2Class(r)
+	if r == ' ' && i+1 < len(s) {
+		next, _ := utf8.DecodeRuneInString(s[i+1:])
+		if c := gpt2Class(next); c != gpt2Space {
+			start, class = i+1, c
+		}
+	}
+	if class != gpt2Space {
+		end := start
+		for end < len(s) {
+			r, size := utf8.DecodeRuneInString(s[end:])
+			if gpt2Class(r) != class {
+				break
+			}
+			end += size
+		}
+		return end - i
+	}
+	// "\s+(?!\S)", else "\s+".
+	end, last := i+size, i
+	for end < len(s) {
+		r, size := utf8.DecodeRuneInString(s[end:])
+		if !isRegexSpace(r) {
+			break
+		}
+		last = end
+		end += size
+	}
+	if end == len(s) || last == i {
+		return end - i // the run reaches the end, or is a single character
+	}
+	return last - i
+}
+
+type gpt2CharClass uint8
+
+const (
+	gpt2Space gpt2CharClass = iota
+	gpt2Letter
+	gpt2Number
+	gpt2Other
+)
+
+// gpt2Class sorts a character into the classes of the GPT-2 pattern: \s (White_Space), \p{L}, \p{N}, the rest.
+func gpt2Class(r rune) gpt2CharClass {
+	if r < utf8.RuneSelf {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			return gpt2Letter
+		case r >= '0' && r <= '9':
+			return gpt2Number
+		case r == ' ' || r >= '\t' && r <= '\r':
+			return gpt2Space
+		}
+		return gpt2Other
+	}
+	switch {
+	case unicode.IsLetter(r):
+		return gpt2Letter
+	case unicode.IsNumber(r):
+		return gpt2Number
+	case isRegexSpace(r):
+		return gpt2Space
+	}
+	return gpt2Other
 }

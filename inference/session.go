@@ -52,8 +52,8 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 }
 
 // graphInfo returns the graph's inputs and outputs as resolve needs them.
-func graphInfo(onnx []byte) (inputs, outputs []tensorInfo, err error) {
-	in, out, err := ort.GetInputOutputInfoWithONNXData(onnx)
+func graphInfo(path string) (inputs, outputs []tensorInfo, err error) {
+	in, out, err := ort.GetInputOutputInfo(path)
 	if err != nil {
 		return nil, nil, invalid("%s: %v", ONNXFile, err)
 	}
@@ -80,13 +80,15 @@ func typeName(info ort.InputOutputInfo) string {
 	return info.DataType.String()
 }
 
-func newSession(onnx []byte, inputs []string, output string, threads int) (*session, error) {
+// newSession loads the graph from its file, so that the weights are read
+// once, into ORT, and never held in Go memory as well.
+func newSession(path string, inputs []string, output string, threads int) (*session, error) {
 	opts, err := sessionOptions(threads)
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer func() { _ = opts.Destroy() }()
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, inputs, []string{output}, opts)
+	s, err := ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
 	if err != nil {
 		return nil, invalid("%s: %v", ONNXFile, err)
 	}

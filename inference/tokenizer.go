@@ -21,15 +21,15 @@ type Encoding struct {
 	Truncated bool    // the input did not fit into MaxLength
 }
 
-// Tokenizer turns text into the token ids of a Hugging Face tokenizer.json (WordPiece or Unigram model), equal to
-// what Hugging Face tokenizers computes for the same file with truncation to MaxLength (strategy longest_first)
+// Tokenizer turns text into the token ids of a Hugging Face tokenizer.json (WordPiece, Unigram or BPE model), equal
+// to what Hugging Face tokenizers computes for the same file with truncation to MaxLength (strategy longest_first)
 // and without padding.
 //
 // sugarme/tokenizer (pretrained.FromReader) loads the WordPiece model. The rest is implemented in this package
 // after tokenizers' Rust sources, because sugarme's versions give other ids than Hugging Face or are too slow:
-// normalizers (normalize.go), pre-tokenizers (pretokenize.go), added-token extraction (tokenizer_added.go), the
-// WordPiece matching and the Unigram model (tokenizer_model.go), truncation and post-processing
-// (tokenizer_post.go). The comment on each part says what sugarme does differently.
+// normalizers (normalize.go), pre-tokenizers (pretokenize.go, ByteLevel included), added-token extraction
+// (tokenizer_added.go), the WordPiece matching and the Unigram model (tokenizer_model.go), the BPE model (bpe.go),
+// truncation and post-processing (tokenizer_post.go). The comment on each part says what sugarme does differently.
 //
 // A Tokenizer is immutable once loaded, and Encode reads nothing else (sugarme's Tokenizer, whose Encode writes its
 // models' caches, is not used after loading), so it is safe for concurrent use.
@@ -82,6 +82,8 @@ func newTokenizer(data []byte, maxLength int) (*Tokenizer, error) {
 		t.model, err = loadWordPiece(model)
 	case "Unigram":
 		t.model, err = loadUnigram(model)
+	case "BPE":
+		t.model, err = loadBPE(model)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)

@@ -12,7 +12,7 @@ import (
 // tokenizer at several maximum lengths (scripts/golden/tokenize.mjs writes them; CI does not run Node, the files
 // are committed).
 
-var tokTestTokenizers = []string{"bert-base-uncased", "unigram"}
+var tokTestTokenizers = []string{"bert-base-uncased", "unigram", "bpe"}
 
 type tokCorpus struct {
 	Single []string    `json:"single"`

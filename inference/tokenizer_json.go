@@ -42,19 +42,31 @@ type hfPadding struct {
 	PadToken string `json:"pad_token"`
 }
 
-// hfModel holds the fields of the two model types we support; Vocab is an object (WordPiece) or an array of
-// [piece, score] pairs (Unigram) and is decoded once the type is known.
+// hfModel holds the fields of the three model types we support; Vocab is an object (WordPiece, BPE) or an array
+// of [piece, score] pairs (Unigram) and is decoded once the type is known, as are BPE's merges ("a b" strings or
+// [a, b] pairs).
 type hfModel struct {
 	Type string `json:"type"`
 
-	// WordPiece.
+	// WordPiece and BPE.
 	UnkToken                *string `json:"unk_token"`
 	ContinuingSubwordPrefix *string `json:"continuing_subword_prefix"`
-	MaxInputCharsPerWord    *int    `json:"max_input_chars_per_word"`
+
+	// WordPiece.
+	MaxInputCharsPerWord *int `json:"max_input_chars_per_word"`
+
+	// Unigram and BPE.
+	ByteFallback bool `json:"byte_fallback"`
 
 	// Unigram.
-	UnkID        *int `json:"unk_id"`
-	ByteFallback bool `json:"byte_fallback"`
+	UnkID *int `json:"unk_id"`
+
+	// BPE.
+	Dropout         *float64        `json:"dropout"`
+	EndOfWordSuffix *string         `json:"end_of_word_suffix"`
+	FuseUnk         bool            `json:"fuse_unk"`
+	IgnoreMerges    bool            `json:"ignore_merges"`
+	Merges          json.RawMessage `json:"merges"`
 
 	Vocab json.RawMessage `json:"vocab"`
 }
@@ -94,11 +106,16 @@ type hfPattern struct {
 type hfPreTokenizer struct {
 	Type string `json:"type"`
 
+	// Metaspace and ByteLevel.
+	AddPrefixSpace *bool `json:"add_prefix_space"`
+
 	// Metaspace.
-	Replacement    *string `json:"replacement"`
-	PrependScheme  *string `json:"prepend_scheme"`
-	AddPrefixSpace *bool   `json:"add_prefix_space"`
-	Split          *bool   `json:"split"`
+	Replacement   *string `json:"replacement"`
+	PrependScheme *string `json:"prepend_scheme"`
+	Split         *bool   `json:"split"`
+
+	// ByteLevel (its trim_offsets only concerns offsets, which we do not compute).
+	UseRegex *bool `json:"use_regex"`
 
 	// Sequence.
 	Pretokenizers []json.RawMessage `json:"pretokenizers"`
@@ -115,6 +132,9 @@ type hfPostProcessor struct {
 	// BertProcessing and RobertaProcessing: ["[SEP]", 102].
 	Sep *hfTokenAndID `json:"sep"`
 	Cls *hfTokenAndID `json:"cls"`
+
+	// Sequence.
+	Processors []json.RawMessage `json:"processors"`
 }
 
 type hfTemplatePiece struct {
@@ -217,11 +237,11 @@ func parseTokenizerFile(data []byte) (*hfTokenizerFile, *hfModel, error) {
 		return nil, nil, fmt.Errorf("model: %w", err)
 	}
 	switch m.Type {
-	case "WordPiece", "Unigram":
+	case "WordPiece", "Unigram", "BPE":
 	case "":
 		return nil, nil, errors.New(`model: "type" is missing`)
 	default:
-		return nil, nil, fmt.Errorf("model: unsupported type %q (supported: WordPiece, Unigram)", m.Type)
+		return nil, nil, fmt.Errorf("model: unsupported type %q (supported: WordPiece, Unigram, BPE)", m.Type)
 	}
 	if isJSONNull(m.Vocab) {
 		return nil, nil, errors.New(`model: "vocab" is missing`)

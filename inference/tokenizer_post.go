@@ -65,22 +65,32 @@ func specialPart(id, typeID int64) templatePart {
 	return templatePart{special: []int64{id}, typeID: typeID}
 }
 
+// plainPostProcessor leaves the sequences as they are, B with type id 1: tokenizers' default_process (no
+// post-processor), which keeps the type ids encode gave each sequence.
+func plainPostProcessor() *postProcessor {
+	return &postProcessor{
+		single:  []templatePart{seqPart(0, 0)},
+		pair:    []templatePart{seqPart(0, 0), seqPart(1, 1)},
+		hasPair: true,
+	}
+}
+
 // buildPostProcessor reads post_processor; validID checks that an id exists in the vocabulary.
 func buildPostProcessor(raw json.RawMessage, validID func(int64) bool) (*postProcessor, error) {
 	if isJSONNull(raw) {
-		// No post-processor: the sequences as they are, B with type id 1 (tokenizers' default_process keeps the
-		// type ids encode gave each sequence).
-		return &postProcessor{
-			single:  []templatePart{seqPart(0, 0)},
-			pair:    []templatePart{seqPart(0, 0), seqPart(1, 1)},
-			hasPair: true,
-		}, nil
+		return plainPostProcessor(), nil
 	}
 	var cfg hfPostProcessor
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, err
 	}
 	switch cfg.Type {
+	case "ByteLevel":
+		// It only trims offsets; ids and type ids are those of no post-processor (PostProcessor::process sets type
+		// id i on sequence i before process_encodings).
+		return plainPostProcessor(), nil
+	case "Sequence":
+		return buildPostProcessorSequence(cfg, validID)
 	case "TemplateProcessing":
 		return buildTemplate(cfg, validID)
 	case "BertProcessing", "RobertaProcessing":
@@ -112,6 +122,39 @@ func buildPostProcessor(raw json.RawMessage, validID func(int64) bool) (*postPro
 	default:
 		return nil, fmt.Errorf("unsupported type %q", cfg.Type)
 	}
+}
+
+// buildPostProcessorSequence reads a Sequence of post-processors, such as [ByteLevel, TemplateProcessing]. ByteLevel
+// members change no ids; one other member (the one that adds special tokens and sets type ids) is what the
+// sequence amounts to. Two of those would wrap the sequences twice, which no tokenizer file does: refused.
+func buildPostProcessorSequence(cfg hfPostProcessor, validID func(int64) bool) (*postProcessor, error) {
+	var chosen *postProcessor
+	for i, sub := range cfg.Processors {
+		if isJSONNull(sub) {
+			return nil, fmt.Errorf("Sequence[%d]: null", i)
+		}
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(sub, &head); err != nil {
+			return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+		}
+		p, err := buildPostProcessor(sub, validID)
+		if err != nil {
+			return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+		}
+		if head.Type == "ByteLevel" {
+			continue
+		}
+		if chosen != nil {
+			return nil, fmt.Errorf("Sequence[%d]: unsupported: a second %s after a post-processor that already adds special tokens", i, head.Type)
+		}
+		chosen = p
+	}
+	if chosen == nil {
+		return plainPostProcessor(), nil
+	}
+	return chosen, nil
 }
 
 func buildTemplate(cfg hfPostProcessor, validID func(int64) bool) (*postProcessor, error) {

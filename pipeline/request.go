@@ -253,3 +253,20 @@ func (r Request) Validate(task config.TaskType) error {
 	}
 	return nil
 }
+
+// IncludeDocuments decides whether rerank results carry the document text,
+// with Elasticsearch's precedence: the request's return_documents, then
+// the request's task_settings.return_documents, then the endpoint's task
+// settings, then true.
+func (r Request) IncludeDocuments(endpoint *config.RerankTaskSettings) bool {
+	if r.ReturnDocuments != nil {
+		return *r.ReturnDocuments
+	}
+	if b, ok := r.TaskSettings["return_documents"].(bool); ok {
+		return b
+	}
+	if endpoint != nil {
+		return endpoint.ReturnDocuments
+	}
+	return true
+}

@@ -154,3 +154,24 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestReturnDocumentsPrecedence(t *testing.T) {
+	off, on := &config.RerankTaskSettings{ReturnDocuments: false}, &config.RerankTaskSettings{ReturnDocuments: true}
+	tests := []struct {
+		name     string
+		req      Request
+		endpoint *config.RerankTaskSettings
+		want     bool
+	}{
+		{"nothing set", Request{}, nil, true},
+		{"endpoint", Request{}, off, false},
+		{"request task settings beat the endpoint", Request{TaskSettings: map[string]any{"return_documents": true}}, off, true},
+		{"top-level beats task settings", Request{ReturnDocuments: ptr(false), TaskSettings: map[string]any{"return_documents": true}}, on, false},
+		{"non-boolean task setting is ignored", Request{TaskSettings: map[string]any{"return_documents": "yes"}}, off, false},
+	}
+	for _, tt := range tests {
+		if got := tt.req.IncludeDocuments(tt.endpoint); got != tt.want {
+			t.Errorf("%s: IncludeDocuments = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -93,7 +93,11 @@ func (m *Model) embed(ids, typeIDs []int64) matrix {
 	e := &m.embeddings
 	x := newMatrix(len(ids), e.word.cols)
 	for s := range ids {
-		word, pos, typ := e.word.row(int(ids[s])), e.position.row(s), e.tokenType.row(int(typeIDs[s]))
+		typeID := 0
+		if !m.Config.NoTokenTypeInput {
+			typeID = int(typeIDs[s])
+		}
+		word, pos, typ := e.word.row(int(ids[s])), e.position.row(s), e.tokenType.row(typeID)
 		row := x.row(s)
 		for j := range row {
 			row[j] = float32(float64(word[j]) + float64(pos[j]) + float64(typ[j]))

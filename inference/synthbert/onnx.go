@@ -67,7 +67,11 @@ func (m *Model) graph() *graphProto {
 		constants: map[string]bool{},
 		eps:       m.Config.LayerNormEps,
 	}
-	for _, name := range []string{inputIDs, attentionMask, tokenTypeIDs} {
+	inputs := []string{inputIDs, attentionMask, tokenTypeIDs}
+	if m.Config.NoTokenTypeInput {
+		inputs = inputs[:2]
+	}
+	for _, name := range inputs {
 		b.graph.input = append(b.graph.input,
 			valueInfo(name, tensorInt64, dimParam(batchDim), dimParam(seqDim)))
 	}
@@ -86,9 +90,17 @@ func (m *Model) graph() *graphProto {
 func (m *Model) embeddingsGraph(b *graphBuilder) string {
 	e := &m.embeddings
 	word := b.op(e.word.name+"/Gather", "Gather", []string{b.table(&e.word), inputIDs})
-	typ := b.op(e.tokenType.name+"/Gather", "Gather", []string{b.table(&e.tokenType), tokenTypeIDs})
+	var typ string
+	if !m.Config.NoTokenTypeInput {
+		typ = b.op(e.tokenType.name+"/Gather", "Gather", []string{b.table(&e.tokenType), tokenTypeIDs})
+	}
 	seqLen := b.op("bert.embeddings/seq_len", "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
 	zero := b.int64Const("const.zero_1d", []int64{1}, 0)
+	if m.Config.NoTokenTypeInput {
+		// Type 0 for every token: row 0 of the table, broadcast over [B,S].
+		one := b.int64Const("const.one_1d", []int64{1}, 1)
+		typ = b.op(e.tokenType.name+"/Slice", "Slice", []string{b.table(&e.tokenType), zero, one, zero})
+	}
 	pos := b.op(e.position.name+"/Slice", "Slice", []string{b.table(&e.position), zero, seqLen, zero})
 	sum := b.op("bert.embeddings/Add_position", "Add", []string{word, pos})
 	sum = b.op("bert.embeddings/Add_token_type", "Add", []string{sum, typ})

@@ -68,6 +68,10 @@ type Config struct {
 	WeightScale float32
 	// LayerNormEps is added to the variance in every LayerNorm; BERT uses 1e-12.
 	LayerNormEps float32
+	// NoTokenTypeInput leaves token_type_ids out of the graph, as
+	// XLM-RoBERTa exports do: every token then has type 0, and Forward
+	// ignores the type ids it is given.
+	NoTokenTypeInput bool
 }
 
 // maxDim bounds every size in a Config, so that products of two sizes cannot

@@ -1,6 +1,6 @@
 // Writes the golden token ids that inference/tokenizer_golden_test.go compares the Go tokenizer against.
 //
-// For each tokenizer under inference/testdata/tokenizer/ (bert-base-uncased, unigram), every text and every pair of
+// For each tokenizer under inference/testdata/tokenizer/ (bert-base-uncased, unigram, bpe), every text and every pair of
 // ../../inference/testdata/tokenizer/corpus.json is encoded with Hugging Face's tokenizers.js
 // (@huggingface/tokenizers, pinned in package.json) at several maximum lengths, and the ids, token type ids and
 // whether the input was truncated go to <tokenizer>/golden.json.
@@ -19,17 +19,32 @@
 //  3. Metaspace. tokenizers.js hands the whole section to the model; Rust (split: true, the default and what our
 //     Unigram file says) cuts it before every "▁" first (SplitDelimiterBehavior::MergedWithNext), which changes
 //     the Unigram segmentation wherever a piece could span two words.
+//  4. ByteLevel's GPT-2 pattern. tokenizers.js runs it with JavaScript's \s, which matches U+FEFF and not U+0085;
+//     Rust runs it with Oniguruma, whose \s is the White_Space property (U+0085 yes, U+FEFF no). The corpus has
+//     both, so the pre-tokenizer here uses the pattern with \p{White_Space} (bytelevel.mjs,
+//     pre_tokenizers/byte_level.rs).
+//  5. RobertaProcessing. tokenizers.js gives the second sequence of a pair type id 1; Rust gives every token type
+//     id 0 ("Roberta is weird", processors/roberta.rs), which is what the golden file says.
+//
+// tokenizers.js's BPE model also differs from Rust's (models/bpe/model.rs) in ways our BPE file does not reach,
+// which is why the file is as it is: it resolves unknown tokens and byte_fallback after merging (Rust: per
+// character, before), ignores continuing_subword_prefix, checks ignore_merges against the added tokens too, and
+// fuses <unk> after the fact. The BPE file has no unk_token, no prefix, no byte_fallback and no ignore_merges (as
+// RoBERTa), so every character is one of the 256 byte characters and only the merges matter, and those it ranks
+// as Rust does (lowest rank first, leftmost first among equal ranks). The Go unit tests cover the other options
+// against the Rust source.
 //
 // Usage: npm ci && node tokenize.mjs
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { Tokenizer, BertNormalizer, MetaspacePreTokenizer } from "@huggingface/tokenizers";
+import { Tokenizer, BertNormalizer, MetaspacePreTokenizer, ByteLevelPreTokenizer } from "@huggingface/tokenizers";
+import { preTokenize } from "./bytelevel.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const testdata = join(here, "../../inference/testdata/tokenizer");
-const TOKENIZERS = ["bert-base-uncased", "unigram"];
+const TOKENIZERS = ["bert-base-uncased", "unigram", "bpe"];
 const MAX_LENGTHS = [512, 128, 16];
 
 // --- 2. BertNormalizer as tokenizers' normalizers/bert.rs -------------------------------------------------------
@@ -81,6 +96,12 @@ MetaspacePreTokenizer.prototype.pre_tokenize_text = function (text, options) {
   return words;
 };
 
+// --- 4. ByteLevel with Oniguruma's \s -------------------------------------------------------------------------------
+
+ByteLevelPreTokenizer.prototype.pre_tokenize_text = function (text) {
+  return preTokenize(text, { addPrefixSpace: this.add_prefix_space, useRegex: this.use_regex });
+};
+
 // --- 1. Truncation as tokenizers' utils/truncation.rs, then the post-processor ------------------------------------
 
 function truncate(a, b, maxLength) {
@@ -102,6 +123,7 @@ function truncate(a, b, maxLength) {
 
 function addedBySpecials(tokenizerJSON, pair) {
   const pp = tokenizerJSON.post_processor;
+  if (pp?.type === "RobertaProcessing") return pair ? 4 : 2;
   if (pp?.type !== "TemplateProcessing") throw new Error(`unexpected post_processor ${pp?.type}`);
   return (pair ? pp.pair : pp.single)
     .filter((piece) => piece.SpecialToken)
@@ -113,7 +135,9 @@ function encode(tokenizer, tokenizerJSON, maxLength, first, second) {
   const tokensOf = (text) => tokenizer.encode(text, { add_special_tokens: false }).tokens;
   const room = maxLength - addedBySpecials(tokenizerJSON, pair);
   const { a, b, truncated } = truncate(tokensOf(first), pair ? tokensOf(second) : null, room);
-  const { tokens, token_type_ids } = tokenizer.post_processor(a, b, true);
+  const { tokens, token_type_ids: typeIDs } = tokenizer.post_processor(a, b, true);
+  // 5. RobertaProcessing: every type id 0.
+  const token_type_ids = tokenizerJSON.post_processor.type === "RobertaProcessing" ? typeIDs.map(() => 0) : typeIDs;
   // The token → id mapping of Tokenizer.encode.
   const ids = tokens.map(
     (t) => tokenizer.added_tokens_map.get(t)?.id ?? tokenizer.model.tokens_to_ids.get(t) ?? tokenizer.model.unk_token_id,
