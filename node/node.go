@@ -100,9 +100,7 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 	}()
 	go func() {
 		defer n.wg.Done()
-		if err := n.store.Watch(runCtx, n.reportChange); err != nil {
-			n.errs <- fmt.Errorf("endpoint watch: %w", err)
-		}
+		n.watchEndpoints(runCtx)
 	}()
 	log.Info().Str("http_addr", n.httpLn.Addr().String()).Str("nats_url", n.NATSURL()).Msg("jetinfer started")
 	return n, nil
@@ -146,6 +144,25 @@ func (n *Node) connect() error {
 	}
 	n.nc = nc
 	return nil
+}
+
+// watchEndpoints follows the endpoint bucket until ctx ends. A watch that
+// breaks (NATS gone, bucket deleted by hand) is logged and restarted: the
+// HTTP API keeps answering, with 503s while the bucket is unreachable.
+func (n *Node) watchEndpoints(ctx context.Context) {
+	const retry = 2 * time.Second
+	for {
+		err := n.store.Watch(ctx, n.reportChange)
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn().Err(err).Dur("retry_in", retry).Msg("endpoint watch stopped")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
 }
 
 // reportChange logs every definition that appears in the bucket, so that an

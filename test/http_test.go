@@ -367,3 +367,25 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	n.do(t, "GET", "/_inference/during", "").mustStatus(t, 404)
 }
+
+// TestBucketDeletedByHand: an operator deleting the bucket makes the API
+// answer 503 in Elasticsearch's envelope; nothing crashes.
+func TestBucketDeletedByHand(t *testing.T) {
+	n := startNode(t, nil)
+	n.do(t, "PUT", "/_inference/sparse_embedding/my-elser", elserBody).mustStatus(t, 200)
+	js := connectJS(t, n.NATSURL())
+	if err := js.DeleteKeyValue(context.Background(), config.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	r := n.do(t, "GET", "/_inference/my-elser", "")
+	if r.status != 503 || !strings.Contains(r.body, `"reason":"The inference endpoint store is unavailable"`) {
+		t.Fatalf("GET after the bucket was deleted = %d %s", r.status, r.body)
+	}
+	n.do(t, "PUT", "/_inference/sparse_embedding/other", elserBody).mustStatus(t, 503)
+	n.do(t, "GET", "/", "").mustStatus(t, 200)
+	select {
+	case err := <-n.Err():
+		t.Fatalf("node failed: %v", err)
+	default:
+	}
+}
