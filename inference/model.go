@@ -36,14 +36,13 @@ const sparseOutputBudget = 64 << 20
 // It is safe for concurrent use; concurrent calls run concurrently on the
 // one shared session.
 type Model struct {
-	spec    Spec
-	tok     *Tokenizer
-	sess    *session
-	batch   BatchConfig
-	padID   int64
-	stats   Stats
-	dir     string
-	threads int
+	spec  Spec
+	tok   *Tokenizer
+	sess  *session
+	batch BatchConfig
+	padID int64
+	stats Stats
+	dir   string
 }
 
 // Stats counts what a model computed, for benchmarks and metrics.
@@ -90,7 +89,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	m := &Model{spec: spec, tok: tok, sess: sess, batch: opts.Batch, padID: tok.PadID(), dir: dir, threads: opts.Threads}
+	m := &Model{spec: spec, tok: tok, sess: sess, batch: opts.Batch, padID: tok.PadID(), dir: dir}
 	if spec.Task == TaskSparseEmbedding {
 		m.batch.MaxTokens = max(spec.MaxSequenceLength, min(m.batch.MaxTokens, sparseOutputBudget/4/tok.VocabSize()))
 	}

@@ -13,9 +13,8 @@ import (
 // model in a process share one session and its weights; what differs per
 // allocation is only the goroutine that calls run.
 type session struct {
-	s       *ort.DynamicAdvancedSession
-	inputs  []string
-	outputs []string
+	s      *ort.DynamicAdvancedSession
+	output string
 }
 
 // sessionOptions are the ORT settings for CPU inference with variable
@@ -92,7 +91,7 @@ func newSession(path string, inputs []string, output string, threads int) (*sess
 	if err != nil {
 		return nil, invalid("%s: %v", ONNXFile, err)
 	}
-	return &session{s: s, inputs: inputs, outputs: []string{output}}, nil
+	return &session{s: s, output: output}, nil
 }
 
 func (s *session) close() error { return s.s.Destroy() }
@@ -164,7 +163,7 @@ func (s *session) run(ctx context.Context, in batchInput, outShape []int64) ([]f
 	}
 	t, ok := outputs[0].(*ort.Tensor[float32])
 	if !ok {
-		return nil, nil, invalid("output %q is not a float32 tensor", s.outputs[0])
+		return nil, nil, invalid("output %q is not a float32 tensor", s.output)
 	}
 	// The data is Go memory in both cases (onnxruntime_go copies what ORT
 	// allocates), so it outlives the tensor's destruction on return.
