@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -28,10 +29,10 @@ import (
 // seen. The only state is a sync.Pool of scratch buffers, which never keeps a buffer for a word longer than
 // bpeMaxPooled symbols.
 //
-// Rust's quirks are kept where they can change ids: a queued merge is still valid when the pair at its position
-// now produces the same token, even through another merge (Word::merge_all compares only the new id); a character
-// that falls back to bytes does not flush a pending <unk> first, so the <unk> comes after the bytes; byte fallback
-// looks up the bytes of the prefixed or suffixed character.
+// Rust's quirks are kept: a character that falls back to bytes does not flush a pending <unk> first, so that <unk>
+// comes after the bytes; byte fallback spells out the prefixed or suffixed character, prefix and suffix included;
+// a queued merge is checked, as in Word::merge_all, by the token the pair at its position now produces (merges
+// lengthen their symbols, so in practice this is the same as checking the pair).
 type bpeModel struct {
 	tokens []string
 	ids    map[string]int32
@@ -46,9 +47,14 @@ type bpeModel struct {
 	byteFallback bool
 	ignoreMerges bool
 	byteIDs      [256]int32 // ids of <0x00> … <0xFF>, -1 where absent
+	// charIDs[r] is the id of the one-character token r (-1: none) for r below bpeCharTable, which covers ASCII and
+	// the 256 characters of the byte-level alphabet: the lookups of a word's characters without a hash.
+	charIDs [bpeCharTable]int32
 
 	scratch sync.Pool // *bpeScratch
 }
+
+const bpeCharTable = 0x180
 
 // bpeMaxPooled is the largest word (in symbols) whose scratch buffers go back to the pool.
 const bpeMaxPooled = 1 << 12
@@ -122,6 +128,12 @@ func loadBPE(m *hfModel) (*bpeModel, error) {
 		// do we; a byte-level file never has one.
 		if id, ok := b.ids[*b.unkToken]; ok {
 			b.unkID = id
+		}
+	}
+	for r := range b.charIDs {
+		b.charIDs[r] = -1
+		if id, ok := b.ids[string(rune(r))]; ok {
+			b.charIDs[r] = id
 		}
 	}
 	for c := range b.byteIDs {
@@ -217,7 +229,8 @@ func (b *bpeModel) appendIDs(dst []int64, word string) ([]int64, error) {
 	if err := b.initialSymbols(s, word); err != nil {
 		return dst, err
 	}
-	b.mergeAll(s)
+	live := b.mergeAll(s)
+	dst = slices.Grow(dst, live)
 	for _, sym := range s.symbols {
 		if !sym.dead {
 			dst = append(dst, int64(sym.id))
@@ -229,6 +242,11 @@ func (b *bpeModel) appendIDs(dst []int64, word string) ([]int64, error) {
 // initialSymbols is the first part of BPE::merge_word: one symbol per character (or per byte, or per run of
 // unknown characters).
 func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
+	// One symbol per character, except for byte fallback: sized once, as growing a slice of a long word step by step
+	// costs more than the merges.
+	if n := utf8.RuneCountInString(word); cap(s.symbols) < n {
+		s.symbols = make([]bpeSymbol, 0, n)
+	}
 	s.symbols = s.symbols[:0]
 	add := func(id int32) {
 		n := int32(len(s.symbols))
@@ -239,7 +257,7 @@ func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
 	}
 	pendingUnk := false
 	for i := 0; i < len(word); {
-		_, size := utf8.DecodeRuneInString(word[i:])
+		r, size := utf8.DecodeRuneInString(word[i:])
 		first, last := i == 0, i+size == len(word)
 		piece := word[i : i+size]
 		i += size
@@ -259,6 +277,9 @@ func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
 				s.buf = append(s.buf, b.suffix...)
 			}
 			id, ok = b.ids[string(s.buf)]
+		} else if r < bpeCharTable && size == utf8.RuneLen(r) {
+			id = b.charIDs[r]
+			ok = id >= 0
 		} else {
 			id, ok = b.ids[piece]
 		}
@@ -311,9 +332,13 @@ func bpeAppendBytes[T string | []byte](b *bpeModel, add func(int32), piece T) bo
 	return true
 }
 
-// mergeAll is Word::merge_all without dropout.
-func (b *bpeModel) mergeAll(s *bpeScratch) {
+// mergeAll is Word::merge_all without dropout. It returns the number of symbols left.
+func (b *bpeModel) mergeAll(s *bpeScratch) int {
 	syms := s.symbols
+	live := len(syms)
+	if cap(s.heap) < len(syms) {
+		s.heap = make([]bpeCandidate, 0, len(syms))
+	}
 	h := s.heap[:0]
 	for pos := 0; pos+1 < len(syms); pos++ {
 		if v, ok := b.merges[bpePairKey(syms[pos].id, syms[pos+1].id)]; ok {
@@ -343,6 +368,7 @@ func (b *bpeModel) mergeAll(s *bpeScratch) {
 		cur.id = top.id
 		cur.next = right.next
 		syms[rightPos].dead = true
+		live--
 		if right.next >= 0 {
 			syms[right.next].prev = top.pos
 		}
@@ -358,6 +384,7 @@ func (b *bpeModel) mergeAll(s *bpeScratch) {
 		}
 	}
 	s.heap = h
+	return live
 }
 
 func bpeLess(a, b bpeCandidate) bool { return a.rank < b.rank || a.rank == b.rank && a.pos < b.pos }

@@ -32,7 +32,8 @@ type Encoding struct {
 // truncation and post-processing (tokenizer_post.go). The comment on each part says what sugarme does differently.
 //
 // A Tokenizer is immutable once loaded, and Encode reads nothing else (sugarme's Tokenizer, whose Encode writes its
-// models' caches, is not used after loading), so it is safe for concurrent use.
+// models' caches, is not used after loading; the BPE model keeps no cache, only a sync.Pool of scratch buffers), so
+// it is safe for concurrent use.
 type Tokenizer struct {
 	maxLength  int
 	normalizer textNormalizer // nil: none

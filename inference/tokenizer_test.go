@@ -29,11 +29,13 @@ func tokEncode(t *testing.T, tok *Tokenizer, text string) Encoding {
 }
 
 // Expected ids below were read from the vocabularies by hand (bert-base-uncased: [CLS] 101, [SEP] 102,
-// [UNK] 100, "cafe" 7668; the test Unigram file: <s> 0, </s> 2, <unk> 3, "▁" 4, <mask> 998), and the token strings
-// are asserted alongside so that a failure says what was produced.
+// [UNK] 100, "cafe" 7668; the test Unigram file: <s> 0, </s> 2, <unk> 3, "▁" 4, <mask> 998; the test BPE file:
+// <s> 0, </s> 2, "Ġ" 36, <mask> 1426), and the token strings are asserted alongside so that a failure says what
+// was produced. The BPE ones are also what Hugging Face tokenizers 0.22.2 gives.
 func TestTokenizerHandChecked(t *testing.T) {
 	bert := tokLoad(t, "bert-base-uncased", 512)
 	uni := tokLoad(t, "unigram", 512)
+	bpe := tokLoad(t, "bpe", 512)
 	tests := []struct {
 		tok    *Tokenizer
 		text   string
@@ -69,6 +71,15 @@ func TestTokenizerHandChecked(t *testing.T) {
 		{uni, "x     <mask>", []int64{0, 4, 95, 998, 2}, []string{"<s>", "▁", "x", "<mask>", "</s>"}},
 		// Characters without a piece are <unk>, a run of them one <unk>.
 		{uni, "😀😀 x", []int64{0, 4, 3, 4, 95, 2}, []string{"<s>", "▁", "<unk>", "▁", "x", "</s>"}},
+
+		{bpe, "", []int64{0, 2}, []string{"<s>", "</s>"}},
+		{bpe, "Hello", []int64{0, 1213, 2}, []string{"<s>", "ĠHello", "</s>"}},
+		// Byte-level: é is the two characters of its UTF-8 bytes; <mask> has lstrip.
+		{bpe, "café <mask>", []int64{0, 559, 1426, 2}, []string{"<s>", "ĠcafÃ©", "<mask>", "</s>"}},
+		{bpe, "x     <mask>", []int64{0, 36, 124, 1426, 2}, []string{"<s>", "Ġ", "x", "<mask>", "</s>"}},
+		// add_prefix_space applies to every section between added tokens.
+		{bpe, "<s>hello</s>", []int64{0, 0, 36, 272, 112, 112, 115, 2, 2},
+			[]string{"<s>", "<s>", "Ġ", "he", "l", "l", "o", "</s>", "</s>"}},
 	}
 	for _, tt := range tests {
 		enc := tokEncode(t, tt.tok, tt.text)
@@ -104,6 +115,16 @@ func TestTokenizerPairs(t *testing.T) {
 	}
 	if want := []int64{0, 2, 2, 2}; !slices.Equal(enc.IDs, want) || !slices.Equal(enc.TypeIDs, []int64{0, 0, 1, 1}) {
 		t.Errorf("empty pair: %v %v, want %v [0 0 1 1]", enc.IDs, enc.TypeIDs, want)
+	}
+
+	// RobertaProcessing: <s> A </s> </s> B </s>, every type id 0.
+	bpe := tokLoad(t, "bpe", 512)
+	enc, err = bpe.EncodePair("Hello", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{0, 1213, 2, 2, 2}; !slices.Equal(enc.IDs, want) || !slices.Equal(enc.TypeIDs, []int64{0, 0, 0, 0, 0}) {
+		t.Errorf("RoBERTa pair: %v %v, want %v [0 0 0 0 0]", enc.IDs, enc.TypeIDs, want)
 	}
 }
 
@@ -183,6 +204,7 @@ func TestTokenizerVocabulary(t *testing.T) {
 	}{
 		{"bert-base-uncased", 30522, 0, map[int64]string{0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 7668: "cafe", 2063: "##e"}},
 		{"unigram", 999, 1, map[int64]string{0: "<s>", 1: "<pad>", 3: "<unk>", 4: "▁", 998: "<mask>"}},
+		{"bpe", 1427, 1, map[int64]string{0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>", 4: "Ā", 36: "Ġ", 1426: "<mask>"}},
 	}
 	for _, tt := range tests {
 		tok := tokLoad(t, tt.name, 128)
@@ -242,7 +264,9 @@ func TestLoadTokenizerErrors(t *testing.T) {
 		{"no model", `{"normalizer": null}`, `"model" is missing`},
 		{"model not an object", `{"model": "WordPiece"}`, "model:"},
 		{"no model type", `{"model": {"vocab": {}}}`, `"type" is missing`},
-		{"BPE", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`, `unsupported type "BPE"`},
+		{"BPE dropout", `{"model": {"type": "BPE", "dropout": 0.1, "vocab": {"a": 0}, "merges": []}}`, "dropout"},
+		{"BPE without merges", `{"model": {"type": "BPE", "vocab": {"a": 0}}}`, `"merges" is missing`},
+		{"BPE bad merge", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}}`, `"aa" is not in the vocabulary`},
 		{"unknown model type", `{"model": {"type": "Tiktoken", "vocab": {}}}`, `unsupported type "Tiktoken"`},
 		{"no vocab", `{"model": {"type": "WordPiece"}}`, `"vocab" is missing`},
 		{"vocab array", `{"model": {"type": "WordPiece", "vocab": [["a", 0]]}}`, "WordPiece vocab"},
@@ -262,9 +286,12 @@ func TestLoadTokenizerErrors(t *testing.T) {
 		{"bad precompiled", wordPiece(`, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "!!"}`), "precompiled_charsmap"},
 		{"short precompiled", wordPiece(`, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "AAE="}`), "Precompiled"},
 		{"bad regex", wordPiece(`, "normalizer": {"type": "Replace", "pattern": {"Regex": "("}, "content": ""}`), "Replace"},
-		{"unknown pre-tokenizer", wordPiece(`, "pre_tokenizer": {"type": "ByteLevel"}`), `pre_tokenizer: unsupported type "ByteLevel"`},
+		{"unknown pre-tokenizer", wordPiece(`, "pre_tokenizer": {"type": "CharDelimiterSplit"}`), `pre_tokenizer: unsupported type "CharDelimiterSplit"`},
+		{"ByteLevel without add_prefix_space", wordPiece(`, "pre_tokenizer": {"type": "ByteLevel"}`), "add_prefix_space"},
 		{"bad metaspace", wordPiece(`, "pre_tokenizer": {"type": "Metaspace", "replacement": "ab"}`), "not one character"},
-		{"unknown post-processor", wordPiece(`, "post_processor": {"type": "ByteLevel"}`), `post_processor: unsupported type "ByteLevel"`},
+		{"unknown post-processor", wordPiece(`, "post_processor": {"type": "Roberta"}`), `post_processor: unsupported type "Roberta"`},
+		{"bad post-processor in a sequence", wordPiece(`, "post_processor": {"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "BertProcessing"}]}`),
+			"Sequence[1]"},
 		{"template unknown special", wordPiece(`, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[X]", "type_id": 0}}]}`),
 			`special token "[X]"`},
 		{"template id out of range", wordPiece(`, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[X]", "type_id": 0}}], "special_tokens": {"[X]": {"id": "[X]", "ids": [99], "tokens": ["[X]"]}}}`),
@@ -588,12 +615,14 @@ func FuzzTokenize(f *testing.F) {
 	type loaded struct {
 		tok         *Tokenizer
 		first, last int64
+		pairTypeOne bool // the second text of a pair has type id 1 (RoBERTa's are all 0)
 	}
 	var tokenizers []loaded
 	for _, maxLength := range []int{8, 128} {
 		tokenizers = append(tokenizers,
-			loaded{tokLoad(f, "bert-base-uncased", maxLength), 101, 102},
-			loaded{tokLoad(f, "unigram", maxLength), 0, 2})
+			loaded{tokLoad(f, "bert-base-uncased", maxLength), 101, 102, true},
+			loaded{tokLoad(f, "unigram", maxLength), 0, 2, true},
+			loaded{tokLoad(f, "bpe", maxLength), 0, 2, false})
 	}
 	sugar := tokSugarmeWordPiece(f)
 	f.Fuzz(func(t *testing.T, a, b string) {
@@ -619,7 +648,7 @@ func FuzzTokenize(f *testing.F) {
 					}
 				}
 			}
-			if slices.Index(pair.TypeIDs, 1) < 0 || slices.ContainsFunc(single.TypeIDs, func(id int64) bool { return id != 0 }) {
+			if (slices.Index(pair.TypeIDs, 1) < 0) == l.pairTypeOne || slices.ContainsFunc(single.TypeIDs, func(id int64) bool { return id != 0 }) {
 				t.Fatalf("%q, %q: type ids %v (single %v)", a, b, pair.TypeIDs, single.TypeIDs)
 			}
 		}
