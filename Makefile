@@ -17,6 +17,8 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParsePut -fuzztime=$(FUZZTIME) ./config/
 	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/
 	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/
+	go test -run='^$$' -fuzz=FuzzHeads -fuzztime=$(FUZZTIME) ./inference/
+	go test -run='^$$' -fuzz=FuzzChunkText -fuzztime=$(FUZZTIME) ./pipeline/
 
 # The engine benchmark tables of the README.
 bench: build

@@ -3,6 +3,7 @@ module github.com/jetinfer/jetinfer
 go 1.26.0
 
 require (
+	github.com/dlclark/regexp2 v1.12.0
 	github.com/elastic/go-elasticsearch/v9 v9.5.2
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0

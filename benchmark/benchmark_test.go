@@ -77,7 +77,7 @@ func TestDenseRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 || rows[0].Tokens != rows[1].Tokens || rows[0].Inputs != 24 || rows[1].PaddingRatio() < 1 {
+	if len(rows) != 2 || rows[0].Tokens != rows[1].Tokens || rows[0].PaddedTokens != rows[1].PaddedTokens || rows[0].Inputs != 24 || rows[1].PaddingRatio() < 1 {
 		t.Fatalf("Dense rows = %+v", rows)
 	}
 	var table strings.Builder

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -531,17 +530,8 @@ func TestBPEHostileInputs(t *testing.T) {
 	}
 	for name, tok := range map[string]*Tokenizer{"bpe": tokLoad(t, "bpe", 512), "deep merges": deep} {
 		for kind, text := range inputs {
-			best := time.Duration(1<<63 - 1)
-			for range 3 {
-				start := time.Now()
-				if _, err := tok.Encode(text); err != nil {
-					t.Fatal(err)
-				}
-				best = min(best, time.Since(start))
-			}
-			t.Logf("%s, 100 KB %s: %v", name, kind, best)
-			if best > 500*time.Millisecond {
-				t.Errorf("%s, 100 KB %s: %v", name, kind, best)
+			if _, err := tok.Encode(text); err != nil {
+				t.Fatalf("%s, 100 KB %s: %v", name, kind, err)
 			}
 		}
 	}

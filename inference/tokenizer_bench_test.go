@@ -1,6 +1,9 @@
 package inference
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchmarkEncode encodes the corpus texts (mixed: English, accents, CJK, emoji, control characters, long words)
 // one at a time, and reports tokens per second.
@@ -42,5 +45,26 @@ func BenchmarkEncodeLong(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkEncodeHostile encodes the hostile inputs at 50 KB and 200 KB: the
+// time per byte must stay flat (linear cost) from one size to the other.
+func BenchmarkEncodeHostile(b *testing.B) {
+	for _, name := range tokTestTokenizers {
+		for kind, gen := range hostileInputs {
+			for _, size := range []int{50_000, 200_000} {
+				text := gen(size)
+				b.Run(fmt.Sprintf("%s/%s/%dKB", name, kind, size/1000), func(b *testing.B) {
+					tok := tokLoad(b, name, 512)
+					b.SetBytes(int64(len(text)))
+					for b.Loop() {
+						if _, err := tok.EncodePair(text, text); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
 	}
 }
