@@ -31,9 +31,8 @@ func (c Chunk) Text(input string) string { return input[c.ByteStart:c.ByteEnd] }
 // separatorTimeBudget bounds the time one ChunkText call spends matching
 // user-supplied separator regexes (the built-in separator groups and plain
 // literals are matched in linear time and need none). Elasticsearch bounds
-// the same thing by the characters a regex may read (10x the input). A
-// variable for tests.
-var separatorTimeBudget = 2 * time.Second
+// the same thing by the characters a regex may read (10x the input).
+const separatorTimeBudget = 2 * time.Second
 
 // span is a chunk in byte offsets of the string it was made from.
 type span struct{ start, end int }
@@ -52,6 +51,11 @@ type span struct{ start, end int }
 // of time. A separator regex is compiled only when the text needs it, as in
 // Elasticsearch.
 func ChunkText(text string, s config.ChunkingSettings) ([]Chunk, error) {
+	return chunkText(text, s, separatorTimeBudget)
+}
+
+// chunkText is ChunkText with the separator time budget as a parameter.
+func chunkText(text string, s config.ChunkingSettings, budget time.Duration) ([]Chunk, error) {
 	var spans []span
 	switch s.Strategy {
 	case config.ChunkNone:
@@ -78,7 +82,7 @@ func ChunkText(text string, s config.ChunkingSettings) ([]Chunk, error) {
 			separators = []string{plaintextParagraph, plaintextLine}
 		}
 		var err error
-		spans, err = recursiveChunks(text, separators, s.MaxChunkSize)
+		spans, err = recursiveChunks(text, separators, s.MaxChunkSize, budget)
 		if err != nil {
 			return nil, err
 		}

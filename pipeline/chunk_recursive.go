@@ -1,6 +1,9 @@
 package pipeline
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // recursiveChunker is RecursiveChunker: a piece within maxWords is a chunk;
 // a longer one is split at every match of the next separator, neighbouring
@@ -14,16 +17,18 @@ type recursiveChunker struct {
 	separators []separator // compiled when first needed
 	maxWords   int
 	deadline   time.Time
+	budget     time.Duration
 }
 
-func recursiveChunks(text string, patterns []string, maxWords int) ([]span, error) {
+func recursiveChunks(text string, patterns []string, maxWords int, budget time.Duration) ([]span, error) {
 	rc := &recursiveChunker{
 		text:       text,
 		ws:         segmentWords(text),
 		patterns:   patterns,
 		separators: make([]separator, len(patterns)),
 		maxWords:   maxWords,
-		deadline:   time.Now().Add(separatorTimeBudget),
+		deadline:   time.Now().Add(budget),
+		budget:     budget,
 	}
 	return rc.chunk(nil, span{0, len(text)}, 0)
 }
@@ -79,6 +84,9 @@ func (rc *recursiveChunker) split(sp span, sepIdx int) ([]piece, error) {
 		rc.separators[sepIdx] = sep
 	}
 	starts, err := sep.starts(rc.text[sp.start:sp.end], rc.deadline)
+	if errors.Is(err, errSeparatorTimeout) {
+		return nil, illegalArgument("Chunk separator regex [%s] has exceeded the time limit of %s", rc.patterns[sepIdx], rc.budget)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -264,13 +264,9 @@ func TestSeparatorErrors(t *testing.T) {
 // A catastrophically backtracking separator fails with a 400 after the time
 // budget instead of holding the worker.
 func TestSeparatorTimeout(t *testing.T) {
-	saved := separatorTimeBudget
-	separatorTimeBudget = 300 * time.Millisecond
-	defer func() { separatorTimeBudget = saved }()
-
 	text := strings.Repeat("a", 40) + " and ten more words to exceed the limit of this chunk!"
 	start := time.Now()
-	_, err := ChunkText(text, recursiveSettings(10, `(a+)+$`))
+	_, err := chunkText(text, recursiveSettings(10, `(a+)+$`), 300*time.Millisecond)
 	elapsed := time.Since(start)
 	if e := eserror.As(err); err == nil || e.Status != 400 || !strings.Contains(e.Reason, "has exceeded the time limit") {
 		t.Fatalf("got %v", err)

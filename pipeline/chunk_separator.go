@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -247,9 +248,11 @@ func (r *regexSeparator) starts(s string, deadline time.Time) ([]int, error) {
 	}
 }
 
-func (r *regexSeparator) timeout() error {
-	return illegalArgument("Chunk separator regex [%s] has exceeded the time limit of %s", r.pattern, separatorTimeBudget)
-}
+// errSeparatorTimeout is returned by starts when the deadline passes; the
+// chunker turns it into the client's error.
+var errSeparatorTimeout = errors.New("separator regex exceeded its time budget")
+
+func (r *regexSeparator) timeout() error { return errSeparatorTimeout }
 
 // Java's meaning of constructs that .NET (regexp2) reads differently.
 const (
