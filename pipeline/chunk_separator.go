@@ -72,7 +72,7 @@ func compileRegexSeparator(pattern string) (*regexSeparator, error) {
 	if err != nil {
 		return nil, illegalArgument("Invalid chunk separator regex [%s]: %s", pattern, err.Error())
 	}
-	return &regexSeparator{pattern: pattern, re: re}, nil
+	return &regexSeparator{re: re}, nil
 }
 
 // newlineRun matches a run of exactly n newlines that is not part of a
@@ -210,8 +210,7 @@ func startsWithLineTerminator(s string) bool {
 // regexSeparator is a user-supplied pattern on regexp2. It belongs to one
 // ChunkText call: MatchTimeout is set before each match.
 type regexSeparator struct {
-	pattern string
-	re      *regexp2.Regexp
+	re *regexp2.Regexp
 }
 
 func (r *regexSeparator) starts(s string, deadline time.Time) ([]int, error) {
