@@ -3,6 +3,7 @@
 //
 //	jetinfer serve [flags]   run the service (embedded NATS by default)
 //	jetinfer bench [flags]   measure the inference engine, print tables
+//	jetinfer model ...       import, list and delete stored model artifacts
 //
 // Every flag can also be set with an environment variable, JETINFER_ plus the
 // flag name in upper case with '-' as '_' (--http-addr: JETINFER_HTTP_ADDR).
@@ -34,9 +35,11 @@ const usage = `jetinfer: Elasticsearch-compatible inference endpoints on NATS Je
 Usage:
   jetinfer serve [flags]    run the service: HTTP API on :9200, embedded NATS
   jetinfer bench [flags]    measure the inference engine and print tables
+  jetinfer model import DIR --model-id ID | list | delete ID
+                            manage the model artifacts stored in NATS
   jetinfer help [command]   show help
 
-Run 'jetinfer serve --help' for the flags.
+Run 'jetinfer serve --help' or 'jetinfer model help' for the flags.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -49,9 +52,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "bench":
 		return bench(args[1:], stdout, stderr)
+	case "model":
+		return model(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
+		}
+		if len(args) > 1 && args[1] == "model" {
+			return model([]string{"help"}, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

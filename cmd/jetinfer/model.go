@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/modelstore"
+)
+
+const modelUsage = `Usage:
+  jetinfer model import DIR --model-id ID [--replace] [flags]   upload a model artifact directory
+  jetinfer model list [flags]                                    list the stored models
+  jetinfer model delete ID [flags]                               delete a stored model
+
+Models live in the JetStream Object Store bucket ` + modelstore.Bucket + ` of the NATS server
+at --nats-url (a running 'jetinfer serve' with its embedded server listens on nats://127.0.0.1:4222).
+`
+
+// defaultNATSURL is the embedded nats-server's default client address.
+const defaultNATSURL = "nats://127.0.0.1:4222"
+
+// model runs the model subcommands.
+func model(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, modelUsage)
+		return 2
+	}
+	switch args[0] {
+	case "import", "list", "delete":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, modelUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "jetinfer model: unknown command %q\n\n%s", args[0], modelUsage)
+		return 2
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("jetinfer model "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	natsURL := fs.String("nats-url", defaultNATSURL, "`URL` of the NATS server or cluster (env "+config.EnvName("nats-url")+")")
+	creds := fs.String("nats-creds", "", "credentials `FILE` for --nats-url (env "+config.EnvName("nats-creds")+")")
+	var modelID string
+	var replace bool
+	wantArgs := 1
+	switch cmd {
+	case "import":
+		fs.StringVar(&modelID, "model-id", "", "`ID` to store the model under (required)")
+		fs.BoolVar(&replace, "replace", false, "replace a model already stored under the id")
+	case "list":
+		wantArgs = 0
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\nFlags:\n", modelUsage)
+		fs.PrintDefaults()
+	}
+	// Only the connection is shared with serve's environment; a stray
+	// JETINFER_REPLACE or JETINFER_MODEL_ID must not change a command.
+	for _, name := range []string{"nats-url", "nats-creds"} {
+		if v, ok := os.LookupEnv(config.EnvName(name)); ok {
+			_ = fs.Set(name, v) // string flags accept any value
+		}
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if len(pos) != wantArgs {
+		fmt.Fprintf(stderr, "jetinfer model %s: want %d argument(s), got %d\n\n%s", cmd, wantArgs, len(pos), modelUsage)
+		return 2
+	}
+	if cmd == "import" && modelID == "" {
+		fmt.Fprintf(stderr, "jetinfer model import: --model-id is required\n")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	store, closeNATS, err := openModelStore(ctx, *natsURL, *creds)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetinfer model %s: %v\n", cmd, err)
+		return 1
+	}
+	defer closeNATS()
+
+	switch cmd {
+	case "import":
+		err = modelImport(ctx, store, modelID, pos[0], replace, stdout, stderr)
+	case "list":
+		err = modelList(ctx, store, stdout)
+	case "delete":
+		if err = store.Delete(ctx, pos[0]); err == nil {
+			fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "jetinfer model %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// parseInterspersed parses flags that come before, between or after the
+// positional arguments (the flag package stops at the first of those).
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func openModelStore(ctx context.Context, url, creds string) (*modelstore.Store, func(), error) {
+	opts := []nats.Option{nats.Name("jetinfer model"), nats.Timeout(10 * time.Second)}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, err := modelstore.Open(openCtx, js, modelstore.Config{})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return store, func() { _ = nc.Drain() }, nil
+}
+
+func modelImport(ctx context.Context, store *modelstore.Store, modelID, dir string, replace bool, stdout, stderr io.Writer) error {
+	opts := modelstore.ImportOptions{Replace: replace}
+	var bar *progressBar
+	if isTerminal(stderr) {
+		bar = &progressBar{w: stderr}
+		opts.Progress = bar.update
+	}
+	m, err := store.Import(ctx, modelID, dir, opts)
+	if bar != nil {
+		bar.finish()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %s: %d files, %s, version %.12s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Digest)
+	return nil
+}
+
+func modelList(ctx context.Context, store *modelstore.Store, stdout io.Writer) error {
+	list, err := store.List(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODEL_ID\tFILES\tSIZE\tCREATED")
+	for _, m := range list {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Created.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws one carriage-return line: a bar, bytes done/total and
+// the percentage, at most every 100ms.
+type progressBar struct {
+	w     io.Writer
+	last  time.Time
+	drawn bool
+	done  int64
+	total int64
+}
+
+const barWidth = 30
+
+func (p *progressBar) update(done, total int64) {
+	p.done, p.total = done, total
+	now := time.Now()
+	if done < total && now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = now
+	p.draw()
+}
+
+func (p *progressBar) draw() {
+	frac := 1.0
+	if p.total > 0 {
+		frac = float64(p.done) / float64(p.total)
+	}
+	filled := int(frac * barWidth)
+	fmt.Fprintf(p.w, "\r[%s%s] %s / %s %3.0f%%  ", strings.Repeat("#", filled), strings.Repeat(" ", barWidth-filled),
+		humanBytes(p.done), humanBytes(p.total), frac*100)
+	p.drawn = true
+}
+
+func (p *progressBar) finish() {
+	if p.drawn {
+		p.draw()
+		fmt.Fprintln(p.w)
+	}
+}
+
+// humanBytes renders n in B, KiB, MiB or GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if v < unit {
+			break
+		}
+		v, suffix = v/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
+}
