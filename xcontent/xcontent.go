@@ -30,16 +30,17 @@ func (p Position) String() string { return fmt.Sprintf("[%d:%d]", p.Line, p.Col)
 type Object struct {
 	keys   []string
 	values map[string]any
-	// keyPos and valuePos locate each member in the source document.
-	keyPos   map[string]Position
-	valuePos map[string]Position
-	// Pos locates the object's opening brace.
-	Pos Position
+	// keyOff and valueOff locate each member in src, as byte offsets:
+	// positions are only computed for error messages, since counting lines
+	// for every token would make parsing quadratic.
+	keyOff   map[string]int64
+	valueOff map[string]int64
+	src      []byte
 }
 
 // NewObject returns an empty object.
 func NewObject() *Object {
-	return &Object{values: map[string]any{}, keyPos: map[string]Position{}, valuePos: map[string]Position{}}
+	return &Object{values: map[string]any{}, keyOff: map[string]int64{}, valueOff: map[string]int64{}}
 }
 
 // Keys returns the member names in document order.
@@ -57,9 +58,10 @@ func (o *Object) Get(key string) (any, bool) {
 	return v, ok
 }
 
-// KeyPos and ValuePos locate a member's name and value.
-func (o *Object) KeyPos(key string) Position   { return o.keyPos[key] }
-func (o *Object) ValuePos(key string) Position { return o.valuePos[key] }
+// KeyPos and ValuePos locate a member's name and value in the parsed
+// document ([1:1] for members added with Set).
+func (o *Object) KeyPos(key string) Position   { return position(o.src, o.keyOff[key]) }
+func (o *Object) ValuePos(key string) Position { return position(o.src, o.valueOff[key]) }
 
 // Set adds key with value, or replaces its value.
 func (o *Object) Set(key string, value any) {
@@ -203,12 +205,13 @@ func Parse(data []byte) (*Object, error) {
 func ParseNamed(data []byte, parserName string) (*Object, error) {
 	p := &parser{data: data, dec: json.NewDecoder(bytes.NewReader(data))}
 	p.dec.UseNumber()
-	v, pos, err := p.value()
+	v, off, err := p.value()
 	if err != nil {
 		return nil, p.fail(err)
 	}
 	obj, ok := v.(*Object)
 	if !ok {
+		pos := p.position(off)
 		reason := fmt.Sprintf("Expected START_OBJECT but was: %s", TokenName(v))
 		if parserName != "" {
 			reason = "[" + parserName + "] " + reason
@@ -234,21 +237,28 @@ func ParseError(pos Position, reason string, cause *eserror.Error) *eserror.Erro
 	return e
 }
 
+// MaxDepth bounds the nesting of objects and arrays, as Jackson's default
+// stream constraints do: deeper documents are refused, not recursed into.
+const MaxDepth = 1000
+
 type parser struct {
-	data []byte
-	dec  *json.Decoder
+	data  []byte
+	dec   *json.Decoder
+	depth int
 }
 
 // position converts a byte offset into a 1-based line and column.
-func (p *parser) position(offset int64) Position {
-	if offset > int64(len(p.data)) {
-		offset = int64(len(p.data))
+func position(data []byte, offset int64) Position {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
 	}
-	before := p.data[:offset]
+	before := data[:offset]
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := int(offset) - (bytes.LastIndexByte(before, '\n') + 1) + 1
 	return Position{Line: line, Col: col}
 }
+
+func (p *parser) position(offset int64) Position { return position(p.data, offset) }
 
 // nextTokenStart is the offset where the next token begins: past
 // whitespace and the ',' and ':' separators the decoder consumes silently.
@@ -284,59 +294,65 @@ func (p *parser) fail(err error) error {
 	return ParseError(pos, msg, cause)
 }
 
-func (p *parser) value() (any, Position, error) {
-	pos := p.position(p.nextTokenStart())
+// value reads one value, returning it with the offset where it starts.
+func (p *parser) value() (any, int64, error) {
+	off := p.nextTokenStart()
 	tok, err := p.dec.Token()
 	if err != nil {
-		return nil, pos, err
+		return nil, off, err
 	}
 	d, ok := tok.(json.Delim)
 	if !ok {
-		return tok, pos, nil
+		return tok, off, nil
 	}
+	if p.depth++; p.depth > MaxDepth {
+		msg := fmt.Sprintf("Document nesting depth exceeds the maximum allowed (%d)", MaxDepth)
+		return nil, off, ParseError(p.position(off), msg, nil)
+	}
+	defer func() { p.depth-- }()
 	switch d {
 	case '{':
 		obj := NewObject()
-		obj.Pos = pos
+		obj.src = p.data
 		for p.dec.More() {
-			keyPos := p.position(p.nextTokenStart())
+			keyOff := p.nextTokenStart()
 			tok, err := p.dec.Token()
 			if err != nil {
-				return nil, pos, err
+				return nil, off, err
 			}
 			key, _ := tok.(string) // the decoder only yields strings here
 			if obj.Has(key) {
 				msg := fmt.Sprintf("Duplicate field '%s'", key)
-				return nil, pos, ParseError(keyPos, msg, eserror.New(http.StatusBadRequest, eserror.TypeJSONParse, "%s", msg))
+				return nil, off, ParseError(p.position(keyOff), msg, eserror.New(http.StatusBadRequest, eserror.TypeJSONParse, "%s", msg))
 			}
-			v, vpos, err := p.value()
+			v, valueOff, err := p.value()
 			if err != nil {
-				return nil, pos, err
+				return nil, off, err
 			}
 			obj.keys = append(obj.keys, key)
 			obj.values[key] = v
-			obj.keyPos[key] = keyPos
-			obj.valuePos[key] = vpos
+			obj.keyOff[key] = keyOff
+			obj.valueOff[key] = valueOff
 		}
 		if _, err := p.dec.Token(); err != nil {
-			return nil, pos, err
+			return nil, off, err
 		}
-		return obj, pos, nil
+		return obj, off, nil
 	case '[':
 		arr := []any{}
 		for p.dec.More() {
 			v, _, err := p.value()
 			if err != nil {
-				return nil, pos, err
+				return nil, off, err
 			}
 			arr = append(arr, v)
 		}
 		if _, err := p.dec.Token(); err != nil {
-			return nil, pos, err
+			return nil, off, err
 		}
-		return arr, pos, nil
+		return arr, off, nil
 	}
-	return nil, pos, fmt.Errorf("unexpected %q", d)
+	return nil, off, fmt.Errorf("unexpected %q", d)
 }
 
 // Marshal encodes v as Elasticsearch writes JSON: like json.Marshal, but

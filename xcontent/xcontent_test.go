@@ -1,6 +1,7 @@
 package xcontent
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -51,6 +52,30 @@ func TestParseErrors(t *testing.T) {
 		e := err.(interface{ Error() string })
 		if got := "x_content_parse_exception: " + want; len(e.Error()) < len(got) || e.Error()[:len(got)] != got {
 			t.Errorf("Parse(%q) = %q; want prefix %q", body, e.Error(), got)
+		}
+	}
+}
+
+func TestParseDepthLimit(t *testing.T) {
+	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
+	_, err := Parse([]byte(`{"a":` + deep + `}`))
+	if err == nil || !strings.Contains(err.Error(), "[1:1005] Document nesting depth exceeds the maximum allowed (1000)") {
+		t.Fatalf("Parse(too deep) = %v", err)
+	}
+	ok := strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1)
+	if _, err := Parse([]byte(`{"a":` + ok + `}`)); err != nil {
+		t.Fatalf("Parse(%d levels) = %v", MaxDepth, err)
+	}
+}
+
+// BenchmarkParseLargeArray keeps parsing linear in the body size: positions
+// are computed for errors only.
+func BenchmarkParseLargeArray(b *testing.B) {
+	body := []byte(`{"input":[` + strings.Repeat(`"a",`, 100_000) + `"a"]}`)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := Parse(body); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
