@@ -3,6 +3,7 @@ package benchmark
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -71,7 +72,10 @@ func (t Throughput) PaddingRatio() float64 { return float64(t.PaddedTokens) / fl
 
 // model writes (once) and loads a synthetic model artifact.
 func model(ctx context.Context, cfg Config, name string, sc synthbert.Config, jetinferJSON string, threads int) (*inference.Model, error) {
-	dir := filepath.Join(cfg.CacheDir, name)
+	// The cache is keyed by the generator's config; a change to the
+	// generator itself fails synthbert's pinned-digest test first.
+	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", sc))
+	dir := filepath.Join(cfg.CacheDir, fmt.Sprintf("%s-%x", name, sum[:6]))
 	onnx := filepath.Join(dir, inference.ONNXFile)
 	if _, err := os.Stat(onnx); err != nil {
 		m, err := synthbert.New(sc)

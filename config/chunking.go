@@ -163,7 +163,7 @@ func parseChunking(raw any) (*ChunkingSettings, error) {
 		}
 	case ChunkSentence:
 		cs.SentenceOverlap = 1
-		if overlap, present, ok := v.optionalInt(m, "sentence_overlap"); present && ok {
+		if overlap, present, ok := v.removeInt(m, "sentence_overlap"); present && ok {
 			if overlap < 0 || overlap > 1 {
 				v.add("sentence_overlap[%d] must be either 0 or 1", overlap)
 			}

@@ -15,6 +15,7 @@ const (
 
 // Built-in model ids of the elasticsearch service.
 const (
+	ModelELSERv1      = ".elser_model_1"
 	ModelELSER        = ".elser_model_2"
 	ModelELSERLinux   = ".elser_model_2_linux-x86_64"
 	ModelE5Small      = ".multilingual-e5-small"
@@ -36,7 +37,7 @@ const (
 // FamilyOf returns the family of modelID.
 func FamilyOf(modelID string) ModelFamily {
 	switch modelID {
-	case ModelELSER, ModelELSERLinux:
+	case ModelELSERv1, ModelELSER, ModelELSERLinux:
 		return FamilyELSER
 	case ModelE5Small, ModelE5SmallLinux:
 		return FamilyE5
@@ -112,9 +113,6 @@ func Token(inferenceID string) string {
 func IDFromToken(token string) string {
 	return strings.ReplaceAll(token, "=", ".")
 }
-
-// Family returns the model family the endpoint serves.
-func (e Endpoint) Family() ModelFamily { return FamilyOf(e.ServiceSettings.ModelID) }
 
 // InitialAllocations is the allocation count a deployment starts with:
 // num_allocations, or the adaptive minimum but at least one, as

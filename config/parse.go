@@ -12,9 +12,18 @@ import (
 
 var validID = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?$`)
 
+// MaxIDLength bounds inference ids. Elasticsearch sets none, but the id is
+// a KV key inside a NATS subject, and nats-server drops a connection whose
+// protocol line exceeds 4 KiB; 255 bytes is Elasticsearch's index-name limit.
+const MaxIDLength = 255
+
 // ValidateID checks an inference id against Elasticsearch's id rule and
 // returns its action_request_validation_exception when it fails.
 func ValidateID(id string) error {
+	if len(id) > MaxIDLength {
+		return eserror.Validation(eserror.TypeActionRequestValidation,
+			fmt.Sprintf("Invalid inference_id; '%s' must not be longer than %d bytes", id, MaxIDLength))
+	}
 	if !validID.MatchString(id) || id == "_all" {
 		return eserror.Validation(eserror.TypeActionRequestValidation, invalidIDMessage(id))
 	}
@@ -201,7 +210,7 @@ func parseServiceSettings(ep *Endpoint, ss *xcontent.Object, service string, ctx
 	s.NumThreads = threads
 	s.AdaptiveAllocations = v.adaptiveAllocations(ss)
 	s.ModelID, _ = v.optionalString(ss, "model_id", scope)
-	if s.NumAllocations == nil && s.AdaptiveAllocations == nil && !ss.Has("adaptive_allocations") {
+	if s.NumAllocations == nil && s.AdaptiveAllocations == nil {
 		v.add("[%s] does not contain one of the required settings [num_allocations, adaptive_allocations]", scope)
 	}
 	s.DeploymentID, _ = v.optionalString(ss, "deployment_id", scope)

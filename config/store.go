@@ -108,6 +108,9 @@ func (s *Store) Update(ctx context.Context, ep Endpoint, revision uint64) (uint6
 
 // Get returns the stored definition of id.
 func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
+	if len(id) > MaxIDLength { // no such key, and too long for a subject
+		return Entry{}, ErrNotFound
+	}
 	kve, err := s.kv.Get(ctx, Token(id))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
@@ -148,19 +151,25 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	}
 }
 
-// Delete removes the definition of id; ErrNotFound if there is none.
-func (s *Store) Delete(ctx context.Context, id string) error {
+// Delete removes the definition of id if it is still at revision, so that
+// what a caller checked is what gets deleted; ErrConflict if it changed,
+// ErrNotFound if there is none.
+func (s *Store) Delete(ctx context.Context, id string, revision uint64) error {
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, Token(id)); err != nil {
+	err := s.kv.Delete(ctx, Token(id), jetstream.LastRevision(revision))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return ErrConflict
+	case err != nil:
 		return unavailable("delete "+id, err)
 	}
 	return nil
 }
 
 // EnsureDefaults stores each reserved endpoint that is not stored yet, so
-// that workers see them and their subjects exist. A reserved endpoint that a
+// that everything watching the bucket sees them. A reserved endpoint that a
 // user force-deleted comes back here, as it does in Elasticsearch.
 func (s *Store) EnsureDefaults(ctx context.Context) error {
 	for _, ep := range DefaultEndpoints() {

@@ -64,10 +64,6 @@ func (v *validation) removeInt(m *xcontent.Object, name string) (n int, present,
 	return n, true, ok
 }
 
-func (v *validation) optionalInt(m *xcontent.Object, name string) (n int, present, ok bool) {
-	return v.removeInt(m, name)
-}
-
 func (v *validation) requiredPositiveInt(m *xcontent.Object, name, scope string) (int, bool) {
 	n, present, ok := v.removeInt(m, name)
 	switch {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -68,10 +69,14 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
-	srv.SetLoggerV2(&logAdapter{log: log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	logs := &logAdapter{log: log.With().Str("component", "nats-server").Logger()}
+	srv.SetLoggerV2(logs, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
 		srv.Shutdown()
+		if msg := logs.fatal.Load(); msg != nil {
+			return nil, fmt.Errorf("embedded nats-server: %s", *msg)
+		}
 		return nil, fmt.Errorf("embedded nats-server: not ready after %s", cfg.ReadyTimeout)
 	}
 	return &Server{srv: srv}, nil
@@ -97,14 +102,20 @@ func (s *Server) Shutdown() {
 	s.srv.WaitForShutdown()
 }
 
-// logAdapter sends nats-server's log lines to zerolog.
+// logAdapter sends nats-server's log lines to zerolog, keeping the first
+// fatal one: embedded, nats-server does not exit on it, so Start reports it.
 type logAdapter struct {
-	log zerolog.Logger
+	log   zerolog.Logger
+	fatal atomic.Pointer[string]
 }
 
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
 func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
-func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.CompareAndSwap(nil, &msg)
+	l.log.Error().Msg(msg)
+}
+func (l *logAdapter) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l *logAdapter) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }

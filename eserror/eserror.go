@@ -4,8 +4,8 @@
 //
 //	{"error":{"root_cause":[…],"type":…,"reason":…,"caused_by":…},"status":N}
 //
-// Every client-visible failure, on HTTP and on NATS subjects alike, is one of
-// these, so that Elasticsearch clients can parse it unchanged.
+// Every client-visible failure is one of these, so that Elasticsearch
+// clients can parse it unchanged.
 package eserror
 
 import (

@@ -208,7 +208,7 @@ func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request, p pathParam
 		a.writeJSON(w, r, http.StatusOK, deleteResponse{Acknowledged: false, Pipelines: []string{}, Indexes: []string{}})
 		return
 	}
-	if err := a.cfg.Store.Delete(r.Context(), p.id); err != nil && !(errors.Is(err, config.ErrNotFound) && config.IsDefaultID(p.id)) {
+	if err := a.cfg.Store.Delete(r.Context(), p.id, entry.Revision); err != nil && !(errors.Is(err, config.ErrNotFound) && config.IsDefaultID(p.id)) {
 		a.writeError(w, r, storeError(p.id, err))
 		return
 	}

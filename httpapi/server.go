@@ -1,8 +1,7 @@
 // Package httpapi serves jetinfer's Elasticsearch-compatible REST API: the
-// _inference endpoints and GET /. It owns routing, request decoding, the
-// response and error shapes and the HTTP server's lifecycle; it keeps no
-// state of its own, asking the endpoint store and the inference client for
-// everything.
+// _inference endpoints and GET /. It owns routing, request decoding and the
+// response and error shapes; it keeps no state of its own, asking the
+// endpoint store and the inferer for everything. The node runs the server.
 package httpapi
 
 import (
@@ -32,7 +31,7 @@ type EndpointStore interface {
 	Update(ctx context.Context, ep config.Endpoint, revision uint64) (uint64, error)
 	Get(ctx context.Context, id string) (config.Entry, error)
 	List(ctx context.Context) ([]config.Entry, error)
-	Delete(ctx context.Context, id string) error
+	Delete(ctx context.Context, id string, revision uint64) error
 }
 
 // Inferer runs a validated POST _inference request on an endpoint and
@@ -329,13 +328,25 @@ func (a *API) writeBody(w http.ResponseWriter, r *http.Request, status int, body
 // writeError writes err in Elasticsearch's error envelope. Errors that are
 // not Elasticsearch exceptions are server faults: logged, and sent as 500.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away: nobody reads the answer, and a store call
+		// cut short by it is not a server fault.
+		a.log.Debug().Err(err).Str("path", r.URL.Path).Msg("client gone")
+		return
+	}
 	e := eserror.As(err)
 	if e.Type == "" { // RestController's plain errors carry no exception type
 		writeRawError(w, e.Status, e.Reason)
 		return
 	}
 	if e.Status >= 500 {
-		a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
+		ev := a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path)
+		if seg, perr := splitPath(r.URL.EscapedPath()); perr == nil {
+			if id := a.pathParams(seg).id; id != "" {
+				ev = ev.Str("inference_id", id)
+			}
+		}
+		ev.Msg("request failed")
 	}
 	a.writeJSON(w, r, e.Status, e)
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ func ParseTimeValue(s, setting string) (time.Duration, error) {
 		return -1, nil
 	case n < -1:
 		return 0, fail("failed to parse setting [%s] with value [%s] as a time value: negative durations are not supported", setting, s)
+	case n > math.MaxInt64/int64(unit):
+		// Java's TimeValue holds it; a Go duration tops out near 292 years.
+		return 0, fail("failed to parse setting [%s] with value [%s] as a time value: it exceeds %s", setting, s, time.Duration(math.MaxInt64))
 	}
 	return time.Duration(n) * unit, nil
 }

@@ -20,12 +20,13 @@ func TestParseTimeValue(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"abc":  "failed to parse setting [timeout] with value [abc] as a time value: unit is missing or unrecognized",
-		"10":   "failed to parse setting [timeout] with value [10] as a time value: unit is missing or unrecognized",
-		"5M":   "failed to parse setting [timeout] with value [5M] as a time value: unit is missing or unrecognized",
-		"1.5s": "failed to parse [1.5s], fractional time values are not supported",
-		"-5s":  "failed to parse setting [timeout] with value [-5s] as a time value: negative durations are not supported",
-		"xs":   "failed to parse [xs]",
+		"abc":        "failed to parse setting [timeout] with value [abc] as a time value: unit is missing or unrecognized",
+		"10":         "failed to parse setting [timeout] with value [10] as a time value: unit is missing or unrecognized",
+		"5M":         "failed to parse setting [timeout] with value [5M] as a time value: unit is missing or unrecognized",
+		"1.5s":       "failed to parse [1.5s], fractional time values are not supported",
+		"-5s":        "failed to parse setting [timeout] with value [-5s] as a time value: negative durations are not supported",
+		"xs":         "failed to parse [xs]",
+		"200000000d": "failed to parse setting [timeout] with value [200000000d] as a time value: it exceeds 2562047h47m16.854775807s",
 	}
 	for in, want := range bad {
 		_, err := ParseTimeValue(in, "timeout")

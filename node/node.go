@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,7 @@ type Node struct {
 	embedded *embeddednats.Server
 	nc       *nats.Conn
 	ncClosed chan struct{}
+	closing  atomic.Bool
 	store    *config.Store
 	http     *http.Server
 	httpLn   net.Listener
@@ -46,7 +48,7 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, errs: make(chan error, 2), ncClosed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, errs: make(chan error, 1), ncClosed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.closeNATS()
@@ -86,7 +88,9 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 	n.http = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A client trickling a large body must not hold a handler forever.
+		ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute,
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -95,7 +99,7 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 	go func() {
 		defer n.wg.Done()
 		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			n.errs <- fmt.Errorf("http server: %w", err)
+			n.fail(fmt.Errorf("http server: %w", err))
 		}
 	}()
 	go func() {
@@ -121,7 +125,14 @@ func (n *Node) connect() error {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			n.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
 		}),
-		nats.ClosedHandler(func(*nats.Conn) { close(n.ncClosed) }),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			close(n.ncClosed)
+			if !n.closing.Load() {
+				// nats.go gives up for good on some server errors (e.g. a
+				// protocol violation); a node without NATS cannot serve.
+				n.fail(fmt.Errorf("nats connection closed: %w", c.LastError()))
+			}
+		}),
 	}
 	url := n.cfg.NATSURL
 	if url == "" {
@@ -195,10 +206,24 @@ func (n *Node) NATSURL() string {
 // be closed.
 func (n *Node) Err() <-chan error { return n.errs }
 
+// fail reports a background failure without blocking: the first one is
+// what Err delivers.
+func (n *Node) fail(err error) {
+	select {
+	case n.errs <- err:
+	default:
+	}
+}
+
 // Close shuts the node down: it stops accepting HTTP requests and lets those
 // in flight finish (until ctx ends), stops watching, then closes NATS.
 func (n *Node) Close(ctx context.Context) error {
 	err := n.http.Shutdown(ctx)
+	if err != nil {
+		// The drain ran out of time: cut the remaining requests before NATS
+		// goes away under them.
+		_ = n.http.Close()
+	}
 	n.cancel()
 	n.wg.Wait()
 	n.closeNATS()
@@ -207,6 +232,7 @@ func (n *Node) Close(ctx context.Context) error {
 }
 
 func (n *Node) closeNATS() {
+	n.closing.Store(true)
 	if n.nc != nil {
 		// Drain delivers what subscriptions already received, then closes.
 		if err := n.nc.Drain(); err != nil {

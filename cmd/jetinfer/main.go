@@ -112,6 +112,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("shutting down after failure")
 		code = 1
 	}
+	stop() // a second signal now ends the process at once
+
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := n.Close(shutdownCtx); err != nil {
