@@ -28,14 +28,29 @@ const (
 	maxSeparators         = 50
 )
 
-// Separator groups of Elasticsearch's SeparatorGroup (Java regexes, applied
-// in MULTILINE mode).
+// Separator patterns of Elasticsearch's SeparatorGroup: Java regexes,
+// applied in MULTILINE mode. The chunker matches these four by hand.
+const (
+	SeparatorParagraph = `(?<!\n)\n\n(?!\n)`
+	SeparatorLine      = `(?<!\n)\n(?!\n)`
+	SeparatorSetextH2  = `\n^(?!\s*$).*\n-{1,}\n`
+	SeparatorSetextH1  = `\n^(?!\s*$).*\n={1,}\n`
+)
+
+// separatorGroups are the named groups of recursive chunking.
 var separatorGroups = map[string][]string{
-	"plaintext": {`(?<!\n)\n\n(?!\n)`, `(?<!\n)\n(?!\n)`},
+	"plaintext": {SeparatorParagraph, SeparatorLine},
 	"markdown": {
 		"\n# ", "\n## ", "\n### ", "\n#### ", "\n##### ", "\n###### ",
-		`\n^(?!\s*$).*\n-{1,}\n`, `\n^(?!\s*$).*\n={1,}\n`,
+		SeparatorSetextH2, SeparatorSetextH1,
 	},
+}
+
+// SeparatorGroup returns the separators of a named group (plaintext or
+// markdown).
+func SeparatorGroup(name string) ([]string, bool) {
+	g, ok := separatorGroups[name]
+	return slices.Clone(g), ok
 }
 
 // ChunkingSettings says how an endpoint splits its inputs. Only the fields of

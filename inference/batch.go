@@ -2,6 +2,7 @@ package inference
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 )
 
@@ -11,14 +12,35 @@ type BatchConfig struct {
 	// computes and what the output tensor holds. An input longer than it
 	// runs alone.
 	MaxTokens int
-	// MaxRows bounds the inputs per batch.
+	// MaxRows bounds the inputs per batch; zero means the default.
 	MaxRows int
 }
 
-// DefaultBatch is the batch bound for dense embeddings and rerank on CPU.
-// Sparse models multiply every token by the vocabulary in their output, so
-// LoadModel caps their token budget further (see sparseOutputBudget).
-var DefaultBatch = BatchConfig{MaxTokens: 4096, MaxRows: 64}
+// The default batch bound for dense embeddings and rerank on CPU.
+const (
+	defaultBatchTokens = 4096
+	defaultBatchRows   = 64
+)
+
+// DefaultBatch returns the batch bound LoadModel uses when LoadOptions.Batch
+// is zero: the bound for dense embeddings and rerank on CPU. Sparse models
+// multiply every token by the vocabulary in their output, so LoadModel caps
+// their token budget further (see sparseOutputBudget).
+func DefaultBatch() BatchConfig {
+	return BatchConfig{MaxTokens: defaultBatchTokens, MaxRows: defaultBatchRows}
+}
+
+// validate checks a batch bound that is not the zero value: MaxTokens at
+// least 1, MaxRows at least 1 or zero for the default.
+func (c BatchConfig) validate() error {
+	if c.MaxTokens < 1 {
+		return fmt.Errorf("inference: batch MaxTokens %d must be at least 1", c.MaxTokens)
+	}
+	if c.MaxRows < 0 {
+		return fmt.Errorf("inference: batch MaxRows %d must be at least 1 (or 0 for the default, %d)", c.MaxRows, defaultBatchRows)
+	}
+	return nil
+}
 
 // A batch only takes inputs whose length is within this slack of its
 // longest: padding then stays under about 10%, while short inputs of

@@ -47,6 +47,7 @@ type bpeModel struct {
 	byteFallback bool
 	ignoreMerges bool
 	byteIDs      [256]int32 // ids of <0x00> … <0xFF>, -1 where absent
+	longest      int        // bytes of the longest token, at least utf8.UTFMax (one character)
 	// charIDs[r] is the id of the one-character token r (-1: none) for r below bpeCharTable, which covers ASCII and
 	// the 256 characters of the byte-level alphabet: the lookups of a word's characters without a hash.
 	charIDs [bpeCharTable]int32
@@ -113,9 +114,11 @@ func loadBPE(m *hfModel) (*bpeModel, error) {
 		fuseUnk:      m.FuseUnk,
 		byteFallback: m.ByteFallback,
 		ignoreMerges: m.IgnoreMerges,
+		longest:      utf8.UTFMax,
 	}
 	for tok, id := range vocab {
 		b.ids[tok] = int32(id)
+		b.longest = max(b.longest, len(tok))
 	}
 	if m.ContinuingSubwordPrefix != nil {
 		b.prefix = *m.ContinuingSubwordPrefix
@@ -204,6 +207,10 @@ func parseBPEMerges(raw json.RawMessage) ([][2]string, error) {
 }
 
 func (b *bpeModel) vocab() []string { return b.tokens }
+
+// maxPieceBytes: a token is the concatenation of the characters it covers (with the prefix or suffix, or spelled
+// <0xXX> for one byte), so it covers at most its own length.
+func (b *bpeModel) maxPieceBytes() int { return b.longest }
 
 func (b *bpeModel) appendIDs(dst []int64, word string) ([]int64, error) {
 	if word == "" {

@@ -20,7 +20,7 @@ func TestPlanBatches(t *testing.T) {
 	if got := planBatches([]int{300, 10}, BatchConfig{MaxTokens: 200, MaxRows: 8}); !reflect.DeepEqual(got, [][]int{{0}, {1}}) {
 		t.Errorf("over-budget planBatches = %v", got)
 	}
-	if got := planBatches(nil, DefaultBatch); len(got) != 0 {
+	if got := planBatches(nil, DefaultBatch()); len(got) != 0 {
 		t.Errorf("planBatches(nil) = %v", got)
 	}
 }

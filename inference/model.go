@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"iter"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
+
+// ErrClosed is wrapped by the error of every call on a Model after Close.
+var ErrClosed = errors.New("inference: model is closed")
 
 // InputType selects the prefix a text gets (PrefixStrings).
 type InputType string
@@ -23,7 +27,9 @@ type LoadOptions struct {
 	// Threads is ORT's intra-op thread count per run: the endpoint's
 	// num_threads.
 	Threads int
-	// Batch bounds each forward pass; zero means DefaultBatch.
+	// Batch bounds each forward pass; the zero value means DefaultBatch().
+	// MaxTokens must be at least 1, and so must MaxRows unless it is zero
+	// (DefaultBatch's MaxRows).
 	Batch BatchConfig
 }
 
@@ -36,6 +42,12 @@ const sparseOutputBudget = 64 << 20
 // It is safe for concurrent use; concurrent calls run concurrently on the
 // one shared session.
 type Model struct {
+	// mu guards the session's lifetime: every call holds the read side while
+	// it uses the session, Close takes the write side, so it waits for the
+	// calls in flight and the calls after it see closed.
+	mu     sync.RWMutex
+	closed bool
+
 	spec  Spec
 	tok   *Tokenizer
 	sess  *session
@@ -62,7 +74,13 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 		opts.Threads = 1
 	}
 	if opts.Batch == (BatchConfig{}) {
-		opts.Batch = DefaultBatch
+		opts.Batch = DefaultBatch()
+	}
+	if err := opts.Batch.validate(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	if opts.Batch.MaxRows == 0 {
+		opts.Batch.MaxRows = defaultBatchRows
 	}
 	a, err := readArtifact(dir)
 	if err != nil {
@@ -80,6 +98,10 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	spec, err := resolve(a, inputs, outputs, tok.VocabSize())
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	if spec.Task == TaskRerank && !tok.post.hasPair {
+		// EncodePair would fail on every request.
+		return nil, fmt.Errorf("model %s: %w", dir, invalid("%s: the post-processor has no template for pairs, which rerank needs", TokenizerFile))
 	}
 	names := []string{spec.Inputs.InputIDs, spec.Inputs.AttentionMask}
 	if spec.Inputs.TokenTypeIDs != "" {
@@ -112,8 +134,28 @@ func (m *Model) Spec() Spec { return m.spec }
 // Stats returns the model's counters.
 func (m *Model) Stats() *Stats { return &m.stats }
 
-// Close releases the session; no call may be running.
-func (m *Model) Close() error { return m.sess.close() }
+// Close waits for the calls in flight and releases the session. Calls
+// after it return an error wrapping ErrClosed; closing again does nothing.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	return m.sess.close()
+}
+
+// acquire holds off Close for the duration of one call; the caller runs
+// release (m.mu.RUnlock) when it is done with the session.
+func (m *Model) acquire() error {
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return fmt.Errorf("model %s: %w", m.dir, ErrClosed)
+	}
+	return nil
+}
 
 func (m *Model) prefixed(texts []string, it InputType) []string {
 	prefix := ""
@@ -208,6 +250,10 @@ func (m *Model) forEachBatch(ctx context.Context, encs []Encoding, emit func(idx
 
 // Embed returns one dense embedding per text, in order.
 func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]float32, error) {
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
 	if m.spec.Task != TaskTextEmbedding {
 		return nil, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
 	}
@@ -249,6 +295,10 @@ func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]fl
 
 // SparseEmbed returns one sparse embedding per text, in order.
 func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) ([]SparseEmbedding, error) {
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
 	if m.spec.Task != TaskSparseEmbedding {
 		return nil, fmt.Errorf("inference: model %s computes %s, not sparse_embedding", m.dir, m.spec.Task)
 	}
@@ -274,6 +324,10 @@ func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) (
 
 // Rerank returns the relevance of each document to query, in input order.
 func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]float32, error) {
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
 	if m.spec.Task != TaskRerank {
 		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
 	}
@@ -317,6 +371,10 @@ func (b PaddedBatch) PaddedTokens() int { return b.in.rows * b.in.seq }
 // PrepareBatches tokenizes, sorts and pads texts into the batches that
 // Embed or SparseEmbed would run.
 func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, error) {
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
 	encs, err := m.encode(m.prefixed(texts, it))
 	if err != nil {
 		return nil, err
@@ -330,6 +388,10 @@ func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, err
 
 // RunBatch runs the session on a prepared batch and discards the output.
 func (m *Model) RunBatch(ctx context.Context, b PaddedBatch) error {
+	if err := m.acquire(); err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
 	_, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
 	return err
 }

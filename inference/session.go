@@ -15,6 +15,10 @@ import (
 type session struct {
 	s      *ort.DynamicAdvancedSession
 	output string
+	// beforeRun, nil in production, is a test hook called by run just before
+	// ORT runs, once ctx's Terminate callback is registered; terminated is
+	// closed when that callback has returned.
+	beforeRun func(ctx context.Context, terminated <-chan struct{})
 }
 
 // sessionOptions are the ORT settings for CPU inference with variable
@@ -50,11 +54,40 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 	return o, nil
 }
 
+// inspectOptions are the ORT settings of the temporary session that
+// graphInfo builds only to read the graph's inputs and outputs: one thread
+// that does not spin and no graph optimisation, so that inspecting costs
+// little next to the serving session newSession builds afterwards.
+func inspectOptions() (*ort.SessionOptions, error) {
+	o, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	err = errors.Join(
+		o.SetIntraOpNumThreads(1),
+		o.SetInterOpNumThreads(1),
+		o.SetExecutionMode(ort.ExecutionModeSequential),
+		o.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll),
+		o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+	)
+	if err != nil {
+		_ = o.Destroy()
+		return nil, err
+	}
+	return o, nil
+}
+
 // graphInfo returns the graph's inputs and outputs as resolve needs them.
 func graphInfo(path string) (inputs, outputs []tensorInfo, err error) {
-	in, out, err := ort.GetInputOutputInfo(path)
+	opts, err := inspectOptions()
 	if err != nil {
-		return nil, nil, invalid("%s: %v", ONNXFile, err)
+		return nil, nil, fmt.Errorf("session options: %w", err)
+	}
+	defer func() { _ = opts.Destroy() }()
+	in, out, err := ort.GetInputOutputInfoWithOptions(path, opts)
+	if err != nil {
+		// A graph ORT cannot load is an invalid model.
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, ONNXFile, err)
 	}
 	conv := func(infos []ort.InputOutputInfo) []tensorInfo {
 		ts := make([]tensorInfo, len(infos))
@@ -89,7 +122,8 @@ func newSession(path string, inputs []string, output string, threads int) (*sess
 	defer func() { _ = opts.Destroy() }()
 	s, err := ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
 	if err != nil {
-		return nil, invalid("%s: %v", ONNXFile, err)
+		// A graph ORT cannot load is an invalid model.
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, ONNXFile, err)
 	}
 	return &session{s: s, output: output}, nil
 }
@@ -106,9 +140,13 @@ type batchInput struct {
 
 // run executes the graph on in and returns the output's data, written
 // straight into a tensor of outShape when the shape is known, or allocated
-// by ORT (and copied by onnxruntime_go) otherwise. It returns only after ORT has stopped reading
-// the inputs: a cancelled ctx terminates the run early, and the tensors are
-// freed after Run returns, never while C code may still use them.
+// by ORT (and copied by onnxruntime_go) otherwise. It returns only after ORT
+// has stopped reading the inputs: a cancelled ctx terminates the run early,
+// and the tensors and the RunOptions are freed after Run returns and after
+// any Terminate call has returned, never while C code may still use them.
+//
+// Its errors are runtime failures (or ctx's error), not ErrInvalidModel,
+// except when the graph's output is not a float32 tensor.
 func (s *session) run(ctx context.Context, in batchInput, outShape []int64) ([]float32, []int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
@@ -149,9 +187,20 @@ func (s *session) run(ctx context.Context, in batchInput, outShape []int64) ([]f
 		return nil, nil, fmt.Errorf("run options: %w", err)
 	}
 	defer func() { _ = ro.Destroy() }()
-	stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
+	// stop does not wait for a callback that has already started: done says
+	// when Terminate has returned, so that ro is never destroyed under it.
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
+		_ = ro.Terminate()
+	})
+	if s.beforeRun != nil {
+		s.beforeRun(ctx, done)
+	}
 	runErr := s.s.RunWithOptions(values, outputs, ro)
-	stop()
+	if !stop() {
+		<-done
+	}
 	if outputs[0] != nil {
 		values = append(values, outputs[0])
 	}

@@ -25,15 +25,15 @@ type Encoding struct {
 // to what Hugging Face tokenizers computes for the same file with truncation to MaxLength (strategy longest_first)
 // and without padding.
 //
-// sugarme/tokenizer (pretrained.FromReader) loads the WordPiece model. The rest is implemented in this package
-// after tokenizers' Rust sources, because sugarme's versions give other ids than Hugging Face or are too slow:
-// normalizers (normalize.go), pre-tokenizers (pretokenize.go, ByteLevel included), added-token extraction
-// (tokenizer_added.go), the WordPiece matching and the Unigram model (tokenizer_model.go), the BPE model (bpe.go),
-// truncation and post-processing (tokenizer_post.go). The comment on each part says what sugarme does differently.
+// All of it is implemented in this package after tokenizers' Rust sources, file loading included; sugarme/tokenizer
+// is used only by the tests, as the reference for the WordPiece matching, because its versions give other ids
+// than Hugging Face or are too slow: normalizers (normalize.go), pre-tokenizers (pretokenize.go, ByteLevel
+// included), added-token extraction (tokenizer_added.go), the WordPiece and Unigram models (tokenizer_model.go),
+// the BPE model (bpe.go), truncation and post-processing (tokenizer_post.go). The comment on each part says what
+// sugarme does differently.
 //
-// A Tokenizer is immutable once loaded, and Encode reads nothing else (sugarme's Tokenizer, whose Encode writes its
-// models' caches, is not used after loading; the BPE model keeps no cache, only a sync.Pool of scratch buffers), so
-// it is safe for concurrent use.
+// A Tokenizer is immutable once loaded, and Encode reads nothing else (the models keep no cache; the BPE model has
+// only a sync.Pool of scratch buffers), so it is safe for concurrent use.
 type Tokenizer struct {
 	maxLength  int
 	normalizer textNormalizer // nil: none
@@ -177,8 +177,8 @@ func (t *Tokenizer) EncodePair(first, second string) (Encoding, error) {
 }
 
 func (t *Tokenizer) encode(first, second string, pair bool) (enc Encoding, err error) {
-	// Everything below is our code or sugarme's WordPiece over validated data; still, one unforeseen input must
-	// fail its request, not the process.
+	// Everything below is our own code over validated data; still, one unforeseen input must fail its request,
+	// not the process.
 	defer func() {
 		if r := recover(); r != nil {
 			enc, err = Encoding{}, fmt.Errorf("tokenizer: internal error: %v", r)
@@ -244,7 +244,7 @@ func (t *Tokenizer) encodeSequence(text string, limit int) ([]int64, error) {
 				words = append(words, sub.text)
 			}
 			for _, w := range words {
-				if ids, err = t.model.appendIDs(ids, w); err != nil {
+				if ids, err = t.appendWord(ids, w, limit); err != nil {
 					return nil, err
 				}
 				if len(ids) > limit {
@@ -254,6 +254,47 @@ func (t *Tokenizer) encodeSequence(text string, limit int) ([]int64, error) {
 		}
 	}
 	return ids, nil
+}
+
+// clipMarginTokens is how many tokens' worth of bytes appendWord keeps beyond what the tokens it needs can cover,
+// so that the cut, which changes the tokens around it, stays far from them.
+const clipMarginTokens = 64
+
+// appendWord appends the ids of one pre-tokenized word, of which only enough to take ids past limit matter
+// (encodeSequence stops there). A word longer than those tokens could cover (the model's longest piece each, plus
+// a margin) is clipped at a character boundary before the model sees it, so that one huge word without spaces
+// costs the model (Unigram's Viterbi, 16 bytes per byte; BPE's merges) only a bounded prefix. The ids are those of
+// the whole word wherever they are kept: the first tokens of a word cover at most that many bytes, and the
+// segmentation of a word's start depends on text that far after it only through an unbroken chain of competing
+// segmentations across the whole margin (possible in principle for Viterbi and for BPE merges; the golden tests and
+// TestTokenizerHugeWord compare with the unclipped word). When the clipped word does
+// not give enough tokens (a long run of unknown characters fused into one <unk>, or characters BPE drops), it is
+// retried four times longer, up to the whole word.
+func (t *Tokenizer) appendWord(ids []int64, word string, limit int) ([]int64, error) {
+	piece := t.model.maxPieceBytes()
+	need := limit + 1 - len(ids)
+	if piece <= 0 || need <= 0 || need > len(word) {
+		return t.model.appendIDs(ids, word)
+	}
+	start := len(ids)
+	for clip := (need + clipMarginTokens) * piece; clip < len(word); clip *= 4 {
+		cut := clip
+		for cut > 0 && !utf8.RuneStart(word[cut]) {
+			cut--
+		}
+		out, err := t.model.appendIDs(ids, word[:cut])
+		if err != nil {
+			return out, err // an error about the word's start is one about the word
+		}
+		if len(out)-start >= need {
+			return out, nil
+		}
+		ids = out[:start]
+		if clip > len(word)/4 {
+			break
+		}
+	}
+	return t.model.appendIDs(ids, word)
 }
 
 // toValidUTF8 replaces every byte that is not part of a valid UTF-8 sequence with U+FFFD, one per byte as Go's

@@ -11,8 +11,8 @@ import (
 
 // The types in this file mirror the parts of Hugging Face's tokenizer.json that the tokenizer uses. The whole file
 // is decoded into them before anything else happens: a value of the wrong JSON type, a missing required field or a
-// component type we do not implement becomes an error here, so that nothing later (ours or sugarme's, which
-// type-asserts and calls log.Fatal on bad input) ever sees a file it cannot handle.
+// component type we do not implement becomes an error here, so that nothing later ever sees a file it cannot
+// handle.
 
 // hfTokenizerFile is the top level of tokenizer.json. "truncation", "padding" and "decoder" are not decoded into
 // components: TokenizerConfig.MaxLength replaces the file's truncation and padding is never applied (padding is read

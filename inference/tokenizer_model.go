@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +8,6 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
-
-	sugartok "github.com/sugarme/tokenizer"
-	sugarmodel "github.com/sugarme/tokenizer/model"
-	"github.com/sugarme/tokenizer/model/wordpiece"
-	"github.com/sugarme/tokenizer/pretrained"
 )
 
 // subwordModel turns one pre-tokenized word into ids.
@@ -21,18 +15,21 @@ type subwordModel interface {
 	appendIDs(dst []int64, word string) ([]int64, error)
 	// vocab returns the model's id → token table (holes are "").
 	vocab() []string
+	// maxPieceBytes bounds the bytes of a word that one token covers, runs of unknown characters apart, for
+	// clipping long words (see Tokenizer.appendWord); 0: the model's words are never clipped.
+	maxPieceBytes() int
 }
 
 // wordPieceModel is tokenizers' models/wordpiece: greedy longest match from the start of the word, pieces after
 // the first looked up with the continuing-subword prefix ("##"), the whole word [UNK] when some position has no
 // piece or the word is longer than max_input_chars_per_word characters.
 //
-// sugarme loads the model section (pretrained.FromReader) and its WordPiece is correct, but its Tokenize tries
-// every end position from the end of the word down, formatting a new string (fmt.Sprintf) for each: cubic in the
-// word length, 2 ms for one 100-character word that only single characters match, so 2 s for 100 KB of such words.
-// The matching below walks a sorted index instead (see prefixIndex): at each position no deeper than the longest
-// vocabulary entry, so linear in the word. Tests check it against sugarme's Tokenize on every corpus word and on
-// fuzzed words.
+// It is ours rather than sugarme's: sugarme's WordPiece gives the same ids, but its Tokenize tries every end
+// position from the end of the word down, formatting a new string (fmt.Sprintf) for each: cubic in the word length,
+// 2 ms for one 100-character word that only single characters match, so 2 s for 100 KB of such words. The matching
+// below walks a sorted index instead (see prefixIndex): at each position no deeper than the longest vocabulary
+// entry, so linear in the word. Tests check it against sugarme's Tokenize (loaded by pretrained.FromReader, in
+// tokenizer_sugarme_test.go) on every corpus word and on fuzzed words.
 type wordPieceModel struct {
 	unkID    int64
 	maxChars int
@@ -63,13 +60,15 @@ func (m *wordPieceModel) appendIDs(dst []int64, word string) ([]int64, error) {
 
 func (m *wordPieceModel) vocab() []string { return m.tokens }
 
-// loadWordPiece checks the WordPiece section of the file, has sugarme's pretrained.FromReader load it, and indexes
-// the vocabulary sugarme read.
-//
-// sugarme type-asserts every field (a wrong JSON type panics) and log.Fatals on some inputs; so the model is
-// validated here first, sugarme is handed only {"model": …} (none of the normalizer, pre-tokenizer,
-// post-processor, decoder and added-token code paths it would otherwise run, and which we replace anyway), and
-// any panic left is recovered into an error.
+// maxPieceBytes is 0: WordPiece needs no clipping, and must not have it, as a word longer than
+// max_input_chars_per_word is one [UNK] however long (found by a rune count, linear and allocation-free), and any
+// other word is at most that many characters.
+func (m *wordPieceModel) maxPieceBytes() int { return 0 }
+
+// loadWordPiece reads and checks the WordPiece section of the file and indexes its vocabulary. sugarme is not used
+// here: its pretrained.FromReader type-asserts every field (a wrong JSON type panics) and log.Fatals on some inputs,
+// and the vocabulary it would read is the one decoded here; it is only the tests' reference for the matching
+// (tokenizer_sugarme_test.go).
 func loadWordPiece(m *hfModel) (*wordPieceModel, error) {
 	var vocab map[string]int64
 	if err := json.Unmarshal(m.Vocab, &vocab); err != nil {
@@ -100,20 +99,6 @@ func loadWordPiece(m *hfModel) (*wordPieceModel, error) {
 		return nil, fmt.Errorf("WordPiece: negative max_input_chars_per_word %d", maxChars)
 	}
 
-	wp, err := sugarmeWordPiece(m.Vocab, unk, prefix, maxChars)
-	if err != nil {
-		return nil, fmt.Errorf("WordPiece: sugarme: %w", err)
-	}
-	// The vocabulary sugarme read must be the one validated above.
-	sugarVocab := wp.GetVocab()
-	if len(sugarVocab) != len(tokens) {
-		return nil, fmt.Errorf("WordPiece: sugarme read %d vocabulary entries, want %d", len(sugarVocab), len(tokens))
-	}
-	for tok, id := range sugarVocab {
-		if id < 0 || id >= len(tokens) || tokens[id] != tok {
-			return nil, fmt.Errorf("WordPiece: sugarme read id %d for %q", id, tok)
-		}
-	}
 	model := &wordPieceModel{unkID: unkID, maxChars: maxChars, tokens: tokens}
 	var whole, cont []prefixEntry
 	for id, tok := range tokens {
@@ -124,50 +109,6 @@ func loadWordPiece(m *hfModel) (*wordPieceModel, error) {
 	}
 	model.whole, model.cont = newPrefixIndex(whole), newPrefixIndex(cont)
 	return model, nil
-}
-
-// sugarmeWordPiece loads a WordPiece model with sugarme from the (validated) model section.
-func sugarmeWordPiece(vocab json.RawMessage, unk, prefix string, maxChars int) (*wordpiece.WordPiece, error) {
-	// Only the fields sugarme reads, with the types it asserts: max_input_chars_per_word and the vocab ids as
-	// numbers.
-	modelJSON := map[string]any{
-		"type":                      "WordPiece",
-		"unk_token":                 unk,
-		"continuing_subword_prefix": prefix,
-		"max_input_chars_per_word":  maxChars,
-		"vocab":                     vocab,
-	}
-	sanitized, err := json.Marshal(map[string]any{"model": modelJSON})
-	if err != nil {
-		return nil, err
-	}
-	tk, err := sugarmeFromReader(sanitized)
-	if err != nil {
-		return nil, err
-	}
-	wp, ok := tk.GetModel().(*wordpiece.WordPiece)
-	if !ok {
-		return nil, fmt.Errorf("built a %T", tk.GetModel())
-	}
-	if prefix != "##" {
-		// sugarme's createWordPiece drops continuing_subword_prefix (it calls opts.Get instead of opts.Set); a file
-		// with another prefix gets the model rebuilt with the prefix set.
-		v := sugarmodel.Vocab(wp.GetVocab())
-		rebuilt := wordpiece.NewWordPieceBuilder().Vocab(&v).UnkToken(unk).
-			ContinuingSubwordPrefix(prefix).MaxInputCharsPerWord(maxChars).Build()
-		wp = &rebuilt
-	}
-	return wp, nil
-}
-
-// sugarmeFromReader runs pretrained.FromReader, turning a panic into an error.
-func sugarmeFromReader(data []byte) (tk *sugartok.Tokenizer, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			tk, err = nil, fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return pretrained.FromReader(bytes.NewReader(data))
 }
 
 // denseVocab checks that the ids are unique and in [0, len(vocab)), as in every file Hugging Face writes (and so
@@ -203,6 +144,7 @@ type unigramModel struct {
 	unkID        int // -1 without one
 	unkScore     float64
 	byteFallback bool
+	longest      int // bytes of the longest piece, at least utf8.UTFMax (an unknown character)
 }
 
 func loadUnigram(m *hfModel) (*unigramModel, error) {
@@ -222,6 +164,7 @@ func loadUnigram(m *hfModel) (*unigramModel, error) {
 		ids:          make(map[string]int32, len(vocab)),
 		unkID:        -1,
 		byteFallback: m.ByteFallback,
+		longest:      utf8.UTFMax,
 	}
 	minScore := math.Inf(1)
 	for i, p := range vocab {
@@ -229,6 +172,7 @@ func loadUnigram(m *hfModel) (*unigramModel, error) {
 			return nil, fmt.Errorf("Unigram: piece %d is empty", i)
 		}
 		u.pieces[i], u.scores[i] = p.Piece, p.Score
+		u.longest = max(u.longest, len(p.Piece))
 		u.ids[p.Piece] = int32(i) // a repeated piece maps to its last id, as in tokenizers' token_to_ids
 		minScore = min(minScore, p.Score)
 	}
@@ -248,6 +192,8 @@ func loadUnigram(m *hfModel) (*unigramModel, error) {
 }
 
 func (u *unigramModel) vocab() []string { return u.pieces }
+
+func (u *unigramModel) maxPieceBytes() int { return u.longest }
 
 // viterbiNode is the best path ending at a byte position: its score, where its last piece starts (-1: not reached
 // yet) and that piece's id. 16 bytes, as a word gets one per byte.

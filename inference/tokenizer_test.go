@@ -642,3 +642,82 @@ func FuzzTokenize(f *testing.F) {
 		}
 	})
 }
+
+// A 4 MB word without spaces is truncated like any long text, and its tokens are those of the whole word: the
+// model sees only a clipped prefix (Tokenizer.appendWord), which must not change what is kept.
+func TestTokenizerHugeWord(t *testing.T) {
+	const maxLength = 128
+	word := make([]byte, 4<<20)
+	x := uint32(1)
+	for i := range word {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		word[i] = 'a' + byte(x%26)
+	}
+	text := string(word)
+	for _, name := range tokTestTokenizers {
+		t.Run(name, func(t *testing.T) {
+			tok := tokLoad(t, name, maxLength)
+			enc := tokEncode(t, tok, text)
+			pair, err := tok.EncodePair("short query", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "bert-base-uncased" {
+				// A word over max_input_chars_per_word (100) is one [UNK], however long, as in Hugging Face.
+				if !slices.Equal(enc.IDs, []int64{101, 100, 102}) || enc.Truncated {
+					t.Fatalf("Encode = %v (truncated %v); want [CLS] [UNK] [SEP]", enc.IDs, enc.Truncated)
+				}
+				if len(pair.IDs) != 6 || pair.Truncated {
+					t.Fatalf("EncodePair = %v (truncated %v)", pair.IDs, pair.Truncated)
+				}
+				return
+			}
+			for _, e := range []Encoding{enc, pair} {
+				if !e.Truncated || len(e.IDs) != maxLength || len(e.TypeIDs) != maxLength || e.IDs[0] != 0 || e.IDs[maxLength-1] != 2 {
+					t.Fatalf("%d ids (truncated %v), first %d, last %d; want %d ids from <s> to </s>, truncated",
+						len(e.IDs), e.Truncated, e.IDs[0], e.IDs[len(e.IDs)-1], maxLength)
+				}
+			}
+			// The unclipped word through the model directly.
+			normalized := text
+			if tok.normalizer != nil {
+				normalized = tok.normalizer.normalize(text)
+			}
+			words := tok.preTok.split(nil, normalized, true)
+			if len(words) != 1 {
+				t.Fatalf("pre-tokenizer made %d words; want 1", len(words))
+			}
+			full, err := tok.model.appendIDs(nil, words[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := full[:maxLength-2]; !slices.Equal(enc.IDs[1:maxLength-1], want) {
+				t.Fatalf("clipped word's ids differ from the whole word's:\n got %v\nwant %v", enc.IDs[1:maxLength-1], want)
+			}
+		})
+	}
+}
+
+// A clipped word that gives too few tokens (here a run of characters the vocabulary lacks, fused into one <unk>)
+// is retried longer, so that what follows the run is still seen and the encoding truncated.
+func TestTokenizerClipRetry(t *testing.T) {
+	tok := tokLoad(t, "unigram", 16)
+	text := strings.Repeat("\U0001F9FF", 100_000) + strings.Repeat("ab", 100_000)
+	enc := tokEncode(t, tok, text)
+	if !enc.Truncated || len(enc.IDs) != 16 {
+		t.Fatalf("%d ids (truncated %v); want 16, truncated", len(enc.IDs), enc.Truncated)
+	}
+	words := tok.preTok.split(nil, tok.normalizer.normalize(text), true)
+	full, err := tok.model.appendIDs(nil, words[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full[1] != 3 || full[2] == 3 {
+		t.Fatalf("whole word %v: want ▁, one fused <unk> (3), then the rest", full[:16])
+	}
+	if !slices.Equal(enc.IDs[1:15], full[:14]) {
+		t.Fatalf("ids %v; whole word %v", enc.IDs[1:15], full[:14])
+	}
+}

@@ -79,7 +79,7 @@ func chunkText(text string, s config.ChunkingSettings, budget time.Duration) ([]
 		separators := s.Separators
 		if separators == nil {
 			// RecursiveChunkingSettings' default.
-			separators = []string{plaintextParagraph, plaintextLine}
+			separators, _ = config.SeparatorGroup("plaintext")
 		}
 		var err error
 		spans, err = recursiveChunks(text, separators, s.MaxChunkSize, budget)

@@ -57,7 +57,7 @@ func BenchmarkChunkText(b *testing.B) {
 // document.
 func BenchmarkSeparators(b *testing.B) {
 	doc := benchDocument()
-	for _, pattern := range []string{plaintextParagraph, plaintextLine, markdownSetextH2} {
+	for _, pattern := range []string{config.SeparatorParagraph, config.SeparatorLine, config.SeparatorSetextH2} {
 		builtin, err := compileSeparator(pattern)
 		if err != nil {
 			b.Fatal(err)

@@ -279,7 +279,7 @@ func TestBuiltInMatchersAgreeWithRegexp2(t *testing.T) {
 		"\nHeader\n---\nBody", "\nHeader\n=\nBody\n", "\n  \n---\n", "\n\t\n-\n", "\nH\r\n-\n", "\nH\u2028x\n-\n",
 		"\nA\n-\n\nB\n==\n", "\nA\n-\nB\n-\n", "\nA\n-x\n", "\n", "\nA\n", "\nA\n-", "\n\u0085\n-\n", "\n \u00a0x\n-\n",
 	}
-	for _, pattern := range []string{plaintextParagraph, plaintextLine, markdownSetextH2, markdownSetextH1} {
+	for _, pattern := range []string{config.SeparatorParagraph, config.SeparatorLine, config.SeparatorSetextH2, config.SeparatorSetextH1} {
 		builtin, err := compileSeparator(pattern)
 		if err != nil {
 			t.Fatal(err)

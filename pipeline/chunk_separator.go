@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
+
+	"github.com/jetinfer/jetinfer/config"
 )
 
 // Separators of the recursive chunker are Java regexes that Elasticsearch
@@ -43,22 +45,15 @@ type separator interface {
 	starts(s string, deadline time.Time) ([]int, error)
 }
 
-const (
-	plaintextParagraph = `(?<!\n)\n\n(?!\n)`
-	plaintextLine      = `(?<!\n)\n(?!\n)`
-	markdownSetextH2   = `\n^(?!\s*$).*\n-{1,}\n`
-	markdownSetextH1   = `\n^(?!\s*$).*\n={1,}\n`
-)
-
 func compileSeparator(pattern string) (separator, error) {
 	switch pattern {
-	case plaintextParagraph:
+	case config.SeparatorParagraph:
 		return newlineRun(2), nil
-	case plaintextLine:
+	case config.SeparatorLine:
 		return newlineRun(1), nil
-	case markdownSetextH2:
+	case config.SeparatorSetextH2:
 		return setextHeading('-'), nil
-	case markdownSetextH1:
+	case config.SeparatorSetextH1:
 		return setextHeading('='), nil
 	}
 	if !strings.ContainsAny(pattern, `\^$.|?*+()[]{}`) {

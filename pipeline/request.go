@@ -251,6 +251,14 @@ func (r Request) Validate(task config.TaskType) error {
 		// Elasticsearch fails such a request with a 500 from List.subList.
 		return fail("Field [top_n] must not be negative")
 	}
+	if v, ok := r.TaskSettings["return_documents"]; ok {
+		// Elasticsearch's rerank task settings silently turn a wrongly typed
+		// value into true; the endpoint's PUT refuses it, and so does this.
+		if _, isBool := v.(bool); !isBool {
+			return eserror.Validation(eserror.TypeValidation,
+				fmt.Sprintf("field [return_documents] is not of the expected type. The value [%s] cannot be converted to a [Boolean]", xcontent.JavaValue(v)))
+		}
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
@@ -108,6 +109,8 @@ func TestRequestValidate(t *testing.T) {
 		{"anything goes without a task type", Request{Input: input, InputType: InputSearch, TopN: ptr(2)}, config.Any, ""},
 		{"unspecified input_type on sparse", Request{Input: input, InputType: InputUnspecified}, config.SparseEmbedding, ""},
 		{"rerank", Request{Input: input, Query: ptr("q"), TopN: ptr(0), ReturnDocuments: ptr(false)}, config.Rerank, ""},
+		{"rerank task setting of the wrong type", Request{Input: input, Query: ptr("q"), TaskSettings: map[string]any{"return_documents": "yes"}}, config.Rerank,
+			"!field [return_documents] is not of the expected type. The value [yes] cannot be converted to a [Boolean]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,10 +121,16 @@ func TestRequestValidate(t *testing.T) {
 				}
 				return
 			}
+			// A leading "!" marks a validation_exception rather than an
+			// action_request_validation_exception.
+			typ, reason := eserror.TypeActionRequestValidation, tt.reason
+			if r, ok := strings.CutPrefix(reason, "!"); ok {
+				typ, reason = eserror.TypeValidation, r
+			}
 			var e *eserror.Error
-			want := "Validation Failed: 1: " + tt.reason + ";"
-			if !errors.As(err, &e) || e.Type != eserror.TypeActionRequestValidation || e.Reason != want || e.Status != 400 {
-				t.Fatalf("Validate = %v; want action_request_validation_exception %q", err, want)
+			want := "Validation Failed: 1: " + reason + ";"
+			if !errors.As(err, &e) || e.Type != typ || e.Reason != want || e.Status != 400 {
+				t.Fatalf("Validate = %v; want %s %q", err, typ, want)
 			}
 		})
 	}
