@@ -114,8 +114,8 @@ func denseModel(ctx context.Context, cfg Config, threads int) (*inference.Model,
 // Dense measures a MiniLM-L12 / multilingual-e5-small sized embedding model
 // on the mixed corpus, in requests of RequestSize texts: raw ONNX Runtime on
 // the requests' pre-tokenized, padded batches (the limit of this machine),
-// then the engine end to end (tokenize, batch, run, pool, normalise) on
-// the same requests.
+// measured before and after the engine end to end (tokenize, batch, run,
+// pool, normalise) on the same requests.
 func Dense(ctx context.Context, cfg Config) ([]Throughput, error) {
 	cfg = cfg.withDefaults()
 	corpus := Corpus(cfg.Texts, 1)
@@ -150,21 +150,27 @@ func measureDense(ctx context.Context, m *inference.Model, corpus []string, requ
 		}
 		batches = append(batches, bs...)
 	}
-	raw = Throughput{Name: "raw ONNX Runtime", Allocations: 1, Inputs: len(corpus)}
-	start := time.Now()
-	for _, b := range batches {
-		if err := m.RunBatch(ctx, b); err != nil {
-			return raw, engine, err
+	runRaw := func() (Throughput, error) {
+		t := Throughput{Name: "raw ONNX Runtime", Allocations: 1, Inputs: len(corpus)}
+		start := time.Now()
+		for _, b := range batches {
+			if err := m.RunBatch(ctx, b); err != nil {
+				return t, err
+			}
+			t.Tokens += int64(b.RealTokens())
+			t.PaddedTokens += int64(b.PaddedTokens())
 		}
-		raw.Tokens += int64(b.RealTokens())
-		raw.PaddedTokens += int64(b.PaddedTokens())
+		t.Elapsed = time.Since(start)
+		return t, nil
 	}
-	raw.Elapsed = time.Since(start)
+	if raw, err = runRaw(); err != nil {
+		return raw, engine, err
+	}
 
 	engine = Throughput{Name: "engine end to end", Allocations: 1, Inputs: len(corpus)}
 	st := m.Stats()
 	real0, padded0 := st.RealTokens.Load(), st.PaddedTokens.Load()
-	start = time.Now()
+	start := time.Now()
 	for i := 0; i < len(corpus); i += requestSize {
 		if _, err := m.Embed(ctx, corpus[i:min(i+requestSize, len(corpus))], ""); err != nil {
 			return raw, engine, err
@@ -173,6 +179,16 @@ func measureDense(ctx context.Context, m *inference.Model, corpus []string, requ
 	engine.Elapsed = time.Since(start)
 	engine.Tokens = st.RealTokens.Load() - real0
 	engine.PaddedTokens = st.PaddedTokens.Load() - padded0
+
+	// Raw ORT again after the engine, keeping the faster run, so that the
+	// order of the measurements cannot flatter the engine.
+	again, err := runRaw()
+	if err != nil {
+		return raw, engine, err
+	}
+	if again.Elapsed < raw.Elapsed {
+		raw = again
+	}
 	return raw, engine, nil
 }
 
