@@ -223,6 +223,14 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p pathParam
 		a.writeError(w, r, err)
 		return
 	}
+	// master_timeout is accepted for compatibility: the bucket has no master
+	// to wait for, so only its syntax is checked.
+	if q := r.URL.Query(); q.Has("master_timeout") {
+		if _, err := ParseTimeValue(q.Get("master_timeout"), "master_timeout"); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	}
 	body, err := a.readBody(w, r)
 	if err != nil {
 		a.writeError(w, r, err)

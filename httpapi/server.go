@@ -153,7 +153,7 @@ func splitPath(escaped string) ([]string, error) {
 // routes returns the handlers for a path by method, mirroring the paths of
 // Elasticsearch's inference REST handlers.
 func (a *API) routes(seg []string) map[string]route {
-	timeout := []string{"timeout"}
+	timeout, masterTimeout := []string{"timeout"}, []string{"master_timeout"}
 	switch {
 	case len(seg) == 0:
 		return map[string]route{http.MethodGet: {handle: a.root}}
@@ -169,7 +169,7 @@ func (a *API) routes(seg []string) map[string]route {
 			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
 		}
 	case len(seg) == 3 && seg[2] == "_update":
-		return map[string]route{http.MethodPut: {handle: a.updateEndpoint}}
+		return map[string]route{http.MethodPut: {handle: a.updateEndpoint, params: masterTimeout}}
 	case len(seg) == 3 && seg[2] == "_stream":
 		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
 	case len(seg) == 3:
@@ -180,7 +180,7 @@ func (a *API) routes(seg []string) map[string]route {
 			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
 		}
 	case len(seg) == 4 && seg[3] == "_update":
-		return map[string]route{http.MethodPut: {handle: a.updateEndpoint}}
+		return map[string]route{http.MethodPut: {handle: a.updateEndpoint, params: masterTimeout}}
 	case len(seg) == 4 && seg[3] == "_stream":
 		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
 	}

@@ -48,7 +48,9 @@ func TestEndpointLifecycle(t *testing.T) {
 		esError(400, "resource_already_exists_exception", "Inference endpoint [my-elser] already exists"))
 
 	updated := strings.Replace(elserJSON, `"num_allocations":1`, `"num_allocations":3`, 1)
-	n.do(t, "PUT", "/_inference/sparse_embedding/my-elser/_update", `{"service_settings":{"num_allocations":3}}`).expect(t, 200, updated)
+	n.do(t, "PUT", "/_inference/sparse_embedding/my-elser/_update?master_timeout=30s", `{"service_settings":{"num_allocations":3}}`).expect(t, 200, updated)
+	n.do(t, "PUT", "/_inference/sparse_embedding/my-elser/_update?master_timeout=x", `{"service_settings":{"num_allocations":3}}`).expect(t, 400,
+		esError(400, "illegal_argument_exception", "failed to parse setting [master_timeout] with value [x] as a time value: unit is missing or unrecognized"))
 	n.do(t, "GET", "/_inference/my-elser", "").expect(t, 200, `{"endpoints":[`+updated+`]}`)
 
 	n.do(t, "DELETE", "/_inference/text_embedding/my-elser", "").expect(t, 400,
