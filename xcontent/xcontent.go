@@ -378,3 +378,35 @@ func MarshalIndent(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
+
+// AppendJavaFloat appends f as Jackson writes a Java float (Float.toString):
+// the shortest decimal that reads back as f, "3.0" rather than "3", and
+// "1.0E-5" style beyond [1e-3, 1e7).
+func AppendJavaFloat(b []byte, f float32) []byte {
+	abs := f
+	if abs < 0 {
+		abs = -abs
+	}
+	switch {
+	case f != f || abs > 3.4028235e38: // NaN, ±Inf: Jackson writes them as strings
+		return strconv.AppendQuote(b, strconv.FormatFloat(float64(f), 'g', -1, 32))
+	case abs != 0 && (abs < 1e-3 || abs >= 1e7):
+		s := strconv.FormatFloat(float64(f), 'E', -1, 32)
+		mant, exp, _ := strings.Cut(s, "E")
+		if !strings.Contains(mant, ".") {
+			mant += ".0"
+		}
+		neg := strings.HasPrefix(exp, "-")
+		exp = strings.TrimLeft(strings.TrimLeft(exp, "+-"), "0")
+		if neg {
+			exp = "-" + exp
+		}
+		return append(append(append(b, mant...), 'E'), exp...)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, float64(f), 'f', -1, 32)
+	if !bytes.ContainsRune(b[start:], '.') {
+		b = append(b, '.', '0')
+	}
+	return b
+}

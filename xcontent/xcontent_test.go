@@ -79,3 +79,14 @@ func BenchmarkParseLargeArray(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendJavaFloat(t *testing.T) {
+	for f, want := range map[float32]string{
+		3: "3.0", 0.1: "0.1", -0.25: "-0.25", 0: "0.0", 1e-5: "1.0E-5", 1.5e7: "1.5E7",
+		0.001: "0.001", 123.456: "123.456", 0.98765432: "0.9876543",
+	} {
+		if got := string(AppendJavaFloat(nil, f)); got != want {
+			t.Errorf("AppendJavaFloat(%v) = %q; want %q", f, got, want)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/xcontent"
+)
+
+// Infer runs a validated POST _inference request on the endpoint's loaded
+// model and returns the response body exactly as Elasticsearch writes it:
+// {"text_embedding":[{"embedding":[…]}]}, {"sparse_embedding":[{"is_truncated":…,
+// "embedding":{token:weight}}]} or {"rerank":[{"index":…,"relevance_score":…,"text":…}]}.
+// Like Elasticsearch's inference API it does not chunk: inputs longer than
+// the model's limit are truncated.
+func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req Request) ([]byte, error) {
+	switch ep.TaskType {
+	case config.TextEmbedding:
+		vecs, err := m.Embed(ctx, req.Input, modelInputType(req.InputType))
+		if err != nil {
+			return nil, err
+		}
+		return denseResponse(vecs), nil
+	case config.SparseEmbedding:
+		embs, err := m.SparseEmbed(ctx, req.Input, modelInputType(req.InputType))
+		if err != nil {
+			return nil, err
+		}
+		return sparseResponse(embs), nil
+	case config.Rerank:
+		if req.Query == nil {
+			return nil, fmt.Errorf("rerank request without a query")
+		}
+		scores, err := m.Rerank(ctx, *req.Query, req.Input)
+		if err != nil {
+			return nil, err
+		}
+		return rerankResponse(inference.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
+	}
+	return nil, fmt.Errorf("task type %s has no inference", ep.TaskType)
+}
+
+// modelInputType maps the request's input_type to the model's prefixes:
+// search and ingest select one, the others none (as Elasticsearch's
+// buildInferenceRequest).
+func modelInputType(t InputType) inference.InputType {
+	switch t {
+	case InputSearch:
+		return inference.InputSearch
+	case InputIngest:
+		return inference.InputIngest
+	}
+	return ""
+}
+
+// The bodies are written by hand: embeddings are large, and Java's float
+// formatting ("3.0", "1.0E-5") is not encoding/json's.
+
+func denseResponse(vecs [][]float32) []byte {
+	b := []byte(`{"text_embedding":[`)
+	for i, v := range vecs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"embedding":[`...)
+		for j, x := range v {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = xcontent.AppendJavaFloat(b, x)
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}"...)
+}
+
+func sparseResponse(embs []inference.SparseEmbedding) []byte {
+	b := []byte(`{"sparse_embedding":[`)
+	for i, e := range embs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"is_truncated":`...)
+		b = strconv.AppendBool(b, e.Truncated)
+		b = append(b, `,"embedding":{`...)
+		for j, wt := range e.Tokens {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			key, _ := xcontent.Marshal(wt.Token)
+			b = append(append(b, key...), ':')
+			b = xcontent.AppendJavaFloat(b, wt.Weight)
+		}
+		b = append(b, "}}"...)
+	}
+	return append(b, "]}"...)
+}
+
+func rerankResponse(ranked []inference.RankedDoc, docs []string, withText bool) []byte {
+	b := []byte(`{"rerank":[`)
+	for i, r := range ranked {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(r.Index), 10)
+		b = append(b, `,"relevance_score":`...)
+		b = xcontent.AppendJavaFloat(b, r.Score)
+		if withText {
+			text, _ := xcontent.Marshal(docs[r.Index])
+			b = append(append(b, `,"text":`...), text...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}

@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+)
+
+// testRuntime is this test binary's ONNX Runtime environment, owned by
+// TestMain.
+var testRuntime *inference.Runtime
+
+func TestMain(m *testing.M) {
+	lib := os.Getenv(inference.LibraryEnv)
+	if lib == "" {
+		out, err := exec.Command("../scripts/install-ort.sh").Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "install ONNX Runtime with scripts/install-ort.sh:", err)
+			os.Exit(1)
+		}
+		lib = strings.TrimSpace(string(out))
+	}
+	var err error
+	if testRuntime, err = inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = testRuntime.Close()
+	os.Exit(code)
+}
+
+func TestResponseBodies(t *testing.T) {
+	if got, want := string(denseResponse([][]float32{{3, 0.1, -1e-5}, {}})), `{"text_embedding":[{"embedding":[3.0,0.1,-1.0E-5]},{"embedding":[]}]}`; got != want {
+		t.Errorf("denseResponse = %s; want %s", got, want)
+	}
+	sparse := []inference.SparseEmbedding{{Tokens: []inference.WeightedToken{{Token: "caf\"é", Weight: 1.5}, {Token: "##s", Weight: 0.25}}, Truncated: true}, {}}
+	if got, want := string(sparseResponse(sparse)), `{"sparse_embedding":[{"is_truncated":true,"embedding":{"caf\"é":1.5,"##s":0.25}},{"is_truncated":false,"embedding":{}}]}`; got != want {
+		t.Errorf("sparseResponse = %s; want %s", got, want)
+	}
+	ranked := []inference.RankedDoc{{Index: 1, Score: 2}, {Index: 0, Score: -0.5}}
+	docs := []string{"a <b> & c", `say "hi"`}
+	if got, want := string(rerankResponse(ranked, docs, true)), `{"rerank":[{"index":1,"relevance_score":2.0,"text":"say \"hi\""},{"index":0,"relevance_score":-0.5,"text":"a <b> & c"}]}`; got != want {
+		t.Errorf("rerankResponse = %s; want %s", got, want)
+	}
+	if got, want := string(rerankResponse(ranked[:1], docs, false)), `{"rerank":[{"index":1,"relevance_score":2.0}]}`; got != want {
+		t.Errorf("rerankResponse without text = %s; want %s", got, want)
+	}
+}
+
+// loadTiny writes a tiny synthetic model with bert-base-uncased's tokenizer
+// and loads it.
+func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference.Model {
+	t.Helper()
+	sb, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 32,
+		TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 11, WeightScale: 0.2, LayerNormEps: 1e-12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile("../inference/testdata/tokenizer/bert-base-uncased/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{inference.TokenizerFile: tok, inference.ConfigFile: []byte(jetinferJSON)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := inference.LoadModel(context.Background(), testRuntime, dir, inference.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+func TestInferTextEmbedding(t *testing.T) {
+	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32,"prefix_strings":{"search":"query: "}}`)
+	ep := config.Endpoint{TaskType: config.TextEmbedding}
+	body, err := Infer(context.Background(), m, ep, Request{Input: []string{"first", "second text"}, InputType: InputSearch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		TextEmbedding []struct{ Embedding []float32 } `json:"text_embedding"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	want, err := m.Embed(context.Background(), []string{"first", "second text"}, inference.InputSearch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.TextEmbedding) != 2 {
+		t.Fatalf("%d embeddings; want 2", len(resp.TextEmbedding))
+	}
+	for i := range want {
+		for d := range want[i] {
+			// The shortest float text reads back as the same float32.
+			if resp.TextEmbedding[i].Embedding[d] != want[i][d] {
+				t.Fatalf("input %d dim %d = %v; want %v (search prefix applied)", i, d, resp.TextEmbedding[i].Embedding[d], want[i][d])
+			}
+		}
+	}
+}
+
+func TestInferSparseEmbedding(t *testing.T) {
+	m := loadTiny(t, synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":32}`)
+	long := strings.Repeat("many words ", 40)
+	body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.SparseEmbedding}, Request{Input: []string{"short", long}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		SparseEmbedding []struct {
+			IsTruncated bool               `json:"is_truncated"`
+			Embedding   map[string]float32 `json:"embedding"`
+		} `json:"sparse_embedding"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	want, err := m.SparseEmbed(context.Background(), []string{"short", long}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.SparseEmbedding) != 2 || resp.SparseEmbedding[0].IsTruncated || !resp.SparseEmbedding[1].IsTruncated {
+		t.Fatalf("sparse response %s", body)
+	}
+	for i := range want {
+		if len(resp.SparseEmbedding[i].Embedding) != len(want[i].Tokens) {
+			t.Fatalf("input %d: %d tokens; want %d", i, len(resp.SparseEmbedding[i].Embedding), len(want[i].Tokens))
+		}
+		for _, wt := range want[i].Tokens {
+			if resp.SparseEmbedding[i].Embedding[wt.Token] != wt.Weight {
+				t.Fatalf("input %d token %q = %v; want %v", i, wt.Token, resp.SparseEmbedding[i].Embedding[wt.Token], wt.Weight)
+			}
+		}
+	}
+}
+
+func TestInferRerank(t *testing.T) {
+	m := loadTiny(t, synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`)
+	docs := []string{"one doc", "another document", "a third", "the fourth one"}
+	query := "which document?"
+	scores, err := m.Rerank(context.Background(), query, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := 2
+	type ranked struct {
+		Index          int     `json:"index"`
+		RelevanceScore float32 `json:"relevance_score"`
+		Text           *string `json:"text"`
+	}
+	for _, tc := range []struct {
+		name     string
+		endpoint *config.RerankTaskSettings
+		req      Request
+		results  int
+		withText bool
+	}{
+		{"endpoint default returns documents, top_n clamps", &config.RerankTaskSettings{ReturnDocuments: true}, Request{Input: docs, Query: &query, TopN: &two}, 2, true},
+		{"request turns documents off", &config.RerankTaskSettings{ReturnDocuments: true}, Request{Input: docs, Query: &query, ReturnDocuments: new(bool)}, 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.Rerank, TaskSettings: tc.endpoint}, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var resp struct{ Rerank []ranked }
+			if err := json.Unmarshal(body, &resp); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			if len(resp.Rerank) != tc.results {
+				t.Fatalf("%d results; want %d: %s", len(resp.Rerank), tc.results, body)
+			}
+			for i, r := range resp.Rerank {
+				if r.RelevanceScore != scores[r.Index] {
+					t.Errorf("result %d: index %d score %v; the model scored it %v", i, r.Index, r.RelevanceScore, scores[r.Index])
+				}
+				if i > 0 && r.RelevanceScore > resp.Rerank[i-1].RelevanceScore {
+					t.Errorf("results not sorted by score: %s", body)
+				}
+				if (r.Text != nil) != tc.withText || (r.Text != nil && *r.Text != docs[r.Index]) {
+					t.Errorf("result %d text = %v", i, r.Text)
+				}
+			}
+		})
+	}
+}
