@@ -130,7 +130,11 @@ func (n *Node) connect() error {
 			if !n.closing.Load() {
 				// nats.go gives up for good on some server errors (e.g. a
 				// protocol violation); a node without NATS cannot serve.
-				n.fail(fmt.Errorf("nats connection closed: %w", c.LastError()))
+				err := c.LastError()
+				if err == nil {
+					err = errors.New("closed by the server")
+				}
+				n.fail(fmt.Errorf("nats connection closed: %w", err))
 			}
 		}),
 	}
