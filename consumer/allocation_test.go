@@ -1,0 +1,357 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// The processor in these tests is deterministic, not an ORT model: this
+// package's contract is the message flow, and pipeline's tests own
+// ChunkedInfer.
+
+const testID = "my.endpoint"
+
+var testToken = config.Token(testID)
+
+func startJS(t *testing.T, capacity int64) jetstream.JetStream {
+	t.Helper()
+	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect("", srv.ConnectOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := EnsureStreams(ctx, js, StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func echo(_ context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
+	return json.Marshal(map[string]any{"inputs": in, "input_type": typ})
+}
+
+func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetstream.PubAck {
+	t.Helper()
+	m := nats.NewMsg(IngestSubject(testToken))
+	m.Header.Set("Nats-Msg-Id", msgID)
+	m.Data = []byte(body)
+	ack, err := js.PublishMsg(context.Background(), m)
+	if err != nil {
+		t.Fatalf("publish %s: %v", msgID, err)
+	}
+	return ack
+}
+
+// startRun runs an Allocation until the returned stop is called; stop
+// returns Run's error.
+func startRun(t *testing.T, js jetstream.JetStream, p ProcessorFunc, maxDeliver int) (stop func() error) {
+	t.Helper()
+	a, err := New(AllocationConfig{
+		JS: js, Endpoint: config.Endpoint{InferenceID: testID}, Model: p,
+		MaxDeliver: maxDeliver, AckWait: 5 * time.Second, NakDelay: 20 * time.Millisecond,
+		PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+type result struct {
+	docID, msgID string
+	body         string
+}
+
+// collect reads results until want arrived, then waits quiet for more.
+func collect(t *testing.T, js jetstream.JetStream, want int, quiet time.Duration) []result {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := js.OrderedConsumer(ctx, ResultsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []result
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		wait := time.Second
+		if len(out) >= want {
+			wait = quiet
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(wait))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			if len(out) >= want {
+				return out
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, result{msg.Headers().Get(HeaderDocumentID), msg.Headers().Get("Nats-Msg-Id"), string(msg.Data())})
+	}
+	t.Fatalf("got %d results, want %d", len(out), want)
+	return nil
+}
+
+func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
+	t.Helper()
+	ctx := context.Background()
+	var info *jetstream.ConsumerInfo
+	for range 50 {
+		c, err := js.Consumer(ctx, RequestsStream, ConsumerName(testToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err = c.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Fatalf("pending %d, ack pending %d; want none", info.NumPending, info.NumAckPending)
+	}
+	s, err := js.Stream(ctx, RequestsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.State.Msgs != left {
+		t.Fatalf("%d documents left in %s, want %d", si.State.Msgs, RequestsStream, left)
+	}
+}
+
+func TestFiftyDocuments(t *testing.T) {
+	js := startJS(t, 0)
+	for i := range 50 {
+		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":["text %d"],"input_type":"ingest"}`, i, i))
+	}
+	if ack := publishDoc(t, js, "m-7", `{"id":"doc-7","input":["text 7"],"input_type":"ingest"}`); !ack.Duplicate {
+		t.Fatal("republish with the same Nats-Msg-Id was not a duplicate")
+	}
+	stop := startRun(t, js, echo, 0)
+	got := collect(t, js, 50, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 50 {
+		t.Fatalf("got %d results, want 50", len(got))
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		var i int
+		if _, err := fmt.Sscanf(r.docID, "doc-%d", &i); err != nil {
+			t.Fatalf("document id %q", r.docID)
+		}
+		if seen[r.docID] {
+			t.Fatalf("two results for %s", r.docID)
+		}
+		seen[r.docID] = true
+		if want := fmt.Sprintf(`{"input_type":"ingest","inputs":["text %d"]}`, i); r.body != want {
+			t.Errorf("%s: body %s, want %s", r.docID, r.body, want)
+		}
+		if want := fmt.Sprintf("m-%d-result", i); r.msgID != want {
+			t.Errorf("%s: Nats-Msg-Id %s, want %s", r.docID, r.msgID, want)
+		}
+	}
+	requireDrained(t, js, 0)
+}
+
+func TestMalformedBodyIsTerminated(t *testing.T) {
+	js := startJS(t, 0)
+	var calls atomic.Int32
+	publishDoc(t, js, "bad", `{"id":"doc-bad","input":["x"]`)
+	publishDoc(t, js, "unknown", `{"input":["x"], "id":"doc-unknown", "nope":1}`)
+	stop := startRun(t, js, func(ctx context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
+		calls.Add(1)
+		return echo(ctx, in, typ)
+	}, 3)
+	got := collect(t, js, 2, 500*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d results, want 2: %+v", len(got), got)
+	}
+	for _, r := range got {
+		var env struct {
+			Error struct {
+				Type   string `json:"type"`
+				Reason string `json:"reason"`
+			} `json:"error"`
+			Status int `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &env); err != nil {
+			t.Fatalf("%s: %v", r.body, err)
+		}
+		if env.Error.Type != "x_content_parse_exception" || env.Status != 400 {
+			t.Errorf("%s: %s", r.docID, r.body)
+		}
+		if r.docID == "doc-unknown" && !strings.Contains(env.Error.Reason, "unknown field [nope]") {
+			t.Errorf("reason %q", env.Error.Reason)
+		}
+		// An id that precedes the syntax error is still found.
+		if want := strings.TrimSuffix("doc-"+r.msgID, "-result"); r.docID != want {
+			t.Errorf("document id %q, want %q", r.docID, want)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("processor ran %d times", calls.Load())
+	}
+	requireDrained(t, js, 0)
+}
+
+func TestFailingProcessorGivesUp(t *testing.T) {
+	js := startJS(t, 0)
+	var calls atomic.Int32
+	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
+	stop := startRun(t, js, func(context.Context, []string, pipeline.InputType) ([]byte, error) {
+		calls.Add(1)
+		return nil, errors.New("model exploded")
+	}, 3)
+	got := collect(t, js, 1, time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].docID != "doc-1" || !strings.Contains(got[0].body, `"status":500`) {
+		t.Fatalf("results %+v", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("processor ran %d times, want 3", n)
+	}
+	requireDrained(t, js, 0)
+}
+
+func TestStopCompletesMessageInHand(t *testing.T) {
+	js := startJS(t, 0)
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
+	stop := startRun(t, js, func(ctx context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return echo(ctx, in, typ)
+	}, 0)
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(200 * time.Millisecond) // Run's context has ended; the document is still in hand
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) with a document in hand", err)
+	default:
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, js, 1, 300*time.Millisecond)
+	if len(got) != 1 || got[0].docID != "doc-1" || strings.Contains(got[0].body, "error") {
+		t.Fatalf("results %+v", got)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("processor ran %d times", calls.Load())
+	}
+	requireDrained(t, js, 0)
+}
+
+func TestFullQueueRefusesPublishes(t *testing.T) {
+	js := startJS(t, 5)
+	for i := range 5 {
+		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":"x"}`, i))
+	}
+	m := nats.NewMsg(IngestSubject(testToken))
+	m.Header.Set("Nats-Msg-Id", "m-5")
+	m.Data = []byte(`{"id":"doc-5","input":"x"}`)
+	if _, err := js.PublishMsg(context.Background(), m); err == nil {
+		t.Fatal("publish to a full queue succeeded")
+	}
+	// Another endpoint's queue is separate.
+	other := nats.NewMsg(IngestSubject("other"))
+	other.Data = []byte(`{"id":"o","input":"x"}`)
+	if _, err := js.PublishMsg(context.Background(), other); err != nil {
+		t.Fatalf("other endpoint: %v", err)
+	}
+	// Served documents leave the queue, so it takes documents again.
+	stop := startRun(t, js, echo, 0)
+	collect(t, js, 5, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	requireDrained(t, js, 1) // the other endpoint's
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatalf("publish after the queue drained: %v", err)
+	}
+}
+
+func TestCutID(t *testing.T) {
+	for _, tc := range []struct{ in, id, rest string }{
+		{`{"id":"a","input":"x"}`, "a", `{` + strings.Repeat(" ", 9) + `"input":"x"}`},
+		{`{"input":"x","id":"a"}`, "a", `{"input":"x"         }`},
+		{`{"input":"x", "id" : "a" ,"input_type":"ingest"}`, "a", `{"input":"x"` + strings.Repeat(" ", 13) + `,"input_type":"ingest"}`},
+		{`{"id":"a"}`, "a", `{        }`},
+		{`{"input":"x"}`, "", `{"input":"x"}`},
+		{`[1]`, "", `[1]`},
+		{`{"input":`, "", `{"input":`},
+	} {
+		id, rest, err := cutID([]byte(tc.in))
+		if err != nil || id != tc.id || string(rest) != tc.rest {
+			t.Errorf("cutID(%s) = %q, %q, %v; want %q, %q", tc.in, id, rest, err, tc.id, tc.rest)
+		}
+	}
+	if _, _, err := cutID([]byte(`{"id":1,"input":"x"}`)); err == nil {
+		t.Error("numeric id accepted")
+	}
+}

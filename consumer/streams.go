@@ -1,0 +1,98 @@
+// Package consumer owns the JetStream streams and consumers that carry
+// documents to a model and results back. One Allocation is one goroutine
+// pulling messages for one endpoint.
+//
+// A document is published to inference.<token>.ingest (token is
+// config.Token of the inference id) with a Nats-Msg-Id header so a
+// republish within the duplicate window is dropped. Its body is a
+// POST _inference body plus a string "id" member naming the document:
+//
+//	{"id":"doc-1","input":["some text"],"input_type":"ingest"}
+//
+// "id" is cut out of the body (blanked in place, so the positions of the
+// other fields are kept) and the rest goes through pipeline.ParseRequest and
+// Validate(config.Any). The result is published to inference.<token>.results
+// with the header Jetinfer-Document-Id; its body is the processor's output,
+// or an Elasticsearch error envelope when the document could not be served.
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and subject patterns.
+const (
+	RequestsStream  = "INFERENCE_REQUESTS"
+	ResultsStream   = "INFERENCE_RESULTS"
+	requestSubjects = "inference.*.ingest"
+	resultSubjects  = "inference.*.results"
+)
+
+// DefaultQueueCapacity is Elasticsearch's per-deployment queue capacity.
+const DefaultQueueCapacity = 10000
+
+// DuplicateWindow is how long a Nats-Msg-Id deduplicates publishes.
+const DuplicateWindow = 2 * time.Minute
+
+// StreamsConfig configures EnsureStreams.
+type StreamsConfig struct {
+	// Replicas of both streams; 0 means 1.
+	Replicas int
+	// QueueCapacity bounds the documents waiting for one endpoint (messages
+	// per ingest subject); publishes beyond it are refused. 0 means
+	// DefaultQueueCapacity.
+	QueueCapacity int64
+}
+
+// IngestSubject is the subject documents for the endpoint token are
+// published to.
+func IngestSubject(token string) string { return "inference." + token + ".ingest" }
+
+// ResultsSubject is the subject results for the endpoint token appear on.
+func ResultsSubject(token string) string { return "inference." + token + ".results" }
+
+// EnsureStreams creates or updates the request and result streams.
+//
+// The request stream uses work-queue retention: a document leaves the stream
+// once it is acked (or terminated), so the per-subject limit counts the
+// documents still waiting, which is what a queue capacity means. With limits
+// retention the limit would count every document ever ingested and refuse
+// all publishes for an endpoint after the first QueueCapacity of them.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) error {
+	replicas := cfg.Replicas
+	if replicas <= 0 {
+		replicas = 1
+	}
+	capacity := cfg.QueueCapacity
+	if capacity <= 0 {
+		capacity = DefaultQueueCapacity
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:                 RequestsStream,
+		Subjects:             []string{requestSubjects},
+		Retention:            jetstream.WorkQueuePolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             replicas,
+		Duplicates:           DuplicateWindow,
+		MaxMsgsPerSubject:    capacity,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+	}, {
+		Name:       ResultsStream,
+		Subjects:   []string{resultSubjects},
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   replicas,
+		Duplicates: DuplicateWindow,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
