@@ -38,9 +38,9 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 		o.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll),
 		// Every batch has a different shape, so memory patterns cannot be
 		// reused. The arena must stay on: without it every intermediate
-		// tensor is a fresh mmap, and a 8×512-token batch of a MiniLM-L12
-		// model ran 7.5× slower, mostly in the kernel (measured: 295 vs 2,221
-		// tokens/s). The token budget bounds what the arena keeps.
+		// tensor is a fresh mmap, and an 8×512-token batch of a MiniLM-L12
+		// model ran 7.5× slower, mostly in the kernel (a one-off probe: 295
+		// vs 2,221 tokens/s). The token budget bounds what the arena keeps.
 		o.SetMemPattern(false),
 		o.SetCpuMemArena(true),
 		// Spinning idle pool threads burn the cores that other allocations

@@ -3,15 +3,14 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/orttest"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
 
@@ -20,23 +19,7 @@ import (
 var testRuntime *inference.Runtime
 
 func TestMain(m *testing.M) {
-	lib := os.Getenv(inference.LibraryEnv)
-	if lib == "" {
-		out, err := exec.Command("../scripts/install-ort.sh").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "install ONNX Runtime with scripts/install-ort.sh:", err)
-			os.Exit(1)
-		}
-		lib = strings.TrimSpace(string(out))
-	}
-	var err error
-	if testRuntime, err = inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = testRuntime.Close()
-	os.Exit(code)
+	os.Exit(orttest.Run(m, "..", func(rt *inference.Runtime) { testRuntime = rt }))
 }
 
 func TestResponseBodies(t *testing.T) {
