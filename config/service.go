@@ -32,6 +32,20 @@ type Service struct {
 	NodeName string
 	// ClusterName is reported by GET /.
 	ClusterName string
+	// WorkerOnly runs the worker without the HTTP API (jetinfer worker).
+	WorkerOnly bool
+	// Processors is the worker's processor budget; 0 means every core.
+	Processors int
+	// ModelRepository holds the built-in models as <dir>/<model_id>/.
+	ModelRepository string
+	// ModelCacheDir keeps the models fetched from the model store; empty
+	// means <data-dir>/models.
+	ModelCacheDir string
+	// QueueCapacity bounds the documents (and requests) waiting per
+	// endpoint.
+	QueueCapacity int
+	// ResultsMaxAge is how long results stay in the results stream.
+	ResultsMaxAge time.Duration
 	// LogLevel is a zerolog level name; LogFormat is json or console.
 	LogLevel  string
 	LogFormat string
@@ -61,6 +75,9 @@ func DefaultService() Service {
 		ShutdownTimeout: 30 * time.Second,
 		NodeName:        host,
 		ClusterName:     "jetinfer",
+		ModelRepository: "models",
+		QueueCapacity:   10000,
+		ResultsMaxAge:   24 * time.Hour,
 		LogLevel:        "info",
 		LogFormat:       "json",
 	}
@@ -82,6 +99,11 @@ func (s *Service) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long shutdown waits for in-flight work (env "+EnvName("shutdown-timeout")+")")
 	str(&s.NodeName, "node-name", "name of this process in logs and GET /")
 	str(&s.ClusterName, "cluster-name", "cluster name reported by GET /")
+	fs.IntVar(&s.Processors, "processors", s.Processors, "processor budget of this worker: allocations × num_threads never exceed it; 0 means every core (env "+EnvName("processors")+")")
+	str(&s.ModelRepository, "model-repository", "`DIR` holding the built-in models as DIR/<model_id>/, imported on first use")
+	str(&s.ModelCacheDir, "model-cache-dir", "`DIR` for models fetched from the model store (default <data-dir>/models)")
+	fs.IntVar(&s.QueueCapacity, "queue-capacity", s.QueueCapacity, "documents (and requests) that may wait per endpoint; more are refused with 429 (env "+EnvName("queue-capacity")+")")
+	fs.DurationVar(&s.ResultsMaxAge, "results-max-age", s.ResultsMaxAge, "how long results stay in the INFERENCE_RESULTS stream (env "+EnvName("results-max-age")+")")
 	str(&s.LogLevel, "log-level", "log level: debug, info, warn, error")
 	str(&s.LogFormat, "log-format", "log format: json or console")
 }
@@ -103,7 +125,7 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 // Validate reports settings that cannot work.
 func (s Service) Validate() error {
 	var errs []error
-	if s.HTTPAddr == "" {
+	if s.HTTPAddr == "" && !s.WorkerOnly {
 		errs = append(errs, errors.New("--http-addr must not be empty"))
 	}
 	if s.NATSURL == "" && s.DataDir == "" {
@@ -117,6 +139,17 @@ func (s Service) Validate() error {
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if s.Processors < 0 {
+		errs = append(errs, fmt.Errorf("--processors must not be negative, got %d", s.Processors))
+	}
+	if s.QueueCapacity < 1 || s.QueueCapacity > 100000 {
+		errs = append(errs, fmt.Errorf("--queue-capacity must be between 1 and 100000, got %d", s.QueueCapacity))
+	}
+	if s.ResultsMaxAge < 2*time.Minute {
+		// The results stream deduplicates over two minutes and JetStream
+		// refuses a duplicate window longer than the stream's max age.
+		errs = append(errs, fmt.Errorf("--results-max-age must be at least 2m, got %s", s.ResultsMaxAge))
 	}
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format must be json or console, got %q", s.LogFormat))

@@ -18,10 +18,13 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
 )
 
 // Stream names and subject patterns.
@@ -46,11 +49,17 @@ type StreamsConfig struct {
 	// per ingest subject); publishes beyond it are refused. 0 means
 	// DefaultQueueCapacity.
 	QueueCapacity int64
+	// ResultsMaxAge bounds how long results are kept; 0 keeps them until
+	// limits are hit.
+	ResultsMaxAge time.Duration
 }
 
 // IngestSubject is the subject documents for the endpoint token are
 // published to.
 func IngestSubject(token string) string { return "inference." + token + ".ingest" }
+
+// InferSubject is the request/reply subject of the endpoint token.
+func InferSubject(token string) string { return "inference." + token + ".infer" }
 
 // ResultsSubject is the subject results for the endpoint token appear on.
 func ResultsSubject(token string) string { return "inference." + token + ".results" }
@@ -88,11 +97,31 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 		Storage:    jetstream.FileStorage,
 		Replicas:   replicas,
 		Duplicates: DuplicateWindow,
+		MaxAge:     cfg.ResultsMaxAge,
 	}}
 	for _, sc := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
+	}
+	return nil
+}
+
+// RemoveEndpoint deletes a deleted endpoint's durable consumer and the
+// documents still queued for it. Every worker may call it; what is already
+// gone is not an error.
+func RemoveEndpoint(ctx context.Context, js jetstream.JetStream, inferenceID string) error {
+	token := config.Token(inferenceID)
+	err := js.DeleteConsumer(ctx, RequestsStream, ConsumerName(token))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", ConsumerName(token), err)
+	}
+	s, err := js.Stream(ctx, RequestsStream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", RequestsStream, err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(IngestSubject(token))); err != nil {
+		return fmt.Errorf("purge %s: %w", IngestSubject(token), err)
 	}
 	return nil
 }

@@ -17,6 +17,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// MaxPayload is the embedded server's largest message.
+const MaxPayload = 8 << 20
+
 // Config configures the embedded server.
 type Config struct {
 	// StoreDir holds JetStream's file store.
@@ -48,6 +51,9 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true, // the jetinfer process owns signal handling
+		// Documents and their chunked results are larger than NATS's 1 MB
+		// default allows; 8 MB is the largest size NATS recommends.
+		MaxPayload: MaxPayload,
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true

@@ -31,6 +31,7 @@ const (
 	TypeParse                   = "parse_exception"
 	TypeJSONParse               = "json_parse_exception"
 	TypeContentTooLong          = "content_too_long_exception"
+	TypeRejectedExecution       = "es_rejected_execution_exception"
 )
 
 // Error is one Elasticsearch exception. It implements error, so it travels

@@ -103,7 +103,7 @@ func (a *API) getEndpoints(w http.ResponseWriter, r *http.Request, p pathParams)
 			a.writeError(w, r, err)
 			return
 		}
-		a.writeJSON(w, r, http.StatusOK, endpointsResponse{Endpoints: nonNil(eps)})
+		a.writeJSON(w, r, http.StatusOK, endpointsResponse{Endpoints: nonNil(a.withLiveAllocations(r.Context(), eps))})
 		return
 	}
 	entry, err := a.lookup(r.Context(), p.id)
@@ -120,7 +120,7 @@ func (a *API) getEndpoints(w http.ResponseWriter, r *http.Request, p pathParams)
 		a.writeError(w, r, taskMismatch(task, entry.Endpoint.TaskType))
 		return
 	}
-	a.writeJSON(w, r, http.StatusOK, endpointsResponse{Endpoints: []config.Endpoint{entry.Endpoint}})
+	a.writeJSON(w, r, http.StatusOK, endpointsResponse{Endpoints: a.withLiveAllocations(r.Context(), []config.Endpoint{entry.Endpoint})})
 }
 
 func nonNil[T any](s []T) []T {
@@ -137,7 +137,8 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 		a.writeError(w, r, err)
 		return
 	}
-	if _, err := timeoutParam(r); err != nil {
+	timeout, timeoutText, err := timeoutParam(r)
+	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -157,13 +158,72 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 		a.writeError(w, r, eserror.New(http.StatusNotFound, eserror.TypeStatus, "Cannot find deployment [%s]", d))
 		return
 	}
-	if _, err := a.cfg.Store.Create(r.Context(), ep); err != nil {
+	if err := a.checkModel(r.Context(), ep.ServiceSettings.ModelID); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	revision, err := a.cfg.Store.Create(r.Context(), ep)
+	if err != nil {
 		a.writeError(w, r, storeError(ep.InferenceID, err))
 		return
 	}
 	a.log.Info().Str("inference_id", ep.InferenceID).Str("task_type", string(ep.TaskType)).
 		Str("model_id", ep.ServiceSettings.ModelID).Msg("inference endpoint created")
+	if a.cfg.Deployments != nil {
+		// As Elasticsearch, the endpoint stays stored when its deployment
+		// fails or is slow to start; the error says why.
+		ctx := r.Context()
+		if timeout >= 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		if err := a.cfg.Deployments.WaitStarted(ctx, ep.InferenceID, revision, timeoutText); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	}
 	a.writeJSON(w, r, http.StatusOK, ep)
+}
+
+// checkModel refuses an endpoint on a user-imported model that is not in
+// the model store, with Elasticsearch's message.
+func (a *API) checkModel(ctx context.Context, modelID string) error {
+	if a.cfg.ModelExists == nil || config.FamilyOf(modelID) != config.FamilyImported {
+		return nil
+	}
+	ok, err := a.cfg.ModelExists(ctx, modelID)
+	if err != nil {
+		e := eserror.New(http.StatusServiceUnavailable, eserror.TypeStatus, "The model store is unavailable")
+		e.Cause = eserror.New(http.StatusServiceUnavailable, eserror.TypeIllegalState, "%s", err.Error())
+		return e
+	}
+	if !ok {
+		return eserror.BadRequest("Error parsing request config, model id does not match any models available on this platform. Was [%s]. You may need to load it into the cluster using eland.", modelID)
+	}
+	return nil
+}
+
+// withLiveAllocations sets the num_allocations of adaptive endpoints to the
+// allocations running, as Elasticsearch's GET shows the deployment's live
+// value. A fixed num_allocations is the deployment's target and is shown
+// as stored. When the deployment state cannot be read the stored values are
+// returned.
+func (a *API) withLiveAllocations(ctx context.Context, eps []config.Endpoint) []config.Endpoint {
+	if a.cfg.Deployments == nil {
+		return eps
+	}
+	live, err := a.cfg.Deployments.Allocations(ctx)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("read deployment state")
+		return eps
+	}
+	for i, ep := range eps {
+		if n, ok := live[ep.InferenceID]; ok && ep.ServiceSettings.NumAllocations == nil && ep.ServiceSettings.DeploymentID == "" {
+			eps[i].ServiceSettings.NumAllocations = &n
+		}
+	}
+	return eps
 }
 
 type deleteResponse struct {

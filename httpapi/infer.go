@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/jetinfer/jetinfer/config"
@@ -18,7 +19,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		a.writeError(w, r, err)
 		return
 	}
-	timeout, err := timeoutParam(r)
+	timeout, timeoutText, err := timeoutParam(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -72,6 +73,9 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		defer cancel()
 	}
 	resp, err := a.cfg.Inferer.Infer(ctx, ep, req)
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		err = eserror.New(http.StatusRequestTimeout, eserror.TypeStatus, "timeout [%s] waiting for inference result", timeoutText)
+	}
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -40,10 +40,27 @@ type Inferer interface {
 	Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error)
 }
 
+// Deployments is what the API learns of the endpoints' deployments.
+type Deployments interface {
+	// WaitStarted returns once a worker has started the endpoint's
+	// definition of the given revision, or with the failure a worker
+	// reported, or with a timeout error naming timeout when ctx's deadline
+	// passes.
+	WaitStarted(ctx context.Context, inferenceID string, revision uint64, timeout string) error
+	// Allocations returns the allocations running, per inference id.
+	Allocations(ctx context.Context) (map[string]int, error)
+}
+
 // Config configures the API.
 type Config struct {
 	Store   EndpointStore
 	Inferer Inferer
+	// Deployments, when set, makes PUT wait for the deployment to start and
+	// GET show the live num_allocations.
+	Deployments Deployments
+	// ModelExists, when set, is asked before an endpoint on a user-imported
+	// model is stored, as Elasticsearch checks for the trained model.
+	ModelExists func(ctx context.Context, modelID string) (bool, error)
 	// MaxBodyBytes caps request bodies; larger ones get 413.
 	MaxBodyBytes int64
 	// NodeName and ClusterName are reported by GET /.
@@ -260,12 +277,15 @@ const DefaultTimeout = 30 * time.Second
 
 // timeoutParam parses the timeout URL parameter as an Elasticsearch time
 // value.
-func timeoutParam(r *http.Request) (time.Duration, error) {
+// timeoutParam returns the timeout URL parameter and its text as
+// Elasticsearch prints it in timeout errors.
+func timeoutParam(r *http.Request) (time.Duration, string, error) {
 	q := r.URL.Query()
 	if !q.Has("timeout") {
-		return DefaultTimeout, nil
+		return DefaultTimeout, "30s", nil
 	}
-	return ParseTimeValue(q.Get("timeout"), "timeout")
+	d, err := ParseTimeValue(q.Get("timeout"), "timeout")
+	return d, strings.ToLower(strings.TrimSpace(q.Get("timeout"))), err
 }
 
 // readBody reads the request body under the size cap and checks its
@@ -332,6 +352,17 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away: nobody reads the answer, and a store call
 		// cut short by it is not a server fault.
 		a.log.Debug().Err(err).Str("path", r.URL.Path).Msg("client gone")
+		return
+	}
+	var raw interface {
+		HTTPStatus() int
+		HTTPBody() []byte
+	}
+	if errors.As(err, &raw) {
+		// An error envelope made by a worker, passed on as it came.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(raw.HTTPStatus())
+		_, _ = w.Write(raw.HTTPBody())
 		return
 	}
 	e := eserror.As(err)

@@ -20,10 +20,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/embeddednats"
-	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/httpapi"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/worker"
 )
 
 // Node is a running jetinfer process.
@@ -35,16 +37,18 @@ type Node struct {
 	ncClosed chan struct{}
 	closing  atomic.Bool
 	store    *config.Store
+	worker   *worker.Worker
 	http     *http.Server
 	httpLn   net.Listener
 
-	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   chan error
 }
 
 // Start brings a node up; it returns once the HTTP API accepts requests.
-func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node, err error) {
+// rt runs the models of the worker; without it the node serves the HTTP
+// API only, and other processes' workers serve its requests.
+func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log zerolog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -70,10 +74,51 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 	if err := n.store.EnsureDefaults(openCtx); err != nil {
 		return nil, fmt.Errorf("store default endpoints: %w", err)
 	}
+	if err := consumer.EnsureStreams(openCtx, js, consumer.StreamsConfig{
+		Replicas: cfg.KVReplicas, QueueCapacity: int64(cfg.QueueCapacity), ResultsMaxAge: cfg.ResultsMaxAge,
+	}); err != nil {
+		return nil, err
+	}
+	models, err := modelstore.Open(openCtx, js, modelstore.Config{Replicas: cfg.KVReplicas})
+	if err != nil {
+		return nil, err
+	}
+	states, err := worker.OpenStates(openCtx, js, cfg.KVReplicas)
+	if err != nil {
+		return nil, err
+	}
+	if rt != nil {
+		cacheDir := cfg.ModelCacheDir
+		if cacheDir == "" {
+			cacheDir = filepath.Join(cfg.DataDir, "models")
+		}
+		n.worker, err = worker.Start(ctx, worker.Config{
+			NC: n.nc, JS: js, Endpoints: n.store, Models: models, States: states, Runtime: rt,
+			NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
+			CacheDir:   cacheDir,
+			Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity},
+			Log:        log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.WorkerOnly {
+		log.Info().Str("nats_url", n.NATSURL()).Msg("jetinfer worker started")
+		return n, nil
+	}
 
 	api, err := httpapi.New(httpapi.Config{
 		Store:        n.store,
-		Inferer:      noDeployments{},
+		Inferer:      consumer.Client{NC: n.nc},
+		Deployments:  states,
+		ModelExists: func(ctx context.Context, id string) (bool, error) {
+			_, err := models.Get(ctx, id)
+			if errors.Is(err, modelstore.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		},
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		NodeName:     cfg.NodeName,
 		ClusterName:  cfg.ClusterName,
@@ -93,18 +138,12 @@ func Start(ctx context.Context, cfg config.Service, log zerolog.Logger) (_ *Node
 		IdleTimeout: 2 * time.Minute,
 	}
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.cancel = cancel
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
 			n.fail(fmt.Errorf("http server: %w", err))
 		}
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.watchEndpoints(runCtx)
 	}()
 	log.Info().Str("http_addr", n.httpLn.Addr().String()).Str("nats_url", n.NATSURL()).Msg("jetinfer started")
 	return n, nil
@@ -161,41 +200,13 @@ func (n *Node) connect() error {
 	return nil
 }
 
-// watchEndpoints follows the endpoint bucket until ctx ends. A watch that
-// breaks (NATS gone, bucket deleted by hand) is logged and restarted: the
-// HTTP API keeps answering, with 503s while the bucket is unreachable.
-func (n *Node) watchEndpoints(ctx context.Context) {
-	const retry = 2 * time.Second
-	for {
-		err := n.store.Watch(ctx, n.reportChange)
-		if ctx.Err() != nil {
-			return
-		}
-		n.log.Warn().Err(err).Dur("retry_in", retry).Msg("endpoint watch stopped")
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retry):
-		}
+// HTTPAddr returns the address the HTTP API listens on ("" for a worker).
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
 	}
+	return n.httpLn.Addr().String()
 }
-
-// reportChange logs every definition that appears in the bucket, so that an
-// invalid one written by another tool is visible the moment it lands.
-func (n *Node) reportChange(c config.Change) {
-	log := n.log.With().Str("inference_id", c.ID).Uint64("revision", c.Revision).Logger()
-	switch {
-	case c.Deleted:
-		log.Info().Msg("endpoint definition removed")
-	case c.Err != nil:
-		log.Error().Err(c.Err).Msg("invalid endpoint definition in bucket " + config.Bucket)
-	default:
-		log.Info().Str("task_type", string(c.Endpoint.TaskType)).Str("model_id", c.Endpoint.ServiceSettings.ModelID).Msg("endpoint definition loaded")
-	}
-}
-
-// HTTPAddr returns the address the HTTP API listens on.
-func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 
 // NATSURL returns the URL other processes reach this node's NATS at: the
 // external server, or the embedded one's client URL ("" if it has none).
@@ -222,14 +233,19 @@ func (n *Node) fail(err error) {
 // Close shuts the node down: it stops accepting HTTP requests and lets those
 // in flight finish (until ctx ends), stops watching, then closes NATS.
 func (n *Node) Close(ctx context.Context) error {
-	err := n.http.Shutdown(ctx)
-	if err != nil {
-		// The drain ran out of time: cut the remaining requests before NATS
-		// goes away under them.
-		_ = n.http.Close()
+	var err error
+	if n.http != nil {
+		if err = n.http.Shutdown(ctx); err != nil {
+			// The drain ran out of time: cut the remaining requests before
+			// NATS goes away under them.
+			_ = n.http.Close()
+		}
 	}
-	n.cancel()
 	n.wg.Wait()
+	if n.worker != nil {
+		// Deployments finish the documents and requests in hand.
+		err = errors.Join(err, n.worker.Close(ctx))
+	}
 	n.closeNATS()
 	n.log.Info().Msg("jetinfer stopped")
 	return err
@@ -247,13 +263,4 @@ func (n *Node) closeNATS() {
 	if n.embedded != nil {
 		n.embedded.Shutdown()
 	}
-}
-
-// noDeployments answers inference requests until the inference engine is
-// wired in: every endpoint is defined but none has a running deployment.
-type noDeployments struct{}
-
-func (noDeployments) Infer(_ context.Context, ep config.Endpoint, _ pipeline.Request) ([]byte, error) {
-	return nil, eserror.New(http.StatusConflict, eserror.TypeStatus,
-		"Inference endpoint [%s] has no running deployment: this jetinfer build cannot start model deployments yet", ep.InferenceID)
 }

@@ -34,6 +34,17 @@ import (
 // one array per input, in input order. Offsets are UTF-16 code-unit offsets
 // into the input. Rerank endpoints are not chunked and return an error.
 func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType InputType) ([]byte, error) {
+	bodies, err := ChunkedInferDocs(ctx, m, ep, [][]string{inputs}, inputType)
+	if err != nil {
+		return nil, err
+	}
+	return bodies[0], nil
+}
+
+// ChunkedInferDocs is ChunkedInfer for several documents at once (each
+// given by its inputs): the chunks of all of them go to the engine in one
+// call, so short documents share batches. It returns one body per document.
+func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType InputType) ([][]byte, error) {
 	if ep.TaskType != config.TextEmbedding && ep.TaskType != config.SparseEmbedding {
 		return nil, fmt.Errorf("task type %s is not chunked", ep.TaskType)
 	}
@@ -41,18 +52,22 @@ func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, i
 	if ep.Chunking != nil {
 		settings = ep.Chunking
 	}
-	chunks := make([][]Chunk, len(inputs))
+	// chunks holds every input of every document, documents in order.
+	var chunks [][]Chunk
 	var texts []string
-	for i, in := range inputs {
-		var err error
-		if chunks[i], err = ChunkText(in, *settings); err != nil {
-			return nil, err
-		}
-		for _, c := range chunks[i] {
-			texts = append(texts, c.Text(in))
+	for _, inputs := range docs {
+		for _, in := range inputs {
+			cs, err := ChunkText(in, *settings)
+			if err != nil {
+				return nil, err
+			}
+			chunks = append(chunks, cs)
+			for _, c := range cs {
+				texts = append(texts, c.Text(in))
+			}
 		}
 	}
-	results := make([][]chunkResult, len(inputs))
+	results := make([][]chunkResult, len(chunks))
 	ms := modelSettings{taskType: ep.TaskType}
 	switch ep.TaskType {
 	case config.TextEmbedding:
@@ -91,7 +106,17 @@ func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, i
 			k += len(cs)
 		}
 	}
-	return chunkedBody(ep.InferenceID, ms, ep.Chunking, results)
+	bodies := make([][]byte, len(docs))
+	first := 0
+	for d, inputs := range docs {
+		body, err := chunkedBody(ep.InferenceID, ms, ep.Chunking, results[first:first+len(inputs)])
+		if err != nil {
+			return nil, err
+		}
+		bodies[d] = body
+		first += len(inputs)
+	}
+	return bodies, nil
 }
 
 // chunkResult is one stored chunk: its offsets and its (merged) embedding,

@@ -32,11 +32,15 @@ func startNode(t *testing.T, adjust func(*config.Service)) *testNode {
 	cfg.DataDir = t.TempDir()
 	cfg.NodeName = "test-node"
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.ModelRepository = modelRepo
+	// The budget is a setting, not a measurement: tests deploy more
+	// endpoints at once than this machine has cores.
+	cfg.Processors = 64
 	if adjust != nil {
 		adjust(&cfg)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	n, err := node.Start(context.Background(), cfg, log)
+	n, err := node.Start(context.Background(), cfg, testRuntime, log)
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}

@@ -174,9 +174,10 @@ func TestReservedEndpoints(t *testing.T) {
 func TestInferRequests(t *testing.T) {
 	n := startNode(t, nil)
 	n.do(t, "PUT", "/_inference/sparse_embedding/my-elser", elserBody).mustStatus(t, 200)
-	noDeployment := esError(409, "status_exception", "Inference endpoint [my-elser] has no running deployment: this jetinfer build cannot start model deployments yet")
-	n.do(t, "POST", "/_inference/my-elser", `{"input":"hello"}`).expect(t, 409, noDeployment)
-	n.do(t, "POST", "/_inference/sparse_embedding/my-elser?timeout=5s", `{"input":["a","b"]}`).expect(t, 409, noDeployment)
+	m := directModel(t, ".elser_model_2")
+	ep := config.Endpoint{InferenceID: "my-elser", TaskType: config.SparseEmbedding}
+	n.do(t, "POST", "/_inference/my-elser", `{"input":"hello"}`).expect(t, 200, directInfer(t, m, ep, `{"input":"hello"}`))
+	n.do(t, "POST", "/_inference/sparse_embedding/my-elser?timeout=5s", `{"input":["a","b"]}`).expect(t, 200, directInfer(t, m, ep, `{"input":["a","b"]}`))
 
 	cases := []struct {
 		path, body string

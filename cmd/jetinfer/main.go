@@ -2,6 +2,7 @@
 // for the elasticsearch service, on NATS JetStream.
 //
 //	jetinfer serve [flags]   run the service (embedded NATS by default)
+//	jetinfer worker [flags]  run a worker only, on a shared NATS (--nats-url)
 //	jetinfer bench [flags]   measure the inference engine, print tables
 //	jetinfer model ...       import, list and delete stored model artifacts
 //
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
 )
 
@@ -34,6 +36,7 @@ const usage = `jetinfer: Elasticsearch-compatible inference endpoints on NATS Je
 
 Usage:
   jetinfer serve [flags]    run the service: HTTP API on :9200, embedded NATS
+  jetinfer worker [flags]   run a worker only (no HTTP API) on --nats-url
   jetinfer bench [flags]    measure the inference engine and print tables
   jetinfer model import DIR --model-id ID | list | delete ID
                             manage the model artifacts stored in NATS
@@ -49,14 +52,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "serve":
-		return serve(args[1:], stdout, stderr)
+		return serve(args[1:], stdout, stderr, false)
+	case "worker":
+		return serve(args[1:], stdout, stderr, true)
 	case "bench":
 		return bench(args[1:], stdout, stderr)
 	case "model":
 		return model(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		if len(args) > 1 && args[1] == "serve" {
-			return serve([]string{"--help"}, stdout, stderr)
+		if len(args) > 1 && (args[1] == "serve" || args[1] == "worker") {
+			return serve([]string{"--help"}, stdout, stderr, args[1] == "worker")
 		}
 		if len(args) > 1 && args[1] == "model" {
 			return model([]string{"help"}, stdout, stderr)
@@ -68,13 +73,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func serve(args []string, stdout, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 	cfg := config.DefaultService()
-	fs := flag.NewFlagSet("jetinfer serve", flag.ContinueOnError)
+	cfg.WorkerOnly = workerOnly
+	name := "serve"
+	about := "Runs the HTTP API and the worker and, unless --nats-url is given, an embedded nats-server."
+	if workerOnly {
+		name = "worker"
+		about = "Runs a worker only: it serves the endpoints stored in the NATS server given by --nats-url."
+	}
+	fs := flag.NewFlagSet("jetinfer "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.RegisterFlags(fs)
+	ortLib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: jetinfer serve [flags]\n\nRuns the HTTP API and, unless --nats-url is given, an embedded nats-server.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: jetinfer %s [flags]\n\n%s\n\nFlags:\n", name, about)
 		fs.PrintDefaults()
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
@@ -91,6 +104,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
 		return 2
 	}
+	if workerOnly && cfg.NATSURL == "" {
+		fmt.Fprintln(stderr, "jetinfer: worker needs --nats-url: the NATS server that jetinfer serve or a cluster runs")
+		return 2
+	}
+	if *ortLib == "" {
+		wd, _ := os.Getwd()
+		*ortLib = inference.DefaultLibraryPath(wd)
+	}
 	log, err := newLogger(cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
@@ -99,7 +120,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := node.Start(ctx, cfg, log)
+	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: *ortLib})
+	if err != nil {
+		log.Error().Err(err).Msg("start failed")
+		return 1
+	}
+	defer func() {
+		if err := rt.Close(); err != nil {
+			log.Warn().Err(err).Msg("close onnx runtime")
+		}
+	}()
+	n, err := node.Start(ctx, cfg, rt, log)
 	if err != nil {
 		log.Error().Err(err).Msg("start failed")
 		return 1

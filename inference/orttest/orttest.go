@@ -27,6 +27,11 @@ func Run(m *testing.M, repoRoot string, use func(*inference.Runtime)) int {
 			return 1
 		}
 		lib = strings.TrimSpace(string(out))
+		// Binaries the tests start find the library the same way.
+		if err := os.Setenv(inference.LibraryEnv, lib); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib})
 	if err != nil {

@@ -27,7 +27,7 @@ const testID = "my.endpoint"
 
 var testToken = config.Token(testID)
 
-func startJS(t *testing.T, capacity int64) jetstream.JetStream {
+func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
 	if err != nil {
@@ -48,11 +48,34 @@ func startJS(t *testing.T, capacity int64) jetstream.JetStream {
 	if err := EnsureStreams(ctx, js, StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {
 		t.Fatal(err)
 	}
-	return js
+	return nc, js
 }
 
-func echo(_ context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
-	return json.Marshal(map[string]any{"inputs": in, "input_type": typ})
+// fakeRunner answers with what it was given.
+type fakeRunner struct {
+	ingest func(ctx context.Context, docs []pipeline.Request) ([][]byte, error)
+}
+
+func (f fakeRunner) Infer(_ context.Context, req pipeline.Request) ([]byte, error) {
+	return json.Marshal(map[string]any{"inputs": req.Input, "input_type": req.InputType})
+}
+
+func (f fakeRunner) Ingest(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
+	if f.ingest != nil {
+		return f.ingest(ctx, docs)
+	}
+	return echo(ctx, docs)
+}
+
+func echo(_ context.Context, docs []pipeline.Request) ([][]byte, error) {
+	out := make([][]byte, len(docs))
+	for i, d := range docs {
+		var err error
+		if out[i], err = json.Marshal(map[string]any{"inputs": d.Input, "input_type": d.InputType}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetstream.PubAck {
@@ -67,33 +90,30 @@ func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetst
 	return ack
 }
 
-// startRun runs an Allocation until the returned stop is called; stop
-// returns Run's error.
-func startRun(t *testing.T, js jetstream.JetStream, p ProcessorFunc, maxDeliver int) (stop func() error) {
+// startRun runs a Deployment with one allocation of r until the returned
+// stop is called; stop returns Stop's error.
+func startRun(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r Runner, maxDeliver int) (stop func() error) {
 	t.Helper()
-	a, err := New(AllocationConfig{
-		JS: js, Endpoint: config.Endpoint{InferenceID: testID}, Model: p,
-		MaxDeliver: maxDeliver, AckWait: 5 * time.Second, NakDelay: 20 * time.Millisecond,
-		PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+	d, err := NewDeployment(DeploymentConfig{
+		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID}, MaxDeliver: maxDeliver,
+		AckWait: 5 * time.Second, NakDelay: 20 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.SetRunner(r, 1)
 	var once sync.Once
-	var runErr error
+	var stopErr error
 	stop = func() error {
 		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("Run did not return")
-			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stopErr = d.Stop(ctx)
 		})
-		return runErr
+		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
@@ -169,14 +189,14 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 }
 
 func TestFiftyDocuments(t *testing.T) {
-	js := startJS(t, 0)
+	nc, js := startJS(t, 0)
 	for i := range 50 {
 		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":["text %d"],"input_type":"ingest"}`, i, i))
 	}
 	if ack := publishDoc(t, js, "m-7", `{"id":"doc-7","input":["text 7"],"input_type":"ingest"}`); !ack.Duplicate {
 		t.Fatal("republish with the same Nats-Msg-Id was not a duplicate")
 	}
-	stop := startRun(t, js, echo, 0)
+	stop := startRun(t, nc, js, fakeRunner{}, 0)
 	got := collect(t, js, 50, 300*time.Millisecond)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -205,14 +225,14 @@ func TestFiftyDocuments(t *testing.T) {
 }
 
 func TestMalformedBodyIsTerminated(t *testing.T) {
-	js := startJS(t, 0)
+	nc, js := startJS(t, 0)
 	var calls atomic.Int32
 	publishDoc(t, js, "bad", `{"id":"doc-bad","input":["x"]`)
 	publishDoc(t, js, "unknown", `{"input":["x"], "id":"doc-unknown", "nope":1}`)
-	stop := startRun(t, js, func(ctx context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
 		calls.Add(1)
-		return echo(ctx, in, typ)
-	}, 3)
+		return echo(ctx, docs)
+	}}, 3)
 	got := collect(t, js, 2, 500*time.Millisecond)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -249,13 +269,13 @@ func TestMalformedBodyIsTerminated(t *testing.T) {
 }
 
 func TestFailingProcessorGivesUp(t *testing.T) {
-	js := startJS(t, 0)
+	nc, js := startJS(t, 0)
 	var calls atomic.Int32
 	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
-	stop := startRun(t, js, func(context.Context, []string, pipeline.InputType) ([]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(context.Context, []pipeline.Request) ([][]byte, error) {
 		calls.Add(1)
 		return nil, errors.New("model exploded")
-	}, 3)
+	}}, 3)
 	got := collect(t, js, 1, time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -270,11 +290,11 @@ func TestFailingProcessorGivesUp(t *testing.T) {
 }
 
 func TestStopCompletesMessageInHand(t *testing.T) {
-	js := startJS(t, 0)
+	nc, js := startJS(t, 0)
 	started, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
-	stop := startRun(t, js, func(ctx context.Context, in []string, typ pipeline.InputType) ([]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
 		if calls.Add(1) == 1 {
 			close(started)
 			<-release
@@ -282,15 +302,15 @@ func TestStopCompletesMessageInHand(t *testing.T) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return echo(ctx, in, typ)
-	}, 0)
+		return echo(ctx, docs)
+	}}, 0)
 	<-started
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	time.Sleep(200 * time.Millisecond) // Run's context has ended; the document is still in hand
+	time.Sleep(200 * time.Millisecond) // Stop has begun; the document is still in hand
 	select {
 	case err := <-stopped:
-		t.Fatalf("Run returned (%v) with a document in hand", err)
+		t.Fatalf("Stop returned (%v) with a document in hand", err)
 	default:
 	}
 	close(release)
@@ -308,7 +328,7 @@ func TestStopCompletesMessageInHand(t *testing.T) {
 }
 
 func TestFullQueueRefusesPublishes(t *testing.T) {
-	js := startJS(t, 5)
+	nc, js := startJS(t, 5)
 	for i := range 5 {
 		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":"x"}`, i))
 	}
@@ -325,7 +345,7 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 		t.Fatalf("other endpoint: %v", err)
 	}
 	// Served documents leave the queue, so it takes documents again.
-	stop := startRun(t, js, echo, 0)
+	stop := startRun(t, nc, js, fakeRunner{}, 0)
 	collect(t, js, 5, 300*time.Millisecond)
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,756 @@
+package consumer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/pipeline"
+)
+
+// Runner is what a deployment runs its work on: the endpoint's loaded model
+// (pipeline.Runner).
+type Runner interface {
+	// Infer answers a validated POST _inference request.
+	Infer(ctx context.Context, req pipeline.Request) ([]byte, error)
+	// Ingest returns one result body per document.
+	Ingest(ctx context.Context, docs []pipeline.Request) ([][]byte, error)
+}
+
+// Defaults of DeploymentConfig.
+const (
+	DefaultMaxDeliver = 5
+	DefaultAckWait    = 30 * time.Second
+	DefaultNakDelay   = time.Second
+	DefaultPollWait   = time.Second
+	DefaultGroupDocs  = 32
+)
+
+// DeploymentConfig configures a Deployment.
+type DeploymentConfig struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Endpoint config.Endpoint
+	// SearchCapacity bounds the infer requests waiting in this process;
+	// beyond it they are answered 429. 0 means DefaultQueueCapacity.
+	SearchCapacity int
+	// MaxDeliver bounds the attempts at one document; 0 means
+	// DefaultMaxDeliver. The last failed attempt publishes an error result.
+	MaxDeliver int
+	// AckWait is the consumer's ack wait; a document being worked on is
+	// kept alive (InProgress) every third of it. 0 means DefaultAckWait.
+	AckWait time.Duration
+	// NakDelay is the redelivery delay after a failed attempt; 0 means
+	// DefaultNakDelay.
+	NakDelay time.Duration
+	// PollWait bounds one fetch, and so how long an idle deployment takes
+	// to notice it is stopping; 0 means DefaultPollWait.
+	PollWait time.Duration
+	// GroupDocs bounds the documents an allocation takes at once (and
+	// embeds in one engine call); 0 means DefaultGroupDocs.
+	GroupDocs int
+	// OnDemand is called when work is waiting and the deployment has no
+	// runner: it is how a lazily deployed endpoint learns of its first use.
+	// It must not block.
+	OnDemand func()
+	Log      zerolog.Logger
+}
+
+// Deployment serves one endpoint in this process: it pulls documents from
+// the endpoint's durable consumer endpoint_<token> and answers requests on
+// inference.<token>.infer (queue group endpoint_<token>), on as many
+// allocations as SetRunner gives it.
+//
+// Each allocation is two goroutines: a bulk lane that serves ingest
+// documents, in groups embedded by one engine call, and a search lane that
+// serves infer requests only. Search requests therefore never wait behind a
+// bulk group: they run beside it on the shared session (the OS shares the
+// cores between them), and the bulk lane takes waiting search requests
+// before its next group.
+type Deployment struct {
+	cfg   DeploymentConfig
+	token string
+	log   zerolog.Logger
+
+	searchQ chan *nats.Msg
+	ingestQ chan []jetstream.Msg
+	// wake tells the fetcher that the runner or the lanes changed.
+	wake chan struct{}
+
+	mu       sync.Mutex
+	runner   Runner
+	failure  error
+	lanes    []*lane
+	stopping bool
+
+	sub      *nats.Subscription
+	cons     jetstream.Consumer
+	cancel   context.CancelFunc
+	fetcher  sync.WaitGroup
+	laneWG   sync.WaitGroup
+	draining chan struct{} // closed when lanes must drain searchQ and exit
+
+	stats DeploymentStats
+}
+
+// DeploymentStats counts what a deployment did in this process.
+type DeploymentStats struct {
+	Documents  atomic.Int64 // results published, errors included
+	Errors     atomic.Int64 // error results published
+	Inferences atomic.Int64 // infer requests answered, errors included
+	Rejected   atomic.Int64 // infer requests refused with 429
+}
+
+type lane struct {
+	cancel context.CancelFunc
+}
+
+// NewDeployment checks cfg and fills in its defaults.
+func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
+	switch {
+	case cfg.NC == nil || cfg.JS == nil:
+		return nil, errors.New("deployment: NATS connection and JetStream are required")
+	case cfg.Endpoint.InferenceID == "":
+		return nil, errors.New("deployment: endpoint inference id is required")
+	case cfg.MaxDeliver < 0:
+		return nil, fmt.Errorf("deployment: max deliver %d is negative", cfg.MaxDeliver)
+	}
+	if cfg.SearchCapacity <= 0 {
+		cfg.SearchCapacity = DefaultQueueCapacity
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.NakDelay <= 0 {
+		cfg.NakDelay = DefaultNakDelay
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = DefaultPollWait
+	}
+	if cfg.GroupDocs <= 0 {
+		cfg.GroupDocs = DefaultGroupDocs
+	}
+	if cfg.OnDemand == nil {
+		cfg.OnDemand = func() {}
+	}
+	return &Deployment{
+		cfg:      cfg,
+		token:    config.Token(cfg.Endpoint.InferenceID),
+		log:      cfg.Log.With().Str("inference_id", cfg.Endpoint.InferenceID).Logger(),
+		searchQ:  make(chan *nats.Msg, cfg.SearchCapacity),
+		ingestQ:  make(chan []jetstream.Msg),
+		wake:     make(chan struct{}, 1),
+		draining: make(chan struct{}),
+	}, nil
+}
+
+// ConsumerName is the durable consumer (and the infer queue group) of the
+// endpoint token: endpoint_<token>, or, when that is longer than NATS's
+// 255-character limit on names, its first 200 characters and a digest of
+// the token.
+func ConsumerName(token string) string {
+	name := "endpoint_" + token
+	if len(name) <= maxConsumerName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(token))
+	return name[:200] + "_" + hex.EncodeToString(sum[:16])
+}
+
+const maxConsumerName = 255
+
+// Start creates or binds the endpoint's durable consumer, subscribes to its
+// infer subject and starts fetching; nothing is served until SetRunner.
+func (d *Deployment) Start(ctx context.Context) error {
+	cons, err := d.cfg.JS.CreateOrUpdateConsumer(ctx, RequestsStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(d.token),
+		FilterSubject: IngestSubject(d.token),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       d.cfg.AckWait,
+		MaxDeliver:    d.cfg.MaxDeliver,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", ConsumerName(d.token), err)
+	}
+	d.cons = cons
+	if d.sub, err = d.cfg.NC.QueueSubscribe(InferSubject(d.token), ConsumerName(d.token), d.onInfer); err != nil {
+		return fmt.Errorf("subscribe %s: %w", InferSubject(d.token), err)
+	}
+	// The subscription's own buffer is not the queue: searchQ is, and it
+	// answers 429 when full, so the client library must never drop.
+	if err := d.sub.SetPendingLimits(-1, -1); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	d.fetcher.Add(1)
+	go func() {
+		defer d.fetcher.Done()
+		d.fetch(runCtx)
+	}()
+	return nil
+}
+
+// SetRunner makes r serve the endpoint on n allocations (a nil runner or
+// n = 0 stops them). Lanes that stop finish the work in their hands; a new
+// runner is used from the next piece of work on. It clears a failure.
+func (d *Deployment) SetRunner(r Runner, n int) {
+	if r == nil {
+		n = 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return
+	}
+	d.runner, d.failure = r, nil
+	for len(d.lanes) > n {
+		last := d.lanes[len(d.lanes)-1]
+		last.cancel()
+		d.lanes = d.lanes[:len(d.lanes)-1]
+	}
+	for len(d.lanes) < n {
+		ctx, cancel := context.WithCancel(context.Background())
+		d.lanes = append(d.lanes, &lane{cancel: cancel})
+		d.laneWG.Add(2)
+		go func() {
+			defer d.laneWG.Done()
+			d.bulkLane(ctx)
+		}()
+		go func() {
+			defer d.laneWG.Done()
+			d.searchLane(ctx)
+		}()
+	}
+	d.poke()
+}
+
+// Fail stops the allocations and answers infer requests, waiting and new,
+// with err until the next SetRunner. Documents stay queued.
+func (d *Deployment) Fail(err error) {
+	d.SetRunner(nil, 0)
+	d.mu.Lock()
+	d.failure = err
+	d.mu.Unlock()
+	for {
+		select {
+		case msg := <-d.searchQ:
+			d.replyError(msg, err)
+		default:
+			return
+		}
+	}
+}
+
+// Allocations is the number of allocations running.
+func (d *Deployment) Allocations() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.lanes)
+}
+
+// Stats returns the deployment's counters.
+func (d *Deployment) Stats() *DeploymentStats { return &d.stats }
+
+// Waiting is the number of infer requests waiting in this process.
+func (d *Deployment) Waiting() int { return len(d.searchQ) }
+
+// Stop stops taking work and finishes what is in hand: infer requests
+// already received are answered, documents being embedded are published
+// and acked, documents fetched but not started are handed back for
+// redelivery. It returns when all is done or ctx ends.
+func (d *Deployment) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if d.stopping {
+		d.mu.Unlock()
+		return nil
+	}
+	d.stopping = true
+	d.mu.Unlock()
+
+	if d.sub != nil {
+		// Drain hands what the subscription already received to onInfer.
+		if err := d.sub.Drain(); err == nil {
+			for d.sub.IsValid() && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.fetcher.Wait()
+
+	d.mu.Lock()
+	lanes := len(d.lanes)
+	failure := d.failure
+	d.mu.Unlock()
+	if lanes == 0 {
+		// Nobody will serve what waits: say so instead of leaving the
+		// clients to time out.
+		if failure == nil {
+			failure = eserror.New(http.StatusServiceUnavailable, eserror.TypeStatus,
+				"Inference endpoint [%s] is shutting down on this node", d.cfg.Endpoint.InferenceID)
+		}
+		d.Fail(failure)
+	}
+	close(d.draining)
+	done := make(chan struct{})
+	go func() {
+		d.laneWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		d.mu.Lock()
+		for _, l := range d.lanes {
+			l.cancel()
+		}
+		d.mu.Unlock()
+		return fmt.Errorf("stop deployment %s: %w", d.cfg.Endpoint.InferenceID, ctx.Err())
+	}
+}
+
+func (d *Deployment) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Deployment) current() (Runner, error, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.runner, d.failure, len(d.lanes)
+}
+
+// onInfer queues one infer request; it runs on the subscription's goroutine.
+func (d *Deployment) onInfer(msg *nats.Msg) {
+	if msg.Reply == "" {
+		return // nobody would read the answer
+	}
+	runner, failure, _ := d.current()
+	if failure != nil {
+		d.replyError(msg, failure)
+		return
+	}
+	select {
+	case d.searchQ <- msg:
+	default:
+		d.stats.Rejected.Add(1)
+		d.replyError(msg, ErrQueueFull)
+		return
+	}
+	if runner == nil {
+		d.cfg.OnDemand()
+	}
+}
+
+// ErrQueueFull is Elasticsearch's answer when a deployment's queue is full.
+var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
+	"inference process queue is full. Unable to execute command")
+
+// fetch pulls documents while the deployment has allocations and hands
+// them to the bulk lanes, as many as have arrived when a lane is free.
+func (d *Deployment) fetch(ctx context.Context) {
+	for ctx.Err() == nil {
+		runner, failure, lanes := d.current()
+		if lanes == 0 {
+			if runner == nil && failure == nil && d.hasBacklog(ctx) {
+				d.cfg.OnDemand()
+			}
+			select {
+			case <-ctx.Done():
+			case <-d.wake:
+			case <-time.After(d.cfg.PollWait):
+			}
+			continue
+		}
+		batch, err := d.cons.Fetch(d.cfg.GroupDocs, jetstream.FetchMaxWait(d.cfg.PollWait))
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn().Err(err).Msg("fetch")
+				sleep(ctx, d.cfg.PollWait)
+			}
+			continue
+		}
+		d.handOut(ctx, batch)
+	}
+}
+
+// hasBacklog reports whether documents wait in the endpoint's consumer.
+func (d *Deployment) hasBacklog(ctx context.Context) bool {
+	info, err := d.cons.Info(ctx)
+	return err == nil && info.NumPending+uint64(info.NumAckPending) > 0
+}
+
+// handOut forwards one pull request's messages to the lanes. Messages in
+// hand when ctx ends are handed back to the server for redelivery.
+func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) {
+	var pending []jetstream.Msg
+	msgs := batch.Messages()
+	for msgs != nil || len(pending) > 0 {
+		var out chan []jetstream.Msg
+		if len(pending) > 0 {
+			out = d.ingestQ
+		}
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			pending = append(pending, msg)
+		case out <- pending:
+			pending = nil
+		case <-ctx.Done():
+			for _, msg := range pending {
+				_ = msg.Nak()
+			}
+			pending = nil
+			if msgs != nil {
+				for msg := range msgs {
+					_ = msg.Nak()
+				}
+				msgs = nil
+			}
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+		d.log.Warn().Err(err).Msg("fetch")
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// bulkLane serves ingest groups, taking waiting search requests first.
+func (d *Deployment) bulkLane(ctx context.Context) {
+	for {
+		select {
+		case msg := <-d.searchQ:
+			d.serveSearch(msg)
+			continue
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.draining:
+			d.drainSearches()
+			return
+		case msg := <-d.searchQ:
+			d.serveSearch(msg)
+		case group := <-d.ingestQ:
+			d.serveGroup(group)
+		}
+	}
+}
+
+func (d *Deployment) searchLane(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.draining:
+			d.drainSearches()
+			return
+		case msg := <-d.searchQ:
+			d.serveSearch(msg)
+		}
+	}
+}
+
+func (d *Deployment) drainSearches() {
+	for {
+		select {
+		case msg := <-d.searchQ:
+			d.serveSearch(msg)
+		default:
+			return
+		}
+	}
+}
+
+// serveSearch answers one infer request. A request whose client has
+// already given up (its deadline passed) is dropped unanswered.
+func (d *Deployment) serveSearch(msg *nats.Msg) {
+	ctx := context.Background()
+	if dl, ok := deadline(msg); ok {
+		if time.Until(dl) <= 0 {
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	runner, failure, _ := d.current()
+	if runner == nil {
+		if failure == nil {
+			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+		}
+		d.replyError(msg, failure)
+		return
+	}
+	req, err := d.parse(msg.Data)
+	if err == nil {
+		var body []byte
+		if body, err = runner.Infer(ctx, req); err == nil {
+			d.stats.Inferences.Add(1)
+			if err := Reply(d.cfg.NC, msg.Reply, http.StatusOK, body); err != nil {
+				d.log.Error().Err(err).Msg("reply")
+			}
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return // the client has timed out and is gone
+	}
+	d.replyError(msg, err)
+}
+
+// ErrNotDeployed is the answer for an endpoint no allocation serves.
+func ErrNotDeployed(id string) error {
+	return eserror.New(http.StatusConflict, eserror.TypeStatus,
+		"Trained model deployment [%s] is not allocated to any nodes", id)
+}
+
+func (d *Deployment) replyError(msg *nats.Msg, err error) {
+	d.stats.Inferences.Add(1)
+	e := eserror.As(err)
+	if e.Status >= 500 {
+		d.log.Error().Err(err).Msg("inference failed")
+	}
+	body, merr := e.MarshalJSON()
+	if merr != nil {
+		body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
+	}
+	if rerr := Reply(d.cfg.NC, msg.Reply, e.Status, body); rerr != nil {
+		d.log.Error().Err(rerr).Msg("reply")
+	}
+}
+
+// parse reads and validates a request body against the endpoint's task.
+func (d *Deployment) parse(body []byte) (pipeline.Request, error) {
+	req, err := pipeline.ParseRequest(body)
+	if err != nil {
+		return req, err
+	}
+	task := config.Any
+	if d.cfg.Endpoint.TaskType == config.Rerank {
+		task = config.Rerank
+	}
+	return req, req.Validate(task)
+}
+
+// doc is one ingest message in a group.
+type doc struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+	id   string
+	req  pipeline.Request
+	body []byte
+	err  error
+}
+
+// errInvalid marks documents that can never succeed: they are terminated
+// after one error result.
+var errInvalid = errors.New("invalid document")
+
+// serveGroup embeds a group of documents and settles every message: each is
+// acked (after its result is stored), terminated or nakked.
+func (d *Deployment) serveGroup(msgs []jetstream.Msg) {
+	ctx := context.Background()
+	docs := make([]*doc, len(msgs))
+	var valid []*doc
+	for i, msg := range msgs {
+		dc := &doc{msg: msg}
+		docs[i] = dc
+		var err error
+		if dc.meta, err = msg.Metadata(); err != nil {
+			d.log.Error().Err(err).Msg("message without metadata")
+			_ = msg.Term()
+			docs[i] = nil
+			continue
+		}
+		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
+		if dc.err == nil {
+			valid = append(valid, dc)
+		}
+	}
+	stop := d.keepAlive(valid)
+	d.run(ctx, valid)
+	stop()
+	for _, dc := range docs {
+		if dc != nil {
+			d.settle(ctx, dc)
+		}
+	}
+}
+
+// keepAlive tells the server every third of AckWait that docs are still
+// being worked on, so that a long group is not redelivered meanwhile.
+func (d *Deployment) keepAlive(docs []*doc) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, dc := range docs {
+					_ = dc.msg.InProgress()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// run embeds the valid documents in one engine call; if that fails, each
+// is tried alone, so one poison document does not fail its neighbours.
+func (d *Deployment) run(ctx context.Context, docs []*doc) {
+	if len(docs) == 0 {
+		return
+	}
+	runner, failure, _ := d.current()
+	if runner == nil {
+		if failure == nil {
+			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+		}
+		for _, dc := range docs {
+			dc.err = failure
+		}
+		return
+	}
+	reqs := make([]pipeline.Request, len(docs))
+	for i, dc := range docs {
+		reqs[i] = dc.req
+	}
+	bodies, err := runner.Ingest(ctx, reqs)
+	if err == nil && len(bodies) != len(docs) {
+		err = fmt.Errorf("runner returned %d results for %d documents", len(bodies), len(docs))
+	}
+	if err == nil {
+		for i, dc := range docs {
+			dc.body = bodies[i]
+		}
+		return
+	}
+	if len(docs) == 1 {
+		docs[0].err = err
+		return
+	}
+	for _, dc := range docs {
+		var one [][]byte
+		if one, dc.err = runner.Ingest(ctx, []pipeline.Request{dc.req}); dc.err == nil {
+			dc.body = one[0]
+		}
+	}
+}
+
+// settle publishes a document's result and acks it, or naks it for another
+// attempt; an invalid document, or one on its last delivery, gets an error
+// result and is terminated.
+func (d *Deployment) settle(ctx context.Context, dc *doc) {
+	log := d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Logger()
+	body := dc.body
+	if dc.err != nil {
+		log.Warn().Err(dc.err).Str("document_id", dc.id).Msg("document failed")
+		var merr error
+		if body, merr = eserror.As(dc.err).MarshalJSON(); merr != nil {
+			body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
+		}
+	}
+	last := dc.meta.NumDelivered >= uint64(d.cfg.MaxDeliver)
+	if dc.err != nil && !errors.Is(dc.err, errInvalid) && !last {
+		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
+		return
+	}
+	if err := d.publish(ctx, dc, body); err != nil {
+		// Without a result the document is not done: try again later. On
+		// the last delivery the server delivers no more and the document
+		// stays in the stream for an operator to see.
+		log.Error().Err(err).Msg("publish result")
+		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
+		return
+	}
+	d.stats.Documents.Add(1)
+	if dc.err != nil {
+		d.stats.Errors.Add(1)
+		d.settled(log, dc.msg.TermWithReason(dc.err.Error()), "term")
+		return
+	}
+	d.settled(log, dc.msg.DoubleAck(ctx), "ack")
+}
+
+func (d *Deployment) settled(log zerolog.Logger, err error, op string) {
+	if err != nil {
+		log.Error().Err(err).Str("op", op).Msg("settle message")
+	}
+}
+
+// parseDoc cuts the document id out of a body and parses the rest; the
+// error wraps errInvalid.
+func (d *Deployment) parseDoc(data []byte) (string, pipeline.Request, error) {
+	id, rest, err := cutID(data)
+	if err != nil {
+		return id, pipeline.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	req, err := d.parse(rest)
+	if err == nil && id == "" {
+		err = eserror.Validation(eserror.TypeActionRequestValidation, "Field [id] cannot be null")
+	}
+	if err != nil {
+		return id, req, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return id, req, nil
+}
+
+// publish sends a document's result and waits for the stream to store it.
+func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
+	reqID := dc.msg.Headers().Get(headerMsgID)
+	if reqID == "" {
+		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
+	}
+	out := nats.NewMsg(ResultsSubject(d.token))
+	out.Header.Set(HeaderDocumentID, dc.id)
+	out.Header.Set(headerMsgID, reqID+"-result")
+	out.Data = body
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)
+	defer cancel()
+	_, err := d.cfg.JS.PublishMsg(pctx, out)
+	return err
+}

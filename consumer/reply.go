@@ -1,0 +1,135 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
+)
+
+// Headers of the infer subject.
+const (
+	// HeaderStatus carries a reply's HTTP status; the body is the response
+	// body, or an Elasticsearch error envelope when the status is not 200.
+	HeaderStatus = "Jetinfer-Status"
+	// HeaderMore marks every part of a reply but the last: a reply larger
+	// than the server's max_payload is sent in parts, in order.
+	HeaderMore = "Jetinfer-More"
+	// HeaderDeadline is the time (Unix nanoseconds) after which the
+	// requester no longer waits; a request found expired is not served.
+	HeaderDeadline = "Jetinfer-Deadline"
+)
+
+// replyOverhead leaves room for the headers in each part of a reply.
+const replyOverhead = 512
+
+// Reply sends an infer reply of the given status, in parts when it does
+// not fit in one message.
+func Reply(nc *nats.Conn, subject string, status int, body []byte) error {
+	partSize := int(nc.MaxPayload()) - replyOverhead
+	if partSize < 1024 {
+		partSize = 1024
+	}
+	for {
+		msg := nats.NewMsg(subject)
+		msg.Header.Set(HeaderStatus, strconv.Itoa(status))
+		part := body
+		if len(part) > partSize {
+			part = body[:partSize]
+			msg.Header.Set(HeaderMore, "true")
+		}
+		msg.Data = part
+		if err := nc.PublishMsg(msg); err != nil {
+			return err
+		}
+		body = body[len(part):]
+		if len(body) == 0 {
+			return nil
+		}
+	}
+}
+
+// deadline reads a request's HeaderDeadline.
+func deadline(msg *nats.Msg) (time.Time, bool) {
+	if msg.Header == nil {
+		return time.Time{}, false
+	}
+	v := msg.Header.Get(HeaderDeadline)
+	if v == "" {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// ReplyError is an error reply: an Elasticsearch error envelope and its
+// HTTP status, passed on unchanged.
+type ReplyError struct {
+	Status int
+	Body   []byte
+}
+
+func (e *ReplyError) Error() string {
+	return fmt.Sprintf("inference reply %d: %s", e.Status, e.Body)
+}
+
+// HTTPStatus and HTTPBody let the HTTP layer write the reply as it came.
+func (e *ReplyError) HTTPStatus() int  { return e.Status }
+func (e *ReplyError) HTTPBody() []byte { return e.Body }
+
+// Request sends body to the endpoint's infer subject and returns the whole
+// reply body; a reply with another status than 200 is a *ReplyError. When
+// no process serves the endpoint the error is ErrNotDeployed's. ctx bounds
+// the wait, and its deadline travels with the request.
+func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte) ([]byte, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	msg := nats.NewMsg(InferSubject(config.Token(inferenceID)))
+	msg.Reply = inbox
+	msg.Data = body
+	if dl, ok := ctx.Deadline(); ok {
+		msg.Header.Set(HeaderDeadline, strconv.FormatInt(dl.UnixNano(), 10))
+	}
+	if err := nc.PublishMsg(msg); err != nil {
+		return nil, err
+	}
+	var out []byte
+	for {
+		part, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		if part.Header.Get("Status") == "503" && len(part.Data) == 0 {
+			return nil, ErrNotDeployed(inferenceID)
+		}
+		out = append(out, part.Data...)
+		if part.Header.Get(HeaderMore) != "" {
+			continue
+		}
+		status, err := strconv.Atoi(part.Header.Get(HeaderStatus))
+		if err != nil {
+			return nil, eserror.Internal(errors.New("infer reply without a status"), "internal error")
+		}
+		if status != http.StatusOK {
+			return nil, &ReplyError{Status: status, Body: out}
+		}
+		return out, nil
+	}
+}

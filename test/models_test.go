@@ -1,0 +1,118 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/orttest"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/pipeline"
+)
+
+// testRuntime is this test binary's ONNX Runtime environment; modelRepo is
+// a model repository holding small generated models under the built-in
+// model ids, as <repo>/<model_id>/.
+var (
+	testRuntime *inference.Runtime
+	modelRepo   string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jetinfer-models-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := orttest.Run(m, "..", func(rt *inference.Runtime) {
+		testRuntime = rt
+		if err := writeModelRepository(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "model repository:", err)
+			os.Exit(1)
+		}
+		modelRepo = dir
+	})
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Generated models: BERT-architecture, small enough to run fast, long
+// enough (512 positions) for ELSER's 250-word sentence chunks.
+var (
+	sparseModel = testModel{synthbert.HeadMaskedLM, 101, `{"task_type":"sparse_embedding","max_sequence_length":512}`}
+	denseModel  = testModel{synthbert.HeadHidden, 102, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512,"prefix_strings":{"search":"query: ","ingest":"passage: "},"similarity":"cosine"}`}
+	rerankModel = testModel{synthbert.HeadClassifier, 103, `{"task_type":"rerank","max_sequence_length":512}`}
+)
+
+type testModel struct {
+	head   synthbert.Head
+	seed   uint64
+	config string
+}
+
+func (tm testModel) write(dir string) error {
+	sb, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
+		MaxPositions: 512, TypeVocabSize: 2, NumLabels: 1, Head: tm.head, Seed: tm.seed, WeightScale: 0.2, LayerNormEps: 1e-12})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
+		return err
+	}
+	tok, err := os.ReadFile("../inference/testdata/tokenizer/bert-base-uncased/tokenizer.json")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, inference.TokenizerFile), tok, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, inference.ConfigFile), []byte(tm.config), 0o644)
+}
+
+func writeModelRepository(dir string) error {
+	for id, tm := range map[string]testModel{
+		".elser_model_2":                      sparseModel,
+		".elser_model_2_linux-x86_64":         sparseModel,
+		".multilingual-e5-small":              denseModel,
+		".multilingual-e5-small_linux-x86_64": denseModel,
+		".rerank-v1":                          rerankModel,
+	} {
+		if err := tm.write(filepath.Join(dir, id)); err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// directModel loads a repository model outside any node, for reference
+// answers: the engine called directly.
+func directModel(t *testing.T, modelID string) *inference.Model {
+	t.Helper()
+	m, err := inference.LoadModel(context.Background(), testRuntime, filepath.Join(modelRepo, modelID), inference.LoadOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// directInfer is the engine's own answer to a POST _inference body.
+func directInfer(t *testing.T, m *inference.Model, ep config.Endpoint, body string) string {
+	t.Helper()
+	req, err := pipeline.ParseRequest([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pipeline.Infer(context.Background(), m, ep, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}

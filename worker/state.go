@@ -1,0 +1,203 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
+)
+
+// StateBucket holds each worker's deployment state, keyed
+// <endpoint token>.<node>. Entries expire unless their worker rewrites them,
+// so a worker that died leaves no stale state behind for long.
+const StateBucket = "inference_deployments"
+
+const (
+	stateTTL       = time.Minute
+	stateHeartbeat = 15 * time.Second
+)
+
+// Deployment states.
+const (
+	StateStarting = "starting"
+	StateStarted  = "started"
+	StateFailed   = "failed"
+)
+
+// State is one worker's deployment of one endpoint.
+type State struct {
+	InferenceID string `json:"inference_id"`
+	Node        string `json:"node"`
+	State       string `json:"state"`
+	ModelID     string `json:"model_id"`
+	// Revision is the endpoint definition's revision in the endpoint
+	// bucket that the state is about.
+	Revision    uint64 `json:"revision"`
+	Allocations int    `json:"allocations"`
+	// TargetAllocations is what the endpoint asks for; allocations that do
+	// not fit the node's processor budget are pending.
+	TargetAllocations int `json:"target_allocations"`
+	ThreadsPerAlloc   int `json:"threads_per_allocation"`
+	// Error is the failure's Elasticsearch error envelope and status.
+	Error       json.RawMessage `json:"error,omitempty"`
+	ErrorStatus int             `json:"error_status,omitempty"`
+	Updated     time.Time       `json:"updated"`
+}
+
+// States reads and writes the deployment state bucket.
+type States struct {
+	kv jetstream.KeyValue
+}
+
+// OpenStates creates the bucket if needed.
+func OpenStates(ctx context.Context, js jetstream.JetStream, replicas int) (*States, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket,
+		Description: "jetinfer deployment state per endpoint and worker",
+		History:     1,
+		TTL:         stateTTL,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", StateBucket, err)
+	}
+	return &States{kv: kv}, nil
+}
+
+func stateKey(inferenceID, node string) string {
+	return config.Token(inferenceID) + "." + nodeKey(node)
+}
+
+// nodeKey makes a node name one KV key token.
+func nodeKey(node string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, node)
+}
+
+func (s *States) put(ctx context.Context, st State) error {
+	st.Updated = time.Now().UTC()
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, stateKey(st.InferenceID, st.Node), data)
+	return err
+}
+
+func (s *States) remove(ctx context.Context, inferenceID, node string) error {
+	err := s.kv.Delete(ctx, stateKey(inferenceID, node))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Of returns every worker's state of one endpoint.
+func (s *States) Of(ctx context.Context, inferenceID string) ([]State, error) {
+	return s.list(ctx, config.Token(inferenceID)+".*")
+}
+
+func (s *States) list(ctx context.Context, filter string) ([]State, error) {
+	w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var out []State
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case kve := <-w.Updates():
+			if kve == nil {
+				return out, nil
+			}
+			var st State
+			if json.Unmarshal(kve.Value(), &st) == nil {
+				out = append(out, st)
+			}
+		}
+	}
+}
+
+// Allocations returns, per inference id, the allocations running on all
+// workers.
+func (s *States) Allocations(ctx context.Context) (map[string]int, error) {
+	all, err := s.list(ctx, ">")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, st := range all {
+		out[st.InferenceID] += st.Allocations
+	}
+	return out, nil
+}
+
+// WaitStarted waits until a worker has started the endpoint's definition
+// of the given revision (or a later one), as PUT does: nil once one has;
+// the failure when one reports it; a 408 when ctx's deadline (the request's
+// timeout, named by timeout) passes first.
+func (s *States) WaitStarted(ctx context.Context, inferenceID string, revision uint64, timeout string) error {
+	w, err := s.kv.Watch(ctx, config.Token(inferenceID)+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		if ctx.Err() != nil {
+			return startTimeout(timeout)
+		}
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return startTimeout(timeout)
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return startTimeout(timeout)
+			}
+			if kve == nil {
+				continue
+			}
+			var st State
+			if json.Unmarshal(kve.Value(), &st) != nil || st.Revision < revision {
+				continue
+			}
+			switch st.State {
+			case StateStarted:
+				return nil
+			case StateFailed:
+				return &StartError{Status: st.ErrorStatus, Body: st.Error}
+			}
+		}
+	}
+}
+
+func startTimeout(timeout string) error {
+	return eserror.New(http.StatusRequestTimeout, eserror.TypeStatus,
+		"Timed out after [%s] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment.", timeout)
+}
+
+// StartError is a deployment's failure to start as its worker reported it:
+// an Elasticsearch error envelope and status, passed on unchanged.
+type StartError struct {
+	Status int
+	Body   []byte
+}
+
+func (e *StartError) Error() string    { return fmt.Sprintf("deployment failed (%d): %s", e.Status, e.Body) }
+func (e *StartError) HTTPStatus() int  { return e.Status }
+func (e *StartError) HTTPBody() []byte { return e.Body }

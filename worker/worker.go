@@ -1,0 +1,424 @@
+// Package worker is the serving side of a jetinfer process: it watches the
+// endpoint bucket and, for each endpoint, runs a consumer.Deployment on the
+// endpoint's model. It owns model loading (model store, model repository,
+// one loaded copy per model and thread count), the process's processor
+// budget, and the deployment state it reports in the inference_deployments
+// bucket.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/pipeline"
+)
+
+// DefaultRetryInterval is how often a deployment whose model could not be
+// loaded tries again (the model may be imported meanwhile).
+const DefaultRetryInterval = 30 * time.Second
+
+// Config configures a Worker.
+type Config struct {
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Endpoints *config.Store
+	Models    *modelstore.Store
+	States    *States
+	Runtime   *inference.Runtime
+	// NodeName names this worker in the deployment state.
+	NodeName string
+	// Processors is this process's processor budget: the sum of
+	// allocations × num_threads over its deployments never exceeds it.
+	// 0 means runtime.NumCPU().
+	Processors int
+	// ModelRepository holds built-in models as <dir>/<model_id>/ (ES's
+	// xpack.ml.model_repository); they are imported on first use.
+	ModelRepository string
+	// CacheDir holds the models fetched from the model store.
+	CacheDir string
+	// Deployment carries the consumer settings of every deployment
+	// (NC, JS, Endpoint, OnDemand and Log are set per endpoint).
+	Deployment consumer.DeploymentConfig
+	// RetryInterval is DefaultRetryInterval when 0.
+	RetryInterval time.Duration
+	Log           zerolog.Logger
+}
+
+// Worker runs the deployments of this process.
+type Worker struct {
+	cfg    Config
+	log    zerolog.Logger
+	models *models
+	budget *budget
+
+	mu        sync.Mutex
+	endpoints map[string]*endpoint
+	// stopped holds, per id, the done channel of a deployment still
+	// stopping: one of the same id waits for it, so that the old one's
+	// clean-up never removes the new one's consumer.
+	stopped map[string]chan struct{}
+	cancel    context.CancelFunc
+	watch     sync.WaitGroup
+	running   sync.WaitGroup
+}
+
+// Start begins watching the endpoint bucket.
+func Start(ctx context.Context, cfg Config) (*Worker, error) {
+	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Models == nil || cfg.States == nil || cfg.Runtime == nil {
+		return nil, errors.New("worker: NATS, stores, states and runtime are required")
+	}
+	if cfg.Processors <= 0 {
+		cfg.Processors = runtime.NumCPU()
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
+	w := &Worker{
+		cfg: cfg,
+		log: cfg.Log.With().Str("component", "worker").Logger(),
+		models: &models{rt: cfg.Runtime, store: cfg.Models, repository: cfg.ModelRepository,
+			cacheDir: cfg.CacheDir, log: cfg.Log, entries: map[modelKey]*modelEntry{}},
+		budget:    newBudget(cfg.Processors),
+		endpoints: map[string]*endpoint{},
+		stopped:   map[string]chan struct{}{},
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = cancel
+	w.watch.Add(1)
+	go func() {
+		defer w.watch.Done()
+		w.watchEndpoints(runCtx)
+	}()
+	w.log.Info().Int("processors", cfg.Processors).Str("model_repository", cfg.ModelRepository).Msg("worker started")
+	return w, nil
+}
+
+// watchEndpoints follows the bucket until ctx ends, restarting a broken
+// watch; on restart every definition is seen again, which is harmless.
+func (w *Worker) watchEndpoints(ctx context.Context) {
+	for {
+		err := w.cfg.Endpoints.Watch(ctx, func(c config.Change) { w.apply(ctx, c) })
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn().Err(err).Msg("endpoint watch stopped; retrying")
+		sleep(ctx, 2*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// apply routes one definition change to its endpoint's goroutine.
+func (w *Worker) apply(ctx context.Context, c config.Change) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.endpoints[c.ID]
+	switch {
+	case c.Deleted || c.Err != nil:
+		if c.Err != nil {
+			w.log.Error().Str("inference_id", c.ID).Err(c.Err).Msg("invalid endpoint definition; not deployed")
+		}
+		if e != nil {
+			delete(w.endpoints, c.ID)
+			w.stopped[c.ID] = e.done
+			e.stop(c.Deleted)
+		}
+	case c.Endpoint.ServiceSettings.DeploymentID != "":
+		// Endpoints on a trained-model deployment follow that deployment.
+	case e == nil:
+		e = w.newEndpoint(c.Entry)
+		w.endpoints[c.ID] = e
+		prev := w.stopped[c.ID]
+		delete(w.stopped, c.ID)
+		w.running.Add(1)
+		go func() {
+			defer w.running.Done()
+			if prev != nil {
+				<-prev
+			}
+			e.run(ctx)
+			close(e.done)
+			w.mu.Lock()
+			if w.stopped[e.id] == e.done {
+				delete(w.stopped, e.id)
+			}
+			w.mu.Unlock()
+		}()
+	default:
+		e.update(c.Entry)
+	}
+}
+
+// Close stops every deployment, finishing the work in hand, until ctx ends.
+func (w *Worker) Close(ctx context.Context) error {
+	w.cancel()
+	w.watch.Wait()
+	w.mu.Lock()
+	for id, e := range w.endpoints {
+		e.stopCtx = ctx
+		e.stop(false)
+		delete(w.endpoints, id)
+	}
+	w.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		w.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("worker: %w", ctx.Err())
+	}
+}
+
+// endpoint is the goroutine that owns one endpoint's deployment in this
+// process.
+type endpoint struct {
+	w       *Worker
+	id      string
+	log     zerolog.Logger
+	updates chan config.Entry // latest definition; capacity 1
+	demand  chan struct{}        // first use of a lazily deployed endpoint
+	quit    chan struct{}        // closed to stop
+	done    chan struct{}        // closed when run has returned
+	deleted bool
+	stopCtx context.Context
+
+	ep      config.Endpoint
+	rev     uint64
+	dep     *consumer.Deployment
+	model   *inference.Model
+	key     modelKey
+	release func()
+}
+
+func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
+	e := &endpoint{
+		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision,
+		log:     w.cfg.Log.With().Str("inference_id", entry.ID).Logger(),
+		updates: make(chan config.Entry, 1),
+		demand:  make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	return e
+}
+
+func (e *endpoint) update(entry config.Entry) {
+	select {
+	case <-e.updates:
+	default:
+	}
+	e.updates <- entry
+}
+
+func (e *endpoint) stop(deleted bool) {
+	e.deleted = deleted
+	close(e.quit)
+}
+
+func (e *endpoint) onDemand() {
+	select {
+	case e.demand <- struct{}{}:
+	default:
+	}
+}
+
+// targetAllocations is what the definition asks of this worker: the fixed
+// count, or the adaptive minimum with at least one.
+func targetAllocations(ep config.Endpoint) int {
+	ss := ep.ServiceSettings
+	if ss.NumAllocations != nil {
+		return *ss.NumAllocations
+	}
+	if a := ss.AdaptiveAllocations; a != nil && a.Min != nil && *a.Min > 0 {
+		return *a.Min
+	}
+	return 1
+}
+
+func (e *endpoint) run(ctx context.Context) {
+	cfg := e.w.cfg.Deployment
+	cfg.NC, cfg.JS, cfg.Endpoint, cfg.OnDemand, cfg.Log = e.w.cfg.NC, e.w.cfg.JS, e.ep, e.onDemand, e.w.cfg.Log
+	dep, err := consumer.NewDeployment(cfg)
+	if err != nil {
+		e.log.Error().Err(err).Msg("deployment")
+		return
+	}
+	for {
+		if err = dep.Start(ctx); err == nil {
+			break
+		}
+		e.log.Warn().Err(err).Msg("start deployment; retrying")
+		select {
+		case <-e.quit:
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+	e.dep = dep
+	defer e.shutdown()
+
+	// The default endpoints deploy on first use, as in Elasticsearch.
+	wanted := !config.IsDefaultID(e.id)
+	var retry <-chan time.Time
+	heartbeat := time.NewTicker(stateHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		if wanted {
+			retry = nil
+			if err := e.deploy(); err != nil {
+				e.fail(err)
+				retry = time.After(e.w.cfg.RetryInterval)
+			}
+		}
+		select {
+		case <-e.quit:
+			return
+		case entry := <-e.updates:
+			e.ep, e.rev = entry.Endpoint, entry.Revision
+		case <-e.demand:
+			wanted = true
+		case <-retry:
+		case <-e.w.budget.freed():
+		case <-heartbeat.C:
+			if wanted {
+				e.report(nil)
+			}
+			continue
+		}
+	}
+}
+
+// deploy brings the deployment in line with the definition: the model
+// loaded for its thread count, and as many allocations as the budget
+// allows.
+func (e *endpoint) deploy() error {
+	ss := e.ep.ServiceSettings
+	key := modelKey{ss.ModelID, ss.NumThreads}
+	if e.model == nil || e.key != key {
+		e.report(nil) // starting
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-e.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		m, release, err := e.w.models.acquire(ctx, key.id, key.threads)
+		cancel()
+		if err != nil {
+			return err
+		}
+		old := e.release
+		e.model, e.key, e.release = m, key, release
+		defer func() {
+			if old != nil {
+				old() // after the deployment has moved to the new model
+			}
+		}()
+	}
+	if err := checkTask(e.ep, e.model); err != nil {
+		return err
+	}
+	n := e.w.budget.grant(e.id, targetAllocations(e.ep), max(ss.NumThreads, 1))
+	e.dep.SetRunner(pipeline.Runner{Model: e.model, Endpoint: e.ep}, n)
+	e.report(nil)
+	return nil
+}
+
+// checkTask refuses a model whose head does not serve the endpoint's task.
+func checkTask(ep config.Endpoint, m *inference.Model) error {
+	if got := m.Spec().Task; string(got) != string(ep.TaskType) {
+		return eserror.BadRequest("Deployed model [%s] with type [%s] does not match the requested task type [%s]",
+			ep.ServiceSettings.ModelID, got, ep.TaskType)
+	}
+	return nil
+}
+
+// fail stops the allocations and reports why; documents stay queued.
+func (e *endpoint) fail(err error) {
+	e.log.Error().Err(err).Str("model_id", e.ep.ServiceSettings.ModelID).Msg("deployment failed")
+	e.w.budget.release(e.id)
+	e.dep.Fail(err)
+	if e.release != nil {
+		e.release()
+		e.model, e.release = nil, nil
+	}
+	e.report(err)
+}
+
+// report writes this worker's state of the endpoint.
+func (e *endpoint) report(failure error) {
+	st := State{
+		InferenceID: e.id, Node: e.w.cfg.NodeName, ModelID: e.ep.ServiceSettings.ModelID, Revision: e.rev,
+		Allocations: e.dep.Allocations(), TargetAllocations: targetAllocations(e.ep),
+		ThreadsPerAlloc: e.ep.ServiceSettings.NumThreads, State: StateStarting,
+	}
+	switch {
+	case failure != nil:
+		st.State = StateFailed
+		es := eserror.As(failure)
+		st.ErrorStatus = es.Status
+		st.Error, _ = es.MarshalJSON()
+	case e.model != nil && st.Allocations > 0:
+		st.State = StateStarted
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.w.cfg.States.put(ctx, st); err != nil {
+		e.log.Warn().Err(err).Msg("report deployment state")
+	}
+}
+
+// shutdown stops the deployment, finishing its work in hand; when the
+// endpoint was deleted it also removes its consumer and queued documents.
+func (e *endpoint) shutdown() {
+	ctx := e.stopCtx
+	if ctx == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+	}
+	if err := e.dep.Stop(ctx); err != nil {
+		e.log.Warn().Err(err).Msg("stop deployment")
+	}
+	e.w.budget.release(e.id)
+	if e.release != nil {
+		e.release()
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.w.cfg.States.remove(cctx, e.id, e.w.cfg.NodeName); err != nil {
+		e.log.Warn().Err(err).Msg("remove deployment state")
+	}
+	if e.deleted {
+		if err := consumer.RemoveEndpoint(cctx, e.w.cfg.JS, e.id); err != nil {
+			e.log.Warn().Err(err).Msg("remove endpoint queue")
+		}
+	}
+	e.log.Info().Bool("deleted", e.deleted).Msg("deployment stopped")
+}
