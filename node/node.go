@@ -41,8 +41,8 @@ type Node struct {
 	http     *http.Server
 	httpLn   net.Listener
 
-	wg     sync.WaitGroup
-	errs   chan error
+	wg   sync.WaitGroup
+	errs chan error
 }
 
 // Start brings a node up; it returns once the HTTP API accepts requests.
@@ -109,9 +109,9 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	}
 
 	api, err := httpapi.New(httpapi.Config{
-		Store:        n.store,
-		Inferer:      consumer.Client{NC: n.nc},
-		Deployments:  states,
+		Store:       n.store,
+		Inferer:     consumer.Client{NC: n.nc},
+		Deployments: states,
 		ModelExists: func(ctx context.Context, id string) (bool, error) {
 			_, err := models.Get(ctx, id)
 			if errors.Is(err, modelstore.ErrNotFound) {

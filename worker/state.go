@@ -198,6 +198,8 @@ type StartError struct {
 	Body   []byte
 }
 
-func (e *StartError) Error() string    { return fmt.Sprintf("deployment failed (%d): %s", e.Status, e.Body) }
+func (e *StartError) Error() string {
+	return fmt.Sprintf("deployment failed (%d): %s", e.Status, e.Body)
+}
 func (e *StartError) HTTPStatus() int  { return e.Status }
 func (e *StartError) HTTPBody() []byte { return e.Body }

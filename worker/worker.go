@@ -70,9 +70,9 @@ type Worker struct {
 	// stopping: one of the same id waits for it, so that the old one's
 	// clean-up never removes the new one's consumer.
 	stopped map[string]chan struct{}
-	cancel    context.CancelFunc
-	watch     sync.WaitGroup
-	running   sync.WaitGroup
+	cancel  context.CancelFunc
+	watch   sync.WaitGroup
+	running sync.WaitGroup
 }
 
 // Start begins watching the endpoint bucket.
@@ -200,9 +200,9 @@ type endpoint struct {
 	id      string
 	log     zerolog.Logger
 	updates chan config.Entry // latest definition; capacity 1
-	demand  chan struct{}        // first use of a lazily deployed endpoint
-	quit    chan struct{}        // closed to stop
-	done    chan struct{}        // closed when run has returned
+	demand  chan struct{}     // first use of a lazily deployed endpoint
+	quit    chan struct{}     // closed to stop
+	done    chan struct{}     // closed when run has returned
 	deleted bool
 	stopCtx context.Context
 
