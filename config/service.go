@@ -44,6 +44,9 @@ type Service struct {
 	// QueueCapacity bounds the documents (and requests) waiting per
 	// endpoint.
 	QueueCapacity int
+	// AckWait is how long a document may go unacknowledged before it is
+	// delivered again (a worker keeps the documents it works on alive).
+	AckWait time.Duration
 	// ResultsMaxAge is how long results stay in the results stream.
 	ResultsMaxAge time.Duration
 	// LogLevel is a zerolog level name; LogFormat is json or console.
@@ -78,6 +81,7 @@ func DefaultService() Service {
 		ModelRepository: "models",
 		QueueCapacity:   10000,
 		ResultsMaxAge:   24 * time.Hour,
+		AckWait:         30 * time.Second,
 		LogLevel:        "info",
 		LogFormat:       "json",
 	}
@@ -103,6 +107,7 @@ func (s *Service) RegisterFlags(fs *flag.FlagSet) {
 	str(&s.ModelRepository, "model-repository", "`DIR` holding the built-in models as DIR/<model_id>/, imported on first use")
 	str(&s.ModelCacheDir, "model-cache-dir", "`DIR` for models fetched from the model store (default <data-dir>/models)")
 	fs.IntVar(&s.QueueCapacity, "queue-capacity", s.QueueCapacity, "documents (and requests) that may wait per endpoint; more are refused with 429 (env "+EnvName("queue-capacity")+")")
+	fs.DurationVar(&s.AckWait, "ack-wait", s.AckWait, "how long a document of a worker that died waits before it is delivered again (env "+EnvName("ack-wait")+")")
 	fs.DurationVar(&s.ResultsMaxAge, "results-max-age", s.ResultsMaxAge, "how long results stay in the INFERENCE_RESULTS stream (env "+EnvName("results-max-age")+")")
 	str(&s.LogLevel, "log-level", "log level: debug, info, warn, error")
 	str(&s.LogFormat, "log-format", "log format: json or console")
@@ -145,6 +150,9 @@ func (s Service) Validate() error {
 	}
 	if s.QueueCapacity < 1 || s.QueueCapacity > 100000 {
 		errs = append(errs, fmt.Errorf("--queue-capacity must be between 1 and 100000, got %d", s.QueueCapacity))
+	}
+	if s.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %s", s.AckWait))
 	}
 	if s.ResultsMaxAge < 2*time.Minute {
 		// The results stream deduplicates over two minutes and JetStream

@@ -699,7 +699,16 @@ func (d *Deployment) settle(ctx context.Context, dc *doc) {
 		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
 		return
 	}
-	if err := d.publish(ctx, dc, body); err != nil {
+	err := d.publish(ctx, dc, body)
+	if errors.Is(err, nats.ErrMaxPayload) && dc.err == nil {
+		// The result can never be stored: say so in its place.
+		dc.err = fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
+			"the result of [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(body), d.cfg.NC.MaxPayload()))
+		log.Warn().Err(dc.err).Str("document_id", dc.id).Msg("document failed")
+		body, _ = eserror.As(dc.err).MarshalJSON()
+		err = d.publish(ctx, dc, body)
+	}
+	if err != nil {
 		// Without a result the document is not done: try again later. On
 		// the last delivery the server delivers no more and the document
 		// stays in the stream for an operator to see.

@@ -96,7 +96,7 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 			NC: n.nc, JS: js, Endpoints: n.store, Models: models, States: states, Runtime: rt,
 			NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
 			CacheDir:   cacheDir,
-			Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity},
+			Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},
 			Log:        log,
 		})
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,14 +14,7 @@ import (
 // TestServeBinary runs the real jetinfer binary: it serves, persists
 // definitions in its data directory, and exits cleanly on SIGTERM.
 func TestServeBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "jetinfer")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/jetinfer")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := jetinferBinary(t)
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
 	base := "http://" + addr

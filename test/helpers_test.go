@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
@@ -25,6 +26,13 @@ type testNode struct {
 }
 
 func startNode(t *testing.T, adjust func(*config.Service)) *testNode {
+	t.Helper()
+	return startNodeWith(t, adjust, testRuntime)
+}
+
+// startNodeWith starts a node whose worker runs on rt; without rt the node
+// has no worker: other processes serve its endpoints.
+func startNodeWith(t *testing.T, adjust func(*config.Service), rt *inference.Runtime) *testNode {
 	t.Helper()
 	cfg := config.DefaultService()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -40,7 +48,7 @@ func startNode(t *testing.T, adjust func(*config.Service)) *testNode {
 		adjust(&cfg)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	n, err := node.Start(context.Background(), cfg, testRuntime, log)
+	n, err := node.Start(context.Background(), cfg, rt, log)
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
