@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 	os.Exit(orttest.Run(m, "..", func(rt *inference.Runtime) { testRuntime = rt }))
 }
 
-func config(texts int) Config {
+func testConfig(texts int) Config {
 	return Config{
 		Runtime:   testRuntime,
 		CacheDir:  "../.cache/bench",
@@ -57,7 +57,7 @@ func TestDenseRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates a MiniLM-L12 size model")
 	}
-	rows, err := Dense(context.Background(), config(24))
+	rows, err := Dense(context.Background(), testConfig(24))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +71,79 @@ func TestDenseRuns(t *testing.T) {
 	}
 }
 
+// TestPipelineRuns keeps the pipeline benchmark working: a tiny run must
+// get a result for every document, through NATS and from the engine.
+func TestPipelineRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node on a MiniLM-L12 size model")
+	}
+	cfg := testConfig(0)
+	cfg.PipelineDocs = 6
+	rows, err := Pipeline(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Name != PipelineEngine || rows[1].Name != PipelineNATS {
+		t.Fatalf("Pipeline rows = %+v", rows)
+	}
+	for _, r := range rows {
+		if r.Inputs != cfg.PipelineDocs || r.Elapsed <= 0 || r.Threads != 1 {
+			t.Errorf("%s: %d of %d documents in %s on %d threads", r.Name, r.Inputs, cfg.PipelineDocs, r.Elapsed, r.Threads)
+		}
+	}
+	var table strings.Builder
+	WritePipeline(&table, rows)
+	if !strings.Contains(table.String(), "| 1 | "+PipelineNATS+" | 6 |") {
+		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+// TestLatencyRuns keeps the latency benchmark working: every measurement
+// has its samples, each a real duration.
+func TestLatencyRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node on a MiniLM-L12 size model")
+	}
+	cfg := testConfig(0)
+	cfg.LatencyRequests = 10
+	cfg.BulkDocs = 16
+	r, err := Latency(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]Latencies{"engine": r.Engine, "nats": r.NATS, "http": r.HTTP, "idle": r.Idle, "bulk": r.Bulk} {
+		if len(l) != cfg.LatencyRequests {
+			t.Errorf("%s: %d samples, want %d", name, len(l), cfg.LatencyRequests)
+		}
+		for i, d := range l {
+			if d <= 0 {
+				t.Errorf("%s: sample %d is %s", name, i, d)
+			}
+		}
+		if l.P99() < l.P50() {
+			t.Errorf("%s: p99 %s < p50 %s", name, l.P99(), l.P50())
+		}
+	}
+	var table strings.Builder
+	WriteOverhead(&table, r)
+	WriteSearchUnderBulk(&table, r)
+	if !strings.Contains(table.String(), "| bulk ingest running | 10 |") {
+		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	l := Latencies{5, 1, 4, 2, 3}
+	if l.P50() != 3 || l.P99() != 5 || l.Percentile(20) != 1 || (Latencies{}).P50() != 0 {
+		t.Errorf("p50 %d p99 %d p20 %d", l.P50(), l.P99(), l.Percentile(20))
+	}
+	if l[0] != 5 {
+		t.Error("Percentile sorted the samples in place")
+	}
+}
+
 func BenchmarkDense(b *testing.B) {
-	cfg := config(200)
+	cfg := testConfig(200)
 	for _, threads := range []int{1, 2} {
 		m, err := denseModel(context.Background(), cfg, threads)
 		if err != nil {
@@ -118,7 +189,7 @@ func BenchmarkSparse(b *testing.B) {
 			var docs int
 			var elapsed float64
 			for b.Loop() {
-				t, err := Sparse(context.Background(), config(0), allocations)
+				t, err := Sparse(context.Background(), testConfig(0), allocations)
 				if err != nil {
 					b.Fatal(err)
 				}

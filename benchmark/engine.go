@@ -34,6 +34,16 @@ type Config struct {
 	// RequestSize is how many texts the engine gets per call, as the
 	// pipeline hands it a batch of messages.
 	RequestSize int
+	// PipelineDocs is the number of mixed-length documents of the pipeline
+	// benchmark.
+	PipelineDocs int
+	// LatencyRequests is the number of sequential single-input requests of
+	// each latency measurement.
+	LatencyRequests int
+	// BulkDocs is the number of long documents queued as the bulk ingest
+	// the latency benchmark searches beside; documents still queued when
+	// the searches end are never embedded.
+	BulkDocs int
 }
 
 func (c Config) withDefaults() Config {
@@ -48,6 +58,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestSize == 0 {
 		c.RequestSize = 256
+	}
+	if c.PipelineDocs == 0 {
+		c.PipelineDocs = 192
+	}
+	if c.LatencyRequests == 0 {
+		c.LatencyRequests = 200
+	}
+	if c.BulkDocs == 0 {
+		c.BulkDocs = 256
 	}
 	return c
 }
@@ -72,6 +91,16 @@ func (t Throughput) PaddingRatio() float64 { return float64(t.PaddedTokens) / fl
 
 // model writes (once) and loads a synthetic model artifact.
 func model(ctx context.Context, cfg Config, name string, sc synthbert.Config, jetinferJSON string, threads int) (*inference.Model, error) {
+	dir, err := modelDir(cfg, name, sc, jetinferJSON)
+	if err != nil {
+		return nil, err
+	}
+	return inference.LoadModel(ctx, cfg.Runtime, dir, inference.LoadOptions{Threads: threads})
+}
+
+// modelDir writes (once) a synthetic model artifact and returns its
+// directory.
+func modelDir(cfg Config, name string, sc synthbert.Config, jetinferJSON string) (string, error) {
 	// The cache is keyed by the generator's config; a change to the
 	// generator itself fails synthbert's pinned-digest test first.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", sc))
@@ -80,35 +109,40 @@ func model(ctx context.Context, cfg Config, name string, sc synthbert.Config, je
 	if _, err := os.Stat(onnx); err != nil {
 		m, err := synthbert.New(sc)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return "", err
 		}
 		if err := m.WriteONNX(onnx + ".partial"); err != nil {
-			return nil, err
+			return "", err
 		}
 		if err := os.Rename(onnx+".partial", onnx); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
 	tok, err := os.ReadFile(cfg.Tokenizer)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+		return "", fmt.Errorf("tokenizer: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, inference.TokenizerFile), tok, 0o644); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, inference.ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
-		return nil, err
+		return "", err
 	}
-	return inference.LoadModel(ctx, cfg.Runtime, dir, inference.LoadOptions{Threads: threads})
+	return dir, nil
 }
 
 const denseConfig = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512}`
 
 func denseModel(ctx context.Context, cfg Config, threads int) (*inference.Model, error) {
 	return model(ctx, cfg, "minilm-l12-hidden", synthbert.MiniLML12(synthbert.HeadHidden, 42), denseConfig, threads)
+}
+
+// denseDir is denseModel's artifact directory.
+func denseDir(cfg Config) (string, error) {
+	return modelDir(cfg, "minilm-l12-hidden", synthbert.MiniLML12(synthbert.HeadHidden, 42), denseConfig)
 }
 
 // Dense measures a MiniLM-L12 / multilingual-e5-small sized embedding model

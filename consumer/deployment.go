@@ -285,11 +285,14 @@ func (d *Deployment) Stop(ctx context.Context) error {
 	d.mu.Unlock()
 
 	if d.sub != nil {
-		// Drain hands what the subscription already received to onInfer.
-		if err := d.sub.Drain(); err == nil {
-			for d.sub.IsValid() && ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-			}
+		// Drain hands what the subscription already received to onInfer; it
+		// needs the server, so without a connection the subscription is
+		// just dropped (its requesters cannot be answered anyway).
+		if !d.cfg.NC.IsConnected() || d.sub.Drain() != nil {
+			_ = d.sub.Unsubscribe()
+		}
+		for d.sub.IsValid() && ctx.Err() == nil && d.cfg.NC.IsConnected() {
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if d.cancel != nil {

@@ -110,14 +110,13 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 	var out []byte
 	for {
 		part, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, err
-		}
-		if part.Header.Get("Status") == "503" && len(part.Data) == 0 {
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
 			return nil, ErrNotDeployed(inferenceID)
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, err
 		}
 		out = append(out, part.Data...)
 		if part.Header.Get(HeaderMore) != "" {

@@ -112,16 +112,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 // gone is not an error.
 func RemoveEndpoint(ctx context.Context, js jetstream.JetStream, inferenceID string) error {
 	token := config.Token(inferenceID)
-	err := js.DeleteConsumer(ctx, RequestsStream, ConsumerName(token))
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("delete consumer %s: %w", ConsumerName(token), err)
-	}
+	// Purge first: once the consumer is gone, the endpoint is gone.
 	s, err := js.Stream(ctx, RequestsStream)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", RequestsStream, err)
 	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(IngestSubject(token))); err != nil {
 		return fmt.Errorf("purge %s: %w", IngestSubject(token), err)
+	}
+	err = js.DeleteConsumer(ctx, RequestsStream, ConsumerName(token))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", ConsumerName(token), err)
 	}
 	return nil
 }

@@ -30,6 +30,9 @@ type models struct {
 	entries map[modelKey]*modelEntry
 	// importing serialises imports from the model repository.
 	importing sync.Mutex
+	// work counts loads and closes in progress: ONNX Runtime must outlive
+	// them, so the worker waits for them before it returns from Close.
+	work sync.WaitGroup
 }
 
 type modelKey struct {
@@ -53,7 +56,11 @@ func (m *models) acquire(ctx context.Context, modelID string, threads int) (*inf
 	if !ok {
 		e = &modelEntry{ready: make(chan struct{})}
 		m.entries[key] = e
-		go m.load(key, e)
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			m.load(key, e)
+		}()
 	}
 	e.refs++
 	m.mu.Unlock()
@@ -83,7 +90,9 @@ func (m *models) release(key modelKey, e *modelEntry) {
 	if !last {
 		return
 	}
+	m.work.Add(1)
 	go func() {
+		defer m.work.Done()
 		<-e.ready
 		if e.model != nil {
 			// Close waits for the calls still running on the model.
@@ -92,6 +101,21 @@ func (m *models) release(key modelKey, e *modelEntry) {
 			}
 		}
 	}()
+}
+
+// wait returns when no load or close is in progress, or ctx ends.
+func (m *models) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		m.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // load fetches and loads a model; it runs detached from any one caller,

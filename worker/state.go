@@ -64,8 +64,9 @@ func OpenStates(ctx context.Context, js jetstream.JetStream, replicas int) (*Sta
 		Description: "jetinfer deployment state per endpoint and worker",
 		History:     1,
 		TTL:         stateTTL,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    max(replicas, 1),
+		// File storage: the state must outlive a restart of the server.
+		Storage:  jetstream.FileStorage,
+		Replicas: max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", StateBucket, err)

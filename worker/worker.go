@@ -187,10 +187,15 @@ func (w *Worker) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("worker: %w", ctx.Err())
 	}
+	// Every model is released now; wait for loads still running and for
+	// the closes, so that ONNX Runtime can be shut down after Close.
+	if err := w.models.wait(ctx); err != nil {
+		return fmt.Errorf("worker: models: %w", err)
+	}
+	return nil
 }
 
 // endpoint is the goroutine that owns one endpoint's deployment in this

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/jetinfer/jetinfer/benchmark"
+	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/inference"
 )
 
@@ -25,14 +26,17 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	cfg := benchmark.Config{}
 	fs.IntVar(&cfg.Texts, "texts", 1000, "texts in the mixed-length corpus of the dense benchmark")
 	fs.IntVar(&cfg.Docs, "docs", 24, "256-token documents of the sparse benchmark")
+	fs.IntVar(&cfg.PipelineDocs, "pipeline-docs", 192, "mixed-length documents of the pipeline benchmark")
+	fs.IntVar(&cfg.LatencyRequests, "latency-requests", 200, "sequential single-input requests of each latency measurement")
+	fs.IntVar(&cfg.BulkDocs, "bulk-docs", 256, "long documents queued as the bulk ingest of the latency benchmark (those left when the searches end are not embedded)")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/testdata/tokenizer/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
-	only := fs.String("only", "dense,sparse,memory", "comma-separated benchmarks to run")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run")
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: jetinfer bench [flags]\n\nMeasures the inference engine on synthetic models of real sizes and prints Markdown tables.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: jetinfer bench [flags]\n\nMeasures the inference engine, and an in-process node serving it, on synthetic models of real sizes and prints Markdown tables.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +79,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchSparse(ctx, cfg, stdout)
 		case "memory":
 			err = benchMemory(ctx, cfg, args, stdout)
+		case "pipeline":
+			err = benchPipeline(ctx, cfg, stdout)
+		case "latency":
+			err = benchLatency(ctx, cfg, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -151,6 +159,32 @@ func benchMemory(ctx context.Context, cfg benchmark.Config, args []string, out i
 	fmt.Fprintln(out, "Memory: dense model above, allocations running concurrently")
 	fmt.Fprintln(out)
 	benchmark.WriteMemory(out, rows)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchPipeline(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	rows, err := benchmark.Pipeline(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Pipeline: %d mixed-length documents on one allocation of the dense model, end to end through NATS (publish to inference.<token>.ingest until every result is in INFERENCE_RESULTS) against the engine alone (pipeline.Runner.Ingest in groups of %d)\n\n",
+		cfg.PipelineDocs, consumer.DefaultGroupDocs)
+	benchmark.WritePipeline(out, rows)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchLatency(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	r, err := benchmark.Latency(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Latency: one short search input, %d sequential requests of each kind (interleaved), dense model on one allocation × %d thread: what a NATS request and POST _inference add to the engine alone\n\n", cfg.LatencyRequests, r.Threads)
+	benchmark.WriteOverhead(out, r)
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "Search latency under bulk: the same POST _inference searches while the endpoint idles, then while %d queued documents of 400 words (about 512 tokens, the model's limit) keep its allocation busy\n\n", r.BulkDocs)
+	benchmark.WriteSearchUnderBulk(out, r)
 	fmt.Fprintln(out)
 	return nil
 }

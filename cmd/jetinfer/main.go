@@ -125,7 +125,13 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 		log.Error().Err(err).Msg("start failed")
 		return 1
 	}
+	// ONNX Runtime goes last, and only after a complete shutdown: a model
+	// still loading or running must not find it gone.
+	closeRuntime := false
 	defer func() {
+		if !closeRuntime {
+			return
+		}
 		if err := rt.Close(); err != nil {
 			log.Warn().Err(err).Msg("close onnx runtime")
 		}
@@ -150,6 +156,8 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 	if err := n.Close(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("shutdown incomplete")
 		code = 1
+	} else {
+		closeRuntime = true
 	}
 	return code
 }
