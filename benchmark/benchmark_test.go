@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/orttest"
 )
@@ -16,6 +18,11 @@ var testRuntime *inference.Runtime
 func TestMain(m *testing.M) {
 	os.Exit(orttest.Run(m, "..", func(rt *inference.Runtime) { testRuntime = rt }))
 }
+
+// smallDense keeps the node smoke tests quick under the race detector: the
+// import, download and load of a MiniLM-sized model are not what they test.
+var smallDense = synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
+	MaxPositions: 512, TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 5, WeightScale: 0.2, LayerNormEps: 1e-12}
 
 func testConfig(texts int) Config {
 	return Config{
@@ -75,9 +82,10 @@ func TestDenseRuns(t *testing.T) {
 // get a result for every document, through NATS and from the engine.
 func TestPipelineRuns(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a node on a MiniLM-L12 size model")
+		t.Skip("runs a node")
 	}
 	cfg := testConfig(0)
+	cfg.DenseModel = &smallDense
 	cfg.PipelineDocs = 6
 	rows, err := Pipeline(context.Background(), cfg)
 	if err != nil {
@@ -102,11 +110,13 @@ func TestPipelineRuns(t *testing.T) {
 // has its samples, each a real duration.
 func TestLatencyRuns(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a node on a MiniLM-L12 size model")
+		t.Skip("runs a node")
 	}
 	cfg := testConfig(0)
+	cfg.DenseModel = &smallDense
 	cfg.LatencyRequests = 10
-	cfg.BulkDocs = 16
+	// The small model is fast: enough bulk to outlast the searches.
+	cfg.BulkDocs = 300
 	r, err := Latency(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type Config struct {
 	// RequestSize is how many texts the engine gets per call, as the
 	// pipeline hands it a batch of messages.
 	RequestSize int
+	// DenseModel replaces the MiniLM-L12 sized dense model (smoke tests
+	// use a small one); nil keeps it.
+	DenseModel *synthbert.Config
 	// PipelineDocs is the number of mixed-length documents of the pipeline
 	// benchmark.
 	PipelineDocs int
@@ -137,12 +140,19 @@ func modelDir(cfg Config, name string, sc synthbert.Config, jetinferJSON string)
 const denseConfig = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512}`
 
 func denseModel(ctx context.Context, cfg Config, threads int) (*inference.Model, error) {
-	return model(ctx, cfg, "minilm-l12-hidden", synthbert.MiniLML12(synthbert.HeadHidden, 42), denseConfig, threads)
+	return model(ctx, cfg, "minilm-l12-hidden", denseSynth(cfg), denseConfig, threads)
 }
 
 // denseDir is denseModel's artifact directory.
 func denseDir(cfg Config) (string, error) {
-	return modelDir(cfg, "minilm-l12-hidden", synthbert.MiniLML12(synthbert.HeadHidden, 42), denseConfig)
+	return modelDir(cfg, "minilm-l12-hidden", denseSynth(cfg), denseConfig)
+}
+
+func denseSynth(cfg Config) synthbert.Config {
+	if cfg.DenseModel != nil {
+		return *cfg.DenseModel
+	}
+	return synthbert.MiniLML12(synthbert.HeadHidden, 42)
 }
 
 // Dense measures a MiniLM-L12 / multilingual-e5-small sized embedding model

@@ -474,8 +474,18 @@ func (s *Store) Fetch(ctx context.Context, modelID, cacheDir string) (string, er
 	return final, nil
 }
 
+// downloadTimeout bounds one file's download: a minute plus the time it
+// takes at 2 MiB/s, far below what a healthy server delivers.
+func downloadTimeout(size int64) time.Duration {
+	return time.Minute + time.Duration(size/(2<<20))*time.Second
+}
+
 func (s *Store) download(ctx context.Context, m Manifest, f File, dir string) error {
 	name := m.objectName(f)
+	// Without a deadline of its own, nats.go gives a whole Get five
+	// seconds: too short for a model file of hundreds of megabytes.
+	ctx, cancel := context.WithTimeout(ctx, downloadTimeout(f.Size))
+	defer cancel()
 	obj, err := s.obs.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("%w: %s: file %s is gone (model replaced or deleted during fetch?)", ErrNotFound, m.ModelID, f.Path)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -16,6 +17,9 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/modelstore"
 )
+
+// fetchAttempts bounds the tries at fetching one model.
+const fetchAttempts = 3
 
 // models loads each model once per thread count and shares it between the
 // endpoints and allocations of this process; the last release closes it.
@@ -123,7 +127,19 @@ func (m *models) wait(ctx context.Context) error {
 func (m *models) load(key modelKey, e *modelEntry) {
 	defer close(e.ready)
 	ctx := context.Background()
-	dir, err := m.fetch(ctx, key.id)
+	var dir string
+	var err error
+	for attempt := 1; ; attempt++ {
+		dir, err = m.fetch(ctx, key.id)
+		var es *eserror.Error
+		// A model that is nowhere stays so; a download cut short by a
+		// busy server usually succeeds the next time.
+		if err == nil || errors.As(err, &es) || attempt == fetchAttempts {
+			break
+		}
+		m.log.Warn().Err(err).Str("model_id", key.id).Int("attempt", attempt).Msg("fetch model; retrying")
+		time.Sleep(time.Duration(attempt) * time.Second)
+	}
 	if err != nil {
 		e.err = err
 		return
