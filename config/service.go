@@ -47,6 +47,14 @@ type Service struct {
 	// AckWait is how long a document may go unacknowledged before it is
 	// delivered again (a worker keeps the documents it works on alive).
 	AckWait time.Duration
+	// Heartbeat paces the node registry, the controller lease and planning:
+	// a node or controller that died is replaced after five of them.
+	Heartbeat time.Duration
+	// ScaleToZeroAfter is the idle time after which an adaptive endpoint
+	// with no minimum loses its last allocation.
+	ScaleToZeroAfter time.Duration
+	// ScaleDownCooldown is how long after a scale-up no scale-down happens.
+	ScaleDownCooldown time.Duration
 	// ResultsMaxAge is how long results stay in the results stream.
 	ResultsMaxAge time.Duration
 	// LogLevel is a zerolog level name; LogFormat is json or console.
@@ -70,20 +78,23 @@ func DefaultService() Service {
 		host = "jetinfer"
 	}
 	return Service{
-		HTTPAddr:        ":9200",
-		DataDir:         "data",
-		NATSListen:      "127.0.0.1:4222",
-		KVReplicas:      1,
-		MaxBodyBytes:    16 << 20,
-		ShutdownTimeout: 30 * time.Second,
-		NodeName:        host,
-		ClusterName:     "jetinfer",
-		ModelRepository: "models",
-		QueueCapacity:   10000,
-		ResultsMaxAge:   24 * time.Hour,
-		AckWait:         30 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "json",
+		HTTPAddr:          ":9200",
+		DataDir:           "data",
+		NATSListen:        "127.0.0.1:4222",
+		KVReplicas:        1,
+		MaxBodyBytes:      16 << 20,
+		ShutdownTimeout:   30 * time.Second,
+		NodeName:          host,
+		ClusterName:       "jetinfer",
+		ModelRepository:   "models",
+		QueueCapacity:     10000,
+		ResultsMaxAge:     24 * time.Hour,
+		AckWait:           30 * time.Second,
+		Heartbeat:         time.Second,
+		ScaleToZeroAfter:  15 * time.Minute,
+		ScaleDownCooldown: time.Minute,
+		LogLevel:          "info",
+		LogFormat:         "json",
 	}
 }
 
@@ -108,6 +119,9 @@ func (s *Service) RegisterFlags(fs *flag.FlagSet) {
 	str(&s.ModelCacheDir, "model-cache-dir", "`DIR` for models fetched from the model store (default <data-dir>/models)")
 	fs.IntVar(&s.QueueCapacity, "queue-capacity", s.QueueCapacity, "documents (and requests) that may wait per endpoint; more are refused with 429 (env "+EnvName("queue-capacity")+")")
 	fs.DurationVar(&s.AckWait, "ack-wait", s.AckWait, "how long a document of a worker that died waits before it is delivered again (env "+EnvName("ack-wait")+")")
+	fs.DurationVar(&s.Heartbeat, "heartbeat", s.Heartbeat, "how often a worker announces itself and the controller plans; a worker or controller silent for 5 heartbeats is replaced (env "+EnvName("heartbeat")+")")
+	fs.DurationVar(&s.ScaleToZeroAfter, "scale-to-zero-after", s.ScaleToZeroAfter, "idle time after which an adaptive endpoint with min_number_of_allocations 0 stops its last allocation (env "+EnvName("scale-to-zero-after")+")")
+	fs.DurationVar(&s.ScaleDownCooldown, "scale-down-cooldown", s.ScaleDownCooldown, "how long after scaling up an adaptive endpoint is not scaled down (env "+EnvName("scale-down-cooldown")+")")
 	fs.DurationVar(&s.ResultsMaxAge, "results-max-age", s.ResultsMaxAge, "how long results stay in the INFERENCE_RESULTS stream (env "+EnvName("results-max-age")+")")
 	str(&s.LogLevel, "log-level", "log level: debug, info, warn, error")
 	str(&s.LogFormat, "log-format", "log format: json or console")
@@ -153,6 +167,12 @@ func (s Service) Validate() error {
 	}
 	if s.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %s", s.AckWait))
+	}
+	if s.Heartbeat < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--heartbeat must be at least 100ms, got %s", s.Heartbeat))
+	}
+	if s.ScaleToZeroAfter <= 0 || s.ScaleDownCooldown < 0 {
+		errs = append(errs, errors.New("--scale-to-zero-after must be positive and --scale-down-cooldown not negative"))
 	}
 	if s.ResultsMaxAge < 2*time.Minute {
 		// The results stream deduplicates over two minutes and JetStream

@@ -2,10 +2,16 @@ package consumer
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/pipeline"
 )
 
@@ -13,18 +19,30 @@ import (
 // when Client splits a request.
 const DefaultPartInputs = 64
 
+// MaxWaitingForAllocation is how many requests may wait for an endpoint to
+// get an allocation at once (Elasticsearch's MAX_PENDING_REQUEST_COUNT).
+const MaxWaitingForAllocation = 100
+
+// ErrNoAllocationInTime wraps the context's error when a request's timeout
+// passed while its endpoint had no allocation.
+var ErrNoAllocationInTime = errors.New("no allocation of the endpoint started in time")
+
 // Client sends POST _inference requests through the infer subject; it is
-// the HTTP API's Inferer.
+// the HTTP API's Inferer. A request that finds no allocation (the endpoint
+// is scaled to zero, or still starting) announces the demand, so that the
+// controller starts one, and waits for it until its context ends.
 type Client struct {
 	NC *nats.Conn
 	// PartInputs bounds the inputs per message; 0 means DefaultPartInputs.
 	PartInputs int
+
+	waiting atomic.Int64
 }
 
 // Infer splits a request too large for one message (or one allocation)
 // into parts, sends them at once, so that several allocations serve them,
 // and merges the answers. The first failing part's error is returned.
-func (c Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error) {
+func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error) {
 	maxInputs := c.PartInputs
 	if maxInputs <= 0 {
 		maxInputs = DefaultPartInputs
@@ -37,7 +55,7 @@ func (c Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Requ
 		if err != nil {
 			return nil, err
 		}
-		if bodies[0], err = Request(ctx, c.NC, ep.InferenceID, body); err != nil {
+		if bodies[0], err = c.request(ctx, ep.InferenceID, body); err != nil {
 			return nil, err
 		}
 		return bodies[0], nil
@@ -49,7 +67,7 @@ func (c Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Requ
 		go func() {
 			body, err := p.Marshal()
 			if err == nil {
-				bodies[i], err = Request(ctx, c.NC, ep.InferenceID, body)
+				bodies[i], err = c.request(ctx, ep.InferenceID, body)
 			}
 			if err != nil {
 				cancel()
@@ -67,4 +85,35 @@ func (c Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Requ
 		return nil, first
 	}
 	return pipeline.MergeResponses(ep, req, bodies)
+}
+
+// request is Request, waiting for an allocation when there is none.
+func (c *Client) request(ctx context.Context, inferenceID string, body []byte) ([]byte, error) {
+	out, err := Request(ctx, c.NC, inferenceID, body)
+	if !errors.Is(err, errNoAllocation) {
+		return out, err
+	}
+	if c.waiting.Add(1) > MaxWaitingForAllocation {
+		c.waiting.Add(-1)
+		return nil, eserror.New(http.StatusTooManyRequests, eserror.TypeStatus,
+			"Rejected inference request waiting for an allocation of deployment [%s]. Too many pending requests", inferenceID)
+	}
+	defer c.waiting.Add(-1)
+	demand := DemandSubject(config.Token(inferenceID))
+	wait := 20 * time.Millisecond
+	for {
+		_ = c.NC.Publish(demand, nil)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w: %w", ErrNoAllocationInTime, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+		out, err = Request(ctx, c.NC, inferenceID, body)
+		if !errors.Is(err, errNoAllocation) {
+			return out, err
+		}
+	}
 }

@@ -62,11 +62,7 @@ type DeploymentConfig struct {
 	// GroupDocs bounds the documents an allocation takes at once (and
 	// embeds in one engine call); 0 means DefaultGroupDocs.
 	GroupDocs int
-	// OnDemand is called when work is waiting and the deployment has no
-	// runner: it is how a lazily deployed endpoint learns of its first use.
-	// It must not block.
-	OnDemand func()
-	Log      zerolog.Logger
+	Log       zerolog.Logger
 }
 
 // Deployment serves one endpoint in this process: it pulls documents from
@@ -112,6 +108,8 @@ type DeploymentStats struct {
 	Errors     atomic.Int64 // error results published
 	Inferences atomic.Int64 // infer requests answered, errors included
 	Rejected   atomic.Int64 // infer requests refused with 429
+	// BusyNanos is the time spent computing documents and requests.
+	BusyNanos atomic.Int64
 }
 
 type lane struct {
@@ -146,9 +144,6 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 	if cfg.GroupDocs <= 0 {
 		cfg.GroupDocs = DefaultGroupDocs
 	}
-	if cfg.OnDemand == nil {
-		cfg.OnDemand = func() {}
-	}
 	return &Deployment{
 		cfg:      cfg,
 		token:    config.Token(cfg.Endpoint.InferenceID),
@@ -178,25 +173,11 @@ const maxConsumerName = 255
 // Start creates or binds the endpoint's durable consumer, subscribes to its
 // infer subject and starts fetching; nothing is served until SetRunner.
 func (d *Deployment) Start(ctx context.Context) error {
-	cons, err := d.cfg.JS.CreateOrUpdateConsumer(ctx, RequestsStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName(d.token),
-		FilterSubject: IngestSubject(d.token),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       d.cfg.AckWait,
-		MaxDeliver:    d.cfg.MaxDeliver,
-	})
+	cons, err := ensureConsumer(ctx, d.cfg.JS, d.token, ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", ConsumerName(d.token), err)
-	}
-	d.cons = cons
-	if d.sub, err = d.cfg.NC.QueueSubscribe(InferSubject(d.token), ConsumerName(d.token), d.onInfer); err != nil {
-		return fmt.Errorf("subscribe %s: %w", InferSubject(d.token), err)
-	}
-	// The subscription's own buffer is not the queue: searchQ is, and it
-	// answers 429 when full, so the client library must never drop.
-	if err := d.sub.SetPendingLimits(-1, -1); err != nil {
 		return err
 	}
+	d.cons = cons
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	d.fetcher.Add(1)
@@ -207,12 +188,56 @@ func (d *Deployment) Start(ctx context.Context) error {
 	return nil
 }
 
+// subscribe joins the endpoint's infer queue group; a process serves
+// requests only while it has allocations, so that NATS never routes one to
+// a process that cannot answer it.
+func (d *Deployment) subscribe() error {
+	if d.sub != nil {
+		return nil
+	}
+	sub, err := d.cfg.NC.QueueSubscribe(InferSubject(d.token), ConsumerName(d.token), d.onInfer)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", InferSubject(d.token), err)
+	}
+	// The subscription's own buffer is not the queue: searchQ is, and it
+	// answers 429 when full, so the client library must never drop.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	d.sub = sub
+	return nil
+}
+
+// leave takes the deployment out of the queue group; the requests already
+// received are handed to onInfer first when the server can be reached. It
+// must be called without d.mu held: onInfer takes it.
+func (d *Deployment) leave(ctx context.Context) {
+	d.mu.Lock()
+	sub := d.sub
+	d.sub = nil
+	d.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	if !d.cfg.NC.IsConnected() || sub.Drain() != nil {
+		_ = sub.Unsubscribe()
+	}
+	for sub.IsValid() && ctx.Err() == nil && d.cfg.NC.IsConnected() {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // SetRunner makes r serve the endpoint on n allocations (a nil runner or
 // n = 0 stops them). Lanes that stop finish the work in their hands; a new
 // runner is used from the next piece of work on. It clears a failure.
 func (d *Deployment) SetRunner(r Runner, n int) {
 	if r == nil {
 		n = 0
+	}
+	if n == 0 {
+		// Stop taking requests before the lanes that would serve them go.
+		d.leave(context.Background())
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -238,6 +263,11 @@ func (d *Deployment) SetRunner(r Runner, n int) {
 			d.searchLane(ctx)
 		}()
 	}
+	if n > 0 {
+		if err := d.subscribe(); err != nil {
+			d.log.Error().Err(err).Msg("serve infer requests")
+		}
+	}
 	d.poke()
 }
 
@@ -247,6 +277,12 @@ func (d *Deployment) Fail(err error) {
 	d.SetRunner(nil, 0)
 	d.mu.Lock()
 	d.failure = err
+	if !d.stopping {
+		// Stay in the queue group to give requesters the reason.
+		if serr := d.subscribe(); serr != nil {
+			d.log.Error().Err(serr).Msg("serve infer requests")
+		}
+	}
 	d.mu.Unlock()
 	for {
 		select {
@@ -284,17 +320,7 @@ func (d *Deployment) Stop(ctx context.Context) error {
 	d.stopping = true
 	d.mu.Unlock()
 
-	if d.sub != nil {
-		// Drain hands what the subscription already received to onInfer; it
-		// needs the server, so without a connection the subscription is
-		// just dropped (its requesters cannot be answered anyway).
-		if !d.cfg.NC.IsConnected() || d.sub.Drain() != nil {
-			_ = d.sub.Unsubscribe()
-		}
-		for d.sub.IsValid() && ctx.Err() == nil && d.cfg.NC.IsConnected() {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	d.leave(ctx)
 	if d.cancel != nil {
 		d.cancel()
 	}
@@ -350,8 +376,7 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 	if msg.Reply == "" {
 		return // nobody would read the answer
 	}
-	runner, failure, _ := d.current()
-	if failure != nil {
+	if _, failure, _ := d.current(); failure != nil {
 		d.replyError(msg, failure)
 		return
 	}
@@ -360,10 +385,6 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 	default:
 		d.stats.Rejected.Add(1)
 		d.replyError(msg, ErrQueueFull)
-		return
-	}
-	if runner == nil {
-		d.cfg.OnDemand()
 	}
 }
 
@@ -375,11 +396,7 @@ var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedE
 // them to the bulk lanes, as many as have arrived when a lane is free.
 func (d *Deployment) fetch(ctx context.Context) {
 	for ctx.Err() == nil {
-		runner, failure, lanes := d.current()
-		if lanes == 0 {
-			if runner == nil && failure == nil && d.hasBacklog(ctx) {
-				d.cfg.OnDemand()
-			}
+		if _, _, lanes := d.current(); lanes == 0 {
 			select {
 			case <-ctx.Done():
 			case <-d.wake:
@@ -397,12 +414,6 @@ func (d *Deployment) fetch(ctx context.Context) {
 		}
 		d.handOut(ctx, batch)
 	}
-}
-
-// hasBacklog reports whether documents wait in the endpoint's consumer.
-func (d *Deployment) hasBacklog(ctx context.Context) bool {
-	info, err := d.cons.Info(ctx)
-	return err == nil && info.NumPending+uint64(info.NumAckPending) > 0
 }
 
 // handOut forwards one pull request's messages to the lanes. Messages in
@@ -462,6 +473,7 @@ func (d *Deployment) bulkLane(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			d.drainSearches()
 			return
 		case <-d.draining:
 			d.drainSearches()
@@ -478,6 +490,7 @@ func (d *Deployment) searchLane(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			d.drainSearches()
 			return
 		case <-d.draining:
 			d.drainSearches()
@@ -522,7 +535,10 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 	req, err := d.parse(msg.Data)
 	if err == nil {
 		var body []byte
-		if body, err = runner.Infer(ctx, req); err == nil {
+		start := time.Now()
+		body, err = runner.Infer(ctx, req)
+		d.stats.BusyNanos.Add(int64(time.Since(start)))
+		if err == nil {
 			d.stats.Inferences.Add(1)
 			if err := Reply(d.cfg.NC, msg.Reply, http.StatusOK, body); err != nil {
 				d.log.Error().Err(err).Msg("reply")
@@ -536,10 +552,14 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 	d.replyError(msg, err)
 }
 
+// errNoAllocation marks ErrNotDeployed: a client that gets it may signal
+// demand and try again.
+var errNoAllocation = errors.New("no allocation")
+
 // ErrNotDeployed is the answer for an endpoint no allocation serves.
 func ErrNotDeployed(id string) error {
-	return eserror.New(http.StatusConflict, eserror.TypeStatus,
-		"Trained model deployment [%s] is not allocated to any nodes", id)
+	return fmt.Errorf("%w: %w", errNoAllocation, eserror.New(http.StatusConflict, eserror.TypeStatus,
+		"Trained model deployment [%s] is not allocated to any nodes", id))
 }
 
 func (d *Deployment) replyError(msg *nats.Msg, err error) {
@@ -552,7 +572,7 @@ func (d *Deployment) replyError(msg *nats.Msg, err error) {
 	if merr != nil {
 		body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
 	}
-	if rerr := Reply(d.cfg.NC, msg.Reply, e.Status, body); rerr != nil {
+	if rerr := reply(d.cfg.NC, msg.Reply, e.Status, body, errors.Is(err, errNoAllocation)); rerr != nil {
 		d.log.Error().Err(rerr).Msg("reply")
 	}
 }
@@ -606,7 +626,9 @@ func (d *Deployment) serveGroup(msgs []jetstream.Msg) {
 		}
 	}
 	stop := d.keepAlive(valid)
+	start := time.Now()
 	d.run(ctx, valid)
+	d.stats.BusyNanos.Add(int64(time.Since(start)))
 	stop()
 	for _, dc := range docs {
 		if dc != nil {

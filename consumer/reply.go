@@ -22,6 +22,10 @@ const (
 	// HeaderMore marks every part of a reply but the last: a reply larger
 	// than the server's max_payload is sent in parts, in order.
 	HeaderMore = "Jetinfer-More"
+	// HeaderNotAllocated marks a reply from a process that had no
+	// allocation left for the request (it was scaling down): the requester
+	// treats it as no responders.
+	HeaderNotAllocated = "Jetinfer-Not-Allocated"
 	// HeaderDeadline is the time (Unix nanoseconds) after which the
 	// requester no longer waits; a request found expired is not served.
 	HeaderDeadline = "Jetinfer-Deadline"
@@ -33,6 +37,10 @@ const replyOverhead = 512
 // Reply sends an infer reply of the given status, in parts when it does
 // not fit in one message.
 func Reply(nc *nats.Conn, subject string, status int, body []byte) error {
+	return reply(nc, subject, status, body, false)
+}
+
+func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
 	partSize := int(nc.MaxPayload()) - replyOverhead
 	if partSize < 1024 {
 		partSize = 1024
@@ -40,6 +48,9 @@ func Reply(nc *nats.Conn, subject string, status int, body []byte) error {
 	for {
 		msg := nats.NewMsg(subject)
 		msg.Header.Set(HeaderStatus, strconv.Itoa(status))
+		if notAllocated {
+			msg.Header.Set(HeaderNotAllocated, "true")
+		}
 		part := body
 		if len(part) > partSize {
 			part = body[:partSize]
@@ -117,6 +128,9 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 			return nil, ctx.Err()
 		case err != nil:
 			return nil, err
+		}
+		if part.Header.Get(HeaderNotAllocated) != "" {
+			return nil, ErrNotDeployed(inferenceID)
 		}
 		out = append(out, part.Data...)
 		if part.Header.Get(HeaderMore) != "" {

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,4 +126,64 @@ func RemoveEndpoint(ctx context.Context, js jetstream.JetStream, inferenceID str
 		return fmt.Errorf("delete consumer %s: %w", ConsumerName(token), err)
 	}
 	return nil
+}
+
+// DemandSubject is where a client announces a request that found no
+// allocation of the endpoint token (or "*" for every endpoint): the
+// controller scales such an endpoint from zero.
+func DemandSubject(token string) string { return "inference." + token + ".demand" }
+
+// DemandInferenceID returns the inference id of a demand subject.
+func DemandInferenceID(subject string) string {
+	token := strings.TrimSuffix(strings.TrimPrefix(subject, "inference."), ".demand")
+	return config.IDFromToken(token)
+}
+
+// ConsumerConfig is what an endpoint's durable consumer is created with.
+type ConsumerConfig struct {
+	// AckWait is DefaultAckWait and MaxDeliver DefaultMaxDeliver when 0.
+	AckWait    time.Duration
+	MaxDeliver int
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	return c
+}
+
+// EnsureConsumer creates or updates the durable consumer of an endpoint,
+// so that its documents wait for it even while nothing serves it.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, inferenceID string, cfg ConsumerConfig) error {
+	_, err := ensureConsumer(ctx, js, config.Token(inferenceID), cfg)
+	return err
+}
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, token string, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	cfg = cfg.withDefaults()
+	cons, err := js.CreateOrUpdateConsumer(ctx, RequestsStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(token),
+		FilterSubject: IngestSubject(token),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(token), err)
+	}
+	return cons, nil
+}
+
+// Info returns the state of an endpoint's durable consumer: documents
+// pending and unacknowledged.
+func Info(ctx context.Context, js jetstream.JetStream, inferenceID string) (*jetstream.ConsumerInfo, error) {
+	cons, err := js.Consumer(ctx, RequestsStream, ConsumerName(config.Token(inferenceID)))
+	if err != nil {
+		return nil, err
+	}
+	return cons.Info(ctx)
 }

@@ -32,6 +32,7 @@ const (
 	TypeJSONParse               = "json_parse_exception"
 	TypeContentTooLong          = "content_too_long_exception"
 	TypeRejectedExecution       = "es_rejected_execution_exception"
+	TypeModelDeploymentTimeout  = "model_deployment_timeout_exception"
 )
 
 // Error is one Elasticsearch exception. It implements error, so it travels

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/pipeline"
 )
@@ -73,7 +74,13 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		defer cancel()
 	}
 	resp, err := a.cfg.Inferer.Infer(ctx, ep, req)
-	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+	switch {
+	case r.Context().Err() != nil:
+	case errors.Is(err, consumer.ErrNoAllocationInTime):
+		err = eserror.New(http.StatusRequestTimeout, eserror.TypeModelDeploymentTimeout,
+			"Timed out after [%s] waiting for trained model deployment [%s] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.",
+			timeoutText, ep.InferenceID)
+	case errors.Is(err, context.DeadlineExceeded):
 		err = eserror.New(http.StatusRequestTimeout, eserror.TypeStatus, "timeout [%s] waiting for inference result", timeoutText)
 	}
 	if err != nil {

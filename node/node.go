@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/controller"
 	"github.com/jetinfer/jetinfer/embeddednats"
 	"github.com/jetinfer/jetinfer/httpapi"
 	"github.com/jetinfer/jetinfer/inference"
@@ -38,8 +40,12 @@ type Node struct {
 	closing  atomic.Bool
 	store    *config.Store
 	worker   *worker.Worker
-	http     *http.Server
-	httpLn   net.Listener
+
+	controller     *controller.Controller
+	stopController context.CancelFunc
+	ctrlDone       chan struct{}
+	http           *http.Server
+	httpLn         net.Listener
 
 	wg   sync.WaitGroup
 	errs chan error
@@ -83,23 +89,12 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	if err != nil {
 		return nil, err
 	}
-	states, err := worker.OpenStates(openCtx, js, cfg.KVReplicas)
+	states, err := cluster.OpenStates(openCtx, js, cfg.KVReplicas)
 	if err != nil {
 		return nil, err
 	}
 	if rt != nil {
-		cacheDir := cfg.ModelCacheDir
-		if cacheDir == "" {
-			cacheDir = filepath.Join(cfg.DataDir, "models")
-		}
-		n.worker, err = worker.Start(ctx, worker.Config{
-			NC: n.nc, JS: js, Endpoints: n.store, Models: models, States: states, Runtime: rt,
-			NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
-			CacheDir:   cacheDir,
-			Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},
-			Log:        log,
-		})
-		if err != nil {
+		if err := n.startWorker(ctx, openCtx, js, models, states, rt); err != nil {
 			return nil, err
 		}
 	}
@@ -110,7 +105,7 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 
 	api, err := httpapi.New(httpapi.Config{
 		Store:       n.store,
-		Inferer:     consumer.Client{NC: n.nc},
+		Inferer:     &consumer.Client{NC: n.nc},
 		Deployments: states,
 		ModelExists: func(ctx context.Context, id string) (bool, error) {
 			_, err := models.Get(ctx, id)
@@ -148,6 +143,63 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	log.Info().Str("http_addr", n.httpLn.Addr().String()).Str("nats_url", n.NATSURL()).Msg("jetinfer started")
 	return n, nil
 }
+
+// Cluster timing, in heartbeats: a node and the controller lease outlive
+// their last renewal by five of them.
+const ttlHeartbeats = 5
+
+// startWorker starts the worker and the controller it contends for.
+func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream, models *modelstore.Store, states *cluster.States, rt *inference.Runtime) error {
+	cfg := n.cfg
+	ttl := ttlHeartbeats * cfg.Heartbeat
+	registry, err := cluster.OpenRegistry(openCtx, js, cfg.KVReplicas, ttl)
+	if err != nil {
+		return err
+	}
+	plans, err := cluster.OpenPlans(openCtx, js, cfg.KVReplicas)
+	if err != nil {
+		return err
+	}
+	lease, err := cluster.OpenLease(openCtx, js, cfg.KVReplicas, ttl, cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	consumerCfg := consumer.ConsumerConfig{AckWait: cfg.AckWait}
+	ctrl, err := controller.New(controller.Config{
+		NC: n.nc, JS: js, Endpoints: n.store, Registry: registry, Plans: plans, Lease: lease,
+		Interval: cfg.Heartbeat, Consumer: consumerCfg, Log: n.log,
+		Scaling: controller.ScalerConfig{ScaleToZeroAfter: cfg.ScaleToZeroAfter, Cooldown: cfg.ScaleDownCooldown},
+	})
+	if err != nil {
+		return err
+	}
+	cacheDir := cfg.ModelCacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(cfg.DataDir, "models")
+	}
+	n.worker, err = worker.Start(ctx, worker.Config{
+		NC: n.nc, JS: js, Endpoints: n.store, Models: models, States: states, Registry: registry, Plans: plans,
+		Runtime: rt, NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
+		CacheDir: cacheDir, Heartbeat: cfg.Heartbeat,
+		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},
+		Log:        n.log,
+	})
+	if err != nil {
+		return err
+	}
+	ctrlCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopController = cancel
+	n.controller = ctrl
+	n.ctrlDone = make(chan struct{})
+	go func() {
+		defer close(n.ctrlDone)
+		ctrl.Run(ctrlCtx)
+	}()
+	return nil
+}
+
+// Controller reports whether this node's worker is the controller.
+func (n *Node) Controller() bool { return n.controller != nil && n.controller.Leader() }
 
 func (n *Node) connect() error {
 	opts := []nats.Option{
@@ -242,6 +294,11 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 	}
 	n.wg.Wait()
+	if n.controller != nil {
+		// Give the lease up first, so another worker plans at once.
+		n.stopController()
+		<-n.ctrlDone
+	}
 	if n.worker != nil {
 		// Deployments finish the documents and requests in hand.
 		err = errors.Join(err, n.worker.Close(ctx))

@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/pipeline"
-	"github.com/jetinfer/jetinfer/worker"
 )
 
 // e5Body defines a dense endpoint on the E5 stand-in with small word
@@ -383,7 +383,7 @@ func TestLiveAllocationUpdate(t *testing.T) {
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":1`, 1)
 	n.do(t, "PUT", "/_inference/text_embedding/live", body).mustStatus(t, 200)
 	js := connectJS(t, n.NATSURL())
-	states, err := worker.OpenStates(context.Background(), js, 1)
+	states, err := cluster.OpenStates(context.Background(), js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestLiveAllocationUpdate(t *testing.T) {
 	}
 }
 
-func waitAllocations(t *testing.T, states *worker.States, id string, want int) {
+func waitAllocations(t *testing.T, states *cluster.States, id string, want int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -427,7 +427,7 @@ func waitAllocations(t *testing.T, states *worker.States, id string, want int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sts) == 1 && sts[0].Allocations == want && sts[0].State == worker.StateStarted {
+		if len(sts) == 1 && sts[0].Allocations == want && sts[0].State == cluster.StateStarted {
 			return
 		}
 		if time.Now().After(deadline) {

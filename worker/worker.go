@@ -1,9 +1,10 @@
 // Package worker is the serving side of a jetinfer process: it watches the
-// endpoint bucket and, for each endpoint, runs a consumer.Deployment on the
+// endpoint bucket and the controller's plan and, for each endpoint the plan
+// gives this node allocations of, runs a consumer.Deployment on the
 // endpoint's model. It owns model loading (model store, model repository,
 // one loaded copy per model and thread count), the process's processor
-// budget, and the deployment state it reports in the inference_deployments
-// bucket.
+// budget, its entry in the node registry (heartbeats with its load), and the
+// deployment state it reports in the inference_deployments bucket.
 package worker
 
 import (
@@ -12,12 +13,14 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/eserror"
@@ -30,13 +33,19 @@ import (
 // loaded tries again (the model may be imported meanwhile).
 const DefaultRetryInterval = 30 * time.Second
 
+// DefaultHeartbeat paces the node's registry entry, and so how fresh the
+// load the controller scales on is.
+const DefaultHeartbeat = time.Second
+
 // Config configures a Worker.
 type Config struct {
 	NC        *nats.Conn
 	JS        jetstream.JetStream
 	Endpoints *config.Store
 	Models    *modelstore.Store
-	States    *States
+	States    *cluster.States
+	Registry  *cluster.Registry
+	Plans     *cluster.Plans
 	Runtime   *inference.Runtime
 	// NodeName names this worker in the deployment state.
 	NodeName string
@@ -54,7 +63,10 @@ type Config struct {
 	Deployment consumer.DeploymentConfig
 	// RetryInterval is DefaultRetryInterval when 0.
 	RetryInterval time.Duration
-	Log           zerolog.Logger
+	// Heartbeat is how often the node announces itself and its load;
+	// DefaultHeartbeat when 0.
+	Heartbeat time.Duration
+	Log       zerolog.Logger
 }
 
 // Worker runs the deployments of this process.
@@ -64,8 +76,13 @@ type Worker struct {
 	models *models
 	budget *budget
 
+	started time.Time
+
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
+	// planned is this node's allocations per inference id, as the plan
+	// says; an endpoint seen later starts from it.
+	planned map[string]int
 	// stopped holds, per id, the done channel of a deployment still
 	// stopping: one of the same id waits for it, so that the old one's
 	// clean-up never removes the new one's consumer.
@@ -77,8 +94,12 @@ type Worker struct {
 
 // Start begins watching the endpoint bucket.
 func Start(ctx context.Context, cfg Config) (*Worker, error) {
-	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Models == nil || cfg.States == nil || cfg.Runtime == nil {
-		return nil, errors.New("worker: NATS, stores, states and runtime are required")
+	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Models == nil || cfg.States == nil ||
+		cfg.Registry == nil || cfg.Plans == nil || cfg.Runtime == nil {
+		return nil, errors.New("worker: NATS, stores, buckets and runtime are required")
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.Processors <= 0 {
 		cfg.Processors = runtime.NumCPU()
@@ -94,13 +115,23 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 		budget:    newBudget(cfg.Processors),
 		endpoints: map[string]*endpoint{},
 		stopped:   map[string]chan struct{}{},
+		planned:   map[string]int{},
+		started:   time.Now().UTC(),
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
-	w.watch.Add(1)
+	w.watch.Add(3)
 	go func() {
 		defer w.watch.Done()
 		w.watchEndpoints(runCtx)
+	}()
+	go func() {
+		defer w.watch.Done()
+		w.watchPlans(runCtx)
+	}()
+	go func() {
+		defer w.watch.Done()
+		w.heartbeat(runCtx)
 	}()
 	w.log.Info().Int("processors", cfg.Processors).Str("model_repository", cfg.ModelRepository).Msg("worker started")
 	return w, nil
@@ -128,6 +159,75 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// watchPlans follows the controller's plan: each endpoint learns how many
+// allocations this node runs.
+func (w *Worker) watchPlans(ctx context.Context) {
+	for {
+		err := w.cfg.Plans.Watch(ctx, func(c cluster.PlanChange) {
+			n := 0
+			if !c.Deleted {
+				n = c.Nodes[w.cfg.NodeName]
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.planned[c.InferenceID] = n
+			if e := w.endpoints[c.InferenceID]; e != nil {
+				e.plan(n)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn().Err(err).Msg("plan watch stopped; retrying")
+		sleep(ctx, 2*time.Second)
+	}
+}
+
+// heartbeat announces the node, its budget, cached models and the load of
+// its deployments, until ctx ends; then it leaves the registry.
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := w.cfg.Registry.Announce(actx, w.describe()); err != nil && ctx.Err() == nil {
+			w.log.Warn().Err(err).Msg("announce node")
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := w.cfg.Registry.Leave(lctx, w.cfg.NodeName); err != nil {
+				w.log.Warn().Err(err).Msg("leave node registry")
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// describe is the node's registry entry.
+func (w *Worker) describe() cluster.Node {
+	n := cluster.Node{Name: w.cfg.NodeName, Processors: w.cfg.Processors, MemoryBytes: availableMemory(),
+		Models: cachedModels(w.cfg.CacheDir), Deployments: map[string]cluster.DeploymentStats{}, Started: w.started}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, e := range w.endpoints {
+		dep := e.deployment.Load()
+		if dep == nil {
+			continue
+		}
+		st := dep.Stats()
+		n.Deployments[id] = cluster.DeploymentStats{
+			Allocations: dep.Allocations(), Threads: int(e.threads.Load()),
+			Documents: st.Documents.Load(), Inferences: st.Inferences.Load(), Errors: st.Errors.Load(),
+			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
+		}
+	}
+	return n
+}
+
 // apply routes one definition change to its endpoint's goroutine.
 func (w *Worker) apply(ctx context.Context, c config.Change) {
 	w.mu.Lock()
@@ -147,6 +247,7 @@ func (w *Worker) apply(ctx context.Context, c config.Change) {
 		// Endpoints on a trained-model deployment follow that deployment.
 	case e == nil:
 		e = w.newEndpoint(c.Entry)
+		e.plan(w.planned[c.ID])
 		w.endpoints[c.ID] = e
 		prev := w.stopped[c.ID]
 		delete(w.stopped, c.ID)
@@ -205,18 +306,22 @@ type endpoint struct {
 	id      string
 	log     zerolog.Logger
 	updates chan config.Entry // latest definition; capacity 1
-	demand  chan struct{}     // first use of a lazily deployed endpoint
+	planned chan int          // latest allocations the plan gives this node; capacity 1
 	quit    chan struct{}     // closed to stop
 	done    chan struct{}     // closed when run has returned
 	deleted bool
 	stopCtx context.Context
 
-	ep      config.Endpoint
-	rev     uint64
-	dep     *consumer.Deployment
-	model   *inference.Model
-	key     modelKey
-	release func()
+	ep   config.Endpoint
+	rev  uint64
+	want int
+	dep  *consumer.Deployment
+	// deployment and threads are read by the heartbeat.
+	deployment atomic.Pointer[consumer.Deployment]
+	threads    atomic.Int64
+	model      *inference.Model
+	key        modelKey
+	release    func()
 }
 
 func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
@@ -224,7 +329,7 @@ func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
 		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision,
 		log:     w.cfg.Log.With().Str("inference_id", entry.ID).Logger(),
 		updates: make(chan config.Entry, 1),
-		demand:  make(chan struct{}, 1),
+		planned: make(chan int, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -244,29 +349,18 @@ func (e *endpoint) stop(deleted bool) {
 	close(e.quit)
 }
 
-func (e *endpoint) onDemand() {
+// plan hands the endpoint's goroutine the allocations it should run.
+func (e *endpoint) plan(n int) {
 	select {
-	case e.demand <- struct{}{}:
+	case <-e.planned:
 	default:
 	}
-}
-
-// targetAllocations is what the definition asks of this worker: the fixed
-// count, or the adaptive minimum with at least one.
-func targetAllocations(ep config.Endpoint) int {
-	ss := ep.ServiceSettings
-	if ss.NumAllocations != nil {
-		return *ss.NumAllocations
-	}
-	if a := ss.AdaptiveAllocations; a != nil && a.Min != nil && *a.Min > 0 {
-		return *a.Min
-	}
-	return 1
+	e.planned <- n
 }
 
 func (e *endpoint) run(ctx context.Context) {
 	cfg := e.w.cfg.Deployment
-	cfg.NC, cfg.JS, cfg.Endpoint, cfg.OnDemand, cfg.Log = e.w.cfg.NC, e.w.cfg.JS, e.ep, e.onDemand, e.w.cfg.Log
+	cfg.NC, cfg.JS, cfg.Endpoint, cfg.Log = e.w.cfg.NC, e.w.cfg.JS, e.ep, e.w.cfg.Log
 	dep, err := consumer.NewDeployment(cfg)
 	if err != nil {
 		e.log.Error().Err(err).Msg("deployment")
@@ -284,37 +378,60 @@ func (e *endpoint) run(ctx context.Context) {
 		}
 	}
 	e.dep = dep
+	e.deployment.Store(dep)
+	e.threads.Store(int64(e.ep.ServiceSettings.NumThreads))
 	defer e.shutdown()
 
-	// The default endpoints deploy on first use, as in Elasticsearch.
-	wanted := !config.IsDefaultID(e.id)
 	var retry <-chan time.Time
-	heartbeat := time.NewTicker(stateHeartbeat)
+	heartbeat := time.NewTicker(cluster.StateHeartbeat)
 	defer heartbeat.Stop()
 	for {
-		if wanted {
-			retry = nil
+		retry = nil
+		if e.want > 0 {
 			if err := e.deploy(); err != nil {
 				e.fail(err)
 				retry = time.After(e.w.cfg.RetryInterval)
 			}
+		} else {
+			e.undeploy()
 		}
 		select {
 		case <-e.quit:
 			return
 		case entry := <-e.updates:
 			e.ep, e.rev = entry.Endpoint, entry.Revision
-		case <-e.demand:
-			wanted = true
+			e.threads.Store(int64(e.ep.ServiceSettings.NumThreads))
+		case e.want = <-e.planned:
 		case <-retry:
 		case <-e.w.budget.freed():
 		case <-heartbeat.C:
-			if wanted {
+			if e.want > 0 {
 				e.report(nil)
 			}
 			continue
 		}
 	}
+}
+
+// undeploy stops this node's allocations of the endpoint and unloads the
+// model (the controller scaled it down to none here); documents stay queued
+// for other nodes.
+func (e *endpoint) undeploy() {
+	if e.model == nil && e.dep.Allocations() == 0 {
+		return
+	}
+	e.dep.SetRunner(nil, 0)
+	e.w.budget.release(e.id)
+	if e.release != nil {
+		e.release()
+		e.model, e.release = nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.w.cfg.States.Remove(ctx, e.id, e.w.cfg.NodeName); err != nil {
+		e.log.Warn().Err(err).Msg("remove deployment state")
+	}
+	e.log.Info().Msg("allocations stopped on this node")
 }
 
 // deploy brings the deployment in line with the definition: the model
@@ -349,7 +466,7 @@ func (e *endpoint) deploy() error {
 	if err := checkTask(e.ep, e.model); err != nil {
 		return err
 	}
-	n := e.w.budget.grant(e.id, targetAllocations(e.ep), max(ss.NumThreads, 1))
+	n := e.w.budget.grant(e.id, e.want, max(ss.NumThreads, 1))
 	e.dep.SetRunner(pipeline.Runner{Model: e.model, Endpoint: e.ep}, n)
 	e.report(nil)
 	return nil
@@ -378,23 +495,23 @@ func (e *endpoint) fail(err error) {
 
 // report writes this worker's state of the endpoint.
 func (e *endpoint) report(failure error) {
-	st := State{
+	st := cluster.State{
 		InferenceID: e.id, Node: e.w.cfg.NodeName, ModelID: e.ep.ServiceSettings.ModelID, Revision: e.rev,
-		Allocations: e.dep.Allocations(), TargetAllocations: targetAllocations(e.ep),
-		ThreadsPerAlloc: e.ep.ServiceSettings.NumThreads, State: StateStarting,
+		Allocations: e.dep.Allocations(), TargetAllocations: e.want,
+		ThreadsPerAlloc: e.ep.ServiceSettings.NumThreads, State: cluster.StateStarting,
 	}
 	switch {
 	case failure != nil:
-		st.State = StateFailed
+		st.State = cluster.StateFailed
 		es := eserror.As(failure)
 		st.ErrorStatus = es.Status
 		st.Error, _ = es.MarshalJSON()
 	case e.model != nil && st.Allocations > 0:
-		st.State = StateStarted
+		st.State = cluster.StateStarted
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.w.cfg.States.put(ctx, st); err != nil {
+	if err := e.w.cfg.States.Put(ctx, st); err != nil {
 		e.log.Warn().Err(err).Msg("report deployment state")
 	}
 }
@@ -417,7 +534,7 @@ func (e *endpoint) shutdown() {
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.w.cfg.States.remove(cctx, e.id, e.w.cfg.NodeName); err != nil {
+	if err := e.w.cfg.States.Remove(cctx, e.id, e.w.cfg.NodeName); err != nil {
 		e.log.Warn().Err(err).Msg("remove deployment state")
 	}
 	if e.deleted {

@@ -1,4 +1,8 @@
-package worker
+// Package cluster holds what the workers of a NATS deployment share, each
+// in a KV bucket: the node registry (who is alive, with what budget, models
+// and load), the lease that makes one worker the controller, the allocation
+// plan the controller writes, and each deployment's state for the HTTP API.
+package cluster
 
 import (
 	"context"
@@ -22,7 +26,8 @@ const StateBucket = "inference_deployments"
 
 const (
 	stateTTL       = time.Minute
-	stateHeartbeat = 15 * time.Second
+	// StateHeartbeat is how often a worker rewrites its states.
+	StateHeartbeat = 15 * time.Second
 )
 
 // Deployment states.
@@ -89,7 +94,8 @@ func nodeKey(node string) string {
 	}, node)
 }
 
-func (s *States) put(ctx context.Context, st State) error {
+// Put writes one worker's state of one endpoint.
+func (s *States) Put(ctx context.Context, st State) error {
 	st.Updated = time.Now().UTC()
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -99,7 +105,8 @@ func (s *States) put(ctx context.Context, st State) error {
 	return err
 }
 
-func (s *States) remove(ctx context.Context, inferenceID, node string) error {
+// Remove deletes one worker's state of one endpoint.
+func (s *States) Remove(ctx context.Context, inferenceID, node string) error {
 	err := s.kv.Delete(ctx, stateKey(inferenceID, node))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil

@@ -1,0 +1,152 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+)
+
+// PlanBucket holds the controller's allocation plan, one key per endpoint
+// (its token).
+const PlanBucket = "inference_plan"
+
+// Plan places one endpoint's allocations on nodes.
+type Plan struct {
+	InferenceID string `json:"inference_id"`
+	// Revision is the endpoint definition's revision the plan was made for.
+	Revision uint64 `json:"revision"`
+	// Target is the number of allocations the endpoint should have: its
+	// num_allocations, or what the adaptive scaler decided.
+	Target int `json:"target_allocations"`
+	// Nodes maps node names to the allocations they run.
+	Nodes map[string]int `json:"nodes"`
+	// Pending counts the allocations of Target that fit on no node.
+	Pending int `json:"pending"`
+	// Scaler holds the adaptive scaler's estimates, when it has some.
+	Scaler  *ScalerStats `json:"scaler,omitempty"`
+	Updated time.Time    `json:"updated"`
+}
+
+// ScalerStats are the adaptive scaler's view of an endpoint's load.
+type ScalerStats struct {
+	RequestRate      float64 `json:"request_rate"`
+	InferenceTimeSec float64 `json:"inference_time_seconds"`
+	Backlog          int64   `json:"backlog"`
+	Needed           int     `json:"needed_allocations"`
+}
+
+// Same reports whether two plans place the same allocations for the same
+// definition.
+func (p Plan) Same(o Plan) bool {
+	return p.InferenceID == o.InferenceID && p.Revision == o.Revision && p.Target == o.Target &&
+		p.Pending == o.Pending && maps.Equal(p.Nodes, o.Nodes)
+}
+
+// Plans reads and writes the plan bucket.
+type Plans struct {
+	kv jetstream.KeyValue
+}
+
+// OpenPlans creates the bucket if needed.
+func OpenPlans(ctx context.Context, js jetstream.JetStream, replicas int) (*Plans, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      PlanBucket,
+		Description: "jetinfer allocation plan per endpoint, written by the controller",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", PlanBucket, err)
+	}
+	return &Plans{kv: kv}, nil
+}
+
+// Put writes an endpoint's plan.
+func (p *Plans) Put(ctx context.Context, plan Plan) error {
+	plan.Updated = time.Now().UTC()
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+	_, err = p.kv.Put(ctx, config.Token(plan.InferenceID), data)
+	return err
+}
+
+// Remove deletes an endpoint's plan.
+func (p *Plans) Remove(ctx context.Context, inferenceID string) error {
+	err := p.kv.Delete(ctx, config.Token(inferenceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// All returns every plan by inference id.
+func (p *Plans) All(ctx context.Context) (map[string]Plan, error) {
+	w, err := p.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string]Plan{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case kve := <-w.Updates():
+			if kve == nil {
+				return out, nil
+			}
+			var pl Plan
+			if json.Unmarshal(kve.Value(), &pl) == nil {
+				out[pl.InferenceID] = pl
+			}
+		}
+	}
+}
+
+// PlanChange is one update seen by Watch: a plan written, or an endpoint's
+// plan removed (Deleted, with only InferenceID set).
+type PlanChange struct {
+	Plan
+	Deleted bool
+}
+
+// Watch calls fn for every plan stored, then for every change, until ctx
+// ends or the watch breaks (then it returns the error).
+func (p *Plans) Watch(ctx context.Context, fn func(PlanChange)) error {
+	w, err := p.kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return errors.New("plan watch closed")
+			}
+			if kve == nil {
+				continue
+			}
+			if kve.Operation() != jetstream.KeyValuePut {
+				fn(PlanChange{Plan: Plan{InferenceID: config.IDFromToken(kve.Key())}, Deleted: true})
+				continue
+			}
+			var pl Plan
+			if json.Unmarshal(kve.Value(), &pl) == nil {
+				fn(PlanChange{Plan: pl})
+			}
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NodesBucket is the node registry: one key per worker process, rewritten
+// every heartbeat; a key not rewritten within the bucket's TTL expires, and
+// its node is gone.
+const NodesBucket = "inference_nodes"
+
+// Node is what a worker process announces about itself.
+type Node struct {
+	Name string `json:"node"`
+	// Processors is the node's processor budget: the allocations ×
+	// num_threads placed on it never exceed it.
+	Processors int `json:"processors"`
+	// MemoryBytes is the memory the machine has available.
+	MemoryBytes uint64 `json:"memory_bytes"`
+	// Models are the model ids in the node's local cache.
+	Models []string `json:"models"`
+	// Deployments are the node's counters per inference id.
+	Deployments map[string]DeploymentStats `json:"deployments"`
+	Started     time.Time                  `json:"started"`
+	Updated     time.Time                  `json:"updated"`
+}
+
+// DeploymentStats are one node's counters of one endpoint, cumulative
+// since the node started serving it.
+type DeploymentStats struct {
+	Allocations int `json:"allocations"`
+	Threads     int `json:"threads_per_allocation"`
+	// Documents and Inferences count results published and infer requests
+	// answered (errors included); Errors those that were errors.
+	Documents  int64 `json:"documents"`
+	Inferences int64 `json:"inferences"`
+	Errors     int64 `json:"errors"`
+	Rejected   int64 `json:"rejected"`
+	// BusyNanos is the time spent computing them.
+	BusyNanos int64 `json:"busy_nanos"`
+	// Waiting is the infer requests queued on the node now.
+	Waiting int `json:"waiting"`
+	// LastAccess is when the node last served something of the endpoint.
+	LastAccess time.Time `json:"last_access,omitzero"`
+}
+
+// Registry reads and writes the node registry.
+type Registry struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+}
+
+// OpenRegistry creates the bucket if needed; ttl is how long a node that
+// stopped heartbeating stays listed.
+func OpenRegistry(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration) (*Registry, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      NodesBucket,
+		Description: "jetinfer worker nodes, rewritten every heartbeat",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", NodesBucket, err)
+	}
+	return &Registry{kv: kv, ttl: ttl}, nil
+}
+
+// TTL is how long a node stays listed after its last heartbeat.
+func (r *Registry) TTL() time.Duration { return r.ttl }
+
+// Announce writes a node's entry.
+func (r *Registry) Announce(ctx context.Context, n Node) error {
+	n.Updated = time.Now().UTC()
+	data, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	_, err = r.kv.Put(ctx, nodeKey(n.Name), data)
+	return err
+}
+
+// Leave removes a node's entry at once (a graceful stop).
+func (r *Registry) Leave(ctx context.Context, name string) error {
+	err := r.kv.Delete(ctx, nodeKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Nodes lists the nodes alive: those whose entry has not expired. An entry
+// older than the TTL (the server expires it a little late) is left out.
+func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
+	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Node
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case kve := <-w.Updates():
+			if kve == nil {
+				return out, nil
+			}
+			var n Node
+			if json.Unmarshal(kve.Value(), &n) != nil || time.Since(kve.Created()) > r.ttl {
+				continue
+			}
+			out = append(out, n)
+		}
+	}
+}

@@ -1,0 +1,362 @@
+// Package controller is the one controller of a jetinfer deployment: the
+// worker that holds the controller lease decides, every interval, how many
+// allocations each endpoint gets (its num_allocations, or what the adaptive
+// scaler makes of its load) and on which nodes they run, and writes that
+// plan for the workers to follow. It also makes sure every endpoint has its
+// durable consumer, so that documents queue even while no allocation runs.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/cluster"
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/consumer"
+)
+
+// Defaults of Config.
+const (
+	DefaultInterval         = time.Second
+	DefaultScaleToZeroAfter = 15 * time.Minute
+	DefaultCooldown         = time.Minute
+	DefaultDrainTime        = 10 * time.Second
+)
+
+// Config configures a Controller.
+type Config struct {
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Endpoints *config.Store
+	Registry  *cluster.Registry
+	Plans     *cluster.Plans
+	Lease     *cluster.Lease
+	// Interval paces leadership and planning; 0 means DefaultInterval.
+	Interval time.Duration
+	// Scaling carries ScaleToZeroAfter, Cooldown and DrainTime for every
+	// adaptive endpoint (Min and Max come from each endpoint); zero values
+	// take the defaults.
+	Scaling ScalerConfig
+	// Consumer is the ack wait and max deliver of the consumers it creates.
+	Consumer consumer.ConsumerConfig
+	Log      zerolog.Logger
+}
+
+// Controller runs for as long as its worker does; it acts only while it
+// holds the lease.
+type Controller struct {
+	cfg    Config
+	log    zerolog.Logger
+	leader atomic.Bool
+
+	// Leader-only state, touched by Run's goroutine alone.
+	scalers  map[string]*Scaler
+	counters map[string]map[string]cluster.DeploymentStats // inference id → node → last counters
+	ensured  map[string]uint64                              // consumers created, by inference id and revision
+	demand   chan string
+	lastTick time.Time
+	kick     chan struct{}
+}
+
+// New checks cfg and fills in its defaults.
+func New(cfg Config) (*Controller, error) {
+	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Registry == nil || cfg.Plans == nil || cfg.Lease == nil {
+		return nil, errors.New("controller: NATS, endpoint store, registry, plans and lease are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Scaling.ScaleToZeroAfter <= 0 {
+		cfg.Scaling.ScaleToZeroAfter = DefaultScaleToZeroAfter
+	}
+	if cfg.Scaling.Cooldown <= 0 {
+		cfg.Scaling.Cooldown = DefaultCooldown
+	}
+	if cfg.Scaling.DrainTime <= 0 {
+		cfg.Scaling.DrainTime = DefaultDrainTime
+	}
+	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger()}, nil
+}
+
+// Leader reports whether this controller holds the lease.
+func (c *Controller) Leader() bool { return c.leader.Load() }
+
+// Run contends for the lease and, while it holds it, plans every interval,
+// until ctx ends; then it gives the lease up so that another worker takes
+// over at once.
+func (c *Controller) Run(ctx context.Context) {
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+	// A definition stored or changed, or a request waiting for an
+	// allocation, is planned for at once rather than at the next tick.
+	c.kick = make(chan struct{}, 1)
+	var watch sync.WaitGroup
+	defer watch.Wait()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		for watchCtx.Err() == nil {
+			_ = c.cfg.Endpoints.Watch(watchCtx, func(config.Change) { c.poke() })
+			sleepCtx(watchCtx, c.cfg.Interval)
+		}
+	}()
+	var sub *nats.Subscription
+	stepDown := func() {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+			sub = nil
+		}
+		c.leader.Store(false)
+	}
+	defer func() {
+		if c.leader.Load() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := c.cfg.Lease.Release(rctx); err != nil {
+				c.log.Warn().Err(err).Msg("release controller lease")
+			}
+		}
+		stepDown()
+	}()
+	for {
+		opCtx, cancel := context.WithTimeout(ctx, 2*c.cfg.Interval)
+		if !c.leader.Load() {
+			if err := c.cfg.Lease.Acquire(opCtx); err == nil {
+				c.becomeLeader()
+				var err error
+				if sub, err = c.cfg.NC.Subscribe(consumer.DemandSubject("*"), c.onDemand); err != nil {
+					c.log.Error().Err(err).Msg("subscribe to demand")
+				}
+			} else if !errors.Is(err, cluster.ErrLeaseHeld) && ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("acquire controller lease")
+			}
+		} else if err := c.cfg.Lease.Renew(opCtx); err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("controller lease lost")
+			}
+			stepDown()
+		}
+		if c.leader.Load() {
+			if err := c.reconcile(opCtx); err != nil && ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("plan")
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-c.kick:
+		}
+	}
+}
+
+func (c *Controller) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (c *Controller) becomeLeader() {
+	c.scalers = map[string]*Scaler{}
+	c.counters = map[string]map[string]cluster.DeploymentStats{}
+	c.ensured = map[string]uint64{}
+	c.demand = make(chan string, 1024)
+	c.lastTick = time.Time{}
+	c.leader.Store(true)
+	c.log.Info().Msg("controller elected")
+}
+
+// onDemand hears a request that found no allocation.
+func (c *Controller) onDemand(msg *nats.Msg) {
+	select {
+	case c.demand <- consumer.DemandInferenceID(msg.Subject):
+		c.poke()
+	default:
+	}
+}
+
+// reconcile makes one plan of every endpoint and writes what changed.
+func (c *Controller) reconcile(ctx context.Context) error {
+	now := time.Now()
+	elapsed := c.cfg.Interval
+	if !c.lastTick.IsZero() {
+		elapsed = now.Sub(c.lastTick)
+	}
+	// Planning early (a definition changed) must not feed the scalers a
+	// sliver of an interval: they measure on whole ones.
+	measure := elapsed >= c.cfg.Interval/2
+	if measure {
+		c.lastTick = now
+	}
+	nodes, err := c.cfg.Registry.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("nodes: %w", err)
+	}
+	entries, err := c.cfg.Endpoints.List(ctx)
+	if err != nil {
+		return fmt.Errorf("endpoints: %w", err)
+	}
+	prev, err := c.cfg.Plans.All(ctx)
+	if err != nil {
+		return fmt.Errorf("plans: %w", err)
+	}
+	demanded := map[string]bool{}
+	for more := true; more; {
+		select {
+		case id := <-c.demand:
+			demanded[id] = true
+		default:
+			more = false
+		}
+	}
+
+	caps := make([]NodeCap, 0, len(nodes))
+	for _, n := range nodes {
+		models := map[string]bool{}
+		for _, m := range n.Models {
+			models[m] = true
+		}
+		caps = append(caps, NodeCap{Name: n.Name, Processors: n.Processors, Models: models})
+	}
+	var wants []Want
+	live := map[string]bool{}
+	scalerStats := map[string]*cluster.ScalerStats{}
+	for _, e := range entries {
+		if e.Err != nil || e.Endpoint.ServiceSettings.DeploymentID != "" {
+			continue
+		}
+		ep := e.Endpoint
+		live[ep.InferenceID] = true
+		if c.ensured[ep.InferenceID] != e.Revision {
+			if err := consumer.EnsureConsumer(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Consumer); err != nil {
+				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure consumer")
+			} else {
+				c.ensured[ep.InferenceID] = e.Revision
+			}
+		}
+		target := 0
+		if n := ep.ServiceSettings.NumAllocations; n != nil {
+			target = *n
+			delete(c.scalers, ep.InferenceID)
+		} else {
+			s := c.scaler(ep, prev)
+			target = s.Current()
+			if measure || demanded[ep.InferenceID] && target == 0 {
+				target = s.Observe(now, c.sample(ctx, ep.InferenceID, nodes, elapsed, demanded[ep.InferenceID]))
+			}
+			rate, t, backlog, needed := s.Stats()
+			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: rate, InferenceTimeSec: t, Backlog: backlog, Needed: needed}
+		}
+		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: e.Revision, ModelID: ep.ServiceSettings.ModelID,
+			Threads: ep.ServiceSettings.NumThreads, Target: target})
+	}
+	for id := range c.scalers {
+		if !live[id] {
+			delete(c.scalers, id)
+			delete(c.counters, id)
+			delete(c.ensured, id)
+		}
+	}
+
+	plans := Place(wants, caps, prev)
+	var errs []error
+	for id, p := range plans {
+		p.Scaler = scalerStats[id]
+		old, ok := prev[id]
+		if ok && old.Same(p) && (p.Scaler == nil || now.Sub(old.Updated) < 10*c.cfg.Interval) {
+			continue
+		}
+		if !ok || !old.Same(p) {
+			c.log.Info().Str("inference_id", id).Int("target", p.Target).Interface("nodes", p.Nodes).Int("pending", p.Pending).Msg("allocations planned")
+		}
+		errs = append(errs, c.cfg.Plans.Put(ctx, p))
+	}
+	for id := range prev {
+		if _, ok := plans[id]; !ok {
+			errs = append(errs, c.cfg.Plans.Remove(ctx, id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// scaler returns the endpoint's scaler, creating it at the allocations
+// the plan already gives it or, for a new endpoint, at its start count:
+// the minimum, at least one, except for the reserved endpoints, which
+// deploy on first use.
+func (c *Controller) scaler(ep config.Endpoint, prev map[string]cluster.Plan) *Scaler {
+	a := ep.ServiceSettings.AdaptiveAllocations
+	minimum, maximum := 0, 0
+	if a != nil && a.Min != nil {
+		minimum = *a.Min
+	}
+	if a != nil && a.Max != nil {
+		maximum = *a.Max
+	}
+	s, ok := c.scalers[ep.InferenceID]
+	if !ok {
+		start := max(minimum, 1)
+		if config.IsDefaultID(ep.InferenceID) {
+			start = minimum
+		}
+		if p, planned := prev[ep.InferenceID]; planned {
+			start = p.Target
+		}
+		cfg := c.cfg.Scaling
+		cfg.Min, cfg.Max = minimum, maximum
+		s = NewScaler(cfg, start)
+		c.scalers[ep.InferenceID] = s
+	}
+	s.SetBounds(minimum, maximum)
+	return s
+}
+
+// sample measures an endpoint over the last interval: the work its nodes
+// finished (per-node counter deltas, so a restarted node counts from
+// zero), the documents queued or in progress, the requests waiting.
+func (c *Controller) sample(ctx context.Context, id string, nodes []cluster.Node, elapsed time.Duration, demand bool) Sample {
+	s := Sample{Elapsed: elapsed, Demand: demand}
+	prev := c.counters[id]
+	next := map[string]cluster.DeploymentStats{}
+	for _, n := range nodes {
+		d, ok := n.Deployments[id]
+		if !ok {
+			continue
+		}
+		next[n.Name] = d
+		p := prev[n.Name]
+		done := d.Documents + d.Inferences - p.Documents - p.Inferences
+		busy := d.BusyNanos - p.BusyNanos
+		if done < 0 || busy < 0 { // the node restarted its counters
+			done, busy = d.Documents+d.Inferences, d.BusyNanos
+		}
+		s.Completed += done
+		s.Busy += time.Duration(busy)
+		s.Backlog += int64(d.Waiting)
+	}
+	c.counters[id] = next
+	if info, err := consumer.Info(ctx, c.cfg.JS, id); err == nil {
+		s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
+	}
+	return s
+}
