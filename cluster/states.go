@@ -25,7 +25,7 @@ import (
 const StateBucket = "inference_deployments"
 
 const (
-	stateTTL       = time.Minute
+	stateTTL = time.Minute
 	// StateHeartbeat is how often a worker rewrites its states.
 	StateHeartbeat = 15 * time.Second
 )

@@ -60,7 +60,7 @@ type Controller struct {
 	// Leader-only state, touched by Run's goroutine alone.
 	scalers  map[string]*Scaler
 	counters map[string]map[string]cluster.DeploymentStats // inference id → node → last counters
-	ensured  map[string]uint64                              // consumers created, by inference id and revision
+	ensured  map[string]uint64                             // consumers created, by inference id and revision
 	demand   chan string
 	lastTick time.Time
 	kick     chan struct{}
