@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/cluster"
+)
+
+func nodes(spec map[string]int, cached ...string) []NodeCap {
+	var out []NodeCap
+	for _, name := range []string{"n1", "n2", "n3", "n4"} {
+		if p, ok := spec[name]; ok {
+			m := map[string]bool{}
+			for _, c := range cached {
+				m[c] = true
+			}
+			out = append(out, NodeCap{Name: name, Processors: p, Models: m})
+		}
+	}
+	return out
+}
+
+func placed(p cluster.Plan) string { return fmt.Sprint(p.Nodes, " pending ", p.Pending) }
+
+func TestPlaceSpreadsWithinBudgets(t *testing.T) {
+	ns := nodes(map[string]int{"n1": 2, "n2": 2, "n3": 1})
+	got := Place([]Want{{InferenceID: "a", ModelID: "m", Threads: 1, Target: 4}, {InferenceID: "b", ModelID: "m", Threads: 2, Target: 1}}, ns, nil)
+	// a spreads over all three nodes (the largest first), b then needs two
+	// free processors on one node: only n2 has them.
+	if s := placed(got["a"]); s != "map[n1:2 n2:1 n3:1] pending 0" {
+		t.Errorf("a: %s", s)
+	}
+	if s := placed(got["b"]); s != "map[] pending 1" {
+		t.Errorf("b: %s (no node has two free processors)", s)
+	}
+	for _, n := range ns {
+		used := 0
+		for _, w := range []Want{{InferenceID: "a", Threads: 1}, {InferenceID: "b", Threads: 2}} {
+			used += got[w.InferenceID].Nodes[n.Name] * w.Threads
+		}
+		if used > n.Processors {
+			t.Errorf("%s: %d of %d processors", n.Name, used, n.Processors)
+		}
+	}
+}
+
+func TestPlacePrefersCachedModelAfterSpread(t *testing.T) {
+	ns := []NodeCap{{Name: "n1", Processors: 4, Models: map[string]bool{}}, {Name: "n2", Processors: 4, Models: map[string]bool{"m": true}}}
+	got := Place([]Want{{InferenceID: "a", ModelID: "m", Threads: 1, Target: 1}}, ns, nil)
+	if s := placed(got["a"]); s != "map[n2:1] pending 0" {
+		t.Errorf("a: %s; want the node holding the model", s)
+	}
+	got = Place([]Want{{InferenceID: "a", ModelID: "m", Threads: 1, Target: 3}}, ns, nil)
+	if s := placed(got["a"]); s != "map[n1:1 n2:2] pending 0" {
+		t.Errorf("a: %s; want spread first", s)
+	}
+}
+
+func TestPlaceKeepsWhatRunsAndReplacesTheLost(t *testing.T) {
+	ns := nodes(map[string]int{"n1": 4, "n2": 4, "n3": 4})
+	prev := map[string]cluster.Plan{"a": {InferenceID: "a", Nodes: map[string]int{"n2": 1, "n3": 2}}}
+	want := []Want{{InferenceID: "a", ModelID: "m", Threads: 1, Target: 3}}
+	if s := placed(Place(want, ns, prev)["a"]); s != "map[n2:1 n3:2] pending 0" {
+		t.Errorf("stable: %s", s)
+	}
+	// n3 is gone: its two allocations go where a has the fewest.
+	ns = nodes(map[string]int{"n1": 4, "n2": 4})
+	if s := placed(Place(want, ns, prev)["a"]); s != "map[n1:1 n2:2] pending 0" && s != "map[n1:2 n2:1] pending 0" {
+		t.Errorf("re-placed: %s", s)
+	}
+	// Scaling down takes from the node with the most.
+	want[0].Target = 1
+	prev["a"] = cluster.Plan{InferenceID: "a", Nodes: map[string]int{"n1": 1, "n2": 2}}
+	if s := placed(Place(want, ns, prev)["a"]); s != "map[n1:1] pending 0" {
+		t.Errorf("scaled down: %s", s)
+	}
+	// Zero removes every allocation.
+	want[0].Target = 0
+	if p := Place(want, ns, prev)["a"]; len(p.Nodes) != 0 || p.Pending != 0 {
+		t.Errorf("zero: %s", placed(p))
+	}
+}
+
+func TestPlaceShrunkBudget(t *testing.T) {
+	// A node that now announces fewer processors keeps what fits.
+	prev := map[string]cluster.Plan{"a": {InferenceID: "a", Nodes: map[string]int{"n1": 3}}}
+	got := Place([]Want{{InferenceID: "a", Threads: 1, Target: 3}}, nodes(map[string]int{"n1": 2}), prev)
+	if s := placed(got["a"]); s != "map[n1:2] pending 1" {
+		t.Errorf("a: %s", s)
+	}
+	if !maps.Equal(got["a"].Nodes, map[string]int{"n1": 2}) {
+		t.Errorf("nodes %v", got["a"].Nodes)
+	}
+}
