@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,11 @@ type Config struct {
 	ServerName string
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	ReadyTimeout time.Duration
+	// ClusterName, ClusterListen (HOST:PORT) and Routes (nats-route://
+	// URLs of every member) make the server one of a JetStream cluster.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
 }
 
 // Server is a running embedded nats-server.
@@ -71,6 +77,20 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if cfg.ClusterName != "" {
+		host, port, err := splitHostPort(cfg.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: cluster address %q: %w", cfg.ClusterListen, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+		for _, r := range cfg.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats-server: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
@@ -86,6 +106,15 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("embedded nats-server: not ready after %s", cfg.ReadyTimeout)
 	}
 	return &Server{srv: srv}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	return host, port, err
 }
 
 // ClientURL returns the URL clients outside the process connect to, or ""

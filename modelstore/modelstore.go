@@ -176,12 +176,16 @@ func (s *Store) Import(ctx context.Context, modelID, dir string, opts ImportOpti
 	if err != nil {
 		return Manifest{}, err
 	}
-	if !opts.Replace {
-		if _, err := s.Get(ctx, modelID); err == nil {
+	// previous is the generation this import replaces, removed once the new
+	// manifest is written.
+	previous := ""
+	if cur, err := s.Get(ctx, modelID); err == nil {
+		if !opts.Replace {
 			return Manifest{}, fmt.Errorf("%w: %s", ErrExists, modelID)
-		} else if !errors.Is(err, ErrNotFound) {
-			return Manifest{}, err
 		}
+		previous = cur.Generation
+	} else if !errors.Is(err, ErrNotFound) {
+		return Manifest{}, err
 	}
 	var total int64
 	for _, f := range files {
@@ -203,7 +207,7 @@ func (s *Store) Import(ctx context.Context, modelID, dir string, opts ImportOpti
 	var done int64
 	fail := func(err error) (Manifest, error) {
 		// Best effort: without a manifest the files are invisible anyway,
-		// and Delete or the next Import removes what is left.
+		// and Delete removes what is left.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		for _, f := range m.Files {
@@ -236,11 +240,28 @@ func (s *Store) Import(ctx context.Context, modelID, dir string, opts ImportOpti
 		return fail(unavailable("put manifest of "+modelID, err))
 	}
 	m.Digest = hexDigest(data)
-	// The model now is the new generation: drop earlier ones and orphans.
-	_ = s.removeObjects(ctx, modelID, func(name string) bool {
-		return name != modelID+"/"+ManifestObject && !strings.HasPrefix(name, modelID+"/"+m.Generation+"/")
-	})
+	// Only the generation replaced is removed, never "everything else": a
+	// concurrent import of the same id (two workers importing a built-in
+	// model) may be uploading its own generation right now.
+	if previous != "" {
+		s.removeGeneration(ctx, modelID, previous)
+	}
+	// Of concurrent imports the last manifest written wins; a loser
+	// removes its own files (a fetch of them retries on the winner).
+	if cur, err := s.Get(ctx, modelID); err == nil && cur.Generation != m.Generation {
+		s.removeGeneration(ctx, modelID, m.Generation)
+		if !opts.Replace {
+			return Manifest{}, fmt.Errorf("%w: %s", ErrExists, modelID)
+		}
+		return cur, nil
+	}
 	return m, nil
+}
+
+func (s *Store) removeGeneration(ctx context.Context, modelID, generation string) {
+	_ = s.removeObjects(ctx, modelID, func(name string) bool {
+		return strings.HasPrefix(name, modelID+"/"+generation+"/")
+	})
 }
 
 // scanDir lists the regular files of an artifact directory.

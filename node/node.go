@@ -252,6 +252,15 @@ func (n *Node) connect() error {
 	return nil
 }
 
+// Abort drops the node's NATS connection at once, as a crash would: no
+// drain, no goodbye to the registry or the controller lease, no acks for
+// the work in hand. The node is useless afterwards; Close still releases
+// its resources. It exists for failure drills and tests.
+func (n *Node) Abort() {
+	n.closing.Store(true)
+	n.nc.Close()
+}
+
 // HTTPAddr returns the address the HTTP API listens on ("" for a worker).
 func (n *Node) HTTPAddr() string {
 	if n.httpLn == nil {

@@ -1,0 +1,235 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/cluster"
+	"github.com/jetinfer/jetinfer/config"
+)
+
+// Cluster timing for these tests: a node or controller silent for five
+// heartbeats (one second) is replaced.
+const testHeartbeat = 200 * time.Millisecond
+
+// workerSettings makes a worker-only node named name with the given
+// processor budget on the NATS at url.
+func workerSettings(name string, processors int, url string) func(*config.Service) {
+	return func(c *config.Service) {
+		c.WorkerOnly = true
+		c.NATSURL = url
+		c.NodeName = name
+		c.Processors = processors
+		c.Heartbeat = testHeartbeat
+		c.AckWait = 2 * time.Second
+		c.ScaleToZeroAfter = 3 * time.Second
+		c.ScaleDownCooldown = time.Second
+	}
+}
+
+// startCluster starts a hub (HTTP API and the embedded NATS, no worker)
+// and one worker-only node per budget, named w1, w2, …
+func startCluster(t *testing.T, budgets ...int) (*testNode, []*testNode) {
+	t.Helper()
+	hub := startNodeWith(t, func(c *config.Service) { c.Heartbeat = testHeartbeat }, nil)
+	var workers []*testNode
+	for i, p := range budgets {
+		workers = append(workers, startNodeWith(t, workerSettings(fmt.Sprintf("w%d", i+1), p, hub.NATSURL()), testRuntime))
+	}
+	return hub, workers
+}
+
+// planOf waits until the endpoint's plan satisfies ok and returns it.
+func planOf(t *testing.T, js jetstream.JetStream, replicas int, id string, ok func(cluster.Plan) bool) cluster.Plan {
+	t.Helper()
+	plans, err := cluster.OpenPlans(context.Background(), js, replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var last cluster.Plan
+	for time.Now().Before(deadline) {
+		all, err := plans.All(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, found := all[id]; found {
+			last = p
+			if ok(p) {
+				return p
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("plan of %s: %+v", id, last)
+	return last
+}
+
+// running waits until the workers run exactly the allocations given.
+func running(t *testing.T, js jetstream.JetStream, replicas int, id string, want map[string]int) {
+	t.Helper()
+	states, err := cluster.OpenStates(context.Background(), js, replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	got := map[string]int{}
+	for time.Now().Before(deadline) {
+		sts, err := states.Of(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = map[string]int{}
+		for _, st := range sts {
+			if st.Allocations > 0 {
+				got[st.Node] = st.Allocations
+			}
+		}
+		if maps.Equal(got, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s runs %v, want %v", id, got, want)
+}
+
+func nodesAre(want map[string]int) func(cluster.Plan) bool {
+	return func(p cluster.Plan) bool { return maps.Equal(p.Nodes, want) }
+}
+
+// TestPlacementAcrossWorkers: allocations spread over the workers within
+// each one's processor budget; what fits nowhere is pending until room is
+// made.
+func TestPlacementAcrossWorkers(t *testing.T) {
+	hub, _ := startCluster(t, 2, 2, 1)
+	js := connectJS(t, hub.NATSURL())
+	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":4`, 1)
+	hub.do(t, "PUT", "/_inference/text_embedding/spread", body).mustStatus(t, 200)
+	want := map[string]int{"w1": 2, "w2": 1, "w3": 1}
+	planOf(t, js, 1, "spread", nodesAre(want))
+	running(t, js, 1, "spread", want)
+
+	// Two threads per allocation: no worker has two processors free.
+	two := `{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_allocations":1,"num_threads":2}}`
+	hub.do(t, "PUT", "/_inference/text_embedding/wide?timeout=1s", two).expect(t, 408, esError(408, "status_exception",
+		"Timed out after [1s] waiting for model deployment to start. Use the trained model stats API to track the state of the deployment."))
+	planOf(t, js, 1, "wide", func(p cluster.Plan) bool { return p.Pending == 1 && len(p.Nodes) == 0 })
+
+	// One allocation of spread stays (on w1); wide fits on w2.
+	hub.do(t, "PUT", "/_inference/text_embedding/spread/_update", `{"service_settings":{"num_allocations":1}}`).mustStatus(t, 200)
+	planOf(t, js, 1, "spread", nodesAre(map[string]int{"w1": 1}))
+	planOf(t, js, 1, "wide", nodesAre(map[string]int{"w2": 1}))
+	running(t, js, 1, "wide", map[string]int{"w2": 1})
+	running(t, js, 1, "spread", map[string]int{"w1": 1})
+	hub.do(t, "POST", "/_inference/wide", `{"input":"fits now"}`).mustStatus(t, 200)
+}
+
+// TestNodeLossReplacesAllocations: a worker that dies has its allocations
+// placed on the others, and its documents are served there: none lost,
+// none twice.
+func TestNodeLossReplacesAllocations(t *testing.T) {
+	hub, workers := startCluster(t, 2, 2, 2)
+	js := connectJS(t, hub.NATSURL())
+	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":3`, 1)
+	hub.do(t, "PUT", "/_inference/text_embedding/survivor", body).mustStatus(t, 200)
+	planOf(t, js, 1, "survivor", nodesAre(map[string]int{"w1": 1, "w2": 1, "w3": 1}))
+	res := watchResults(t, js, "survivor")
+	ids := make([]string, 1500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("doc-%d", i)
+	}
+	publishDocs(t, js, "survivor", ids, func(id string) []byte { return docBody(id, docText(id)) })
+	res.until(100, time.Minute)
+	workers[1].Abort()
+	p := planOf(t, js, 1, "survivor", func(p cluster.Plan) bool { return p.Nodes["w2"] == 0 && p.Target == 3 && p.Pending == 0 })
+	t.Logf("after w2 died: %v", p.Nodes)
+	res.until(len(ids), 2*time.Minute)
+	res.quiet(3 * time.Second) // longer than the ack wait
+	if len(res.byID) != len(ids) || res.dups != 0 {
+		t.Fatalf("%d documents with results, %d duplicates; want %d, 0", len(res.byID), res.dups, len(ids))
+	}
+	requireQueueEmpty(t, js, "survivor")
+}
+
+// TestControllerFailover: when the controller's worker dies another worker
+// takes the lease within seconds and plans from then on.
+func TestControllerFailover(t *testing.T) {
+	hub, workers := startCluster(t, 2, 2, 2)
+	js := connectJS(t, hub.NATSURL())
+	hub.do(t, "PUT", "/_inference/text_embedding/steady", e5Body).mustStatus(t, 200)
+	leader := waitLeader(t, workers, nil)
+	workers[leader].Abort()
+	start := time.Now()
+	next := waitLeader(t, workers, workers[leader])
+	t.Logf("controller w%d died; w%d took over after %s", leader+1, next+1, time.Since(start).Round(time.Millisecond))
+	hub.do(t, "PUT", "/_inference/text_embedding/steady/_update", `{"service_settings":{"num_allocations":4}}`).mustStatus(t, 200)
+	p := planOf(t, js, 1, "steady", func(p cluster.Plan) bool { return p.Target == 4 && p.Pending == 0 })
+	if p.Nodes[fmt.Sprintf("w%d", leader+1)] != 0 {
+		t.Fatalf("allocations planned on the dead worker: %v", p.Nodes)
+	}
+}
+
+// waitLeader returns the index of the one worker (not dead) holding the
+// controller lease.
+func waitLeader(t *testing.T, workers []*testNode, dead *testNode) int {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		leaders := []int{}
+		for i, w := range workers {
+			if w != dead && w.Controller() {
+				leaders = append(leaders, i)
+			}
+		}
+		if len(leaders) == 1 {
+			return leaders[0]
+		}
+		if len(leaders) > 1 {
+			t.Fatalf("workers %v all think they are the controller", leaders)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no controller elected")
+	return -1
+}
+
+// TestAdaptiveBurstAndScaleToZero: a burst of documents scales an adaptive
+// endpoint up, the backlog drains, it returns to zero after the idle time,
+// and a request or a document at zero is served after a scale from zero.
+func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
+	hub, _ := startCluster(t, 2, 2, 2)
+	js := connectJS(t, hub.NATSURL())
+	body := `{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_threads":1,` +
+		`"adaptive_allocations":{"enabled":true,"min_number_of_allocations":0,"max_number_of_allocations":4}}}`
+	hub.do(t, "PUT", "/_inference/text_embedding/bursty", body).mustStatus(t, 200)
+	planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 1 })
+	res := watchResults(t, js, "bursty")
+	ids := make([]string, 800)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("doc-%d", i)
+	}
+	start := time.Now()
+	publishDocs(t, js, "bursty", ids, func(id string) []byte { return docBody(id, docText(id)) })
+	p := planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target > 1 })
+	t.Logf("scaled to %d allocations %s after the burst: %v", p.Target, time.Since(start).Round(time.Millisecond), p.Nodes)
+	res.until(len(ids), 2*time.Minute)
+	if res.dups != 0 {
+		t.Fatalf("%d duplicates", res.dups)
+	}
+	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
+	running(t, js, 1, "bursty", map[string]int{})
+	t.Logf("back to zero %s after the burst", time.Since(start).Round(time.Millisecond))
+
+	m := directModel(t, ".multilingual-e5-small")
+	ep := parseEndpoint(t, "bursty", config.TextEmbedding, body)
+	hub.do(t, "POST", "/_inference/bursty", `{"input":"wake up"}`).expect(t, 200, directInfer(t, m, ep, `{"input":"wake up"}`))
+	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
+	publishDocs(t, js, "bursty", []string{"late"}, func(id string) []byte { return docBody(id, "a document at zero.") })
+	res.until(len(ids)+1, time.Minute)
+}
