@@ -46,8 +46,14 @@ type DeploymentStats struct {
 	BusyNanos int64 `json:"busy_nanos"`
 	// Waiting is the infer requests queued on the node now.
 	Waiting int `json:"waiting"`
-	// LastAccess is when the node last served something of the endpoint.
+	// PeakPerMinute and LastMinute count what finished in the busiest
+	// minute and in the last whole one.
+	PeakPerMinute int64 `json:"peak_throughput_per_minute"`
+	LastMinute    int64 `json:"throughput_last_minute"`
+	// LastAccess is when the node last served something of the endpoint;
+	// Started when it began serving it.
 	LastAccess time.Time `json:"last_access,omitzero"`
+	Started    time.Time `json:"started"`
 }
 
 // Registry reads and writes the node registry.
@@ -120,4 +126,32 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 			out = append(out, n)
 		}
 	}
+}
+
+// Snapshot is what the cluster knows of its deployments at one moment.
+type Snapshot struct {
+	Nodes  []Node
+	Plans  map[string]Plan
+	States []State
+}
+
+// View reads snapshots.
+type View struct {
+	Registry *Registry
+	Plans    *Plans
+	States   *States
+}
+
+// Snapshot reads the registry, the plans and the deployment states.
+func (v View) Snapshot(ctx context.Context) (Snapshot, error) {
+	var s Snapshot
+	var err error
+	if s.Nodes, err = v.Registry.Nodes(ctx); err != nil {
+		return s, err
+	}
+	if s.Plans, err = v.Plans.All(ctx); err != nil {
+		return s, err
+	}
+	s.States, err = v.States.list(ctx, ">")
+	return s, err
 }

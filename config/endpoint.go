@@ -133,6 +133,12 @@ type adaptiveJSON struct {
 	Max     *int `json:"max_number_of_allocations,omitempty"`
 }
 
+// MarshalJSON writes the settings as Elasticsearch does (also in the
+// trained model deployment stats).
+func (a AdaptiveAllocations) MarshalJSON() ([]byte, error) {
+	return xcontent.Marshal(adaptiveJSON{Enabled: a.Enabled, Min: a.Min, Max: a.Max})
+}
+
 type serviceSettingsJSON struct {
 	NumAllocations      *int          `json:"num_allocations,omitempty"`
 	NumThreads          int           `json:"num_threads"`

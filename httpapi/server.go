@@ -58,6 +58,10 @@ type Config struct {
 	// Deployments, when set, makes PUT wait for the deployment to start and
 	// GET show the live num_allocations.
 	Deployments Deployments
+	// Stats, when set, serves GET _ml/trained_models/_stats; ModelIDs lists
+	// the models stored, deployed or not.
+	Stats    StatsSource
+	ModelIDs func(ctx context.Context) ([]string, error)
 	// ModelExists, when set, is asked before an endpoint on a user-imported
 	// model is stored, as Elasticsearch checks for the trained model.
 	ModelExists func(ctx context.Context, modelID string) (bool, error)
@@ -174,6 +178,17 @@ func (a *API) routes(seg []string) map[string]route {
 	switch {
 	case len(seg) == 0:
 		return map[string]route{http.MethodGet: {handle: a.root}}
+	case len(seg) >= 3 && seg[0] == "_ml" && seg[1] == "trained_models" && seg[len(seg)-1] == "_stats":
+		if len(seg) > 4 {
+			return nil
+		}
+		id := "_all"
+		if len(seg) == 4 {
+			id = seg[2]
+		}
+		return map[string]route{http.MethodGet: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) {
+			a.modelStats(w, r, id)
+		}, params: []string{"allow_no_match", "from", "size"}}}
 	case seg[0] != "_inference":
 		return nil
 	case len(seg) == 1:

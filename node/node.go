@@ -93,8 +93,17 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	if err != nil {
 		return nil, err
 	}
+	ttl := ttlHeartbeats * cfg.Heartbeat
+	registry, err := cluster.OpenRegistry(openCtx, js, cfg.KVReplicas, ttl)
+	if err != nil {
+		return nil, err
+	}
+	plans, err := cluster.OpenPlans(openCtx, js, cfg.KVReplicas)
+	if err != nil {
+		return nil, err
+	}
 	if rt != nil {
-		if err := n.startWorker(ctx, openCtx, js, models, states, rt); err != nil {
+		if err := n.startWorker(ctx, openCtx, js, models, cluster.View{Registry: registry, Plans: plans, States: states}, rt); err != nil {
 			return nil, err
 		}
 	}
@@ -107,6 +116,15 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 		Store:       n.store,
 		Inferer:     &consumer.Client{NC: n.nc},
 		Deployments: states,
+		Stats:       cluster.View{Registry: registry, Plans: plans, States: states},
+		ModelIDs: func(ctx context.Context) ([]string, error) {
+			ms, err := models.List(ctx)
+			ids := make([]string, len(ms))
+			for i, m := range ms {
+				ids[i] = m.ModelID
+			}
+			return ids, err
+		},
 		ModelExists: func(ctx context.Context, id string) (bool, error) {
 			_, err := models.Get(ctx, id)
 			if errors.Is(err, modelstore.ErrNotFound) {
@@ -149,18 +167,10 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 const ttlHeartbeats = 5
 
 // startWorker starts the worker and the controller it contends for.
-func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream, models *modelstore.Store, states *cluster.States, rt *inference.Runtime) error {
+func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream, models *modelstore.Store, view cluster.View, rt *inference.Runtime) error {
 	cfg := n.cfg
-	ttl := ttlHeartbeats * cfg.Heartbeat
-	registry, err := cluster.OpenRegistry(openCtx, js, cfg.KVReplicas, ttl)
-	if err != nil {
-		return err
-	}
-	plans, err := cluster.OpenPlans(openCtx, js, cfg.KVReplicas)
-	if err != nil {
-		return err
-	}
-	lease, err := cluster.OpenLease(openCtx, js, cfg.KVReplicas, ttl, cfg.NodeName)
+	registry, plans, states := view.Registry, view.Plans, view.States
+	lease, err := cluster.OpenLease(openCtx, js, cfg.KVReplicas, registry.TTL(), cfg.NodeName)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -128,6 +129,69 @@ func TestPlacementAcrossWorkers(t *testing.T) {
 	running(t, js, 1, "wide", map[string]int{"w2": 1})
 	running(t, js, 1, "spread", map[string]int{"w1": 1})
 	hub.do(t, "POST", "/_inference/wide", `{"input":"fits now"}`).mustStatus(t, 200)
+
+	// The counters travel with the workers' heartbeats.
+	waitModelStats(t, hub, "wide", func(st modelStatsBody) bool {
+		if len(st.Stats) != 1 || st.Stats[0].ModelID != ".multilingual-e5-small" {
+			return false
+		}
+		d := st.Stats[0].Deployment
+		return d.DeploymentID == "wide" && d.State == "started" && d.Threads == 2 && d.Allocations == 1 &&
+			d.Status.Count == 1 && d.Status.Target == 1 && d.Status.State == "fully_allocated" && len(d.Nodes) == 1 &&
+			d.Nodes[0].Allocations == 1 && d.Nodes[0].Node["w2"].Name == "w2" && d.Nodes[0].Count == 1 && d.Nodes[0].AvgMs > 0
+	})
+	hub.do(t, "GET", "/_ml/trained_models/nope/_stats", "").expect(t, 404, esError(404, "resource_not_found_exception", "Could not find trained model [nope]"))
+}
+
+// modelStats is GET _ml/trained_models/<id>/_stats read back.
+type modelStatsBody struct {
+	Count int `json:"count"`
+	Stats []struct {
+		ModelID    string `json:"model_id"`
+		Deployment struct {
+			DeploymentID string `json:"deployment_id"`
+			State        string `json:"state"`
+			Threads      int    `json:"threads_per_allocation"`
+			Allocations  int    `json:"number_of_allocations"`
+			Count        int64  `json:"inference_count"`
+			Status       struct {
+				Count  int    `json:"allocation_count"`
+				Target int    `json:"target_allocation_count"`
+				State  string `json:"state"`
+			} `json:"allocation_status"`
+			Nodes []struct {
+				Node        map[string]struct{ Name string } `json:"node"`
+				Allocations int                              `json:"number_of_allocations"`
+				Count       int64                            `json:"inference_count"`
+				AvgMs       float64                          `json:"average_inference_time_ms"`
+			} `json:"nodes"`
+			Scaler *struct {
+				Rate   float64 `json:"request_rate"`
+				Needed int     `json:"needed_number_of_allocations"`
+			} `json:"adaptive_allocations_scaler"`
+		} `json:"deployment_stats"`
+	} `json:"trained_model_stats"`
+}
+
+// waitModelStats polls GET _ml/trained_models/<id>/_stats until ok.
+func waitModelStats(t *testing.T, n *testNode, id string, ok func(modelStatsBody) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := n.do(t, "GET", "/_ml/trained_models/"+id+"/_stats", "")
+		r.mustStatus(t, 200)
+		var out modelStatsBody
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+			t.Fatalf("%s: %v", r.body, err)
+		}
+		if ok(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats of %s: %s", id, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestNodeLossReplacesAllocations: a worker that dies has its allocations
@@ -225,6 +289,10 @@ func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
 	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
 	running(t, js, 1, "bursty", map[string]int{})
 	t.Logf("back to zero %s after the burst", time.Since(start).Round(time.Millisecond))
+	waitModelStats(t, hub, "bursty", func(st modelStatsBody) bool {
+		d := st.Stats[0].Deployment
+		return d.State == "started" && d.Allocations == 0 && d.Status.Count == 0 && d.Status.State == "fully_allocated" && d.Scaler != nil
+	})
 
 	m := directModel(t, ".multilingual-e5-small")
 	ep := parseEndpoint(t, "bursty", config.TextEmbedding, body)

@@ -219,10 +219,12 @@ func (w *Worker) describe() cluster.Node {
 			continue
 		}
 		st := dep.Stats()
+		lastMinute, peak, lastAccess := st.Throughput()
 		n.Deployments[id] = cluster.DeploymentStats{
 			Allocations: dep.Allocations(), Threads: int(e.threads.Load()),
 			Documents: st.Documents.Load(), Inferences: st.Inferences.Load(), Errors: st.Errors.Load(),
 			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
+			PeakPerMinute: peak, LastMinute: lastMinute, LastAccess: lastAccess, Started: e.started,
 		}
 	}
 	return n
@@ -315,7 +317,9 @@ type endpoint struct {
 	ep   config.Endpoint
 	rev  uint64
 	want int
-	dep  *consumer.Deployment
+	// started is when this node began to follow the endpoint.
+	started time.Time
+	dep     *consumer.Deployment
 	// deployment and threads are read by the heartbeat.
 	deployment atomic.Pointer[consumer.Deployment]
 	threads    atomic.Int64
@@ -326,7 +330,7 @@ type endpoint struct {
 
 func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
 	e := &endpoint{
-		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision,
+		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision, started: time.Now().UTC(),
 		log:     w.cfg.Log.With().Str("inference_id", entry.ID).Logger(),
 		updates: make(chan config.Entry, 1),
 		planned: make(chan int, 1),
