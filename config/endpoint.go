@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"github.com/jetinfer/jetinfer/xcontent"
 	"strings"
@@ -137,6 +138,16 @@ type adaptiveJSON struct {
 // trained model deployment stats).
 func (a AdaptiveAllocations) MarshalJSON() ([]byte, error) {
 	return xcontent.Marshal(adaptiveJSON{Enabled: a.Enabled, Min: a.Min, Max: a.Max})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (a *AdaptiveAllocations) UnmarshalJSON(data []byte) error {
+	var j adaptiveJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*a = AdaptiveAllocations{Enabled: j.Enabled, Min: j.Min, Max: j.Max}
+	return nil
 }
 
 type serviceSettingsJSON struct {

@@ -205,12 +205,20 @@ func parseServiceSettings(ep *Endpoint, ss *xcontent.Object, service string, ctx
 	const scope = "service_settings"
 	v := &validation{}
 	s := &ep.ServiceSettings
+	// An endpoint on an existing deployment takes its allocations, threads
+	// and model from the deployment (ElasticsearchInternalService).
+	attached := ss.Has("deployment_id") && ctx != fromStore
 	s.NumAllocations, _ = v.optionalPositiveInt(ss, "num_allocations", scope)
-	threads, _ := v.requiredPositiveInt(ss, "num_threads", scope)
-	s.NumThreads = threads
+	if attached {
+		if t, _ := v.optionalPositiveInt(ss, "num_threads", scope); t != nil {
+			s.NumThreads = *t
+		}
+	} else {
+		s.NumThreads, _ = v.requiredPositiveInt(ss, "num_threads", scope)
+	}
 	s.AdaptiveAllocations = v.adaptiveAllocations(ss)
 	s.ModelID, _ = v.optionalString(ss, "model_id", scope)
-	if s.NumAllocations == nil && s.AdaptiveAllocations == nil {
+	if s.NumAllocations == nil && s.AdaptiveAllocations == nil && !attached {
 		v.add("[%s] does not contain one of the required settings [num_allocations, adaptive_allocations]", scope)
 	}
 	s.DeploymentID, _ = v.optionalString(ss, "deployment_id", scope)
@@ -240,7 +248,7 @@ func parseServiceSettings(ep *Endpoint, ss *xcontent.Object, service string, ctx
 		return err
 	}
 
-	if s.ModelID == "" {
+	if s.ModelID == "" && s.DeploymentID == "" {
 		if service != ServiceAliasELSER {
 			return eserror.Validation(eserror.TypeValidation, "Error parsing service settings, model_id must be provided")
 		}
