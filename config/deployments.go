@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,8 +126,8 @@ func ParseStart(modelID string, query url.Values, body []byte) (StartRequest, er
 	}
 	r.Timeout = fields["timeout"]
 
-	if err := ValidateID(r.DeploymentID); err != nil {
-		return r, err
+	if !validDeploymentID(r.DeploymentID) {
+		v.add("Invalid deployment_id; '%s' can contain lowercase alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with alphanumeric", r.DeploymentID)
 	}
 	if r.NumberOfAllocations != nil {
 		if *r.NumberOfAllocations < 1 {
@@ -155,6 +156,14 @@ func ParseStart(modelID string, query url.Values, body []byte) (StartRequest, er
 		v.add("[wait_for] must be one of [starting, started, fully_allocated]")
 	}
 	return r, v.err(eserror.TypeActionRequestValidation)
+}
+
+var deploymentIDRe = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?$`)
+
+// validDeploymentID follows MlStrings.isValidId; a built-in model id (which
+// starts with a dot) is the default deployment id of its deployments.
+func validDeploymentID(id string) bool {
+	return len(id) <= MaxIDLength && (deploymentIDRe.MatchString(id) || FamilyOf(id) != FamilyImported)
 }
 
 // ParseDeploymentUpdate reads POST _ml/trained_models/{id}/deployment/_update:
@@ -320,4 +329,53 @@ func (s *DeploymentStore) List(ctx context.Context) ([]DeploymentEntry, error) {
 			}
 		}
 	}
+}
+
+// DeploymentChange is one update seen by Watch.
+type DeploymentChange struct {
+	DeploymentEntry
+	// ID is set on every change; Deployment only when not Deleted.
+	ID      string
+	Deleted bool
+}
+
+// Watch calls fn for every deployment stored, then for every change, until
+// ctx ends or the watch breaks (then it returns the error).
+func (s *DeploymentStore) Watch(ctx context.Context, fn func(DeploymentChange)) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return unavailable("watch deployments", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return unavailable("watch deployments", errors.New("watcher closed"))
+			}
+			if kve == nil {
+				continue
+			}
+			id := IDFromToken(kve.Key())
+			if kve.Operation() != jetstream.KeyValuePut {
+				fn(DeploymentChange{ID: id, Deleted: true})
+				continue
+			}
+			var d Deployment
+			if json.Unmarshal(kve.Value(), &d) == nil {
+				fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: d, Revision: kve.Revision()}})
+			}
+		}
+	}
+}
+
+// Endpoint is the deployment as a worker runs it: an endpoint without a
+// task type of its own (the model's is used) under the deployment id.
+func (d Deployment) Endpoint() Endpoint {
+	return Endpoint{InferenceID: d.DeploymentID, Service: ServiceName, ServiceSettings: ServiceSettings{
+		NumAllocations: d.NumberOfAllocations, NumThreads: d.ThreadsPerAllocation, ModelID: d.ModelID,
+		AdaptiveAllocations: d.AdaptiveAllocations, DeploymentID: d.DeploymentID,
+	}}
 }

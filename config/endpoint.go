@@ -48,6 +48,10 @@ func FamilyOf(modelID string) ModelFamily {
 	return FamilyImported
 }
 
+// ServedTask is the only task type a built-in model serves, "" for an
+// imported model (its artifact says).
+func ServedTask(modelID string) TaskType { return FamilyOf(modelID).servedTask() }
+
 // servedTask is the only task type a built-in model family serves.
 func (f ModelFamily) servedTask() TaskType {
 	switch f {

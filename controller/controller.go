@@ -35,8 +35,9 @@ const (
 type Config struct {
 	NC        *nats.Conn
 	JS        jetstream.JetStream
-	Endpoints *config.Store
-	Registry  *cluster.Registry
+	Endpoints   *config.Store
+	Deployments *config.DeploymentStore
+	Registry    *cluster.Registry
 	Plans     *cluster.Plans
 	Lease     *cluster.Lease
 	// Interval paces leadership and planning; 0 means DefaultInterval.
@@ -68,7 +69,7 @@ type Controller struct {
 
 // New checks cfg and fills in its defaults.
 func New(cfg Config) (*Controller, error) {
-	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Registry == nil || cfg.Plans == nil || cfg.Lease == nil {
+	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Deployments == nil || cfg.Registry == nil || cfg.Plans == nil || cfg.Lease == nil {
 		return nil, errors.New("controller: NATS, endpoint store, registry, plans and lease are required")
 	}
 	if cfg.Interval <= 0 {
@@ -239,15 +240,23 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		caps = append(caps, NodeCap{Name: n.Name, Processors: n.Processors, Models: models})
 	}
-	var wants []Want
-	live := map[string]bool{}
-	scalerStats := map[string]*cluster.ScalerStats{}
+	deployments, err := c.cfg.Deployments.List(ctx)
+	if err != nil {
+		return fmt.Errorf("deployments: %w", err)
+	}
+	// Every endpoint gets its consumer; one attached to a deployment runs
+	// on that deployment's allocations, and its load counts there.
+	type unit struct {
+		ep       config.Endpoint
+		revision uint64
+	}
+	var units []unit
+	attached := map[string][]string{}
 	for _, e := range entries {
-		if e.Err != nil || e.Endpoint.ServiceSettings.DeploymentID != "" {
+		if e.Err != nil {
 			continue
 		}
 		ep := e.Endpoint
-		live[ep.InferenceID] = true
 		if c.ensured[ep.InferenceID] != e.Revision {
 			if err := consumer.EnsureConsumer(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Consumer); err != nil {
 				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure consumer")
@@ -255,6 +264,21 @@ func (c *Controller) reconcile(ctx context.Context) error {
 				c.ensured[ep.InferenceID] = e.Revision
 			}
 		}
+		if d := ep.ServiceSettings.DeploymentID; d != "" {
+			attached[d] = append(attached[d], ep.InferenceID)
+			continue
+		}
+		units = append(units, unit{ep, e.Revision})
+	}
+	for _, d := range deployments {
+		units = append(units, unit{d.Deployment.Endpoint(), d.Revision})
+	}
+	var wants []Want
+	live := map[string]bool{}
+	scalerStats := map[string]*cluster.ScalerStats{}
+	for _, u := range units {
+		ep := u.ep
+		live[ep.InferenceID] = true
 		target := 0
 		if n := ep.ServiceSettings.NumAllocations; n != nil {
 			target = *n
@@ -262,13 +286,14 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		} else {
 			s := c.scaler(ep, prev)
 			target = s.Current()
+			ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
 			if measure || demanded[ep.InferenceID] && target == 0 {
-				target = s.Observe(now, c.sample(ctx, ep.InferenceID, nodes, elapsed, demanded[ep.InferenceID]))
+				target = s.Observe(now, c.sample(ctx, ids, nodes, elapsed, demanded[ep.InferenceID]))
 			}
 			rate, t, backlog, needed := s.Stats()
 			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: rate, InferenceTimeSec: t, Backlog: backlog, Needed: needed}
 		}
-		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: e.Revision, ModelID: ep.ServiceSettings.ModelID,
+		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID,
 			Threads: ep.ServiceSettings.NumThreads, Target: target})
 	}
 	for id := range c.scalers {
@@ -334,8 +359,16 @@ func (c *Controller) scaler(ep config.Endpoint, prev map[string]cluster.Plan) *S
 // sample measures an endpoint over the last interval: the work its nodes
 // finished (per-node counter deltas, so a restarted node counts from
 // zero), the documents queued or in progress, the requests waiting.
-func (c *Controller) sample(ctx context.Context, id string, nodes []cluster.Node, elapsed time.Duration, demand bool) Sample {
+func (c *Controller) sample(ctx context.Context, ids []string, nodes []cluster.Node, elapsed time.Duration, demand bool) Sample {
 	s := Sample{Elapsed: elapsed, Demand: demand}
+	for _, id := range ids {
+		c.sampleOne(ctx, &s, id, nodes)
+	}
+	return s
+}
+
+// sampleOne adds one endpoint's work and backlog to s.
+func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes []cluster.Node) {
 	prev := c.counters[id]
 	next := map[string]cluster.DeploymentStats{}
 	for _, n := range nodes {
@@ -358,5 +391,4 @@ func (c *Controller) sample(ctx context.Context, id string, nodes []cluster.Node
 	if info, err := consumer.Info(ctx, c.cfg.JS, id); err == nil {
 		s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
 	}
-	return s
 }

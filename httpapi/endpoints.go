@@ -152,13 +152,19 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 		a.writeError(w, r, err)
 		return
 	}
-	if d := ep.ServiceSettings.DeploymentID; d != "" {
-		// No trained-model deployments exist outside inference endpoints yet,
-		// so there is nothing to attach to.
-		a.writeError(w, r, eserror.New(http.StatusNotFound, eserror.TypeStatus, "Cannot find deployment [%s]", d))
-		return
+	if a.cfg.Trained != nil {
+		if _, _, err := a.cfg.Trained.Get(r.Context(), ep.InferenceID); err == nil {
+			a.writeError(w, r, eserror.BadRequest("Inference endpoint IDs must be unique. Requested inference endpoint ID [%s] matches existing trained model ID(s) but must not.", ep.InferenceID))
+			return
+		}
 	}
-	if err := a.checkModel(r.Context(), ep.ServiceSettings.ModelID); err != nil {
+	attached := ep.ServiceSettings.DeploymentID != ""
+	if attached {
+		if ep, err = a.attach(r.Context(), ep); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	} else if err := a.checkModel(r.Context(), ep.ServiceSettings.ModelID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -169,7 +175,7 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 	}
 	a.log.Info().Str("inference_id", ep.InferenceID).Str("task_type", string(ep.TaskType)).
 		Str("model_id", ep.ServiceSettings.ModelID).Msg("inference endpoint created")
-	if a.cfg.Deployments != nil {
+	if a.cfg.Deployments != nil && !attached {
 		// As Elasticsearch, the endpoint stays stored when its deployment
 		// fails or is slow to start; the error says why.
 		ctx := r.Context()
@@ -184,6 +190,53 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 		}
 	}
 	a.writeJSON(w, r, http.StatusOK, ep)
+}
+
+// attach resolves an endpoint's deployment_id, as validateAgainstDeployment
+// does: a deployment started through the _ml API, or another endpoint's
+// own, whose settings the endpoint takes. The deployment runs already, so
+// nothing is started or waited for.
+func (a *API) attach(ctx context.Context, ep config.Endpoint) (config.Endpoint, error) {
+	id := ep.ServiceSettings.DeploymentID
+	var found config.ServiceSettings
+	ok := false
+	if a.cfg.Trained != nil {
+		if d, _, err := a.cfg.Trained.Get(ctx, id); err == nil {
+			found, ok = d.Endpoint().ServiceSettings, true
+		}
+	}
+	if !ok {
+		if entry, err := a.cfg.Store.Get(ctx, id); err == nil && entry.Err == nil && entry.Endpoint.ServiceSettings.DeploymentID == "" {
+			found, ok = entry.Endpoint.ServiceSettings, true
+		}
+	}
+	if !ok {
+		return ep, eserror.New(http.StatusNotFound, eserror.TypeStatus, "Cannot find deployment [%s]", id)
+	}
+	if m := ep.ServiceSettings.ModelID; m != "" && m != found.ModelID {
+		return ep, eserror.BadRequest("Deployment [%s] uses model [%s] which does not match the model [%s] in the request.", id, found.ModelID, m)
+	}
+	if served := config.ServedTask(found.ModelID); served != "" && served != ep.TaskType {
+		return ep, eserror.BadRequest("Deployed model [%s] with type [%s] does not match the requested task type [%s]", found.ModelID, inferenceConfigName(served), ep.TaskType)
+	}
+	ss := &ep.ServiceSettings
+	ss.NumAllocations, ss.NumThreads, ss.AdaptiveAllocations, ss.ModelID = found.NumAllocations, found.NumThreads, found.AdaptiveAllocations, found.ModelID
+	if config.FamilyOf(found.ModelID) != config.FamilyImported {
+		// Dense settings belong to imported models only.
+		ss.Similarity, ss.ElementType, ss.Dimensions = "", "", nil
+	}
+	return ep, nil
+}
+
+// inferenceConfigName is the trained model inference config of a task.
+func inferenceConfigName(t config.TaskType) string {
+	switch t {
+	case config.SparseEmbedding:
+		return "text_expansion"
+	case config.Rerank:
+		return "text_similarity"
+	}
+	return string(t)
 }
 
 // checkModel refuses an endpoint on a user-imported model that is not in
@@ -311,6 +364,11 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p pathParam
 	}
 	if entry.Err != nil {
 		a.writeError(w, r, invalidStored(entry))
+		return
+	}
+	if d := entry.Endpoint.ServiceSettings.DeploymentID; d != "" {
+		a.writeError(w, r, eserror.New(http.StatusConflict, eserror.TypeStatus,
+			"Cannot update inference endpoint [%s] using model deployment [%s]. The model deployment must be updated through the trained models API.", p.id, d))
 		return
 	}
 	updated, err := config.ParseUpdate(entry.Endpoint, task, body)

@@ -113,16 +113,36 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 	all := id == "_all" || id == "*"
 	var out []modelStats
 	deployed := map[string]bool{}
+	// Deployments: every endpoint's own, and those of the _ml API; the
+	// endpoints attached to one count in its stats.
+	var units []config.Endpoint
+	attached := map[string][]string{}
 	for _, e := range entries {
-		ep := e.Endpoint
-		if e.Err != nil || ep.ServiceSettings.DeploymentID != "" {
+		if e.Err != nil {
 			continue
 		}
+		if d := e.Endpoint.ServiceSettings.DeploymentID; d != "" {
+			attached[d] = append(attached[d], e.ID)
+			continue
+		}
+		units = append(units, e.Endpoint)
+	}
+	if a.cfg.Trained != nil {
+		ds, err := a.cfg.Trained.List(ctx)
+		if err != nil {
+			a.writeError(w, r, storeError("_stats", err))
+			return
+		}
+		for _, d := range ds {
+			units = append(units, d.Deployment.Endpoint())
+		}
+	}
+	for _, ep := range units {
 		deployed[ep.ServiceSettings.ModelID] = true
 		if !all && id != ep.InferenceID && id != ep.ServiceSettings.ModelID {
 			continue
 		}
-		out = append(out, modelStats{ModelID: ep.ServiceSettings.ModelID, DeploymentStats: deploymentOf(ep, snap)})
+		out = append(out, modelStats{ModelID: ep.ServiceSettings.ModelID, DeploymentStats: deploymentOf(ep, snap, attached[ep.InferenceID])})
 	}
 	if a.cfg.ModelIDs != nil {
 		ids, err := a.cfg.ModelIDs(ctx)
@@ -146,7 +166,7 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 
 // deploymentOf gathers one endpoint's deployment from the plan, the
 // workers' states and their registry counters.
-func deploymentOf(ep config.Endpoint, snap cluster.Snapshot) *deploymentStats {
+func deploymentOf(ep config.Endpoint, snap cluster.Snapshot, attached []string) *deploymentStats {
 	plan := snap.Plans[ep.InferenceID]
 	d := &deploymentStats{
 		DeploymentID: ep.InferenceID, ModelID: ep.ServiceSettings.ModelID,
@@ -156,6 +176,9 @@ func deploymentOf(ep config.Endpoint, snap cluster.Snapshot) *deploymentStats {
 	}
 	if n := ep.ServiceSettings.NumAllocations; n != nil {
 		d.NumberOfAllocations = *n
+	}
+	if d.ThreadsPerAlloc == 0 {
+		d.ThreadsPerAlloc = 1
 	}
 	if s := plan.Scaler; s != nil {
 		d.Scaler = &scalerStats{RequestRate: s.RequestRate, InferenceTimeMs: s.InferenceTimeSec * 1000, Backlog: s.Backlog, Needed: s.Needed}
@@ -176,6 +199,22 @@ func deploymentOf(ep config.Endpoint, snap cluster.Snapshot) *deploymentStats {
 	start := time.Now()
 	for _, n := range snap.Nodes {
 		ds, ok := n.Deployments[ep.InferenceID]
+		for _, e := range attached {
+			if x, found := n.Deployments[e]; found {
+				ok = true
+				ds.Documents += x.Documents
+				ds.Inferences += x.Inferences
+				ds.Errors += x.Errors
+				ds.Rejected += x.Rejected
+				ds.BusyNanos += x.BusyNanos
+				ds.Waiting += x.Waiting
+				ds.PeakPerMinute += x.PeakPerMinute
+				ds.LastMinute += x.LastMinute
+				if x.LastAccess.After(ds.LastAccess) {
+					ds.LastAccess = x.LastAccess
+				}
+			}
+		}
 		rs, planned := routing[n.Name]
 		if !ok || !planned && ds.Allocations == 0 {
 			continue

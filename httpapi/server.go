@@ -58,6 +58,9 @@ type Config struct {
 	// Deployments, when set, makes PUT wait for the deployment to start and
 	// GET show the live num_allocations.
 	Deployments Deployments
+	// Trained, when set, holds the trained model deployments of the _ml
+	// API, which endpoints attach to with deployment_id.
+	Trained TrainedDeployments
 	// Stats, when set, serves GET _ml/trained_models/_stats; ModelIDs lists
 	// the models stored, deployed or not.
 	Stats    StatsSource
@@ -178,6 +181,20 @@ func (a *API) routes(seg []string) map[string]route {
 	switch {
 	case len(seg) == 0:
 		return map[string]route{http.MethodGet: {handle: a.root}}
+	case len(seg) == 5 && seg[0] == "_ml" && seg[1] == "trained_models" && seg[3] == "deployment":
+		id := seg[2]
+		switch seg[4] {
+		case "_start":
+			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.startDeployment(w, r, id) },
+				params: []string{"deployment_id", "number_of_allocations", "threads_per_allocation", "priority", "queue_capacity", "timeout", "wait_for", "cache_size"}}}
+		case "_stop":
+			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.stopDeployment(w, r, id) },
+				params: []string{"force", "allow_no_match"}}}
+		case "_update":
+			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.updateDeployment(w, r, id) },
+				params: []string{"number_of_allocations"}}}
+		}
+		return nil
 	case len(seg) >= 3 && seg[0] == "_ml" && seg[1] == "trained_models" && seg[len(seg)-1] == "_stats":
 		if len(seg) > 4 {
 			return nil

@@ -32,14 +32,15 @@ import (
 
 // Node is a running jetinfer process.
 type Node struct {
-	cfg      config.Service
-	log      zerolog.Logger
-	embedded *embeddednats.Server
-	nc       *nats.Conn
-	ncClosed chan struct{}
-	closing  atomic.Bool
-	store    *config.Store
-	worker   *worker.Worker
+	cfg         config.Service
+	log         zerolog.Logger
+	embedded    *embeddednats.Server
+	nc          *nats.Conn
+	ncClosed    chan struct{}
+	closing     atomic.Bool
+	store       *config.Store
+	deployments *config.DeploymentStore
+	worker      *worker.Worker
 
 	controller     *controller.Controller
 	stopController context.CancelFunc
@@ -75,6 +76,9 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelOpen()
 	if n.store, err = config.OpenStore(openCtx, js, config.StoreConfig{Replicas: cfg.KVReplicas}); err != nil {
+		return nil, err
+	}
+	if n.deployments, err = config.OpenDeploymentStore(openCtx, js, config.StoreConfig{Replicas: cfg.KVReplicas}); err != nil {
 		return nil, err
 	}
 	if err := n.store.EnsureDefaults(openCtx); err != nil {
@@ -116,6 +120,7 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 		Store:       n.store,
 		Inferer:     &consumer.Client{NC: n.nc},
 		Deployments: states,
+		Trained:     n.deployments,
 		Stats:       cluster.View{Registry: registry, Plans: plans, States: states},
 		ModelIDs: func(ctx context.Context) ([]string, error) {
 			ms, err := models.List(ctx)
@@ -176,7 +181,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	}
 	consumerCfg := consumer.ConsumerConfig{AckWait: cfg.AckWait}
 	ctrl, err := controller.New(controller.Config{
-		NC: n.nc, JS: js, Endpoints: n.store, Registry: registry, Plans: plans, Lease: lease,
+		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Registry: registry, Plans: plans, Lease: lease,
 		Interval: cfg.Heartbeat, Consumer: consumerCfg, Log: n.log,
 		Scaling: controller.ScalerConfig{ScaleToZeroAfter: cfg.ScaleToZeroAfter, Cooldown: cfg.ScaleDownCooldown},
 	})
@@ -188,7 +193,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 		cacheDir = filepath.Join(cfg.DataDir, "models")
 	}
 	n.worker, err = worker.Start(ctx, worker.Config{
-		NC: n.nc, JS: js, Endpoints: n.store, Models: models, States: states, Registry: registry, Plans: plans,
+		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: models, States: states, Registry: registry, Plans: plans,
 		Runtime: rt, NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
 		CacheDir: cacheDir, Heartbeat: cfg.Heartbeat,
 		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},

@@ -41,8 +41,9 @@ const DefaultHeartbeat = time.Second
 type Config struct {
 	NC        *nats.Conn
 	JS        jetstream.JetStream
-	Endpoints *config.Store
-	Models    *modelstore.Store
+	Endpoints   *config.Store
+	Deployments *config.DeploymentStore
+	Models      *modelstore.Store
 	States    *cluster.States
 	Registry  *cluster.Registry
 	Plans     *cluster.Plans
@@ -94,7 +95,7 @@ type Worker struct {
 
 // Start begins watching the endpoint bucket.
 func Start(ctx context.Context, cfg Config) (*Worker, error) {
-	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Models == nil || cfg.States == nil ||
+	if cfg.NC == nil || cfg.JS == nil || cfg.Endpoints == nil || cfg.Deployments == nil || cfg.Models == nil || cfg.States == nil ||
 		cfg.Registry == nil || cfg.Plans == nil || cfg.Runtime == nil {
 		return nil, errors.New("worker: NATS, stores, buckets and runtime are required")
 	}
@@ -120,10 +121,14 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
-	w.watch.Add(3)
+	w.watch.Add(4)
 	go func() {
 		defer w.watch.Done()
 		w.watchEndpoints(runCtx)
+	}()
+	go func() {
+		defer w.watch.Done()
+		w.watchDeployments(runCtx)
 	}()
 	go func() {
 		defer w.watch.Done()
@@ -150,6 +155,21 @@ func (w *Worker) watchEndpoints(ctx context.Context) {
 	}
 }
 
+// watchDeployments runs the trained model deployments started through the
+// _ml API like endpoints of their own id (they take their model's task).
+func (w *Worker) watchDeployments(ctx context.Context) {
+	for {
+		err := w.cfg.Deployments.Watch(ctx, func(c config.DeploymentChange) {
+			w.apply(ctx, config.Change{Entry: config.Entry{ID: c.ID, Endpoint: c.Deployment.Endpoint(), Revision: c.Revision}, Deleted: c.Deleted})
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn().Err(err).Msg("deployment watch stopped; retrying")
+		sleep(ctx, 2*time.Second)
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -171,8 +191,11 @@ func (w *Worker) watchPlans(ctx context.Context) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.planned[c.InferenceID] = n
-			if e := w.endpoints[c.InferenceID]; e != nil {
-				e.plan(n)
+			// The endpoints attached to a deployment follow its plan.
+			for _, e := range w.endpoints {
+				if e.planKey == c.InferenceID {
+					e.plan(n)
+				}
 			}
 		})
 		if ctx.Err() != nil {
@@ -245,11 +268,9 @@ func (w *Worker) apply(ctx context.Context, c config.Change) {
 			w.stopped[c.ID] = e.done
 			e.stop(c.Deleted)
 		}
-	case c.Endpoint.ServiceSettings.DeploymentID != "":
-		// Endpoints on a trained-model deployment follow that deployment.
 	case e == nil:
 		e = w.newEndpoint(c.Entry)
-		e.plan(w.planned[c.ID])
+		e.plan(w.planned[e.planKey])
 		w.endpoints[c.ID] = e
 		prev := w.stopped[c.ID]
 		delete(w.stopped, c.ID)
@@ -304,8 +325,12 @@ func (w *Worker) Close(ctx context.Context) error {
 // endpoint is the goroutine that owns one endpoint's deployment in this
 // process.
 type endpoint struct {
-	w       *Worker
-	id      string
+	w  *Worker
+	id string
+	// planKey is the deployment whose plan the endpoint follows: its own
+	// id, or the deployment_id it is attached to. Only the deployment's own
+	// goroutine charges the processor budget.
+	planKey string
 	log     zerolog.Logger
 	updates chan config.Entry // latest definition; capacity 1
 	planned chan int          // latest allocations the plan gives this node; capacity 1
@@ -330,15 +355,21 @@ type endpoint struct {
 
 func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
 	e := &endpoint{
-		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision, started: time.Now().UTC(),
+		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision, started: time.Now().UTC(), planKey: entry.ID,
 		log:     w.cfg.Log.With().Str("inference_id", entry.ID).Logger(),
 		updates: make(chan config.Entry, 1),
 		planned: make(chan int, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if d := entry.Endpoint.ServiceSettings.DeploymentID; d != "" {
+		e.planKey = d
+	}
 	return e
 }
+
+// charges reports whether the endpoint holds processors of the budget.
+func (e *endpoint) charges() bool { return e.planKey == e.id }
 
 func (e *endpoint) update(entry config.Entry) {
 	select {
@@ -467,10 +498,17 @@ func (e *endpoint) deploy() error {
 			}
 		}()
 	}
+	if e.ep.TaskType == "" {
+		// A trained model deployment serves its model's task.
+		e.ep.TaskType = config.TaskType(e.model.Spec().Task)
+	}
 	if err := checkTask(e.ep, e.model); err != nil {
 		return err
 	}
-	n := e.w.budget.grant(e.id, e.want, max(ss.NumThreads, 1))
+	n := e.want
+	if e.charges() {
+		n = e.w.budget.grant(e.id, e.want, max(ss.NumThreads, 1))
+	}
 	e.dep.SetRunner(pipeline.Runner{Model: e.model, Endpoint: e.ep}, n)
 	e.report(nil)
 	return nil
