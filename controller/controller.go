@@ -33,13 +33,13 @@ const (
 
 // Config configures a Controller.
 type Config struct {
-	NC        *nats.Conn
-	JS        jetstream.JetStream
+	NC          *nats.Conn
+	JS          jetstream.JetStream
 	Endpoints   *config.Store
 	Deployments *config.DeploymentStore
 	Registry    *cluster.Registry
-	Plans     *cluster.Plans
-	Lease     *cluster.Lease
+	Plans       *cluster.Plans
+	Lease       *cluster.Lease
 	// Interval paces leadership and planning; 0 means DefaultInterval.
 	Interval time.Duration
 	// Scaling carries ScaleToZeroAfter, Cooldown and DrainTime for every

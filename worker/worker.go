@@ -39,15 +39,15 @@ const DefaultHeartbeat = time.Second
 
 // Config configures a Worker.
 type Config struct {
-	NC        *nats.Conn
-	JS        jetstream.JetStream
+	NC          *nats.Conn
+	JS          jetstream.JetStream
 	Endpoints   *config.Store
 	Deployments *config.DeploymentStore
 	Models      *modelstore.Store
-	States    *cluster.States
-	Registry  *cluster.Registry
-	Plans     *cluster.Plans
-	Runtime   *inference.Runtime
+	States      *cluster.States
+	Registry    *cluster.Registry
+	Plans       *cluster.Plans
+	Runtime     *inference.Runtime
 	// NodeName names this worker in the deployment state.
 	NodeName string
 	// Processors is this process's processor budget: the sum of
