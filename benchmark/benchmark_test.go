@@ -3,9 +3,13 @@ package benchmark
 import (
 	"context"
 	"fmt"
+	"image"
+	_ "image/png"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 
@@ -139,6 +143,62 @@ func TestLatencyRuns(t *testing.T) {
 	WriteSearchUnderBulk(&table, r)
 	if !strings.Contains(table.String(), "| bulk ingest running | 10 |") {
 		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+// TestScalingRuns keeps the scaling demo working: on a tiny profile the
+// burst must scale the endpoint past one allocation, every document must
+// get its result, and the plot must be a PNG.
+func TestScalingRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node for about 20 s")
+	}
+	cfg := testConfig(0)
+	cfg.DenseModel = &smallDense
+	p := ScalingProfile{
+		Idle: time.Second,
+		// Long documents, enough of them that the small model's work on
+		// the burst (the rate times the inference time) clearly exceeds
+		// one allocation, however the controller's samples fall.
+		BurstDocs: 800, DocWords: 400,
+		Steady: 3 * time.Second, SteadyRate: 10,
+		// Only bounds the wait for the last results and scale to zero.
+		ZeroWait:       30 * time.Second,
+		MaxAllocations: 3, Processors: 4,
+		Heartbeat: time.Second, ScaleToZeroAfter: 2 * time.Second, Cooldown: time.Second,
+	}
+	r, err := Scaling(context.Background(), cfg, p)
+	var table strings.Builder
+	WriteScaling(&table, r)
+	t.Logf("scaling:\n%s", table.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := p.BurstDocs + 3*10; r.Published != want || r.Results != want {
+		t.Errorf("%d documents published, %d results; want %d of each", r.Published, r.Results, want)
+	}
+	if r.Reaction < 0 || r.MaxTarget < 2 {
+		t.Errorf("the burst did not scale the endpoint past one allocation: targets %v", r.Targets)
+	}
+	if r.Zero < 0 {
+		t.Errorf("the endpoint did not scale to zero after the load: targets %v", r.Targets)
+	}
+	if r.BacklogPeak <= 0 || !strings.Contains(table.String(), "| burst |") {
+		t.Errorf("backlog peak %d; table:\n%s", r.BacklogPeak, table.String())
+	}
+
+	png := filepath.Join(t.TempDir(), "scaling.png")
+	if err := PlotScaling(r, png); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ic, format, err := image.DecodeConfig(f)
+	if err != nil || format != "png" || ic.Width <= 0 || ic.Height <= 0 {
+		t.Errorf("plot: %s %dx%d, %v", format, ic.Width, ic.Height, err)
 	}
 }
 

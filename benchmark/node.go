@@ -46,8 +46,9 @@ type benchNode struct {
 
 // startNode writes a model repository holding the dense model under the
 // built-in id (the worker imports it into the model store on first use)
-// and starts a node on it with every core as its processor budget.
-func startNode(ctx context.Context, cfg Config) (_ *benchNode, err error) {
+// and starts a node on it with every core as its processor budget; adjust
+// then changes the node's settings (the scaling demo's pace and budget).
+func startNode(ctx context.Context, cfg Config, adjust ...func(*config.Service)) (_ *benchNode, err error) {
 	artifact, err := denseDir(cfg)
 	if err != nil {
 		return nil, err
@@ -75,6 +76,9 @@ func startNode(ctx context.Context, cfg Config) (_ *benchNode, err error) {
 	sc.ModelRepository = repo
 	sc.NodeName = "bench"
 	sc.Processors = runtime.NumCPU()
+	for _, f := range adjust {
+		f(&sc)
+	}
 	if b.node, err = node.Start(ctx, sc, cfg.Runtime, zerolog.Nop()); err != nil {
 		return nil, fmt.Errorf("start node: %w", err)
 	}

@@ -124,12 +124,13 @@ func (s *Scaler) Current() int { return s.current }
 // should have now.
 func (s *Scaler) Observe(now time.Time, in Sample) int {
 	dt := in.Elapsed.Seconds()
-	arrivals := in.Completed
+	// What arrived is what finished plus what the queue grew by: a burst
+	// counts once, when it queues, not again as it drains.
+	grew := in.Backlog
 	if s.primed {
-		arrivals += max(0, in.Backlog-s.prevBacklog)
-	} else {
-		arrivals += in.Backlog
+		grew -= s.prevBacklog
 	}
+	arrivals := max(0, in.Completed+grew)
 	s.prevBacklog, s.primed = in.Backlog, true
 	if dt > 0 {
 		r := float64(arrivals) / dt

@@ -137,3 +137,27 @@ func TestScalerBounds(t *testing.T) {
 		t.Fatalf("no maximum: %v", got)
 	}
 }
+
+func TestScalerSettlesAfterABurstDrains(t *testing.T) {
+	c := cfg()
+	c.Cooldown = 5 * time.Second
+	s := NewScaler(c, 1)
+	// 400 documents queue; four allocations finish 40 a second of 100 ms
+	// each while 12 a second keep arriving.
+	samples := []Sample{{Backlog: 400}}
+	backlog := int64(400)
+	for backlog > 0 {
+		backlog = max(0, backlog-28)
+		samples = append(samples, Sample{Completed: 40, Busy: 4 * time.Second, Backlog: backlog})
+	}
+	drained := len(samples)
+	samples = append(samples, repeat(20, Sample{Completed: 12, Busy: 1200 * time.Millisecond})...)
+	got := run(s, start, samples)
+	if got[1] != 4 {
+		t.Fatalf("decisions %v: want 4 during the burst", got)
+	}
+	// 1.2 allocations of steady work: two, within ten seconds of the drain.
+	if n := got[drained+10]; n != 2 {
+		t.Fatalf("decisions %v: %d allocations ten seconds after the drain, want 2", got, n)
+	}
+}

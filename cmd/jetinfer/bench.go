@@ -32,7 +32,18 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/testdata/tokenizer/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
-	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes) runs only when named")
+	scaling := benchmark.DefaultScalingProfile()
+	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
+	fs.IntVar(&scaling.BurstDocs, "scaling-burst", scaling.BurstDocs, "scaling: mixed-length documents published at once as the burst")
+	fs.DurationVar(&scaling.Steady, "scaling-steady", scaling.Steady, "scaling: length of the steady load after the burst")
+	fs.Float64Var(&scaling.SteadyRate, "scaling-rate", scaling.SteadyRate, "scaling: documents per second of the steady load")
+	fs.DurationVar(&scaling.ZeroWait, "scaling-wait", scaling.ZeroWait, "scaling: longest wait, after the last publish, for every result and no allocation")
+	fs.IntVar(&scaling.MaxAllocations, "scaling-max-allocations", scaling.MaxAllocations, "scaling: the endpoint's max_number_of_allocations")
+	fs.IntVar(&scaling.Processors, "scaling-processors", scaling.Processors, "scaling: the node's processor budget")
+	fs.DurationVar(&scaling.ScaleToZeroAfter, "scaling-scale-to-zero-after", scaling.ScaleToZeroAfter, "scaling: the node's --scale-to-zero-after")
+	fs.DurationVar(&scaling.Cooldown, "scaling-scale-down-cooldown", scaling.Cooldown, "scaling: the node's --scale-down-cooldown")
+	scalingPNG := fs.String("scaling-png", "docs/scaling.png", "scaling: `FILE` the plot is written to")
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
 	fs.Usage = func() {
@@ -83,6 +94,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchPipeline(ctx, cfg, stdout)
 		case "latency":
 			err = benchLatency(ctx, cfg, stdout)
+		case "scaling":
+			err = benchScaling(ctx, cfg, scaling, *scalingPNG, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -187,4 +200,27 @@ func benchLatency(ctx context.Context, cfg benchmark.Config, out io.Writer) erro
 	benchmark.WriteSearchUnderBulk(out, r)
 	fmt.Fprintln(out)
 	return nil
+}
+
+func benchScaling(ctx context.Context, cfg benchmark.Config, p benchmark.ScalingProfile, png string, out io.Writer) error {
+	r, err := benchmark.Scaling(ctx, cfg, p)
+	if len(r.Rows) == 0 {
+		return err
+	}
+	p = r.Profile
+	oversubscribed := ""
+	if p.MaxAllocations > runtime.NumCPU() {
+		oversubscribed = fmt.Sprintf(": %d single-thread allocations oversubscribe the %d cores, so each runs slower when all are busy", p.MaxAllocations, runtime.NumCPU())
+	}
+	fmt.Fprintf(out, "Scaling: the adaptive endpoint %s (0 to %d allocations × 1 thread) serving the %s model, on a node with a processor budget of %d on %d cores%s; heartbeat %s, scale to zero after %s idle, no scale-down within %s of a scale-up. Load: idle %s, a burst of %d mixed-length documents published at once, %.0f documents/s for %s, then idle until the endpoint has no allocation. Backlog is the documents pending or in an allocation's hands; planned is the plan's target at the end of each second, running what the node last reported.\n\n",
+		benchmark.ScalingEndpoint, p.MaxAllocations, r.Model, p.Processors, runtime.NumCPU(), oversubscribed, p.Heartbeat, p.ScaleToZeroAfter, p.Cooldown,
+		p.Idle, p.BurstDocs, p.SteadyRate, p.Steady)
+	benchmark.WriteScaling(out, r)
+	if perr := benchmark.PlotScaling(r, png); perr != nil {
+		err = errors.Join(err, perr)
+	} else {
+		fmt.Fprintf(out, "- plot: %s\n", png)
+	}
+	fmt.Fprintln(out)
+	return err
 }

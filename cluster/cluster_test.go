@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/embeddednats"
+)
+
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect("", srv.ConnectOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestLease(t *testing.T) {
+	js := startJS(t)
+	ctx := context.Background()
+	const ttl = 500 * time.Millisecond
+	a, err := OpenLease(ctx, js, 1, ttl, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenLease(ctx, js, 1, ttl, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Acquire(ctx); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	// Renewed, the lease outlives its TTL.
+	for range 4 {
+		time.Sleep(ttl / 3)
+		if err := a.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, _ := b.Holder(ctx); h != "a" {
+		t.Fatalf("holder %q", h)
+	}
+	// Not renewed, it expires and b takes it; a learns it lost it.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Acquire(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.Renew(ctx); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("renew of a lost lease: %v", err)
+	}
+	// A release hands it over at once; a stale release does nothing.
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := a.Holder(ctx); h != "b" {
+		t.Fatalf("a's stale release took b's lease: holder %q", h)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+}
+
+func TestRegistryForgetsSilentNodes(t *testing.T) {
+	js := startJS(t)
+	ctx := context.Background()
+	const ttl = 500 * time.Millisecond
+	reg, err := OpenRegistry(ctx, js, 1, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"w1", "w.2"} {
+		if err := reg.Announce(ctx, Node{Name: name, Processors: 2, Models: []string{"m"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, err := reg.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes %+v, %v", nodes, err)
+	}
+	if err := reg.Leave(ctx, "w.2"); err != nil {
+		t.Fatal(err)
+	}
+	// w1 keeps heartbeating past the TTL; w.2 left.
+	for range 4 {
+		time.Sleep(ttl / 3)
+		if err := reg.Announce(ctx, Node{Name: "w1", Processors: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, _ = reg.Nodes(ctx)
+	if len(nodes) != 1 || nodes[0].Name != "w1" {
+		t.Fatalf("nodes %+v", nodes)
+	}
+	// Silent, w1 is gone after the TTL.
+	time.Sleep(ttl + 100*time.Millisecond)
+	if nodes, _ = reg.Nodes(ctx); len(nodes) != 0 {
+		t.Fatalf("a silent node is still listed: %+v", nodes)
+	}
+}
