@@ -1,4 +1,4 @@
-.PHONY: run test build fuzz bench
+.PHONY: run test build fuzz bench scaling
 
 # Run the service: HTTP API on :9200, embedded NATS, data in ./data.
 run:
@@ -23,3 +23,7 @@ fuzz:
 # The engine benchmark tables of the README.
 bench: build
 	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer bench
+
+# The adaptive allocation demo: a table second by second and docs/scaling.png.
+scaling: build
+	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer bench --only scaling
