@@ -91,26 +91,15 @@ func (p *Plans) Remove(ctx context.Context, inferenceID string) error {
 
 // All returns every plan by inference id.
 func (p *Plans) All(ctx context.Context) (map[string]Plan, error) {
-	w, err := p.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	plans, err := current(ctx, p.kv, ">", func(_ jetstream.KeyValueEntry, pl Plan) (Plan, bool) { return pl, true })
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string]Plan{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case kve := <-w.Updates():
-			if kve == nil {
-				return out, nil
-			}
-			var pl Plan
-			if json.Unmarshal(kve.Value(), &pl) == nil {
-				out[pl.InferenceID] = pl
-			}
-		}
+	out := make(map[string]Plan, len(plans))
+	for _, pl := range plans {
+		out[pl.InferenceID] = pl
 	}
+	return out, nil
 }
 
 // PlanChange is one update seen by Watch: a plan written, or an endpoint's

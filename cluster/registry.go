@@ -105,27 +105,9 @@ func (r *Registry) Leave(ctx context.Context, name string) error {
 // Nodes lists the nodes alive: those whose entry has not expired. An entry
 // older than the TTL (the server expires it a little late) is left out.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
-	w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = w.Stop() }()
-	var out []Node
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case kve := <-w.Updates():
-			if kve == nil {
-				return out, nil
-			}
-			var n Node
-			if json.Unmarshal(kve.Value(), &n) != nil || time.Since(kve.Created()) > r.ttl {
-				continue
-			}
-			out = append(out, n)
-		}
-	}
+	return current(ctx, r.kv, ">", func(kve jetstream.KeyValueEntry, n Node) (Node, bool) {
+		return n, time.Since(kve.Created()) <= r.ttl
+	})
 }
 
 // Snapshot is what the cluster knows of its deployments at one moment.

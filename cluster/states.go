@@ -120,12 +120,18 @@ func (s *States) Of(ctx context.Context, inferenceID string) ([]State, error) {
 }
 
 func (s *States) list(ctx context.Context, filter string) ([]State, error) {
-	w, err := s.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	return current(ctx, s.kv, filter, func(kve jetstream.KeyValueEntry, st State) (State, bool) { return st, true })
+}
+
+// current decodes the values stored under filter now (a watch's initial
+// values), keeping those keep accepts; undecodable values are skipped.
+func current[T any](ctx context.Context, kv jetstream.KeyValue, filter string, keep func(jetstream.KeyValueEntry, T) (T, bool)) ([]T, error) {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = w.Stop() }()
-	var out []State
+	var out []T
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,9 +140,12 @@ func (s *States) list(ctx context.Context, filter string) ([]State, error) {
 			if kve == nil {
 				return out, nil
 			}
-			var st State
-			if json.Unmarshal(kve.Value(), &st) == nil {
-				out = append(out, st)
+			var v T
+			if json.Unmarshal(kve.Value(), &v) != nil {
+				continue
+			}
+			if v, ok := keep(kve, v); ok {
+				out = append(out, v)
 			}
 		}
 	}

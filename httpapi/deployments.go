@@ -144,16 +144,7 @@ func (a *API) stopDeployment(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	ctx := r.Context()
 	if _, _, err := trained.Get(ctx, id); err != nil {
-		if !errors.Is(err, config.ErrDeploymentNotFound) {
-			a.writeError(w, r, storeError(id, err))
-			return
-		}
-		if entry, err := a.cfg.Store.Get(ctx, id); err == nil && entry.Err == nil && entry.Endpoint.ServiceSettings.DeploymentID == "" {
-			a.writeError(w, r, eserror.New(http.StatusConflict, eserror.TypeStatus,
-				"Cannot stop deployment [%s] as it was created by inference endpoint [%s]. This model deployment must be stopped through the inference API.", id, id))
-			return
-		}
-		a.writeError(w, r, eserror.NotFound("Could not find trained model deployment [%s]", id))
+		a.writeError(w, r, a.noDeployment(ctx, id, "stop", "stopped", err))
 		return
 	}
 	if !force {
@@ -190,16 +181,7 @@ func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, id string
 	ctx := r.Context()
 	d, rev, err := trained.Get(ctx, id)
 	if err != nil {
-		if !errors.Is(err, config.ErrDeploymentNotFound) {
-			a.writeError(w, r, storeError(id, err))
-			return
-		}
-		if entry, err := a.cfg.Store.Get(ctx, id); err == nil && entry.Err == nil && entry.Endpoint.ServiceSettings.DeploymentID == "" {
-			a.writeError(w, r, eserror.New(http.StatusConflict, eserror.TypeStatus,
-				"Cannot update deployment [%s] as it was created by inference endpoint [%s]. This model deployment must be updated through the inference API.", id, id))
-			return
-		}
-		a.writeError(w, r, eserror.NotFound("Could not find trained model deployment [%s]", id))
+		a.writeError(w, r, a.noDeployment(ctx, id, "update", "updated", err))
 		return
 	}
 	updated, err := config.ParseDeploymentUpdate(d, r.URL.Query(), body)
@@ -212,6 +194,19 @@ func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, id string
 		return
 	}
 	a.writeJSON(w, r, http.StatusOK, assignmentResponse{Assignment: a.assignment(ctx, updated)})
+}
+
+// noDeployment explains why id is no _ml deployment (err is the store's):
+// an endpoint's own deployment is changed through the inference API.
+func (a *API) noDeployment(ctx context.Context, id, verb, done string, err error) error {
+	if !errors.Is(err, config.ErrDeploymentNotFound) {
+		return storeError(id, err)
+	}
+	if entry, err := a.cfg.Store.Get(ctx, id); err == nil && entry.Err == nil && entry.Endpoint.ServiceSettings.DeploymentID == "" {
+		return eserror.New(http.StatusConflict, eserror.TypeStatus,
+			"Cannot %s deployment [%s] as it was created by inference endpoint [%s]. This model deployment must be %s through the inference API.", verb, id, id, done)
+	}
+	return eserror.NotFound("Could not find trained model deployment [%s]", id)
 }
 
 // attachedTo lists the endpoints using a deployment.

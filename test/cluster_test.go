@@ -16,8 +16,9 @@ import (
 )
 
 // Cluster timing for these tests: a node or controller silent for five
-// heartbeats (one second) is replaced.
-const testHeartbeat = 200 * time.Millisecond
+// heartbeats (two seconds) is replaced; shorter would let a busy CI machine
+// starve a heartbeat and lose a healthy node.
+const testHeartbeat = 400 * time.Millisecond
 
 // workerSettings makes a worker-only node named name with the given
 // processor budget on the NATS at url.
