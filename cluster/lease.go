@@ -20,8 +20,12 @@ const leaseKey = "controller"
 type Lease struct {
 	kv       jetstream.KeyValue
 	node     string
+	ttl      time.Duration
 	revision uint64
 }
+
+// TTL is how long the lease outlives its last renewal.
+func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // OpenLease creates the bucket if needed; ttl is how long a lease outlives
 // its holder's last renewal.
@@ -37,7 +41,7 @@ func OpenLease(ctx context.Context, js jetstream.JetStream, replicas int, ttl ti
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", LeaseBucket, err)
 	}
-	return &Lease{kv: kv, node: node}, nil
+	return &Lease{kv: kv, node: node, ttl: ttl}, nil
 }
 
 // ErrLeaseHeld is returned by Acquire when another node holds the lease.

@@ -245,20 +245,21 @@ func OpenDeploymentStore(ctx context.Context, js jetstream.JetStream, cfg StoreC
 	return &DeploymentStore{kv: kv}, nil
 }
 
-// Create stores a new deployment; ErrDeploymentExists if the id is taken.
-func (s *DeploymentStore) Create(ctx context.Context, d Deployment) error {
+// Create stores a new deployment and returns its revision;
+// ErrDeploymentExists if the id is taken.
+func (s *DeploymentStore) Create(ctx context.Context, d Deployment) (uint64, error) {
 	data, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = s.kv.Create(ctx, Token(d.DeploymentID), data)
+	rev, err := s.kv.Create(ctx, Token(d.DeploymentID), data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return ErrDeploymentExists
+		return 0, ErrDeploymentExists
 	}
 	if err != nil {
-		return unavailable("create deployment "+d.DeploymentID, err)
+		return 0, unavailable("create deployment "+d.DeploymentID, err)
 	}
-	return nil
+	return rev, nil
 }
 
 // Get returns a deployment and its revision.

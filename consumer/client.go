@@ -77,7 +77,9 @@ func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Req
 	}
 	var first error
 	for range parts {
-		if err := <-errs; err != nil && (first == nil || first == context.Canceled) {
+		// A part cut short because another failed reports that cancel,
+		// not the cause: keep the first real error.
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
 			first = err
 		}
 	}

@@ -91,6 +91,9 @@ type Deployment struct {
 	failure  error
 	lanes    []*lane
 	stopping bool
+	// gen counts the work in progress since the last SetRunner, so that
+	// the caller can wait for it before it closes the runner replaced.
+	gen *sync.WaitGroup
 
 	sub      *nats.Subscription
 	cons     jetstream.Consumer
@@ -192,6 +195,7 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		ingestQ:  make(chan []jetstream.Msg),
 		wake:     make(chan struct{}, 1),
 		draining: make(chan struct{}),
+		gen:      new(sync.WaitGroup),
 	}, nil
 }
 
@@ -270,8 +274,10 @@ func (d *Deployment) leave(ctx context.Context) {
 
 // SetRunner makes r serve the endpoint on n allocations (a nil runner or
 // n = 0 stops them). Lanes that stop finish the work in their hands; a new
-// runner is used from the next piece of work on. It clears a failure.
-func (d *Deployment) SetRunner(r Runner, n int) {
+// runner is used from the next piece of work on. It clears a failure. The
+// returned wait blocks until the work begun before the call is done: only
+// then may the runner replaced (its model) be closed.
+func (d *Deployment) SetRunner(r Runner, n int) (wait func()) {
 	if r == nil {
 		n = 0
 	}
@@ -282,7 +288,7 @@ func (d *Deployment) SetRunner(r Runner, n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
-		return
+		return func() {}
 	}
 	d.runner, d.failure = r, nil
 	for len(d.lanes) > n {
@@ -309,12 +315,16 @@ func (d *Deployment) SetRunner(r Runner, n int) {
 		}
 	}
 	d.poke()
+	old := d.gen
+	d.gen = new(sync.WaitGroup)
+	return old.Wait
 }
 
 // Fail stops the allocations and answers infer requests, waiting and new,
-// with err until the next SetRunner. Documents stay queued.
-func (d *Deployment) Fail(err error) {
-	d.SetRunner(nil, 0)
+// with err until the next SetRunner. Documents stay queued. The returned
+// wait is SetRunner's.
+func (d *Deployment) Fail(err error) (wait func()) {
+	wait = d.SetRunner(nil, 0)
 	d.mu.Lock()
 	d.failure = err
 	if !d.stopping {
@@ -329,7 +339,7 @@ func (d *Deployment) Fail(err error) {
 		case msg := <-d.searchQ:
 			d.replyError(msg, err)
 		default:
-			return
+			return wait
 		}
 	}
 }
@@ -411,6 +421,16 @@ func (d *Deployment) current() (Runner, error, int) {
 	return d.runner, d.failure, len(d.lanes)
 }
 
+// use returns the runner for one piece of work and the func that marks the
+// work done (see SetRunner's wait).
+func (d *Deployment) use() (Runner, error, func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g := d.gen
+	g.Add(1)
+	return d.runner, d.failure, g.Done
+}
+
 // onInfer queues one infer request; it runs on the subscription's goroutine.
 func (d *Deployment) onInfer(msg *nats.Msg) {
 	if msg.Reply == "" {
@@ -445,28 +465,62 @@ func (d *Deployment) fetch(ctx context.Context) {
 			continue
 		}
 		batch, err := d.cons.Fetch(d.cfg.GroupDocs, jetstream.FetchMaxWait(d.cfg.PollWait))
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn().Err(err).Msg("fetch")
-				sleep(ctx, d.cfg.PollWait)
-			}
-			continue
+		if err == nil {
+			err = d.handOut(ctx, batch)
 		}
-		d.handOut(ctx, batch)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Removed by a worker cleaning up after a delete of the same
+			// id that raced with its re-creation: the endpoint exists, so
+			// its consumer must too.
+			if cons, cerr := ensureConsumer(ctx, d.cfg.JS, d.token, ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
+				d.cons = cons
+				continue
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("fetch")
+			sleep(ctx, d.cfg.PollWait)
+		}
 	}
 }
 
-// handOut forwards one pull request's messages to the lanes. Messages in
-// hand when ctx ends are handed back to the server for redelivery.
-func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) {
+// handOut forwards one pull request's messages to the lanes and returns the
+// pull request's error. Messages in hand when ctx ends are handed back to
+// the server for redelivery.
+func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) error {
 	var pending []jetstream.Msg
 	msgs := batch.Messages()
+	// Documents in hand with no lane left to take them (this node's
+	// allocations went to zero) go back at once, rather than waiting out
+	// their ack wait here and being served twice later.
+	check := time.NewTicker(d.cfg.PollWait)
+	defer check.Stop()
+	giveBack := func() {
+		for _, msg := range pending {
+			_ = msg.Nak()
+		}
+		pending = nil
+		if msgs != nil {
+			for msg := range msgs {
+				_ = msg.Nak()
+			}
+			msgs = nil
+		}
+	}
 	for msgs != nil || len(pending) > 0 {
 		var out chan []jetstream.Msg
 		if len(pending) > 0 {
 			out = d.ingestQ
 		}
 		select {
+		case <-check.C:
+			if _, _, lanes := d.current(); lanes == 0 {
+				giveBack()
+			} else {
+				for _, msg := range pending {
+					_ = msg.InProgress()
+				}
+			}
 		case msg, ok := <-msgs:
 			if !ok {
 				msgs = nil
@@ -476,21 +530,13 @@ func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) 
 		case out <- pending:
 			pending = nil
 		case <-ctx.Done():
-			for _, msg := range pending {
-				_ = msg.Nak()
-			}
-			pending = nil
-			if msgs != nil {
-				for msg := range msgs {
-					_ = msg.Nak()
-				}
-				msgs = nil
-			}
+			giveBack()
 		}
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-		d.log.Warn().Err(err).Msg("fetch")
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return err
 	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -564,7 +610,8 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	runner, failure, _ := d.current()
+	runner, failure, done := d.use()
+	defer done()
 	if runner == nil {
 		if failure == nil {
 			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)
@@ -711,7 +758,8 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	if len(docs) == 0 {
 		return
 	}
-	runner, failure, _ := d.current()
+	runner, failure, done := d.use()
+	defer done()
 	if runner == nil {
 		if failure == nil {
 			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)

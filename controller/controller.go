@@ -129,10 +129,12 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 		stepDown()
 	}()
+	var renewed time.Time
 	for {
 		opCtx, cancel := context.WithTimeout(ctx, 2*c.cfg.Interval)
 		if !c.leader.Load() {
 			if err := c.cfg.Lease.Acquire(opCtx); err == nil {
+				renewed = time.Now()
 				c.becomeLeader()
 				var err error
 				if sub, err = c.cfg.NC.Subscribe(consumer.DemandSubject("*"), c.onDemand); err != nil {
@@ -141,11 +143,18 @@ func (c *Controller) Run(ctx context.Context) {
 			} else if !errors.Is(err, cluster.ErrLeaseHeld) && ctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("acquire controller lease")
 			}
-		} else if err := c.cfg.Lease.Renew(opCtx); err != nil {
+		} else if err := c.cfg.Lease.Renew(opCtx); err == nil {
+			renewed = time.Now()
+		} else if errors.Is(err, cluster.ErrLeaseHeld) || time.Since(renewed) >= c.cfg.Lease.TTL()-c.cfg.Interval {
+			// Lost, or about to expire unrenewed: another worker may hold it.
 			if ctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("controller lease lost")
 			}
 			stepDown()
+		} else if ctx.Err() == nil {
+			// A passing error: the key still names this node, and stepping
+			// down now would leave nobody planning until it expires.
+			c.log.Warn().Err(err).Msg("renew controller lease; retrying")
 		}
 		if c.leader.Load() {
 			if err := c.reconcile(opCtx); err != nil && ctx.Err() == nil {
@@ -286,9 +295,15 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		} else {
 			s := c.scaler(ep, prev)
 			target = s.Current()
+			// The endpoints attached to a deployment bring it their load
+			// and their requests' demand.
 			ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
-			if measure || demanded[ep.InferenceID] && target == 0 {
-				target = s.Observe(now, c.sample(ctx, ids, nodes, elapsed, demanded[ep.InferenceID]))
+			demand := false
+			for _, id := range ids {
+				demand = demand || demanded[id]
+			}
+			if measure || demand && target == 0 {
+				target = s.Observe(now, c.sample(ctx, ids, nodes, elapsed, demand))
 			}
 			rate, t, backlog, needed := s.Stats()
 			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: rate, InferenceTimeSec: t, Backlog: backlog, Needed: needed}
@@ -296,10 +311,23 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID,
 			Threads: ep.ServiceSettings.NumThreads, Target: target})
 	}
+	for _, ids := range attached {
+		for _, id := range ids {
+			live[id] = true
+		}
+	}
 	for id := range c.scalers {
 		if !live[id] {
 			delete(c.scalers, id)
+		}
+	}
+	for id := range c.counters {
+		if !live[id] {
 			delete(c.counters, id)
+		}
+	}
+	for id := range c.ensured {
+		if !live[id] {
 			delete(c.ensured, id)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // TrainedDeployments is what the API needs of the trained model
 // deployments.
 type TrainedDeployments interface {
-	Create(ctx context.Context, d config.Deployment) error
+	Create(ctx context.Context, d config.Deployment) (uint64, error)
 	Get(ctx context.Context, id string) (config.Deployment, uint64, error)
 	Update(ctx context.Context, d config.Deployment, revision uint64) error
 	Delete(ctx context.Context, id string) error
@@ -102,7 +102,8 @@ func (a *API) startDeployment(w http.ResponseWriter, r *http.Request, modelID st
 		return
 	}
 	req.StartTime = time.Now().UTC()
-	if err := trained.Create(ctx, req.Deployment); err != nil {
+	revision, err := trained.Create(ctx, req.Deployment)
+	if err != nil {
 		if errors.Is(err, config.ErrDeploymentExists) {
 			err = exists
 		}
@@ -117,7 +118,7 @@ func (a *API) startDeployment(w http.ResponseWriter, r *http.Request, modelID st
 			wctx, cancel = context.WithTimeout(ctx, timeout)
 			defer cancel()
 		}
-		if err := a.cfg.Deployments.WaitStarted(wctx, req.DeploymentID, 0, timeoutText); err != nil {
+		if err := a.cfg.Deployments.WaitStarted(wctx, req.DeploymentID, revision, timeoutText); err != nil {
 			if e := eserror.As(err); e.Status == http.StatusRequestTimeout {
 				err = eserror.New(http.StatusRequestTimeout, eserror.TypeModelDeploymentTimeout,
 					"Timed out after [%s] waiting for trained model deployment [%s] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.",

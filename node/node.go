@@ -62,6 +62,8 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	n := &Node{cfg: cfg, log: log, errs: make(chan error, 1), ncClosed: make(chan struct{})}
 	defer func() {
 		if err != nil {
+			// A start that failed half way stops what it started.
+			n.stopWorker(context.Background())
 			n.closeNATS()
 		}
 	}()
@@ -213,6 +215,23 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	return nil
 }
 
+// stopWorker stops the controller, giving its lease up so that another
+// worker plans at once, then the worker, whose deployments finish the
+// documents and requests in hand.
+func (n *Node) stopWorker(ctx context.Context) error {
+	if n.controller != nil {
+		n.stopController()
+		<-n.ctrlDone
+		n.controller = nil
+	}
+	if n.worker == nil {
+		return nil
+	}
+	err := n.worker.Close(ctx)
+	n.worker = nil
+	return err
+}
+
 // Controller reports whether this node's worker is the controller.
 func (n *Node) Controller() bool { return n.controller != nil && n.controller.Leader() }
 
@@ -318,15 +337,7 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 	}
 	n.wg.Wait()
-	if n.controller != nil {
-		// Give the lease up first, so another worker plans at once.
-		n.stopController()
-		<-n.ctrlDone
-	}
-	if n.worker != nil {
-		// Deployments finish the documents and requests in hand.
-		err = errors.Join(err, n.worker.Close(ctx))
-	}
+	err = errors.Join(err, n.stopWorker(ctx))
 	n.closeNATS()
 	n.log.Info().Msg("jetinfer stopped")
 	return err

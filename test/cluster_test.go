@@ -44,7 +44,22 @@ func startCluster(t *testing.T, budgets ...int) (*testNode, []*testNode) {
 	for i, p := range budgets {
 		workers = append(workers, startNodeWith(t, workerSettings(fmt.Sprintf("w%d", i+1), p, hub.NATSURL()), testRuntime))
 	}
-	return hub, workers
+	// Placement depends on who is there: wait for everyone to announce.
+	reg, err := cluster.OpenRegistry(context.Background(), connectJS(t, hub.NATSURL()), 1, 5*testHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nodes, err := reg.Nodes(context.Background())
+		if err == nil && len(nodes) == len(budgets) {
+			return hub, workers
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registered nodes %+v (%v), want %d", nodes, err, len(budgets))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // planOf waits until the endpoint's plan satisfies ok and returns it.

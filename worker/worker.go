@@ -191,6 +191,9 @@ func (w *Worker) watchPlans(ctx context.Context) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.planned[c.InferenceID] = n
+			if c.Deleted {
+				delete(w.planned, c.InferenceID)
+			}
 			// The endpoints attached to a deployment follow its plan.
 			for _, e := range w.endpoints {
 				if e.planKey == c.InferenceID {
@@ -342,6 +345,9 @@ type endpoint struct {
 	ep   config.Endpoint
 	rev  uint64
 	want int
+	// failed is set while the last deploy failed: the deployment answers
+	// with the failure until it is deployed or undeployed.
+	failed bool
 	// started is when this node began to follow the endpoint.
 	started time.Time
 	dep     *consumer.Deployment
@@ -418,18 +424,23 @@ func (e *endpoint) run(ctx context.Context) {
 	defer e.shutdown()
 
 	var retry <-chan time.Time
+	var failure error
 	heartbeat := time.NewTicker(cluster.StateHeartbeat)
 	defer heartbeat.Stop()
+	redeploy := true
 	for {
-		retry = nil
-		if e.want > 0 {
-			if err := e.deploy(); err != nil {
-				e.fail(err)
-				retry = time.After(e.w.cfg.RetryInterval)
+		if redeploy {
+			retry, failure = nil, nil
+			if e.want > 0 {
+				if failure = e.deploy(); failure != nil {
+					e.fail(failure)
+					retry = time.After(e.w.cfg.RetryInterval)
+				}
+			} else {
+				e.undeploy()
 			}
-		} else {
-			e.undeploy()
 		}
+		redeploy = true
 		select {
 		case <-e.quit:
 			return
@@ -440,10 +451,12 @@ func (e *endpoint) run(ctx context.Context) {
 		case <-retry:
 		case <-e.w.budget.freed():
 		case <-heartbeat.C:
+			// Keep the state fresh (its bucket expires what is not
+			// rewritten); a failed load waits for its retry.
+			redeploy = false
 			if e.want > 0 {
-				e.report(nil)
+				e.report(failure)
 			}
-			continue
 		}
 	}
 }
@@ -452,10 +465,11 @@ func (e *endpoint) run(ctx context.Context) {
 // model (the controller scaled it down to none here); documents stay queued
 // for other nodes.
 func (e *endpoint) undeploy() {
-	if e.model == nil && e.dep.Allocations() == 0 {
+	if e.model == nil && e.dep.Allocations() == 0 && !e.failed {
 		return
 	}
-	e.dep.SetRunner(nil, 0)
+	e.failed = false
+	e.dep.SetRunner(nil, 0)() // clears a failure too; waits for the work in hand
 	e.w.budget.release(e.id)
 	if e.release != nil {
 		e.release()
@@ -490,13 +504,13 @@ func (e *endpoint) deploy() error {
 		if err != nil {
 			return err
 		}
-		old := e.release
+		if e.release != nil {
+			// Another model or thread count: the old one serves until its
+			// work in hand is done, then closes.
+			e.dep.SetRunner(nil, 0)()
+			e.release()
+		}
 		e.model, e.key, e.release = m, key, release
-		defer func() {
-			if old != nil {
-				old() // after the deployment has moved to the new model
-			}
-		}()
 	}
 	if e.ep.TaskType == "" {
 		// A trained model deployment serves its model's task.
@@ -510,8 +524,20 @@ func (e *endpoint) deploy() error {
 		n = e.w.budget.grant(e.id, e.want, max(ss.NumThreads, 1))
 	}
 	e.dep.SetRunner(pipeline.Runner{Model: e.model, Endpoint: e.ep}, n)
+	e.failed = false
 	e.report(nil)
 	return nil
+}
+
+// gone reports whether the endpoint's id is defined neither as an endpoint
+// nor as a trained model deployment.
+func (e *endpoint) gone(ctx context.Context) bool {
+	_, err := e.w.cfg.Endpoints.Get(ctx, e.id)
+	if !errors.Is(err, config.ErrNotFound) {
+		return false
+	}
+	_, _, err = e.w.cfg.Deployments.Get(ctx, e.id)
+	return errors.Is(err, config.ErrDeploymentNotFound)
 }
 
 // checkTask refuses a model whose head does not serve the endpoint's task.
@@ -527,7 +553,8 @@ func checkTask(ep config.Endpoint, m *inference.Model) error {
 func (e *endpoint) fail(err error) {
 	e.log.Error().Err(err).Str("model_id", e.ep.ServiceSettings.ModelID).Msg("deployment failed")
 	e.w.budget.release(e.id)
-	e.dep.Fail(err)
+	e.failed = true
+	e.dep.Fail(err)() // the model goes once the work in hand is done
 	if e.release != nil {
 		e.release()
 		e.model, e.release = nil, nil
@@ -579,7 +606,9 @@ func (e *endpoint) shutdown() {
 	if err := e.w.cfg.States.Remove(cctx, e.id, e.w.cfg.NodeName); err != nil {
 		e.log.Warn().Err(err).Msg("remove deployment state")
 	}
-	if e.deleted {
+	// Every worker stops a deleted endpoint; the queue and consumer go only
+	// if the id has not been defined again meanwhile.
+	if e.deleted && e.gone(cctx) {
 		if err := consumer.RemoveEndpoint(cctx, e.w.cfg.JS, e.id); err != nil {
 			e.log.Warn().Err(err).Msg("remove endpoint queue")
 		}
