@@ -117,6 +117,8 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 	// endpoints attached to one count in its stats.
 	var units []config.Endpoint
 	attached := map[string][]string{}
+	// queues holds the _ml deployments' own queue capacity and priority.
+	queues := map[string]config.Deployment{}
 	for _, e := range entries {
 		if e.Err != nil {
 			continue
@@ -135,6 +137,7 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		for _, d := range ds {
 			units = append(units, d.Deployment.Endpoint())
+			queues[d.Deployment.DeploymentID] = d.Deployment
 		}
 	}
 	for _, ep := range units {
@@ -142,7 +145,11 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 		if !all && id != ep.InferenceID && id != ep.ServiceSettings.ModelID {
 			continue
 		}
-		out = append(out, modelStats{ModelID: ep.ServiceSettings.ModelID, DeploymentStats: deploymentOf(ep, snap, attached[ep.InferenceID])})
+		d := deploymentOf(ep, snap, attached[ep.InferenceID])
+		if q, ok := queues[ep.InferenceID]; ok {
+			d.QueueCapacity, d.Priority = q.QueueCapacity, q.Priority
+		}
+		out = append(out, modelStats{ModelID: ep.ServiceSettings.ModelID, DeploymentStats: d})
 	}
 	if a.cfg.ModelIDs != nil {
 		ids, err := a.cfg.ModelIDs(ctx)
