@@ -102,11 +102,36 @@ func (r *Registry) Leave(ctx context.Context, name string) error {
 	return err
 }
 
-// Nodes lists the nodes alive: those whose entry the server has not
-// expired. (The server's clock decides; comparing its timestamps with this
-// process's clock would make every node look dead on a skewed machine.)
+// Nodes lists the nodes alive: those whose entry was written within the
+// TTL of the newest entry. The server expires silent entries too, but late;
+// comparing server timestamps with each other (not with this process's
+// clock) keeps a skewed clock from making every node look dead.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
-	return current(ctx, r.kv, ">", func(_ jetstream.KeyValueEntry, n Node) (Node, bool) { return n, true })
+	type entry struct {
+		node    Node
+		written time.Time
+	}
+	var entries []entry
+	_, err := current(ctx, r.kv, ">", func(kve jetstream.KeyValueEntry, n Node) (Node, bool) {
+		entries = append(entries, entry{n, kve.Created()})
+		return n, false
+	})
+	if err != nil {
+		return nil, err
+	}
+	var newest time.Time
+	for _, e := range entries {
+		if e.written.After(newest) {
+			newest = e.written
+		}
+	}
+	var out []Node
+	for _, e := range entries {
+		if newest.Sub(e.written) <= r.ttl {
+			out = append(out, e.node)
+		}
+	}
+	return out, nil
 }
 
 // Snapshot is what the cluster knows of its deployments at one moment.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,14 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
+// finite keeps a plan writable: JSON has no NaN or infinities.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}
+
 func (c *Controller) poke() {
 	select {
 	case c.kick <- struct{}{}:
@@ -306,7 +315,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 				target = s.Observe(now, c.sample(ctx, ids, nodes, elapsed, demand))
 			}
 			rate, t, backlog, needed := s.Stats()
-			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: rate, InferenceTimeSec: t, Backlog: backlog, Needed: needed}
+			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: finite(rate), InferenceTimeSec: finite(t), Backlog: backlog, Needed: needed}
 		}
 		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID,
 			Threads: ep.ServiceSettings.NumThreads, Target: target})

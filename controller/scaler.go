@@ -28,6 +28,13 @@ type kalman1d struct {
 }
 
 func (k *kalman1d) add(x, v float64, dynamicsChanged bool) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return
+	}
+	// No measurement is exact: a zero variance (an inference time of 0,
+	// when a heartbeat splits a group's time from its documents) would
+	// make the gain 0/0.
+	v = math.Max(v, 1e-12)
 	if !k.has {
 		k.value, k.variance, k.has = x, v, true
 		return

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -159,5 +160,16 @@ func TestScalerSettlesAfterABurstDrains(t *testing.T) {
 	// 1.2 allocations of steady work: two, within ten seconds of the drain.
 	if n := got[drained+10]; n != 2 {
 		t.Fatalf("decisions %v: %d allocations ten seconds after the drain, want 2", got, n)
+	}
+}
+
+func TestScalerSurvivesZeroTimes(t *testing.T) {
+	s := NewScaler(cfg(), 1)
+	// A heartbeat can report documents without their time (and the time
+	// of a group without its documents): inference times of zero.
+	got := run(s, start, append(repeat(5, Sample{Completed: 10}), Sample{Completed: 10, Busy: time.Second}, Sample{Completed: 5}))
+	rate, inference, _, _ := s.Stats()
+	if math.IsNaN(rate) || math.IsNaN(inference) || got[len(got)-1] < 1 {
+		t.Fatalf("rate %v, inference time %v, decisions %v", rate, inference, got)
 	}
 }
