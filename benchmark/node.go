@@ -231,6 +231,12 @@ func (b *benchNode) publish(ctx context.Context, run string, texts []string) err
 			return fmt.Errorf("publish %s: %w", id, err)
 		}
 	}
+	return awaitAcks(ctx, futures)
+}
+
+// awaitAcks waits for the stream to store every document published, none
+// of them dropped as a duplicate.
+func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
 	for _, f := range futures {

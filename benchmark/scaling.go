@@ -441,21 +441,8 @@ func replay(ctx context.Context, js jetstream.JetStream, p ScalingProfile, docs 
 		}
 		st.published.Add(1)
 	}
-	timeout := time.NewTimer(time.Minute)
-	defer timeout.Stop()
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				return fmt.Errorf("publish %s: dropped as a duplicate", f.Msg().Header.Get(nats.MsgIdHdr))
-			}
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", f.Msg().Header.Get(nats.MsgIdHdr), err)
-		case <-timeout.C:
-			return errors.New("publish: the stream did not acknowledge the burst within a minute")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := awaitAcks(ctx, futures); err != nil {
+		return err
 	}
 
 	st.steadyAt.Store(int64(since()))
