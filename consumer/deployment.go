@@ -628,7 +628,7 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 		if err == nil {
 			d.stats.Inferences.Add(1)
 			d.stats.done(1)
-			if err := Reply(d.cfg.NC, msg.Reply, http.StatusOK, body); err != nil {
+			if err := reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
 				d.log.Error().Err(err).Msg("reply")
 			}
 			return

@@ -34,12 +34,8 @@ const (
 // replyOverhead leaves room for the headers in each part of a reply.
 const replyOverhead = 512
 
-// Reply sends an infer reply of the given status, in parts when it does
-// not fit in one message.
-func Reply(nc *nats.Conn, subject string, status int, body []byte) error {
-	return reply(nc, subject, status, body, false)
-}
-
+// reply sends an infer reply of the given status, in parts when it does
+// not fit in one message; notAllocated marks it as HeaderNotAllocated says.
 func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
 	partSize := int(nc.MaxPayload()) - replyOverhead
 	if partSize < 1024 {

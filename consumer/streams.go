@@ -1,6 +1,7 @@
-// Package consumer owns the JetStream streams and consumers that carry
-// documents to a model and results back. One Allocation is one goroutine
-// pulling messages for one endpoint.
+// Package consumer owns the NATS side of serving an endpoint: the request
+// and result streams, each endpoint's durable consumer, the infer
+// request/reply protocol (and its client), and the Deployment that feeds an
+// endpoint's allocations from both and publishes what they compute.
 //
 // A document is published to inference.<token>.ingest (token is
 // config.Token of the inference id) with a Nats-Msg-Id header so a
@@ -12,8 +13,8 @@
 // "id" is cut out of the body (blanked in place, so the positions of the
 // other fields are kept) and the rest goes through pipeline.ParseRequest and
 // Validate(config.Any). The result is published to inference.<token>.results
-// with the header Jetinfer-Document-Id; its body is the processor's output,
-// or an Elasticsearch error envelope when the document could not be served.
+// with the header Jetinfer-Document-Id; its body is the runner's output, or
+// an Elasticsearch error envelope when the document could not be served.
 package consumer
 
 import (

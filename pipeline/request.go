@@ -1,6 +1,7 @@
 // Package pipeline turns inference requests into results: it owns the
-// POST _inference request contract and Elasticsearch's chunking of inputs;
-// running and publishing results join it next.
+// POST _inference request contract, Elasticsearch's chunking of inputs, the
+// runner that embeds or ranks them on a loaded model, the response and
+// result bodies, and the splitting and merging of large requests.
 package pipeline
 
 import (
