@@ -307,29 +307,20 @@ type DeploymentEntry struct {
 
 // List returns every deployment, sorted by id.
 func (s *DeploymentStore) List(ctx context.Context) ([]DeploymentEntry, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, unavailable("list deployments", err)
-	}
-	defer func() { _ = w.Stop() }()
 	var out []DeploymentEntry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case kve := <-w.Updates():
-			if kve == nil {
-				slices.SortFunc(out, func(a, b DeploymentEntry) int {
-					return strings.Compare(a.Deployment.DeploymentID, b.Deployment.DeploymentID)
-				})
-				return out, nil
-			}
-			var d Deployment
-			if json.Unmarshal(kve.Value(), &d) == nil {
-				out = append(out, DeploymentEntry{Deployment: d, Revision: kve.Revision()})
-			}
+	err := listKV(ctx, s.kv, "list deployments", func(kve jetstream.KeyValueEntry) {
+		var d Deployment
+		if json.Unmarshal(kve.Value(), &d) == nil {
+			out = append(out, DeploymentEntry{Deployment: d, Revision: kve.Revision()})
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
+	slices.SortFunc(out, func(a, b DeploymentEntry) int {
+		return strings.Compare(a.Deployment.DeploymentID, b.Deployment.DeploymentID)
+	})
+	return out, nil
 }
 
 // DeploymentChange is one update seen by Watch.
@@ -343,33 +334,17 @@ type DeploymentChange struct {
 // Watch calls fn for every deployment stored, then for every change, until
 // ctx ends or the watch breaks (then it returns the error).
 func (s *DeploymentStore) Watch(ctx context.Context, fn func(DeploymentChange)) error {
-	w, err := s.kv.WatchAll(ctx)
-	if err != nil {
-		return unavailable("watch deployments", err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return unavailable("watch deployments", errors.New("watcher closed"))
-			}
-			if kve == nil {
-				continue
-			}
-			id := IDFromToken(kve.Key())
-			if kve.Operation() != jetstream.KeyValuePut {
-				fn(DeploymentChange{ID: id, Deleted: true})
-				continue
-			}
-			var d Deployment
-			if json.Unmarshal(kve.Value(), &d) == nil {
-				fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: d, Revision: kve.Revision()}})
-			}
+	return watchKV(ctx, s.kv, "watch deployments", func(kve jetstream.KeyValueEntry, deleted bool) {
+		id := IDFromToken(kve.Key())
+		if deleted {
+			fn(DeploymentChange{ID: id, Deleted: true})
+			return
 		}
-	}
+		var d Deployment
+		if json.Unmarshal(kve.Value(), &d) == nil {
+			fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: d, Revision: kve.Revision()}})
+		}
+	})
 }
 
 // Endpoint is the deployment as a worker runs it: an endpoint without a

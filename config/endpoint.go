@@ -3,8 +3,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/jetinfer/jetinfer/xcontent"
 	"strings"
+
+	"github.com/jetinfer/jetinfer/xcontent"
 )
 
 // ServiceName is the one service jetinfer implements; ServiceAliasELSER is

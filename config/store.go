@@ -128,25 +128,33 @@ func decodeEntry(kve jetstream.KeyValueEntry) Entry {
 
 // List returns every stored definition, sorted by id.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var out []Entry
+	if err := listKV(ctx, s.kv, "list", func(kve jetstream.KeyValueEntry) { out = append(out, decodeEntry(kve)) }); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// listKV calls fn for every value stored in kv now.
+func listKV(ctx context.Context, kv jetstream.KeyValue, op string, fn func(jetstream.KeyValueEntry)) error {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, unavailable("list", err)
+		return unavailable(op, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var out []Entry
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, unavailable("list", ctx.Err())
+			return unavailable(op, ctx.Err())
 		case kve, ok := <-w.Updates():
 			if !ok {
-				return nil, unavailable("list", errors.New("watcher closed"))
+				return unavailable(op, errors.New("watcher closed"))
 			}
 			if kve == nil { // all current values delivered
-				sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-				return out, nil
+				return nil
 			}
-			out = append(out, decodeEntry(kve))
+			fn(kve)
 		}
 	}
 }
@@ -191,9 +199,21 @@ type Change struct {
 // later change, until ctx ends. Invalid definitions arrive with Entry.Err
 // set, so the caller reports them instead of acting on them.
 func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
-	w, err := s.kv.WatchAll(ctx)
+	return watchKV(ctx, s.kv, "watch", func(kve jetstream.KeyValueEntry, deleted bool) {
+		if deleted {
+			fn(Change{Entry: Entry{ID: IDFromToken(kve.Key()), Revision: kve.Revision()}, Deleted: true})
+			return
+		}
+		fn(Change{Entry: decodeEntry(kve)})
+	})
+}
+
+// watchKV calls fn for every value stored in kv, then for every change
+// (deleted for a delete or purge), until ctx ends or the watch breaks.
+func watchKV(ctx context.Context, kv jetstream.KeyValue, op string, fn func(kve jetstream.KeyValueEntry, deleted bool)) error {
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
-		return unavailable("watch", err)
+		return unavailable(op, err)
 	}
 	defer func() { _ = w.Stop() }()
 	for {
@@ -202,16 +222,12 @@ func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
 			return nil
 		case kve, ok := <-w.Updates():
 			if !ok {
-				return unavailable("watch", errors.New("watcher closed"))
+				return unavailable(op, errors.New("watcher closed"))
 			}
 			if kve == nil { // end of the initial values
 				continue
 			}
-			if kve.Operation() != jetstream.KeyValuePut {
-				fn(Change{Entry: Entry{ID: IDFromToken(kve.Key()), Revision: kve.Revision()}, Deleted: true})
-				continue
-			}
-			fn(Change{Entry: decodeEntry(kve)})
+			fn(kve, kve.Operation() != jetstream.KeyValuePut)
 		}
 	}
 }

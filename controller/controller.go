@@ -377,7 +377,7 @@ func (c *Controller) scaler(ep config.Endpoint, prev map[string]cluster.Plan) *S
 	}
 	s, ok := c.scalers[ep.InferenceID]
 	if !ok {
-		start := max(minimum, 1)
+		start := ep.ServiceSettings.InitialAllocations()
 		if config.IsDefaultID(ep.InferenceID) {
 			start = minimum
 		}
