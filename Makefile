@@ -16,7 +16,7 @@ FUZZTIME ?= 60s
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParsePut -fuzztime=$(FUZZTIME) ./config/
 	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/
-	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/
+	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/tokenizer/
 	go test -run='^$$' -fuzz=FuzzHeads -fuzztime=$(FUZZTIME) ./inference/
 	go test -run='^$$' -fuzz=FuzzChunkText -fuzztime=$(FUZZTIME) ./pipeline/
 

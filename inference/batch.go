@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
 
 // BatchConfig bounds one forward pass.
@@ -77,7 +79,7 @@ func planBatches(lengths []int, cfg BatchConfig) [][]int {
 }
 
 // pad lays encodings out as one padded batch.
-func pad(encs []Encoding, padID int64, withTypes bool) batchInput {
+func pad(encs []tokenizer.Encoding, padID int64, withTypes bool) batchInput {
 	seq := 0
 	for _, e := range encs {
 		seq = max(seq, len(e.IDs))

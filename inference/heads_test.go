@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
 
 func TestPlanBatches(t *testing.T) {
@@ -26,14 +28,14 @@ func TestPlanBatches(t *testing.T) {
 }
 
 func TestPad(t *testing.T) {
-	in := pad([]Encoding{{IDs: []int64{101, 7, 102}, TypeIDs: []int64{0, 0, 0}}, {IDs: []int64{101, 102}, TypeIDs: []int64{0, 1}}}, 9, true)
+	in := pad([]tokenizer.Encoding{{IDs: []int64{101, 7, 102}, TypeIDs: []int64{0, 0, 0}}, {IDs: []int64{101, 102}, TypeIDs: []int64{0, 1}}}, 9, true)
 	if in.rows != 2 || in.seq != 3 ||
 		!reflect.DeepEqual(in.ids, []int64{101, 7, 102, 101, 102, 9}) ||
 		!reflect.DeepEqual(in.mask, []int64{1, 1, 1, 1, 1, 0}) ||
 		!reflect.DeepEqual(in.types, []int64{0, 0, 0, 0, 1, 0}) {
 		t.Errorf("pad = %+v", in)
 	}
-	if noTypes := pad([]Encoding{{IDs: []int64{1}}}, 0, false); noTypes.types != nil {
+	if noTypes := pad([]tokenizer.Encoding{{IDs: []int64{1}}}, 0, false); noTypes.types != nil {
 		t.Errorf("pad without types has types %v", noTypes.types)
 	}
 }

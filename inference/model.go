@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
 
 // ErrClosed is wrapped by the error of every call on a Model after Close.
@@ -49,7 +51,7 @@ type Model struct {
 	closed bool
 
 	spec  Spec
-	tok   *Tokenizer
+	tok   *tokenizer.Tokenizer
 	sess  *session
 	batch BatchConfig
 	padID int64
@@ -86,7 +88,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	tok, err := LoadTokenizer(TokenizerConfig{Path: filepath.Join(dir, TokenizerFile), MaxLength: a.maxSequenceLength()})
+	tok, err := tokenizer.Load(tokenizer.Config{Path: filepath.Join(dir, TokenizerFile), MaxLength: a.maxSequenceLength()})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w: %w", dir, ErrInvalidModel, err)
 	}
@@ -99,7 +101,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	if spec.Task == TaskRerank && !tok.post.hasPair {
+	if spec.Task == TaskRerank && !tok.EncodesPairs() {
 		// EncodePair would fail on every request.
 		return nil, fmt.Errorf("model %s: %w", dir, invalid("%s: the post-processor has no template for pairs, which rerank needs", TokenizerFile))
 	}
@@ -175,8 +177,8 @@ func (m *Model) prefixed(texts []string, it InputType) []string {
 	return out
 }
 
-func (m *Model) encode(texts []string) ([]Encoding, error) {
-	encs := make([]Encoding, len(texts))
+func (m *Model) encode(texts []string) ([]tokenizer.Encoding, error) {
+	encs := make([]tokenizer.Encoding, len(texts))
 	for i, t := range texts {
 		e, err := m.tok.Encode(t)
 		if err != nil {
@@ -209,14 +211,14 @@ func (m *Model) outShape(rows, seq int) []int64 {
 
 // batches plans encs into token-budget batches and pads each one when the
 // iteration reaches it, yielding the inputs' indices with the batch.
-func (m *Model) batches(encs []Encoding) iter.Seq2[[]int, PaddedBatch] {
+func (m *Model) batches(encs []tokenizer.Encoding) iter.Seq2[[]int, PaddedBatch] {
 	return func(yield func([]int, PaddedBatch) bool) {
 		lengths := make([]int, len(encs))
 		for i, e := range encs {
 			lengths[i] = len(e.IDs)
 		}
 		for _, idx := range planBatches(lengths, m.batch) {
-			batch := make([]Encoding, len(idx))
+			batch := make([]tokenizer.Encoding, len(idx))
 			real := 0
 			for j, i := range idx {
 				batch[j] = encs[i]
@@ -231,7 +233,7 @@ func (m *Model) batches(encs []Encoding) iter.Seq2[[]int, PaddedBatch] {
 
 // forEachBatch runs the graph over encs batch by batch and hands each
 // batch's output to emit with the inputs' indices.
-func (m *Model) forEachBatch(ctx context.Context, encs []Encoding, emit func(idx []int, in batchInput, out []float32) error) error {
+func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emit func(idx []int, in batchInput, out []float32) error) error {
 	for idx, b := range m.batches(encs) {
 		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
 		if err != nil {
@@ -331,7 +333,7 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 	if m.spec.Task != TaskRerank {
 		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
 	}
-	encs := make([]Encoding, len(docs))
+	encs := make([]tokenizer.Encoding, len(docs))
 	for i, d := range docs {
 		e, err := m.tok.EncodePair(query, d)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
 
 // testRuntime is the one ONNX Runtime environment of this test binary,
@@ -52,7 +53,7 @@ func ortLibrary() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-const bertTokenizer = "testdata/tokenizer/bert-base-uncased/tokenizer.json"
+const bertTokenizer = "tokenizer/testdata/bert-base-uncased/tokenizer.json"
 
 // tinyConfig is a small BERT with bert-base-uncased's vocabulary, so that
 // the real tokenizer feeds it.
@@ -100,7 +101,7 @@ func load(t *testing.T, dir string, opts LoadOptions) *Model {
 }
 
 // reference runs the pure-Go forward pass on one encoding, unpadded.
-func reference(t *testing.T, ref *synthbert.Model, e Encoding) [][]float32 {
+func reference(t *testing.T, ref *synthbert.Model, e tokenizer.Encoding) [][]float32 {
 	t.Helper()
 	mask := make([]int64, len(e.IDs))
 	for i := range mask {
@@ -644,8 +645,8 @@ func TestLoadSentenceTransformersDirectory(t *testing.T) {
 // TestXLMRobertaPath runs the Unigram tokenizer with a graph that has no
 // token_type_ids input, as multilingual-e5 (XLM-RoBERTa) exports do.
 func TestXLMRobertaPath(t *testing.T) {
-	const unigram = "testdata/tokenizer/unigram/tokenizer.json"
-	tok, err := LoadTokenizer(TokenizerConfig{Path: unigram, MaxLength: 64})
+	const unigram = "tokenizer/testdata/unigram/tokenizer.json"
+	tok, err := tokenizer.Load(tokenizer.Config{Path: unigram, MaxLength: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

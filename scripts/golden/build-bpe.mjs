@@ -1,4 +1,4 @@
-// Builds inference/testdata/tokenizer/bpe/tokenizer.json: a small byte-level BPE tokenizer shaped like RoBERTa's
+// Builds inference/tokenizer/testdata/bpe/tokenizer.json: a small byte-level BPE tokenizer shaped like RoBERTa's
 // (and GPT-2's): ByteLevel pre-tokenizer with GPT-2's regex, BPE model over the 256 byte characters, <s> A </s> /
 // <s> A </s> </s> B </s> by RobertaProcessing, specials <s> <pad> </s> <unk> in the vocabulary and <mask> (lstrip)
 // after it, as in roberta-base.
@@ -24,7 +24,7 @@ import { dirname, join } from "node:path";
 import { BYTE_TO_CHAR, preTokenize } from "./bytelevel.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "../../inference/testdata/tokenizer/bpe/tokenizer.json");
+const out = join(here, "../../inference/tokenizer/testdata/bpe/tokenizer.json");
 
 const MAX_MERGES = 2000;
 const ADD_PREFIX_SPACE = true;

@@ -1,4 +1,4 @@
-// Builds inference/testdata/tokenizer/unigram/tokenizer.json: a small Unigram tokenizer shaped like XLM-RoBERTa's
+// Builds inference/tokenizer/testdata/unigram/tokenizer.json: a small Unigram tokenizer shaped like XLM-RoBERTa's
 // (multilingual-e5): Unigram model, Metaspace "▁" pre-tokenizer, <s> … </s> template, <pad>, <unk>, and a <mask>
 // with lstrip like XLM-R's.
 //
@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "../../inference/testdata/tokenizer/unigram/tokenizer.json");
+const out = join(here, "../../inference/tokenizer/testdata/unigram/tokenizer.json");
 
 const MAX_PIECE_CHARS = 8;
 const MULTI_CHAR_PIECES = 1500;

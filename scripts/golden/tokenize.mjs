@@ -1,7 +1,7 @@
-// Writes the golden token ids that inference/tokenizer_golden_test.go compares the Go tokenizer against.
+// Writes the golden token ids that inference/tokenizer/golden_test.go compares the Go tokenizer against.
 //
-// For each tokenizer under inference/testdata/tokenizer/ (bert-base-uncased, unigram, bpe), every text and every pair of
-// ../../inference/testdata/tokenizer/corpus.json is encoded with Hugging Face's tokenizers.js
+// For each tokenizer under inference/tokenizer/testdata/ (bert-base-uncased, unigram, bpe), every text and every pair of
+// ../../inference/tokenizer/testdata/corpus.json is encoded with Hugging Face's tokenizers.js
 // (@huggingface/tokenizers, pinned in package.json) at several maximum lengths, and the ids, token type ids and
 // whether the input was truncated go to <tokenizer>/golden.json.
 //
@@ -44,7 +44,7 @@ import { Tokenizer, BertNormalizer, MetaspacePreTokenizer, ByteLevelPreTokenizer
 import { preTokenize } from "./bytelevel.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const testdata = join(here, "../../inference/testdata/tokenizer");
+const testdata = join(here, "../../inference/tokenizer/testdata");
 const TOKENIZERS = ["bert-base-uncased", "unigram", "bpe"];
 const MAX_LENGTHS = [512, 128, 16];
 

@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"encoding/json"
@@ -36,7 +36,7 @@ func bpeTestFile(t testing.TB, model map[string]any, pre any) string {
 
 func bpeTestLoad(t testing.TB, model map[string]any) (*Tokenizer, error) {
 	t.Helper()
-	return LoadTokenizer(TokenizerConfig{Path: bpeTestFile(t, model, nil), MaxLength: 512})
+	return Load(Config{Path: bpeTestFile(t, model, nil), MaxLength: 512})
 }
 
 // bpeTokens encodes text and returns the token strings (no post-processor: no special tokens).
@@ -131,7 +131,7 @@ func TestBPELegacyMergesGolden(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	legacyTok, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 512})
+	legacyTok, err := Load(Config{Path: path, MaxLength: 512})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestBPELoadErrors(t *testing.T) {
 	}
 	// ByteLevel's add_prefix_space has no default in tokenizers.
 	path := bpeTestFile(t, map[string]any{"vocab": bpeTestVocab, "merges": []string{}}, map[string]any{"type": "ByteLevel"})
-	if _, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 16}); err == nil || !strings.Contains(err.Error(), "add_prefix_space") {
+	if _, err := Load(Config{Path: path, MaxLength: 16}); err == nil || !strings.Contains(err.Error(), "add_prefix_space") {
 		t.Errorf("ByteLevel without add_prefix_space: err = %v", err)
 	}
 }
@@ -436,7 +436,7 @@ func TestBPEPostProcessors(t *testing.T) {
 		if err := os.WriteFile(path, out, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		tok, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 16})
+		tok, err := Load(Config{Path: path, MaxLength: 16})
 		if err != nil {
 			t.Fatalf("%s: %v", post, err)
 		}
@@ -480,7 +480,7 @@ func TestBPEPostProcessors(t *testing.T) {
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 16}); err == nil || !strings.Contains(err.Error(), "unsupported") {
+	if _, err := Load(Config{Path: path, MaxLength: 16}); err == nil || !strings.Contains(err.Error(), "unsupported") {
 		t.Errorf("two templates in a Sequence: err = %v", err)
 	}
 }
@@ -510,7 +510,7 @@ func TestBPEHostileInputs(t *testing.T) {
 	merges = append(merges, []string{"a", "b"})
 	path := bpeTestFile(t, map[string]any{"vocab": vocab, "merges": merges, "unk_token": "<unk>"},
 		map[string]any{"type": "ByteLevel", "add_prefix_space": false})
-	deep, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 512})
+	deep, err := Load(Config{Path: path, MaxLength: 512})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,7 +595,7 @@ func TestBPEMatchesReference(t *testing.T) {
 }
 
 func ExampleTokenizer_bpe() {
-	tok, err := LoadTokenizer(TokenizerConfig{Path: filepath.Join("testdata", "tokenizer", "bpe", "tokenizer.json"), MaxLength: 16})
+	tok, err := Load(Config{Path: filepath.Join("testdata", "bpe", "tokenizer.json"), MaxLength: 16})
 	if err != nil {
 		panic(err)
 	}

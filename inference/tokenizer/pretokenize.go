@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"encoding/json"

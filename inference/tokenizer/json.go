@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 // handle.
 
 // hfTokenizerFile is the top level of tokenizer.json. "truncation", "padding" and "decoder" are not decoded into
-// components: TokenizerConfig.MaxLength replaces the file's truncation and padding is never applied (padding is read
+// components: Config.MaxLength replaces the file's truncation and padding is never applied (padding is read
 // only for its pad id), and we never decode ids back to text.
 type hfTokenizerFile struct {
 	AddedTokens   []hfAddedToken  `json:"added_tokens"`

@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"errors"
@@ -309,26 +309,26 @@ func TestLoadTokenizerErrors(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			tok, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 128})
+			tok, err := Load(Config{Path: path, MaxLength: 128})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("LoadTokenizer = %v, %v; want an error containing %q", tok, err, tt.want)
+				t.Fatalf("Load = %v, %v; want an error containing %q", tok, err, tt.want)
 			}
 		})
 	}
 
 	t.Run("missing file", func(t *testing.T) {
-		_, err := LoadTokenizer(TokenizerConfig{Path: filepath.Join(dir, "nope.json"), MaxLength: 128})
+		_, err := Load(Config{Path: filepath.Join(dir, "nope.json"), MaxLength: 128})
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("err = %v, want a not-exist error", err)
 		}
 	})
 	for _, maxLength := range []int{0, -1, 1, 2} {
-		_, err := LoadTokenizer(TokenizerConfig{Path: tokPath("bert-base-uncased"), MaxLength: maxLength})
+		_, err := Load(Config{Path: tokPath("bert-base-uncased"), MaxLength: maxLength})
 		if err == nil {
 			t.Errorf("MaxLength %d: no error (a pair needs 3 special tokens)", maxLength)
 		}
 	}
-	if _, err := LoadTokenizer(TokenizerConfig{MaxLength: 128}); err == nil {
+	if _, err := Load(Config{MaxLength: 128}); err == nil {
 		t.Error("no path: no error")
 	}
 }
@@ -355,7 +355,7 @@ func TestTokenizerComponents(t *testing.T) {
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := LoadTokenizer(TokenizerConfig{Path: path, MaxLength: 64})
+	tok, err := Load(Config{Path: path, MaxLength: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The golden files hold what Hugging Face tokenizers computes for testdata/tokenizer/corpus.json with each test
+// The golden files hold what Hugging Face tokenizers computes for testdata/corpus.json with each test
 // tokenizer at several maximum lengths (scripts/golden/tokenize.mjs writes them; CI does not run Node, the files
 // are committed).
 
@@ -41,17 +41,17 @@ func tokLoadJSON(t testing.TB, path string, v any) {
 
 func tokLoadCorpus(t testing.TB) tokCorpus {
 	var c tokCorpus
-	tokLoadJSON(t, filepath.Join("testdata", "tokenizer", "corpus.json"), &c)
+	tokLoadJSON(t, filepath.Join("testdata", "corpus.json"), &c)
 	return c
 }
 
 func tokPath(name string) string {
-	return filepath.Join("testdata", "tokenizer", name, "tokenizer.json")
+	return filepath.Join("testdata", name, "tokenizer.json")
 }
 
 func tokLoad(t testing.TB, name string, maxLength int) *Tokenizer {
 	t.Helper()
-	tok, err := LoadTokenizer(TokenizerConfig{Path: tokPath(name), MaxLength: maxLength})
+	tok, err := Load(Config{Path: tokPath(name), MaxLength: maxLength})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestTokenizerGolden(t *testing.T) {
 			var golden struct {
 				Cases []tokGoldenCase `json:"cases"`
 			}
-			tokLoadJSON(t, filepath.Join("testdata", "tokenizer", name, "golden.json"), &golden)
+			tokLoadJSON(t, filepath.Join("testdata", name, "golden.json"), &golden)
 			wantCases := 3 * (len(corpus.Single) + len(corpus.Pairs))
 			if len(golden.Cases) != wantCases {
 				t.Fatalf("golden.json has %d cases, want %d: regenerate it (scripts/golden)", len(golden.Cases), wantCases)

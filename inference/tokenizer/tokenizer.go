@@ -1,4 +1,9 @@
-package inference
+// Package tokenizer is jetinfer's own implementation of Hugging Face
+// tokenizers for a tokenizer.json (WordPiece, Unigram and byte-level BPE
+// models, their normalizers, pre-tokenizers, added tokens, truncation and
+// post-processing). It is pure Go: it links no ONNX Runtime, so its tests and
+// fuzz targets run anywhere.
+package tokenizer
 
 import (
 	"errors"
@@ -8,8 +13,8 @@ import (
 	"unicode/utf8"
 )
 
-// TokenizerConfig says which tokenizer to load and how long its encodings may be.
-type TokenizerConfig struct {
+// Config says which tokenizer to load and how long its encodings may be.
+type Config struct {
 	Path      string // tokenizer.json
 	MaxLength int    // model's maximum sequence length including special tokens; overrides any truncation/padding in the file
 }
@@ -28,8 +33,8 @@ type Encoding struct {
 // All of it is implemented in this package after tokenizers' Rust sources, file loading included; sugarme/tokenizer
 // is used only by the tests, as the reference for the WordPiece matching, because its versions give other ids
 // than Hugging Face or are too slow: normalizers (normalize.go), pre-tokenizers (pretokenize.go, ByteLevel
-// included), added-token extraction (tokenizer_added.go), the WordPiece and Unigram models (tokenizer_model.go),
-// the BPE model (bpe.go), truncation and post-processing (tokenizer_post.go). The comment on each part says what
+// included), added-token extraction (added.go), the WordPiece and Unigram models (model.go),
+// the BPE model (bpe.go), truncation and post-processing (post.go). The comment on each part says what
 // sugarme does differently.
 //
 // A Tokenizer is immutable once loaded, and Encode reads nothing else (the models keep no cache; the BPE model has
@@ -46,9 +51,9 @@ type Tokenizer struct {
 	padID      int64
 }
 
-// LoadTokenizer reads a tokenizer.json. A file that cannot be read, is not valid JSON or uses a model or
+// Load reads a tokenizer.json. A file that cannot be read, is not valid JSON or uses a model or
 // component this package does not implement is an error.
-func LoadTokenizer(cfg TokenizerConfig) (*Tokenizer, error) {
+func Load(cfg Config) (*Tokenizer, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("tokenizer: no path")
 	}
@@ -332,3 +337,7 @@ func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 
 // PadID is the id to pad with: the file's padding pad_id, else [PAD] or <pad>, else 0.
 func (t *Tokenizer) PadID() int64 { return t.padID }
+
+// EncodesPairs reports whether the post-processor has a template for pairs,
+// which EncodePair (and so rerank) needs.
+func (t *Tokenizer) EncodesPairs() bool { return t.post.hasPair }

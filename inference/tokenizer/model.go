@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 import (
 	"encoding/json"
@@ -68,7 +68,7 @@ func (m *wordPieceModel) maxPieceBytes() int { return 0 }
 // loadWordPiece reads and checks the WordPiece section of the file and indexes its vocabulary. sugarme is not used
 // here: its pretrained.FromReader type-asserts every field (a wrong JSON type panics) and log.Fatals on some inputs,
 // and the vocabulary it would read is the one decoded here; it is only the tests' reference for the matching
-// (tokenizer_sugarme_test.go).
+// (sugarme_test.go).
 func loadWordPiece(m *hfModel) (*wordPieceModel, error) {
 	var vocab map[string]int64
 	if err := json.Unmarshal(m.Vocab, &vocab); err != nil {

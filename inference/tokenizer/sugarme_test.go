@@ -1,4 +1,4 @@
-package inference
+package tokenizer
 
 // sugarme/tokenizer is only a test oracle: the tests compare our WordPiece matching with its WordPiece.Tokenize.
 // Production code does not use it (it type-asserts the file's fields, log.Fatals on some inputs, and its
