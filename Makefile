@@ -18,7 +18,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/
 	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/tokenizer/
 	go test -run='^$$' -fuzz=FuzzHeads -fuzztime=$(FUZZTIME) ./inference/
-	go test -run='^$$' -fuzz=FuzzChunkText -fuzztime=$(FUZZTIME) ./pipeline/
+	go test -run='^$$' -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./pipeline/chunking/
 
 # The engine benchmark tables of the README.
 bench: build

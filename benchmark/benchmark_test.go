@@ -32,7 +32,7 @@ func testConfig(texts int) Config {
 	return Config{
 		Runtime:   testRuntime,
 		CacheDir:  "../.cache/bench",
-		Tokenizer: "../inference/testdata/tokenizer/bert-base-uncased/tokenizer.json",
+		Tokenizer: "../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json",
 		Texts:     texts,
 		Docs:      4,
 		Threads:   []int{1},

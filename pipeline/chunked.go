@@ -7,6 +7,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/pipeline/chunking"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -15,7 +16,7 @@ import (
 // is chunked with the endpoint's chunking settings (the legacy word 250/100
 // when it has none; strategy none makes the whole input one chunk), all
 // chunks of all inputs are embedded by one Embed or SparseEmbed call, so the
-// engine batches them, and each input keeps at most MaxChunksPerInput
+// engine batches them, and each input keeps at most chunking.MaxChunksPerInput
 // chunks, merged as EmbeddingRequestChunker does (ChunkSlots, SlotChunks,
 // MergeDense, MergeSparseEmbedding, a slot's chunks merged in order).
 //
@@ -53,11 +54,11 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 		settings = ep.Chunking
 	}
 	// chunks holds every input of every document, documents in order.
-	var chunks [][]Chunk
+	var chunks [][]chunking.Chunk
 	var texts []string
 	for _, inputs := range docs {
 		for _, in := range inputs {
-			cs, err := ChunkText(in, *settings)
+			cs, err := chunking.Split(in, *settings)
 			if err != nil {
 				return nil, err
 			}
@@ -138,11 +139,11 @@ type modelSettings struct {
 // mergeSlots folds an input's chunk embeddings (embedding(j) is chunk j's)
 // into its result slots: a slot's first chunk starts it, each later one is
 // merged in with merge(acc, chunks merged so far, next).
-func mergeSlots(chunks []Chunk, embedding func(j int) chunkResult, merge func(acc *chunkResult, n int, next chunkResult)) []chunkResult {
-	slots := SlotChunks(chunks)
+func mergeSlots(chunks []chunking.Chunk, embedding func(j int) chunkResult, merge func(acc *chunkResult, n int, next chunkResult)) []chunkResult {
+	slots := chunking.SlotChunks(chunks)
 	out := make([]chunkResult, len(slots))
 	counts := make([]int, len(slots))
-	for j, s := range ChunkSlots(len(chunks)) {
+	for j, s := range chunking.Slots(len(chunks)) {
 		e := embedding(j)
 		if counts[s] == 0 {
 			out[s] = e

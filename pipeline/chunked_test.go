@@ -10,6 +10,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/pipeline/chunking"
 )
 
 // chunkedJSON is ChunkedInfer's body read back; Embeddings is a
@@ -99,12 +100,12 @@ func TestChunkedInferSparse(t *testing.T) {
 				t.Fatalf("%d chunk arrays; want %d", len(resp.Chunks), len(inputs))
 			}
 			for i, in := range inputs {
-				want, err := ChunkText(in, *tc.chunking)
+				want, err := chunking.Split(in, *tc.chunking)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if i == 0 && (tc.chunks == 0 && len(want) < 2 || tc.chunks > 0 && len(want) != tc.chunks) {
-					t.Fatalf("ChunkText made %d chunks", len(want))
+					t.Fatalf("chunking.Split made %d chunks", len(want))
 				}
 				got := resp.Chunks[i]
 				if len(got) != len(want) {
@@ -139,8 +140,8 @@ func TestChunkedInferSparse(t *testing.T) {
 func TestChunkedInferDense(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32,"prefix_strings":{"ingest":"passage: ","search":"query: "}}`)
 	ctx := context.Background()
-	chunking := &config.ChunkingSettings{Strategy: config.ChunkSentence, MaxChunkSize: 20, SentenceOverlap: 1}
-	ep := config.Endpoint{InferenceID: "e5", TaskType: config.TextEmbedding, Chunking: chunking,
+	settings := &config.ChunkingSettings{Strategy: config.ChunkSentence, MaxChunkSize: 20, SentenceOverlap: 1}
+	ep := config.Endpoint{InferenceID: "e5", TaskType: config.TextEmbedding, Chunking: settings,
 		ServiceSettings: config.ServiceSettings{Similarity: "dot_product"}}
 	var sb strings.Builder
 	for i := range 12 {
@@ -160,12 +161,12 @@ func TestChunkedInferDense(t *testing.T) {
 		t.Fatalf("model_settings %v", ms)
 	}
 	for i, in := range inputs {
-		want, err := ChunkText(in, *chunking)
+		want, err := chunking.Split(in, *settings)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 && len(want) < 2 {
-			t.Fatalf("ChunkText made %d chunks", len(want))
+			t.Fatalf("chunking.Split made %d chunks", len(want))
 		}
 		texts := make([]string, len(want))
 		for j, c := range want {
@@ -207,8 +208,8 @@ func TestChunkedInferDense(t *testing.T) {
 func TestChunkedInferMaxChunks(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32}`)
 	ctx := context.Background()
-	chunking := &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}
-	ep := config.Endpoint{InferenceID: "dense", TaskType: config.TextEmbedding, Chunking: chunking}
+	settings := &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}
+	ep := config.Endpoint{InferenceID: "dense", TaskType: config.TextEmbedding, Chunking: settings}
 	long := words(3000)
 	body, err := ChunkedInfer(ctx, m, ep, []string{"a few words", long}, InputUnspecified)
 	if err != nil {
@@ -218,14 +219,14 @@ func TestChunkedInferMaxChunks(t *testing.T) {
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}
-	chunks, err := ChunkText(long, *chunking)
+	chunks, err := chunking.Split(long, *settings)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chunks) <= MaxChunksPerInput {
-		t.Fatalf("%d chunks; the test needs more than %d", len(chunks), MaxChunksPerInput)
+	if len(chunks) <= chunking.MaxChunksPerInput {
+		t.Fatalf("%d chunks; the test needs more than %d", len(chunks), chunking.MaxChunksPerInput)
 	}
-	if len(resp.Chunks) != 2 || len(resp.Chunks[0]) != 1 || len(resp.Chunks[1]) != MaxChunksPerInput {
+	if len(resp.Chunks) != 2 || len(resp.Chunks[0]) != 1 || len(resp.Chunks[1]) != chunking.MaxChunksPerInput {
 		t.Fatalf("stored chunks per input: %d arrays", len(resp.Chunks))
 	}
 	texts := make([]string, len(chunks))
@@ -236,10 +237,10 @@ func TestChunkedInferMaxChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots := SlotChunks(chunks)
+	slots := chunking.SlotChunks(chunks)
 	merged := make([][]float32, len(slots))
 	counts := make([]int, len(slots))
-	for j, s := range ChunkSlots(len(chunks)) {
+	for j, s := range chunking.Slots(len(chunks)) {
 		if counts[s] == 0 {
 			merged[s] = vecs[j]
 		} else {

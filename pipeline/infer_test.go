@@ -53,7 +53,7 @@ func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference
 	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := os.ReadFile("../inference/testdata/tokenizer/bert-base-uncased/tokenizer.json")
+	tok, err := os.ReadFile("../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
 	if err != nil {
 		t.Fatal(err)
 	}

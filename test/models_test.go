@@ -98,7 +98,7 @@ func (tm testModel) write(dir string) error {
 	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
 		return err
 	}
-	tok, err := os.ReadFile("../inference/testdata/tokenizer/bert-base-uncased/tokenizer.json")
+	tok, err := os.ReadFile("../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
 	if err != nil {
 		return err
 	}

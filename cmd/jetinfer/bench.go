@@ -30,7 +30,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.LatencyRequests, "latency-requests", 200, "sequential single-input requests of each latency measurement")
 	fs.IntVar(&cfg.BulkDocs, "bulk-docs", 256, "long documents queued as the bulk ingest of the latency benchmark (those left when the searches end are not embedded)")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
-	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/testdata/tokenizer/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
+	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
 	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes) runs only when named")
 	scaling := benchmark.DefaultScalingProfile()

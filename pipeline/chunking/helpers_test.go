@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"fmt"
@@ -66,9 +66,9 @@ func recursiveSettings(max int, separators ...string) config.ChunkingSettings {
 // bounds, the UTF-16 offsets matching the byte offsets.
 func mustChunk(t testing.TB, text string, s config.ChunkingSettings) []Chunk {
 	t.Helper()
-	chunks, err := ChunkText(text, s)
+	chunks, err := Split(text, s)
 	if err != nil {
-		t.Fatalf("ChunkText(%.40q, %+v): %v", text, s, err)
+		t.Fatalf("Split(%.40q, %+v): %v", text, s, err)
 	}
 	checkChunks(t, text, chunks)
 	return chunks

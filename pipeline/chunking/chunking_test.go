@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 // Elasticsearch's chunkers run on the JVM with ICU4J: they are the offsets
 // Elasticsearch reports (UTF-16 code units).
 
-func TestChunkTextMatchesElasticsearchOnTestText(t *testing.T) {
+func TestSplitMatchesElasticsearchOnTestText(t *testing.T) {
 	for _, tc := range []struct {
 		s    config.ChunkingSettings
 		want string
@@ -34,7 +34,7 @@ func TestChunkTextMatchesElasticsearchOnTestText(t *testing.T) {
 
 // MULTI_LINGUAL's Croatian, Frisian and Sindhi texts chunk exactly as in
 // Elasticsearch.
-func TestChunkTextMatchesElasticsearchOnMultilingual(t *testing.T) {
+func TestSplitMatchesElasticsearchOnMultilingual(t *testing.T) {
 	for _, tc := range []struct {
 		input int
 		s     config.ChunkingSettings
@@ -52,7 +52,7 @@ func TestChunkTextMatchesElasticsearchOnMultilingual(t *testing.T) {
 }
 
 // Offsets are UTF-16 code units: 😀, 𝒳, 𝒴 and 👍 count 2, é and λ count 1.
-func TestChunkTextUTF16Offsets(t *testing.T) {
+func TestSplitUTF16Offsets(t *testing.T) {
 	text := "Emoji 😀 count twice: 𝒳𝒴 are math letters. Ünïcödé café! Ελληνικά κείμενο. Done 👍🏽 now."
 	for _, tc := range []struct {
 		s    config.ChunkingSettings
@@ -75,7 +75,7 @@ func TestChunkTextUTF16Offsets(t *testing.T) {
 // letter is a word and a Katakana run one word (日|本|語|の|テキスト). So
 // such text counts more words than in Elasticsearch (about 1.6x for the
 // Japanese of MULTI_LINGUAL, 1.7x for Chinese) and chunks hold less text.
-func TestChunkTextCJKWordPerIdeograph(t *testing.T) {
+func TestSplitCJKWordPerIdeograph(t *testing.T) {
 	text := "日本語のテキスト"
 	equal(t, "word(2,0)", chunkTexts(t, text, wordSettings(2, 0)), []string{"日本", "語の", "テキスト"})
 	ws := segmentWords(text)
@@ -89,13 +89,13 @@ func TestChunkTextCJKWordPerIdeograph(t *testing.T) {
 	equal(t, "Korean words", ws.cum[ws.last()], 5)
 }
 
-func TestChunkTextNone(t *testing.T) {
+func TestSplitNone(t *testing.T) {
 	text := strings.Repeat("No chunking at all. ", 500)
 	chunks := mustChunk(t, text, config.ChunkingSettings{Strategy: config.ChunkNone})
 	equal(t, "chunks", chunks, []Chunk{{Start: 0, End: len(text), ByteStart: 0, ByteEnd: len(text)}})
 }
 
-func TestChunkTextDefaultSettings(t *testing.T) {
+func TestSplitDefaultSettings(t *testing.T) {
 	for _, s := range []*config.ChunkingSettings{config.DefaultChunking(), config.LegacyChunking()} {
 		equal(t, string(s.Strategy), offsets(mustChunk(t, testText, *s)), "0,857")
 	}
@@ -113,7 +113,7 @@ func TestChunkTextDefaultSettings(t *testing.T) {
 	})
 }
 
-func TestChunkTextErrors(t *testing.T) {
+func TestSplitErrors(t *testing.T) {
 	for _, tc := range []struct {
 		s    config.ChunkingSettings
 		want string
@@ -124,7 +124,7 @@ func TestChunkTextErrors(t *testing.T) {
 		{recursiveSettings(-1, "\n"), "Invalid chunking parameters, max_chunk_size [-1] must be > 0"},
 		{wordSettings(0, 0), "Invalid chunking parameters, max_chunk_size [0] must be > 0"},
 	} {
-		_, err := ChunkText("some text", tc.s)
+		_, err := Split("some text", tc.s)
 		if e := eserror.As(err); err == nil || e.Status != 400 || e.Type != eserror.TypeIllegalArgument || e.Reason != tc.want {
 			t.Errorf("%+v: %v, want %q", tc.s, err, tc.want)
 		}

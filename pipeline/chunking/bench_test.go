@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"fmt"
@@ -22,8 +22,8 @@ func benchDocument() string {
 	return b.String()
 }
 
-// BenchmarkChunkText chunks a 100 KB document with each strategy.
-func BenchmarkChunkText(b *testing.B) {
+// BenchmarkSplit chunks a 100 KB document with each strategy.
+func BenchmarkSplit(b *testing.B) {
 	doc := benchDocument()
 	for _, bc := range []struct {
 		name string
@@ -41,7 +41,7 @@ func BenchmarkChunkText(b *testing.B) {
 			b.ReportAllocs()
 			var n int
 			for b.Loop() {
-				chunks, err := ChunkText(doc, bc.s)
+				chunks, err := Split(doc, bc.s)
 				if err != nil {
 					b.Fatal(err)
 				}

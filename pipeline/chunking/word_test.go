@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"fmt"
@@ -143,7 +143,7 @@ func TestWordChunkerInvalidParams(t *testing.T) {
 		{10, 6, "Invalid chunking parameters, overlap [6] must be < chunk size / 2 [10 / 2 = 5]"},
 		{10, -1, "Invalid chunking parameters, overlap [-1] must be >= 0"},
 	} {
-		_, err := ChunkText("not evaluated", wordSettings(tc.size, tc.overlap))
+		_, err := Split("not evaluated", wordSettings(tc.size, tc.overlap))
 		e := eserror.As(err)
 		if err == nil || e.Type != eserror.TypeIllegalArgument || e.Status != 400 || e.Reason != tc.want {
 			t.Errorf("size %d overlap %d: got %v, want illegal_argument_exception %q", tc.size, tc.overlap, err, tc.want)

@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"fmt"
@@ -251,10 +251,10 @@ func TestSeparatorErrors(t *testing.T) {
 	text := generateTestText(3, "\n", "\n")
 	// A pattern is compiled only when the text needs it, as in
 	// Elasticsearch: a short text never reaches it.
-	if _, err := ChunkText("short", recursiveSettings(10, "(")); err != nil {
+	if _, err := Split("short", recursiveSettings(10, "(")); err != nil {
 		t.Errorf("short text: %v", err)
 	}
-	_, err := ChunkText(text, recursiveSettings(10, "("))
+	_, err := Split(text, recursiveSettings(10, "("))
 	if e := eserror.As(err); err == nil || e.Status != 400 || e.Type != eserror.TypeIllegalArgument ||
 		!strings.HasPrefix(e.Reason, "Invalid chunk separator regex [(]") {
 		t.Errorf("invalid regex: %v", err)
@@ -265,7 +265,7 @@ func TestSeparatorErrors(t *testing.T) {
 // budget instead of holding the worker.
 func TestSeparatorTimeout(t *testing.T) {
 	text := strings.Repeat("a", 40) + " and ten more words to exceed the limit of this chunk!"
-	_, err := chunkText(text, recursiveSettings(10, `(a+)+$`), 300*time.Millisecond)
+	_, err := splitWithBudget(text, recursiveSettings(10, `(a+)+$`), 300*time.Millisecond)
 	if e := eserror.As(err); err == nil || e.Status != 400 || !strings.Contains(e.Reason, "has exceeded the time limit") {
 		t.Fatalf("got %v", err)
 	}

@@ -1,4 +1,11 @@
-package pipeline
+// Package chunking splits an input into the chunks Elasticsearch's chunkers
+// make, ported from x-pack/plugin/core/.../inference/chunking:
+// WordBoundaryChunker, SentenceBoundaryChunker, RecursiveChunker and
+// NoopChunker, with ChunkerUtils' word counting, and maps an input's chunks
+// to its result slots as EmbeddingRequestChunker does. Word and sentence
+// boundaries come from segment.go, separators from separator.go. It is pure
+// Go: nothing here needs a model.
+package chunking
 
 import (
 	"net/http"
@@ -9,12 +16,6 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 )
-
-// Chunking, ported from Elasticsearch's
-// x-pack/plugin/core/.../inference/chunking: WordBoundaryChunker,
-// SentenceBoundaryChunker, RecursiveChunker and NoopChunker, with
-// ChunkerUtils' word counting. Word and sentence boundaries come from
-// chunk_segment.go, separators from chunk_separator.go.
 
 // Chunk is a span of an input. Start and End are UTF-16 code-unit offsets,
 // the Java String indices that Elasticsearch reports as chunk offsets
@@ -28,7 +29,7 @@ type Chunk struct {
 // Text returns the chunk's text out of the input it was made from.
 func (c Chunk) Text(input string) string { return input[c.ByteStart:c.ByteEnd] }
 
-// separatorTimeBudget bounds the time one ChunkText call spends matching
+// separatorTimeBudget bounds the time one Split call spends matching
 // user-supplied separator regexes (the built-in separator groups and plain
 // literals are matched in linear time and need none). Elasticsearch bounds
 // the same thing by the characters a regex may read (10x the input).
@@ -37,7 +38,7 @@ const separatorTimeBudget = 2 * time.Second
 // span is a chunk in byte offsets of the string it was made from.
 type span struct{ start, end int }
 
-// ChunkText splits text as Elasticsearch's chunker for s.Strategy does:
+// Split splits text as Elasticsearch's chunker for s.Strategy does:
 // word (WordBoundaryChunker: MaxChunkSize words, Overlap words shared by
 // neighbours), sentence (SentenceBoundaryChunker: whole sentences up to
 // MaxChunkSize words, the previous sentence repeated when SentenceOverlap
@@ -50,12 +51,12 @@ type span struct{ start, end int }
 // unknown strategy, a separator that is not a valid regex or that ran out
 // of time. A separator regex is compiled only when the text needs it, as in
 // Elasticsearch.
-func ChunkText(text string, s config.ChunkingSettings) ([]Chunk, error) {
-	return chunkText(text, s, separatorTimeBudget)
+func Split(text string, s config.ChunkingSettings) ([]Chunk, error) {
+	return splitWithBudget(text, s, separatorTimeBudget)
 }
 
-// chunkText is ChunkText with the separator time budget as a parameter.
-func chunkText(text string, s config.ChunkingSettings, budget time.Duration) ([]Chunk, error) {
+// splitWithBudget is Split with the separator time budget as a parameter.
+func splitWithBudget(text string, s config.ChunkingSettings, budget time.Duration) ([]Chunk, error) {
 	var spans []span
 	switch s.Strategy {
 	case config.ChunkNone:

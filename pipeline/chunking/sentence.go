@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 // sentenceChunks is SentenceBoundaryChunker.chunk: sentences are packed
 // greedily while the chunk stays within maxWords words. With

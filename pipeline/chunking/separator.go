@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ import (
 //     engine with lookarounds and backreferences, after javaToRegexp2 has
 //     made ., ^, $, \s, \h, \v, \R and \Q...\E mean what they mean in Java.
 //     Backtracking can take exponential time, so matching is bounded by
-//     separatorTimeBudget per ChunkText call.
+//     separatorTimeBudget per Split call.
 //
 // Known differences from Java for user patterns: possessive quantifiers
 // (a*+) do not compile; class intersections ([a-z&&[^e]]) and negated
@@ -203,7 +203,7 @@ func startsWithLineTerminator(s string) bool {
 }
 
 // regexSeparator is a user-supplied pattern on regexp2. It belongs to one
-// ChunkText call: MatchTimeout is set before each match.
+// Split call: MatchTimeout is set before each match.
 type regexSeparator struct {
 	re *regexp2.Regexp
 }

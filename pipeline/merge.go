@@ -2,45 +2,8 @@ package pipeline
 
 import "github.com/jetinfer/jetinfer/inference"
 
-// The model-independent rules of Elasticsearch's EmbeddingRequestChunker:
-// every chunk of an input is embedded, but at most MaxChunksPerInput results
-// are kept per input. When an input has more chunks, consecutive chunks
-// share a result slot: the slot's offsets span them and their embeddings
-// are merged.
-
-// MaxChunksPerInput is EmbeddingRequestChunker.MAX_CHUNKS.
-const MaxChunksPerInput = 512
-
-// ChunkSlots maps each of an input's n chunks to its result slot: chunk j
-// to j when n <= MaxChunksPerInput, else to j*MaxChunksPerInput/n, so
-// that every slot gets n/MaxChunksPerInput chunks, give or take one.
-func ChunkSlots(n int) []int {
-	slots := make([]int, n)
-	for j := range slots {
-		if n <= MaxChunksPerInput {
-			slots[j] = j
-		} else {
-			slots[j] = j * MaxChunksPerInput / n
-		}
-	}
-	return slots
-}
-
-// SlotChunks returns the offsets of the result slots of chunks (as ChunkText
-// returned them): a slot spans from the start of its first chunk to the
-// end of its last.
-func SlotChunks(chunks []Chunk) []Chunk {
-	var out []Chunk
-	for j, slot := range ChunkSlots(len(chunks)) {
-		c := chunks[j]
-		if slot == len(out) {
-			out = append(out, c)
-			continue
-		}
-		out[slot].End, out[slot].ByteEnd = c.End, c.ByteEnd
-	}
-	return out
-}
+// Merging the embeddings of the chunks that share a result slot
+// (chunking.Slots), as Elasticsearch's EmbeddingRequestChunker does.
 
 // MergeDense merges two dense embeddings of a slot, a the mean of aCount
 // chunk embeddings and b of bCount, into the mean of all of them, with

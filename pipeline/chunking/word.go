@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 // wordPos is WordBoundaryChunker.ChunkPosition: a chunk and the words it
 // counted, overlap included.

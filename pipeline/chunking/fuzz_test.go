@@ -1,4 +1,4 @@
-package pipeline
+package chunking
 
 import (
 	"sort"
@@ -16,7 +16,7 @@ var fuzzSeparators = [][]string{
 	{"", "#"},
 }
 
-// FuzzChunkText checks the invariants of every strategy on any text: no
+// FuzzSplit checks the invariants of every strategy on any text: no
 // panic or error for valid settings; offsets in bounds, on rune boundaries
 // and consistent with the UTF-16 ones; the chunks cover the text from 0 to
 // its end (the word chunker: its last word) in order without gaps; and they tile it exactly (no overlap)
@@ -24,7 +24,7 @@ var fuzzSeparators = [][]string{
 // sentence chunks without sentence overlap and max <= 2 words (longer
 // sentences are split with an overlap of min(20, (max-1)/2) words, and the
 // recursive chunker's backup sentence chunker does the same).
-func FuzzChunkText(f *testing.F) {
+func FuzzSplit(f *testing.F) {
 	for _, s := range []string{
 		"", " ", "a", testText, multiLingual[2], "Hello\nWorld", "a. b\r\nc.\r\nd\u2028e.\u0085f",
 		"# H\nText.\n\nH2\n---\nMore 😀 text! Yes? No.", "\xff\xfe invalid \xe2\x82 utf8.", "日本語のテキスト。한국어 API를.",
@@ -46,7 +46,7 @@ func FuzzChunkText(f *testing.F) {
 		case 3:
 			s = config.ChunkingSettings{Strategy: config.ChunkNone}
 		}
-		chunks, err := ChunkText(text, s)
+		chunks, err := Split(text, s)
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)
 		}
