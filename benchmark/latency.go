@@ -8,8 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // Latencies are one measurement's samples, in the order taken.
@@ -35,7 +36,7 @@ type LatencyResult struct {
 	// Engine, NATS and HTTP are one short search input answered
 	// sequentially, the three interleaved so that all see the same
 	// machine: the engine alone (pipeline.Infer on a directly loaded
-	// model); the request as the HTTP API sends it on (consumer.Client:
+	// model); the request as the HTTP API sends it on (wire.Client:
 	// NATS request/reply to the deployment's search lane), from a client
 	// connection of the benchmark's own; and POST _inference on the node.
 	Engine, NATS, HTTP Latencies
@@ -66,7 +67,7 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 	if err != nil {
 		return r, err
 	}
-	req, err := pipeline.ParseRequest(searchBody)
+	req, err := inferapi.ParseRequest(searchBody)
 	if err != nil {
 		return r, err
 	}
@@ -82,7 +83,7 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 	search := func() (time.Duration, error) { return b.infer(ctx, searchBody) }
 	// What the HTTP API sends on, from a client connection: it splits the
 	// overhead between the HTTP layer and the NATS request/reply path.
-	client := consumer.Client{NC: b.nc}
+	client := wire.Client{NC: b.nc}
 	viaNATS := func() (time.Duration, error) {
 		start := time.Now()
 		_, err := client.Infer(ctx, ep, req)

@@ -20,9 +20,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // benchEndpoint is the endpoint the node benchmarks create.
@@ -212,7 +212,7 @@ func docID(run string, i int) string { return fmt.Sprintf("%s-d%d", run, i) }
 // publish queues texts as ingest documents of the benchmark endpoint, all
 // at once, and waits until the stream has stored every one.
 func (b *benchNode) publish(ctx context.Context, run string, texts []string) error {
-	subject := consumer.IngestSubject(config.Token(benchEndpoint))
+	subject := wire.IngestSubject(config.Token(benchEndpoint))
 	futures := make([]jetstream.PubAckFuture, len(texts))
 	for i, text := range texts {
 		id := docID(run, i)
@@ -261,17 +261,17 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
 // returns the time from the first publish to the last result and the
 // number of documents with a result; an error result fails it.
 func (b *benchNode) ingest(ctx context.Context, run string, texts []string) (time.Duration, int, error) {
-	stream, err := b.js.Stream(ctx, consumer.ResultsStream)
+	stream, err := b.js.Stream(ctx, wire.ResultsStream)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", consumer.ResultsStream, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", wire.ResultsStream, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", consumer.ResultsStream, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", wire.ResultsStream, err)
 	}
 	// Results of earlier runs are in the stream already: read from here on.
-	cons, err := b.js.OrderedConsumer(ctx, consumer.ResultsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{consumer.ResultsSubject(config.Token(benchEndpoint))},
+	cons, err := b.js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.ResultsSubject(config.Token(benchEndpoint))},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    info.State.LastSeq + 1,
 	})
@@ -288,7 +288,7 @@ func (b *benchNode) ingest(ctx context.Context, run string, texts []string) (tim
 	)
 	prefix := run + "-"
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		id := msg.Headers().Get(consumer.HeaderDocumentID)
+		id := msg.Headers().Get(wire.HeaderDocumentID)
 		if !strings.HasPrefix(id, prefix) {
 			return
 		}
@@ -350,7 +350,7 @@ func (b *benchNode) ingest(ctx context.Context, run string, texts []string) (tim
 // backlog is the number of the benchmark endpoint's documents not yet
 // settled: queued, or in an allocation's hands.
 func (b *benchNode) backlog(ctx context.Context) (pending uint64, inHand int, err error) {
-	cons, err := b.js.Consumer(ctx, consumer.RequestsStream, consumer.ConsumerName(config.Token(benchEndpoint)))
+	cons, err := b.js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(config.Token(benchEndpoint)))
 	if err != nil {
 		return 0, 0, fmt.Errorf("endpoint consumer: %w", err)
 	}

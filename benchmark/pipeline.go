@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/pipeline"
 )
 
@@ -64,9 +65,9 @@ func Pipeline(ctx context.Context, cfg Config) (rows []Throughput, err error) {
 }
 
 func measurePipeline(ctx context.Context, b *benchNode, runner pipeline.Runner, texts []string, run string) (engine, piped Throughput, err error) {
-	docs := make([]pipeline.Request, len(texts))
+	docs := make([]inferapi.Request, len(texts))
 	for i, t := range texts {
-		docs[i] = pipeline.Request{Input: []string{t}, InputType: pipeline.InputIngest}
+		docs[i] = inferapi.Request{Input: []string{t}, InputType: inferapi.InputIngest}
 	}
 	// Warm-up, outside the timing: the first runs of a session and of the
 	// deployment (connections, consumers, arenas) are slower.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // ScalingEndpoint is the adaptive endpoint the scaling demo loads.
@@ -423,7 +423,7 @@ func newReplayState() *replayState {
 // replay publishes docs as the profile says: idle, the burst all at once
 // (waiting for the stream to store it), then the rest at the steady rate.
 func replay(ctx context.Context, js jetstream.JetStream, p ScalingProfile, docs []scalingDoc, st *replayState, since func() time.Duration) error {
-	subject := consumer.IngestSubject(config.Token(ScalingEndpoint))
+	subject := wire.IngestSubject(config.Token(ScalingEndpoint))
 	if !sleep(ctx, p.Idle) {
 		return ctx.Err()
 	}
@@ -506,7 +506,7 @@ func warmUp(ctx context.Context, js jetstream.JetStream, p ScalingProfile, resul
 	if p.DocWords > 0 {
 		texts = Documents(n, p.DocWords, 12)
 	}
-	subject := consumer.IngestSubject(config.Token(ScalingEndpoint))
+	subject := wire.IngestSubject(config.Token(ScalingEndpoint))
 	for i, text := range texts {
 		msg, err := ingestMsg(subject, scalingDoc{id: fmt.Sprintf("%s%d", warmPrefix, i), text: text})
 		if err != nil {
@@ -548,7 +548,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func scalingBacklog(ctx context.Context, js jetstream.JetStream) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	info, err := consumer.Info(ctx, js, ScalingEndpoint)
+	info, err := wire.Info(ctx, js, ScalingEndpoint)
 	if err != nil {
 		return 0, fmt.Errorf("endpoint consumer: %w", err)
 	}
@@ -590,15 +590,15 @@ type resultSummary struct {
 // countResults reads the endpoint's results from the start of the
 // results stream (the node is new: they are all the demo's).
 func countResults(ctx context.Context, js jetstream.JetStream) (*resultCounter, error) {
-	cons, err := js.OrderedConsumer(ctx, consumer.ResultsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{consumer.ResultsSubject(config.Token(ScalingEndpoint))},
+	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.ResultsSubject(config.Token(ScalingEndpoint))},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("results consumer: %w", err)
 	}
 	c := &resultCounter{seen: map[string]bool{}}
 	c.cc, err = cons.Consume(func(msg jetstream.Msg) {
-		id := msg.Headers().Get(consumer.HeaderDocumentID)
+		id := msg.Headers().Get(wire.HeaderDocumentID)
 		now := time.Now()
 		c.mu.Lock()
 		defer c.mu.Unlock()

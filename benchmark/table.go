@@ -73,7 +73,7 @@ func WriteOverhead(w io.Writer, r LatencyResult) {
 	fmt.Fprintln(w, "| num_threads | measured | requests | p50 (ms) | p99 (ms) | p50 added (ms) |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|")
 	fmt.Fprintf(w, "| %d | engine alone (pipeline.Infer) | %d | %s | %s |  |\n", r.Threads, len(r.Engine), ms(r.Engine.P50()), ms(r.Engine.P99()))
-	fmt.Fprintf(w, "| %d | NATS request/reply (consumer.Client) | %d | %s | %s | %s |\n", r.Threads, len(r.NATS), ms(r.NATS.P50()), ms(r.NATS.P99()), ms(r.NATS.P50()-r.Engine.P50()))
+	fmt.Fprintf(w, "| %d | NATS request/reply (wire.Client) | %d | %s | %s | %s |\n", r.Threads, len(r.NATS), ms(r.NATS.P50()), ms(r.NATS.P99()), ms(r.NATS.P50()-r.Engine.P50()))
 	fmt.Fprintf(w, "| %d | POST _inference (HTTP, then NATS) | %d | %s | %s | %s |\n", r.Threads, len(r.HTTP), ms(r.HTTP.P50()), ms(r.HTTP.P99()), ms(r.HTTP.P50()-r.Engine.P50()))
 }
 

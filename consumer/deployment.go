@@ -1,9 +1,13 @@
+// Package consumer serves endpoints in this process: a Deployment pulls an
+// endpoint's documents from its durable consumer and answers its infer
+// requests, on as many allocations as the worker gives it, runs them on the
+// endpoint's model (a Runner) and publishes and settles what they compute.
+// The protocol it speaks (subjects, headers, streams, framing) is package
+// wire's.
 package consumer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,25 +22,24 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // Runner is what a deployment runs its work on: the endpoint's loaded model
 // (pipeline.Runner).
 type Runner interface {
 	// Infer answers a validated POST _inference request.
-	Infer(ctx context.Context, req pipeline.Request) ([]byte, error)
+	Infer(ctx context.Context, req inferapi.Request) ([]byte, error)
 	// Ingest returns one result body per document.
-	Ingest(ctx context.Context, docs []pipeline.Request) ([][]byte, error)
+	Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error)
 }
 
 // Defaults of DeploymentConfig.
 const (
-	DefaultMaxDeliver = 5
-	DefaultAckWait    = 30 * time.Second
-	DefaultNakDelay   = time.Second
-	DefaultPollWait   = time.Second
-	DefaultGroupDocs  = 32
+	DefaultNakDelay  = time.Second
+	DefaultPollWait  = time.Second
+	DefaultGroupDocs = 32
 )
 
 // DeploymentConfig configures a Deployment.
@@ -45,7 +48,7 @@ type DeploymentConfig struct {
 	JS       jetstream.JetStream
 	Endpoint config.Endpoint
 	// SearchCapacity bounds the infer requests waiting in this process;
-	// beyond it they are answered 429. 0 means DefaultQueueCapacity.
+	// beyond it they are answered 429. 0 means wire.DefaultQueueCapacity.
 	SearchCapacity int
 	// MaxDeliver bounds the attempts at one document; 0 means
 	// DefaultMaxDeliver. The last failed attempt publishes an error result.
@@ -170,13 +173,13 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		return nil, fmt.Errorf("deployment: max deliver %d is negative", cfg.MaxDeliver)
 	}
 	if cfg.SearchCapacity <= 0 {
-		cfg.SearchCapacity = DefaultQueueCapacity
+		cfg.SearchCapacity = wire.DefaultQueueCapacity
 	}
 	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
+		cfg.MaxDeliver = wire.DefaultMaxDeliver
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
+		cfg.AckWait = wire.DefaultAckWait
 	}
 	if cfg.NakDelay <= 0 {
 		cfg.NakDelay = DefaultNakDelay
@@ -199,25 +202,10 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 	}, nil
 }
 
-// ConsumerName is the durable consumer (and the infer queue group) of the
-// endpoint token: endpoint_<token>, or, when that is longer than NATS's
-// 255-character limit on names, its first 200 characters and a digest of
-// the token.
-func ConsumerName(token string) string {
-	name := "endpoint_" + token
-	if len(name) <= maxConsumerName {
-		return name
-	}
-	sum := sha256.Sum256([]byte(token))
-	return name[:200] + "_" + hex.EncodeToString(sum[:16])
-}
-
-const maxConsumerName = 255
-
 // Start creates or binds the endpoint's durable consumer, subscribes to its
 // infer subject and starts fetching; nothing is served until SetRunner.
 func (d *Deployment) Start(ctx context.Context) error {
-	cons, err := ensureConsumer(ctx, d.cfg.JS, d.token, ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver})
+	cons, err := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver})
 	if err != nil {
 		return err
 	}
@@ -239,9 +227,9 @@ func (d *Deployment) subscribe() error {
 	if d.sub != nil {
 		return nil
 	}
-	sub, err := d.cfg.NC.QueueSubscribe(InferSubject(d.token), ConsumerName(d.token), d.onInfer)
+	sub, err := d.cfg.NC.QueueSubscribe(wire.InferSubject(d.token), wire.ConsumerName(d.token), d.onInfer)
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", InferSubject(d.token), err)
+		return fmt.Errorf("subscribe %s: %w", wire.InferSubject(d.token), err)
 	}
 	// The subscription's own buffer is not the queue: searchQ is, and it
 	// answers 429 when full, so the client library must never drop.
@@ -472,7 +460,7 @@ func (d *Deployment) fetch(ctx context.Context) {
 			// Removed by a worker cleaning up after a delete of the same
 			// id that raced with its re-creation: the endpoint exists, so
 			// its consumer must too.
-			if cons, cerr := ensureConsumer(ctx, d.cfg.JS, d.token, ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
+			if cons, cerr := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
 				d.cons = cons
 				continue
 			}
@@ -602,7 +590,7 @@ func (d *Deployment) drainSearches() {
 // already given up (its deadline passed) is dropped unanswered.
 func (d *Deployment) serveSearch(msg *nats.Msg) {
 	ctx := context.Background()
-	if dl, ok := deadline(msg); ok {
+	if dl, ok := wire.Deadline(msg); ok {
 		if time.Until(dl) <= 0 {
 			return
 		}
@@ -614,7 +602,7 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 	defer done()
 	if runner == nil {
 		if failure == nil {
-			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
 		}
 		d.replyError(msg, failure)
 		return
@@ -628,7 +616,7 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 		if err == nil {
 			d.stats.Inferences.Add(1)
 			d.stats.done(1)
-			if err := reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
+			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
 				d.log.Error().Err(err).Msg("reply")
 			}
 			return
@@ -638,16 +626,6 @@ func (d *Deployment) serveSearch(msg *nats.Msg) {
 		return // the client has timed out and is gone
 	}
 	d.replyError(msg, err)
-}
-
-// errNoAllocation marks ErrNotDeployed: a client that gets it may signal
-// demand and try again.
-var errNoAllocation = errors.New("no allocation")
-
-// ErrNotDeployed is the answer for an endpoint no allocation serves.
-func ErrNotDeployed(id string) error {
-	return fmt.Errorf("%w: %w", errNoAllocation, eserror.New(http.StatusConflict, eserror.TypeStatus,
-		"Trained model deployment [%s] is not allocated to any nodes", id))
 }
 
 func (d *Deployment) replyError(msg *nats.Msg, err error) {
@@ -660,14 +638,14 @@ func (d *Deployment) replyError(msg *nats.Msg, err error) {
 	if merr != nil {
 		body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
 	}
-	if rerr := reply(d.cfg.NC, msg.Reply, e.Status, body, errors.Is(err, errNoAllocation)); rerr != nil {
+	if rerr := wire.Reply(d.cfg.NC, msg.Reply, e.Status, body, errors.Is(err, wire.ErrNoAllocation)); rerr != nil {
 		d.log.Error().Err(rerr).Msg("reply")
 	}
 }
 
 // parse reads and validates a request body against the endpoint's task.
-func (d *Deployment) parse(body []byte) (pipeline.Request, error) {
-	req, err := pipeline.ParseRequest(body)
+func (d *Deployment) parse(body []byte) (inferapi.Request, error) {
+	req, err := inferapi.ParseRequest(body)
 	if err != nil {
 		return req, err
 	}
@@ -683,7 +661,7 @@ type doc struct {
 	msg  jetstream.Msg
 	meta *jetstream.MsgMetadata
 	id   string
-	req  pipeline.Request
+	req  inferapi.Request
 	body []byte
 	err  error
 }
@@ -762,14 +740,14 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	defer done()
 	if runner == nil {
 		if failure == nil {
-			failure = ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
 		}
 		for _, dc := range docs {
 			dc.err = failure
 		}
 		return
 	}
-	reqs := make([]pipeline.Request, len(docs))
+	reqs := make([]inferapi.Request, len(docs))
 	for i, dc := range docs {
 		reqs[i] = dc.req
 	}
@@ -789,7 +767,7 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	}
 	for _, dc := range docs {
 		var one [][]byte
-		if one, dc.err = runner.Ingest(ctx, []pipeline.Request{dc.req}); dc.err == nil {
+		if one, dc.err = runner.Ingest(ctx, []inferapi.Request{dc.req}); dc.err == nil {
 			dc.body = one[0]
 		}
 	}
@@ -848,10 +826,10 @@ func (d *Deployment) settled(log zerolog.Logger, err error, op string) {
 
 // parseDoc cuts the document id out of a body and parses the rest; the
 // error wraps errInvalid.
-func (d *Deployment) parseDoc(data []byte) (string, pipeline.Request, error) {
-	id, rest, err := cutID(data)
+func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
+	id, rest, err := wire.CutID(data)
 	if err != nil {
-		return id, pipeline.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
+		return id, inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	req, err := d.parse(rest)
 	if err == nil && id == "" {
@@ -865,13 +843,13 @@ func (d *Deployment) parseDoc(data []byte) (string, pipeline.Request, error) {
 
 // publish sends a document's result and waits for the stream to store it.
 func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
-	reqID := dc.msg.Headers().Get(headerMsgID)
+	reqID := dc.msg.Headers().Get(jetstream.MsgIDHeader)
 	if reqID == "" {
 		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
 	}
-	out := nats.NewMsg(ResultsSubject(d.token))
-	out.Header.Set(HeaderDocumentID, dc.id)
-	out.Header.Set(headerMsgID, reqID+"-result")
+	out := nats.NewMsg(wire.ResultsSubject(d.token))
+	out.Header.Set(wire.HeaderDocumentID, dc.id)
+	out.Header.Set(jetstream.MsgIDHeader, reqID+"-result")
 	out.Data = body
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)
 	defer cancel()

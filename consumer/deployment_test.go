@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/embeddednats"
-	"github.com/jetinfer/jetinfer/pipeline"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // The processor in these tests is deterministic, not an ORT model: this
@@ -45,7 +47,7 @@ func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := EnsureStreams(ctx, js, StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {
+	if err := wire.EnsureStreams(ctx, js, wire.StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {
 		t.Fatal(err)
 	}
 	return nc, js
@@ -53,21 +55,21 @@ func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 
 // fakeRunner answers with what it was given.
 type fakeRunner struct {
-	ingest func(ctx context.Context, docs []pipeline.Request) ([][]byte, error)
+	ingest func(ctx context.Context, docs []inferapi.Request) ([][]byte, error)
 }
 
-func (f fakeRunner) Infer(_ context.Context, req pipeline.Request) ([]byte, error) {
+func (f fakeRunner) Infer(_ context.Context, req inferapi.Request) ([]byte, error) {
 	return json.Marshal(map[string]any{"inputs": req.Input, "input_type": req.InputType})
 }
 
-func (f fakeRunner) Ingest(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
+func (f fakeRunner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 	if f.ingest != nil {
 		return f.ingest(ctx, docs)
 	}
 	return echo(ctx, docs)
 }
 
-func echo(_ context.Context, docs []pipeline.Request) ([][]byte, error) {
+func echo(_ context.Context, docs []inferapi.Request) ([][]byte, error) {
 	out := make([][]byte, len(docs))
 	for i, d := range docs {
 		var err error
@@ -80,7 +82,7 @@ func echo(_ context.Context, docs []pipeline.Request) ([][]byte, error) {
 
 func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetstream.PubAck {
 	t.Helper()
-	m := nats.NewMsg(IngestSubject(testToken))
+	m := nats.NewMsg(wire.IngestSubject(testToken))
 	m.Header.Set("Nats-Msg-Id", msgID)
 	m.Data = []byte(body)
 	ack, err := js.PublishMsg(context.Background(), m)
@@ -128,7 +130,7 @@ type result struct {
 func collect(t *testing.T, js jetstream.JetStream, want int, quiet time.Duration) []result {
 	t.Helper()
 	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, ResultsStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func collect(t *testing.T, js jetstream.JetStream, want int, quiet time.Duration
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, result{msg.Headers().Get(HeaderDocumentID), msg.Headers().Get("Nats-Msg-Id"), string(msg.Data())})
+		out = append(out, result{msg.Headers().Get(wire.HeaderDocumentID), msg.Headers().Get("Nats-Msg-Id"), string(msg.Data())})
 	}
 	t.Fatalf("got %d results, want %d", len(out), want)
 	return nil
@@ -160,7 +162,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 	ctx := context.Background()
 	var info *jetstream.ConsumerInfo
 	for range 50 {
-		c, err := js.Consumer(ctx, RequestsStream, ConsumerName(testToken))
+		c, err := js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(testToken))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +177,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 	if info.NumPending != 0 || info.NumAckPending != 0 {
 		t.Fatalf("pending %d, ack pending %d; want none", info.NumPending, info.NumAckPending)
 	}
-	s, err := js.Stream(ctx, RequestsStream)
+	s, err := js.Stream(ctx, wire.RequestsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 		t.Fatal(err)
 	}
 	if si.State.Msgs != left {
-		t.Fatalf("%d documents left in %s, want %d", si.State.Msgs, RequestsStream, left)
+		t.Fatalf("%d documents left in %s, want %d", si.State.Msgs, wire.RequestsStream, left)
 	}
 }
 
@@ -229,7 +231,7 @@ func TestMalformedBodyIsTerminated(t *testing.T) {
 	var calls atomic.Int32
 	publishDoc(t, js, "bad", `{"id":"doc-bad","input":["x"]`)
 	publishDoc(t, js, "unknown", `{"input":["x"], "id":"doc-unknown", "nope":1}`)
-	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 		calls.Add(1)
 		return echo(ctx, docs)
 	}}, 3)
@@ -272,7 +274,7 @@ func TestFailingProcessorGivesUp(t *testing.T) {
 	nc, js := startJS(t, 0)
 	var calls atomic.Int32
 	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
-	stop := startRun(t, nc, js, fakeRunner{ingest: func(context.Context, []pipeline.Request) ([][]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(context.Context, []inferapi.Request) ([][]byte, error) {
 		calls.Add(1)
 		return nil, errors.New("model exploded")
 	}}, 3)
@@ -294,7 +296,7 @@ func TestStopCompletesMessageInHand(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
-	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 		if calls.Add(1) == 1 {
 			close(started)
 			<-release
@@ -332,14 +334,14 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 	for i := range 5 {
 		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":"x"}`, i))
 	}
-	m := nats.NewMsg(IngestSubject(testToken))
+	m := nats.NewMsg(wire.IngestSubject(testToken))
 	m.Header.Set("Nats-Msg-Id", "m-5")
 	m.Data = []byte(`{"id":"doc-5","input":"x"}`)
 	if _, err := js.PublishMsg(context.Background(), m); err == nil {
 		t.Fatal("publish to a full queue succeeded")
 	}
 	// Another endpoint's queue is separate.
-	other := nats.NewMsg(IngestSubject("other"))
+	other := nats.NewMsg(wire.IngestSubject("other"))
 	other.Data = []byte(`{"id":"o","input":"x"}`)
 	if _, err := js.PublishMsg(context.Background(), other); err != nil {
 		t.Fatalf("other endpoint: %v", err)
@@ -353,25 +355,5 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 	requireDrained(t, js, 1) // the other endpoint's
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatalf("publish after the queue drained: %v", err)
-	}
-}
-
-func TestCutID(t *testing.T) {
-	for _, tc := range []struct{ in, id, rest string }{
-		{`{"id":"a","input":"x"}`, "a", `{` + strings.Repeat(" ", 9) + `"input":"x"}`},
-		{`{"input":"x","id":"a"}`, "a", `{"input":"x"         }`},
-		{`{"input":"x", "id" : "a" ,"input_type":"ingest"}`, "a", `{"input":"x"` + strings.Repeat(" ", 13) + `,"input_type":"ingest"}`},
-		{`{"id":"a"}`, "a", `{        }`},
-		{`{"input":"x"}`, "", `{"input":"x"}`},
-		{`[1]`, "", `[1]`},
-		{`{"input":`, "", `{"input":`},
-	} {
-		id, rest, err := cutID([]byte(tc.in))
-		if err != nil || id != tc.id || string(rest) != tc.rest {
-			t.Errorf("cutID(%s) = %q, %q, %v; want %q, %q", tc.in, id, rest, err, tc.id, tc.rest)
-		}
-	}
-	if _, _, err := cutID([]byte(`{"id":1,"input":"x"}`)); err == nil {
-		t.Error("numeric id accepted")
 	}
 }

@@ -17,16 +17,17 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // inferRunner answers infer requests with infer.
 type inferRunner struct {
 	fakeRunner
-	infer func(ctx context.Context, req pipeline.Request) ([]byte, error)
+	infer func(ctx context.Context, req inferapi.Request) ([]byte, error)
 }
 
-func (r inferRunner) Infer(ctx context.Context, req pipeline.Request) ([]byte, error) {
+func (r inferRunner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
 	return r.infer(ctx, req)
 }
 
@@ -42,7 +43,7 @@ func TestInferRequestReply(t *testing.T) {
 	ctx := context.Background()
 
 	// Nothing subscribed yet: no responders.
-	_, err = Request(ctx, nc, testID, []byte(`{"input":"x"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`))
 	if e := eserror.As(err); e.Status != http.StatusConflict || e.Reason != "Trained model deployment [my.endpoint] is not allocated to any nodes" {
 		t.Fatalf("no deployment: %v", err)
 	}
@@ -56,7 +57,7 @@ func TestInferRequestReply(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 8)
 	var calls atomic.Int32
-	d.SetRunner(inferRunner{infer: func(ctx context.Context, req pipeline.Request) ([]byte, error) {
+	d.SetRunner(inferRunner{infer: func(ctx context.Context, req inferapi.Request) ([]byte, error) {
 		calls.Add(1)
 		switch req.Input[0] {
 		case "big":
@@ -69,16 +70,16 @@ func TestInferRequestReply(t *testing.T) {
 		}
 		return json.Marshal(req.Input)
 	}}, 1)
-	got, err := Request(ctx, nc, testID, []byte(`{"input":"big"}`))
+	got, err := wire.Request(ctx, nc, testID, []byte(`{"input":"big"}`))
 	if err != nil || string(got) != big {
 		t.Fatalf("big reply: %d bytes, %v", len(got), err)
 	}
-	_, err = Request(ctx, nc, testID, []byte(`{"input":"fail"}`))
-	var re *ReplyError
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"fail"}`))
+	var re *wire.ReplyError
 	if !errors.As(err, &re) || re.Status != 400 || !strings.Contains(string(re.Body), `"reason":"no good"`) {
 		t.Fatalf("error reply: %v", err)
 	}
-	_, err = Request(ctx, nc, testID, []byte(`{"input":"x","bad":1}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x","bad":1}`))
 	if !errors.As(err, &re) || re.Status != 400 || !strings.Contains(string(re.Body), "unknown field [bad]") {
 		t.Fatalf("invalid body: %v", err)
 	}
@@ -91,19 +92,19 @@ func TestInferRequestReply(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, results[i] = Request(ctx, nc, testID, []byte(`{"input":"block"}`))
+			_, results[i] = wire.Request(ctx, nc, testID, []byte(`{"input":"block"}`))
 		}()
 		<-started
 	}
 	queued := make(chan error, 1)
 	go func() {
-		_, err := Request(ctx, nc, testID, []byte(`{"input":"queued"}`))
+		_, err := wire.Request(ctx, nc, testID, []byte(`{"input":"queued"}`))
 		queued <- err
 	}()
 	for d.Waiting() != 1 {
 		time.Sleep(time.Millisecond)
 	}
-	_, err = Request(ctx, nc, testID, []byte(`{"input":"refused"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"refused"}`))
 	if !errors.As(err, &re) || re.Status != 429 || !strings.Contains(string(re.Body), "inference process queue is full. Unable to execute command") {
 		t.Fatalf("full queue: %v", err)
 	}
@@ -117,10 +118,10 @@ func TestInferRequestReply(t *testing.T) {
 	before := calls.Load()
 	short, cancel := context.WithTimeout(ctx, time.Nanosecond)
 	defer cancel()
-	if _, err := Request(short, nc, testID, []byte(`{"input":"late"}`)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := wire.Request(short, nc, testID, []byte(`{"input":"late"}`)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("expired request: %v", err)
 	}
-	if _, err := Request(ctx, nc, testID, []byte(`{"input":"after"}`)); err != nil {
+	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"after"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load() - before; n != 1 {
@@ -129,7 +130,7 @@ func TestInferRequestReply(t *testing.T) {
 
 	// A failed deployment answers with its failure.
 	d.Fail(eserror.NotFound("model gone"))
-	_, err = Request(ctx, nc, testID, []byte(`{"input":"x"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`))
 	if !errors.As(err, &re) || re.Status != 404 || !strings.Contains(string(re.Body), "model gone") {
 		t.Fatalf("failed deployment: %v", err)
 	}
@@ -145,7 +146,7 @@ func TestGroupsAndPoison(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int
 	poisonTries := 0
-	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []pipeline.Request) ([][]byte, error) {
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 		mu.Lock()
 		sizes = append(sizes, len(docs))
 		for _, d := range docs {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // Defaults of Config.
@@ -48,7 +48,7 @@ type Config struct {
 	// take the defaults.
 	Scaling ScalerConfig
 	// Consumer is the ack wait and max deliver of the consumers it creates.
-	Consumer consumer.ConsumerConfig
+	Consumer wire.ConsumerConfig
 	Log      zerolog.Logger
 }
 
@@ -138,7 +138,7 @@ func (c *Controller) Run(ctx context.Context) {
 				renewed = time.Now()
 				c.becomeLeader()
 				var err error
-				if sub, err = c.cfg.NC.Subscribe(consumer.DemandSubject("*"), c.onDemand); err != nil {
+				if sub, err = c.cfg.NC.Subscribe(wire.DemandSubject("*"), c.onDemand); err != nil {
 					c.log.Error().Err(err).Msg("subscribe to demand")
 				}
 			} else if !errors.Is(err, cluster.ErrLeaseHeld) && ctx.Err() == nil {
@@ -209,7 +209,7 @@ func (c *Controller) becomeLeader() {
 // onDemand hears a request that found no allocation.
 func (c *Controller) onDemand(msg *nats.Msg) {
 	select {
-	case c.demand <- consumer.DemandInferenceID(msg.Subject):
+	case c.demand <- wire.DemandInferenceID(msg.Subject):
 		c.poke()
 	default:
 	}
@@ -276,7 +276,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		ep := e.Endpoint
 		if c.ensured[ep.InferenceID] != e.Revision {
-			if err := consumer.EnsureConsumer(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Consumer); err != nil {
+			if _, err := wire.EnsureConsumer(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Consumer); err != nil {
 				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure consumer")
 			} else {
 				c.ensured[ep.InferenceID] = e.Revision
@@ -425,7 +425,7 @@ func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes 
 		s.Backlog += int64(d.Waiting)
 	}
 	c.counters[id] = next
-	if info, err := consumer.Info(ctx, c.cfg.JS, id); err == nil {
+	if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil {
 		s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
 	}
 }

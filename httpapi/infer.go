@@ -6,9 +6,9 @@ import (
 	"net/http"
 
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/eserror"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // infer serves POST _inference/[{task_type}/]{id}, in Elasticsearch's order
@@ -41,7 +41,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 			return
 		}
 	}
-	req, err := pipeline.ParseRequest(body)
+	req, err := inferapi.ParseRequest(body)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -76,7 +76,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 	resp, err := a.cfg.Inferer.Infer(ctx, ep, req)
 	switch {
 	case r.Context().Err() != nil:
-	case errors.Is(err, consumer.ErrNoAllocationInTime):
+	case errors.Is(err, wire.ErrNoAllocationInTime):
 		err = eserror.New(http.StatusRequestTimeout, eserror.TypeModelDeploymentTimeout,
 			"Timed out after [%s] waiting for trained model deployment [%s] to start. Use the trained model stats API to track the state of the deployment and try again once it has started.",
 			timeoutText, ep.InferenceID)

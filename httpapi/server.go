@@ -21,7 +21,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -37,7 +37,7 @@ type EndpointStore interface {
 // Inferer runs a validated POST _inference request on an endpoint and
 // returns the response body.
 type Inferer interface {
-	Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error)
+	Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request) ([]byte, error)
 }
 
 // Deployments is what the API learns of the endpoints' deployments.

@@ -126,25 +126,3 @@ func sortedTokens(weights map[int]float32, token func(int64) string) []WeightedT
 func sigmoid(x float32) float32 {
 	return float32(1 / (1 + math.Exp(-float64(x))))
 }
-
-// RankedDoc is one rerank result: the document's position in the input and
-// its score.
-type RankedDoc struct {
-	Index int
-	Score float32
-}
-
-// Rank orders scores from most to least relevant, as Elasticsearch's
-// RankedDocsResults do (ties keep input order), keeping the first topN; a
-// topN of nil, or larger than the input, keeps all.
-func Rank(scores []float32, topN *int) []RankedDoc {
-	ranked := make([]RankedDoc, len(scores))
-	for i, s := range scores {
-		ranked[i] = RankedDoc{Index: i, Score: s}
-	}
-	slices.SortStableFunc(ranked, func(a, b RankedDoc) int { return cmp.Compare(b.Score, a.Score) })
-	if topN != nil && *topN >= 0 && *topN < len(ranked) {
-		ranked = ranked[:*topN]
-	}
-	return ranked
-}

@@ -62,6 +62,12 @@ func TestPooling(t *testing.T) {
 	}
 }
 
+func TestSigmoid(t *testing.T) {
+	if got := sigmoid(0); got != 0.5 {
+		t.Errorf("sigmoid(0) = %v", got)
+	}
+}
+
 func TestSplade(t *testing.T) {
 	// seq 3 (last padded), vocab 4.
 	logits := []float32{
@@ -77,26 +83,6 @@ func TestSplade(t *testing.T) {
 	tokens := sortedTokens(map[int]float32{2: 0.5, 1: 0.9, 3: 0.5}, func(id int64) string { return []string{"a", "b", "c", "d"}[id] })
 	if want := []WeightedToken{{"b", 0.9}, {"c", 0.5}, {"d", 0.5}}; !reflect.DeepEqual(tokens, want) {
 		t.Errorf("sortedTokens = %v; want %v", tokens, want)
-	}
-}
-
-func TestRank(t *testing.T) {
-	scores := []float32{0.1, 0.9, -2, 0.9, 0.5}
-	three, ten, zero := 3, 10, 0
-	if got, want := Rank(scores, &three), []RankedDoc{{1, 0.9}, {3, 0.9}, {4, 0.5}}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Rank(top 3) = %v; want %v", got, want)
-	}
-	if got := Rank(scores, &ten); len(got) != 5 || got[4] != (RankedDoc{2, -2}) {
-		t.Errorf("Rank(top 10 of 5) = %v", got)
-	}
-	if got := Rank(scores, nil); len(got) != 5 {
-		t.Errorf("Rank(nil) = %v", got)
-	}
-	if got := Rank(scores, &zero); len(got) != 0 {
-		t.Errorf("Rank(top 0) = %v", got)
-	}
-	if got := sigmoid(0); got != 0.5 {
-		t.Errorf("sigmoid(0) = %v", got)
 	}
 }
 

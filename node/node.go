@@ -27,6 +27,7 @@ import (
 	"github.com/jetinfer/jetinfer/httpapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/wire"
 	"github.com/jetinfer/jetinfer/worker"
 )
 
@@ -86,7 +87,7 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	if err := n.store.EnsureDefaults(openCtx); err != nil {
 		return nil, fmt.Errorf("store default endpoints: %w", err)
 	}
-	if err := consumer.EnsureStreams(openCtx, js, consumer.StreamsConfig{
+	if err := wire.EnsureStreams(openCtx, js, wire.StreamsConfig{
 		Replicas: cfg.KVReplicas, QueueCapacity: int64(cfg.QueueCapacity), ResultsMaxAge: cfg.ResultsMaxAge,
 	}); err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 
 	api, err := httpapi.New(httpapi.Config{
 		Store:       n.store,
-		Inferer:     &consumer.Client{NC: n.nc},
+		Inferer:     &wire.Client{NC: n.nc},
 		Deployments: states,
 		Trained:     n.deployments,
 		Stats:       cluster.View{Registry: registry, Plans: plans, States: states},
@@ -181,7 +182,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	if err != nil {
 		return err
 	}
-	consumerCfg := consumer.ConsumerConfig{AckWait: cfg.AckWait}
+	consumerCfg := wire.ConsumerConfig{AckWait: cfg.AckWait}
 	ctrl, err := controller.New(controller.Config{
 		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Registry: registry, Plans: plans, Lease: lease,
 		Interval: cfg.Heartbeat, Consumer: consumerCfg, Log: n.log,

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/pipeline/chunking"
 	"github.com/jetinfer/jetinfer/xcontent"
@@ -34,7 +35,7 @@ import (
 // source field ({"<field>":[…]}); there are no fields here, so "chunks" holds
 // one array per input, in input order. Offsets are UTF-16 code-unit offsets
 // into the input. Rerank endpoints are not chunked and return an error.
-func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType InputType) ([]byte, error) {
+func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType inferapi.InputType) ([]byte, error) {
 	bodies, err := ChunkedInferDocs(ctx, m, ep, [][]string{inputs}, inputType)
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, i
 // ChunkedInferDocs is ChunkedInfer for several documents at once (each
 // given by its inputs): the chunks of all of them go to the engine in one
 // call, so short documents share batches. It returns one body per document.
-func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType InputType) ([][]byte, error) {
+func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType) ([][]byte, error) {
 	if ep.TaskType != config.TextEmbedding && ep.TaskType != config.SparseEmbedding {
 		return nil, fmt.Errorf("task type %s is not chunked", ep.TaskType)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/pipeline/chunking"
@@ -55,7 +56,7 @@ func TestChunkedBody(t *testing.T) {
 }
 
 func TestChunkedInferRerank(t *testing.T) {
-	if _, err := ChunkedInfer(context.Background(), nil, config.Endpoint{TaskType: config.Rerank}, []string{"x"}, InputIngest); err == nil {
+	if _, err := ChunkedInfer(context.Background(), nil, config.Endpoint{TaskType: config.Rerank}, []string{"x"}, inferapi.InputIngest); err == nil {
 		t.Fatal("rerank endpoint chunked without error")
 	}
 }
@@ -83,7 +84,7 @@ func TestChunkedInferSparse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := config.Endpoint{InferenceID: "elser", TaskType: config.SparseEmbedding, Chunking: tc.chunking}
 			inputs := []string{tc.input, "short one"}
-			body, err := ChunkedInfer(ctx, m, ep, inputs, InputIngest)
+			body, err := ChunkedInfer(ctx, m, ep, inputs, inferapi.InputIngest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +149,7 @@ func TestChunkedInferDense(t *testing.T) {
 		fmt.Fprintf(&sb, "Sentence number %d talks about the river and the stone. ", i)
 	}
 	inputs := []string{sb.String(), "One short sentence."}
-	body, err := ChunkedInfer(ctx, m, ep, inputs, InputIngest)
+	body, err := ChunkedInfer(ctx, m, ep, inputs, inferapi.InputIngest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestChunkedInferDense(t *testing.T) {
 
 	// Without a similarity of its own the endpoint reports the model's.
 	ep.ServiceSettings.Similarity = ""
-	body, err = ChunkedInfer(ctx, m, ep, inputs[1:], InputSearch)
+	body, err = ChunkedInfer(ctx, m, ep, inputs[1:], inferapi.InputSearch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestChunkedInferMaxChunks(t *testing.T) {
 	settings := &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}
 	ep := config.Endpoint{InferenceID: "dense", TaskType: config.TextEmbedding, Chunking: settings}
 	long := words(3000)
-	body, err := ChunkedInfer(ctx, m, ep, []string{"a few words", long}, InputUnspecified)
+	body, err := ChunkedInfer(ctx, m, ep, []string{"a few words", long}, inferapi.InputUnspecified)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
@@ -16,7 +17,7 @@ import (
 // "embedding":{token:weight}}]} or {"rerank":[{"index":…,"relevance_score":…,"text":…}]}.
 // Like Elasticsearch's inference API it does not chunk: inputs longer than
 // the model's limit are truncated.
-func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req Request) ([]byte, error) {
+func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req inferapi.Request) ([]byte, error) {
 	switch ep.TaskType {
 	case config.TextEmbedding:
 		vecs, err := m.Embed(ctx, req.Input, modelInputType(req.InputType))
@@ -38,7 +39,7 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req Requ
 		if err != nil {
 			return nil, err
 		}
-		return rerankResponse(inference.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
+		return inferapi.RerankResponse(inferapi.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
 	}
 	return nil, fmt.Errorf("task type %s has no inference", ep.TaskType)
 }
@@ -46,11 +47,11 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req Requ
 // modelInputType maps the request's input_type to the model's prefixes:
 // search and ingest select one, the others none (as Elasticsearch's
 // buildInferenceRequest).
-func modelInputType(t InputType) inference.InputType {
+func modelInputType(t inferapi.InputType) inference.InputType {
 	switch t {
-	case InputSearch:
+	case inferapi.InputSearch:
 		return inference.InputSearch
-	case InputIngest:
+	case inferapi.InputIngest:
 		return inference.InputIngest
 	}
 	return ""
@@ -95,25 +96,6 @@ func sparseResponse(embs []inference.SparseEmbedding) []byte {
 			b = xcontent.AppendJavaFloat(b, wt.Weight)
 		}
 		b = append(b, "}}"...)
-	}
-	return append(b, "]}"...)
-}
-
-func rerankResponse(ranked []inference.RankedDoc, docs []string, withText bool) []byte {
-	b := []byte(`{"rerank":[`)
-	for i, r := range ranked {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"index":`...)
-		b = strconv.AppendInt(b, int64(r.Index), 10)
-		b = append(b, `,"relevance_score":`...)
-		b = xcontent.AppendJavaFloat(b, r.Score)
-		if withText {
-			text, _ := xcontent.Marshal(docs[r.Index])
-			b = append(append(b, `,"text":`...), text...)
-		}
-		b = append(b, '}')
 	}
 	return append(b, "]}"...)
 }

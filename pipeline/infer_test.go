@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/orttest"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
@@ -29,14 +30,6 @@ func TestResponseBodies(t *testing.T) {
 	sparse := []inference.SparseEmbedding{{Tokens: []inference.WeightedToken{{Token: "caf\"é", Weight: 1.5}, {Token: "##s", Weight: 0.25}}, Truncated: true}, {}}
 	if got, want := string(sparseResponse(sparse)), `{"sparse_embedding":[{"is_truncated":true,"embedding":{"caf\"é":1.5,"##s":0.25}},{"is_truncated":false,"embedding":{}}]}`; got != want {
 		t.Errorf("sparseResponse = %s; want %s", got, want)
-	}
-	ranked := []inference.RankedDoc{{Index: 1, Score: 2}, {Index: 0, Score: -0.5}}
-	docs := []string{"a <b> & c", `say "hi"`}
-	if got, want := string(rerankResponse(ranked, docs, true)), `{"rerank":[{"index":1,"relevance_score":2.0,"text":"say \"hi\""},{"index":0,"relevance_score":-0.5,"text":"a <b> & c"}]}`; got != want {
-		t.Errorf("rerankResponse = %s; want %s", got, want)
-	}
-	if got, want := string(rerankResponse(ranked[:1], docs, false)), `{"rerank":[{"index":1,"relevance_score":2.0}]}`; got != want {
-		t.Errorf("rerankResponse without text = %s; want %s", got, want)
 	}
 }
 
@@ -73,7 +66,7 @@ func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference
 func TestInferTextEmbedding(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32,"prefix_strings":{"search":"query: "}}`)
 	ep := config.Endpoint{TaskType: config.TextEmbedding}
-	body, err := Infer(context.Background(), m, ep, Request{Input: []string{"first", "second text"}, InputType: InputSearch})
+	body, err := Infer(context.Background(), m, ep, inferapi.Request{Input: []string{"first", "second text"}, InputType: inferapi.InputSearch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +96,7 @@ func TestInferTextEmbedding(t *testing.T) {
 func TestInferSparseEmbedding(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":32}`)
 	long := strings.Repeat("many words ", 40)
-	body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.SparseEmbedding}, Request{Input: []string{"short", long}})
+	body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.SparseEmbedding}, inferapi.Request{Input: []string{"short", long}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +145,12 @@ func TestInferRerank(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		endpoint *config.RerankTaskSettings
-		req      Request
+		req      inferapi.Request
 		results  int
 		withText bool
 	}{
-		{"endpoint default returns documents, top_n clamps", &config.RerankTaskSettings{ReturnDocuments: true}, Request{Input: docs, Query: &query, TopN: &two}, 2, true},
-		{"request turns documents off", &config.RerankTaskSettings{ReturnDocuments: true}, Request{Input: docs, Query: &query, ReturnDocuments: new(bool)}, 4, false},
+		{"endpoint default returns documents, top_n clamps", &config.RerankTaskSettings{ReturnDocuments: true}, inferapi.Request{Input: docs, Query: &query, TopN: &two}, 2, true},
+		{"request turns documents off", &config.RerankTaskSettings{ReturnDocuments: true}, inferapi.Request{Input: docs, Query: &query, ReturnDocuments: new(bool)}, 4, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.Rerank, TaskSettings: tc.endpoint}, tc.req)

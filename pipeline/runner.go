@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 )
 
@@ -14,14 +15,14 @@ type Runner struct {
 }
 
 // Infer answers a validated POST _inference request (see Infer).
-func (r Runner) Infer(ctx context.Context, req Request) ([]byte, error) {
+func (r Runner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
 	return Infer(ctx, r.Model, r.Endpoint, req)
 }
 
 // Ingest returns one result body per ingest document: the ChunkedInfer
 // body for embedding endpoints, with documents of the same input type
 // embedded by one engine call, and the Infer body (a ranking) for rerank.
-func (r Runner) Ingest(ctx context.Context, docs []Request) ([][]byte, error) {
+func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 	out := make([][]byte, len(docs))
 	if r.Endpoint.TaskType == config.Rerank {
 		for i, d := range docs {
@@ -33,8 +34,8 @@ func (r Runner) Ingest(ctx context.Context, docs []Request) ([][]byte, error) {
 		}
 		return out, nil
 	}
-	byType := map[InputType][]int{}
-	var order []InputType
+	byType := map[inferapi.InputType][]int{}
+	var order []inferapi.InputType
 	for i, d := range docs {
 		if _, ok := byType[d.InputType]; !ok {
 			order = append(order, d.InputType)

@@ -7,64 +7,9 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
-
-func TestSplitRequest(t *testing.T) {
-	q, yes := "q", true
-	topN := 2
-	req := Request{Input: []string{"aa", "bbbb", "c", "ddddddddd", "e"}, Query: &q, TopN: &topN, ReturnDocuments: &yes, InputType: InputUnspecified}
-	if got := SplitRequest(req, 5, 100); len(got) != 1 || got[0].TopN != &topN {
-		t.Fatalf("a request that fits was split: %+v", got)
-	}
-	parts := SplitRequest(req, 2, 6)
-	var got [][]string
-	for _, p := range parts {
-		got = append(got, p.Input)
-		if p.TopN != nil || p.ReturnDocuments == nil || *p.ReturnDocuments || p.Query != &q {
-			t.Errorf("rerank part %+v: want the query, no top_n, no documents", p)
-		}
-	}
-	// At most 2 inputs and 6 bytes a part; a larger input is a part alone.
-	want := [][]string{{"aa", "bbbb"}, {"c"}, {"ddddddddd"}, {"e"}}
-	if js, wjs := mustJSON(got), mustJSON(want); js != wjs {
-		t.Fatalf("parts %s; want %s", js, wjs)
-	}
-	dense := Request{Input: []string{"a", "b", "c"}}
-	for _, p := range SplitRequest(dense, 1, 100) {
-		if p.ReturnDocuments != nil {
-			t.Errorf("embedding part got return_documents")
-		}
-	}
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func TestMergeResponses(t *testing.T) {
-	ep := config.Endpoint{TaskType: config.TextEmbedding}
-	got, err := MergeResponses(ep, Request{}, [][]byte{[]byte(`{"text_embedding":[{"embedding":[1.0]}]}`), []byte(`{"text_embedding":[]}`), []byte(`{"text_embedding":[{"embedding":[2.0]},{"embedding":[3.0]}]}`)})
-	if want := `{"text_embedding":[{"embedding":[1.0]},{"embedding":[2.0]},{"embedding":[3.0]}]}`; err != nil || string(got) != want {
-		t.Fatalf("dense merge = %s, %v; want %s", got, err, want)
-	}
-	if _, err := MergeResponses(ep, Request{}, [][]byte{[]byte(`{"sparse_embedding":[]}`), []byte(`{"text_embedding":[]}`)}); err == nil {
-		t.Fatal("merged a part of another task type")
-	}
-	q := "q"
-	two := 2
-	req := Request{Input: []string{"d0", "d1", "d2", "d3"}, Query: &q, TopN: &two}
-	parts := [][]byte{
-		[]byte(`{"rerank":[{"index":1,"relevance_score":0.5},{"index":0,"relevance_score":-1.0}]}`),
-		[]byte(`{"rerank":[{"index":0,"relevance_score":0.75},{"index":1,"relevance_score":0.5}]}`),
-	}
-	got, err = MergeResponses(config.Endpoint{TaskType: config.Rerank}, req, parts)
-	// Ties keep input order, as Rank does on the whole request.
-	if want := `{"rerank":[{"index":2,"relevance_score":0.75,"text":"d2"},{"index":1,"relevance_score":0.5,"text":"d1"}]}`; err != nil || string(got) != want {
-		t.Fatalf("rerank merge = %s, %v; want %s", got, err, want)
-	}
-}
 
 // TestSplitEqualsWhole: a request answered in parts and merged equals the
 // whole request answered at once (to float noise from other batch shapes).
@@ -76,10 +21,10 @@ func TestSplitEqualsWhole(t *testing.T) {
 		head synthbert.Head
 		cfg  string
 		ep   config.Endpoint
-		req  Request
+		req  inferapi.Request
 	}{
-		{synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32}`, config.Endpoint{TaskType: config.TextEmbedding}, Request{Input: inputs}},
-		{synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`, config.Endpoint{TaskType: config.Rerank}, Request{Input: inputs, Query: &q}},
+		{synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32}`, config.Endpoint{TaskType: config.TextEmbedding}, inferapi.Request{Input: inputs}},
+		{synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`, config.Endpoint{TaskType: config.Rerank}, inferapi.Request{Input: inputs, Query: &q}},
 	} {
 		m := loadTiny(t, tc.head, tc.cfg)
 		whole, err := Infer(ctx, m, tc.ep, tc.req)
@@ -87,7 +32,7 @@ func TestSplitEqualsWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 		var answers [][]byte
-		for _, p := range SplitRequest(tc.req, 4, 12) {
+		for _, p := range inferapi.SplitRequest(tc.req, 4, 12) {
 			a, err := Infer(ctx, m, tc.ep, p)
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +42,7 @@ func TestSplitEqualsWhole(t *testing.T) {
 		if len(answers) < 2 {
 			t.Fatalf("%d parts", len(answers))
 		}
-		merged, err := MergeResponses(tc.ep, tc.req, answers)
+		merged, err := inferapi.MergeResponses(tc.ep, tc.req, answers)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,10 +101,10 @@ func TestRunnerIngest(t *testing.T) {
 	ep := config.Endpoint{InferenceID: "e5", TaskType: config.TextEmbedding,
 		Chunking: &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 2}}
 	long := strings.Repeat("words flow down the river to the sea ", 6)
-	docs := []Request{
-		{Input: []string{long, "short"}, InputType: InputIngest},
-		{Input: []string{"a search text"}, InputType: InputSearch},
-		{Input: []string{"another document here"}, InputType: InputIngest},
+	docs := []inferapi.Request{
+		{Input: []string{long, "short"}, InputType: inferapi.InputIngest},
+		{Input: []string{"a search text"}, InputType: inferapi.InputSearch},
+		{Input: []string{"another document here"}, InputType: inferapi.InputIngest},
 	}
 	bodies, err := Runner{Model: m, Endpoint: ep}.Ingest(ctx, docs)
 	if err != nil {
@@ -177,7 +122,7 @@ func TestRunnerIngest(t *testing.T) {
 	rm := loadTiny(t, synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`)
 	q := "river"
 	rep := config.Endpoint{InferenceID: "r", TaskType: config.Rerank}
-	rdocs := []Request{{Input: []string{"sea", "river bank"}, Query: &q}}
+	rdocs := []inferapi.Request{{Input: []string{"sea", "river bank"}, Query: &q}}
 	got, err := Runner{Model: rm, Endpoint: rep}.Ingest(ctx, rdocs)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/orttest"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
@@ -138,7 +139,7 @@ func directModel(t *testing.T, modelID string) *inference.Model {
 // directInfer is the engine's own answer to a POST _inference body.
 func directInfer(t *testing.T, m *inference.Model, ep config.Endpoint, body string) string {
 	t.Helper()
-	req, err := pipeline.ParseRequest([]byte(body))
+	req, err := inferapi.ParseRequest([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,9 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // e5Body defines a dense endpoint on the E5 stand-in with small word
@@ -77,7 +78,7 @@ func docBody(id string, inputs ...string) []byte {
 // subject, each with its id as Nats-Msg-Id.
 func publishDocs(t *testing.T, js jetstream.JetStream, inferenceID string, ids []string, body func(id string) []byte) {
 	t.Helper()
-	subject := consumer.IngestSubject(config.Token(inferenceID))
+	subject := wire.IngestSubject(config.Token(inferenceID))
 	var futures []jetstream.PubAckFuture
 	for _, id := range ids {
 		msg := nats.NewMsg(subject)
@@ -120,8 +121,8 @@ type results struct {
 
 func watchResults(t *testing.T, js jetstream.JetStream, inferenceID string) *results {
 	t.Helper()
-	cons, err := js.OrderedConsumer(context.Background(), consumer.ResultsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{consumer.ResultsSubject(config.Token(inferenceID))},
+	cons, err := js.OrderedConsumer(context.Background(), wire.ResultsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.ResultsSubject(config.Token(inferenceID))},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func (r *results) read(wait time.Duration) {
 		return
 	}
 	for msg := range batch.Messages() {
-		id := msg.Headers().Get(consumer.HeaderDocumentID)
+		id := msg.Headers().Get(wire.HeaderDocumentID)
 		if _, ok := r.byID[id]; ok {
 			r.dups++
 		}
@@ -264,7 +265,7 @@ func TestIngestTwoThousandDocuments(t *testing.T) {
 	ep := parseEndpoint(t, "docs-e5", config.TextEmbedding, e5Body)
 	chunks := 0
 	for _, id := range ids {
-		want, err := pipeline.ChunkedInfer(context.Background(), m, ep, inputs(id), pipeline.InputIngest)
+		want, err := pipeline.ChunkedInfer(context.Background(), m, ep, inputs(id), inferapi.InputIngest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +286,7 @@ func requireQueueEmpty(t *testing.T, js jetstream.JetStream, inferenceID string)
 	token := config.Token(inferenceID)
 	var info *jetstream.ConsumerInfo
 	for range 100 {
-		c, err := js.Consumer(ctx, consumer.RequestsStream, consumer.ConsumerName(token))
+		c, err := js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,15 +301,15 @@ func requireQueueEmpty(t *testing.T, js jetstream.JetStream, inferenceID string)
 	if info.NumPending != 0 || info.NumAckPending != 0 {
 		t.Fatalf("pending %d, ack pending %d; want none", info.NumPending, info.NumAckPending)
 	}
-	s, err := js.Stream(ctx, consumer.RequestsStream)
+	s, err := js.Stream(ctx, wire.RequestsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	si, err := s.Info(ctx, jetstream.WithSubjectFilter(consumer.IngestSubject(token)))
+	si, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.IngestSubject(token)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left := si.State.Subjects[consumer.IngestSubject(token)]; left != 0 {
+	if left := si.State.Subjects[wire.IngestSubject(token)]; left != 0 {
 		t.Fatalf("%d documents left in the queue", left)
 	}
 }
@@ -469,7 +470,7 @@ func TestDeleteWhileBusy(t *testing.T) {
 	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := js.Consumer(ctx, consumer.RequestsStream, consumer.ConsumerName(config.Token("busy")))
+		_, err := js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(config.Token("busy")))
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			break
 		}
@@ -478,15 +479,15 @@ func TestDeleteWhileBusy(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s, err := js.Stream(ctx, consumer.RequestsStream)
+	s, err := js.Stream(ctx, wire.RequestsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	si, err := s.Info(ctx, jetstream.WithSubjectFilter(consumer.IngestSubject("busy")))
+	si, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.IngestSubject("busy")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left := si.State.Subjects[consumer.IngestSubject("busy")]; left != 0 {
+	if left := si.State.Subjects[wire.IngestSubject("busy")]; left != 0 {
 		t.Fatalf("%d documents of the deleted endpoint left in the queue", left)
 	}
 	res.quiet(500 * time.Millisecond)

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // TestWorkerKilledMidway: a worker process killed (SIGKILL) in the middle
@@ -61,11 +62,11 @@ func TestWorkerKilledMidway(t *testing.T) {
 	if len(res.byID) != docs || res.dups != 0 {
 		t.Fatalf("%d documents with results, %d duplicates; want %d, 0\nw2 logs:\n%s", len(res.byID), res.dups, docs, logs2)
 	}
-	s, err := js.Stream(context.Background(), consumer.ResultsStream)
+	s, err := js.Stream(context.Background(), wire.ResultsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := consumer.ResultsSubject(config.Token("takeover"))
+	subject := wire.ResultsSubject(config.Token("takeover"))
 	si, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)

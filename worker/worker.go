@@ -27,6 +27,7 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // DefaultRetryInterval is how often a deployment whose model could not be
@@ -609,7 +610,7 @@ func (e *endpoint) shutdown() {
 	// Every worker stops a deleted endpoint; the queue and consumer go only
 	// if the id has not been defined again meanwhile.
 	if e.deleted && e.gone(cctx) {
-		if err := consumer.RemoveEndpoint(cctx, e.w.cfg.JS, e.id); err != nil {
+		if err := wire.RemoveEndpoint(cctx, e.w.cfg.JS, e.id); err != nil {
 			e.log.Warn().Err(err).Msg("remove endpoint queue")
 		}
 	}

@@ -39,4 +39,3 @@ func SlotChunks(chunks []Chunk) []Chunk {
 	}
 	return out
 }
-

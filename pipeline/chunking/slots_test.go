@@ -125,4 +125,3 @@ func TestSlotChunksSpanTheirChunks(t *testing.T) {
 	equal(t, "first slot start", slotChunks[0].Start, 0)
 	equal(t, "last slot end", slotChunks[511].End, chunks[len(chunks)-1].End)
 }
-

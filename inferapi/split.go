@@ -1,4 +1,4 @@
-package pipeline
+package inferapi
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/inference"
 )
 
 // SplitRequest cuts a request into parts of at most maxInputs inputs whose
@@ -102,7 +101,7 @@ func MergeResponses(ep config.Endpoint, req Request, parts [][]byte) ([]byte, er
 		if len(scores) != len(req.Input) {
 			return nil, fmt.Errorf("%d scores for %d documents", len(scores), len(req.Input))
 		}
-		return rerankResponse(inference.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
+		return RerankResponse(Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
 	}
 	return nil, fmt.Errorf("task type %s has no inference", ep.TaskType)
 }

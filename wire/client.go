@@ -1,4 +1,4 @@
-package consumer
+package wire
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
-	"github.com/jetinfer/jetinfer/pipeline"
+	"github.com/jetinfer/jetinfer/inferapi"
 )
 
 // DefaultPartInputs is how many inputs one infer message carries at most
@@ -42,13 +42,13 @@ type Client struct {
 // Infer splits a request too large for one message (or one allocation)
 // into parts, sends them at once, so that several allocations serve them,
 // and merges the answers. The first failing part's error is returned.
-func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Request) ([]byte, error) {
+func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request) ([]byte, error) {
 	maxInputs := c.PartInputs
 	if maxInputs <= 0 {
 		maxInputs = DefaultPartInputs
 	}
 	// Half the payload for input text leaves room for JSON escaping.
-	parts := pipeline.SplitRequest(req, maxInputs, int(c.NC.MaxPayload())/2)
+	parts := inferapi.SplitRequest(req, maxInputs, int(c.NC.MaxPayload())/2)
 	bodies := make([][]byte, len(parts))
 	if len(parts) == 1 {
 		body, err := req.Marshal()
@@ -86,13 +86,13 @@ func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req pipeline.Req
 	if first != nil {
 		return nil, first
 	}
-	return pipeline.MergeResponses(ep, req, bodies)
+	return inferapi.MergeResponses(ep, req, bodies)
 }
 
 // request is Request, waiting for an allocation when there is none.
 func (c *Client) request(ctx context.Context, inferenceID string, body []byte) ([]byte, error) {
 	out, err := Request(ctx, c.NC, inferenceID, body)
-	if !errors.Is(err, errNoAllocation) {
+	if !errors.Is(err, ErrNoAllocation) {
 		return out, err
 	}
 	if c.waiting.Add(1) > MaxWaitingForAllocation {
@@ -114,7 +114,7 @@ func (c *Client) request(ctx context.Context, inferenceID string, body []byte) (
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 		out, err = Request(ctx, c.NC, inferenceID, body)
-		if !errors.Is(err, errNoAllocation) {
+		if !errors.Is(err, ErrNoAllocation) {
 			return out, err
 		}
 	}

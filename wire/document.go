@@ -1,4 +1,4 @@
-package consumer
+package wire
 
 import (
 	"bytes"
@@ -7,17 +7,14 @@ import (
 	"github.com/jetinfer/jetinfer/eserror"
 )
 
-// Result headers.
-const (
-	HeaderDocumentID = "Jetinfer-Document-Id"
-	headerMsgID      = "Nats-Msg-Id"
-)
+// HeaderDocumentID carries a result's document id.
+const HeaderDocumentID = "Jetinfer-Document-Id"
 
-// cutID returns the top-level string member "id" of a JSON object and the
+// CutID returns the top-level string member "id" of a JSON object and the
 // body with that member blanked out (replaced by spaces, with its comma), so
 // every other byte keeps its position. Bodies that are not JSON objects are
 // returned whole for ParseRequest to report; a non-string id is an error.
-func cutID(data []byte) (string, []byte, error) {
+func CutID(data []byte) (string, []byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return "", data, nil

@@ -1,8 +1,10 @@
-// Package pipeline turns inference requests into results: it owns the
-// POST _inference request contract, Elasticsearch's chunking of inputs, the
-// runner that embeds or ranks them on a loaded model, the response and
-// result bodies, and the splitting and merging of large requests.
-package pipeline
+// Package inferapi is the contract of POST _inference that the HTTP API,
+// the NATS protocol and the pipeline share: the request body (parsed and
+// validated with Elasticsearch's rules and texts), its splitting into parts
+// small enough for one message, and the merging and ranking of the parts'
+// responses. It is pure Go and links no model runtime, so that every
+// process that only speaks the API stays free of ONNX Runtime.
+package inferapi
 
 import (
 	"encoding/json"

@@ -1,24 +1,9 @@
-// Package consumer owns the NATS side of serving an endpoint: the request
-// and result streams, each endpoint's durable consumer, the infer
-// request/reply protocol (and its client), and the Deployment that feeds an
-// endpoint's allocations from both and publishes what they compute.
-//
-// A document is published to inference.<token>.ingest (token is
-// config.Token of the inference id) with a Nats-Msg-Id header so a
-// republish within the duplicate window is dropped. Its body is a
-// POST _inference body plus a string "id" member naming the document:
-//
-//	{"id":"doc-1","input":["some text"],"input_type":"ingest"}
-//
-// "id" is cut out of the body (blanked in place, so the positions of the
-// other fields are kept) and the rest goes through pipeline.ParseRequest and
-// Validate(config.Any). The result is published to inference.<token>.results
-// with the header Jetinfer-Document-Id; its body is the runner's output, or
-// an Elasticsearch error envelope when the document could not be served.
-package consumer
+package wire
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -140,6 +125,27 @@ func DemandInferenceID(subject string) string {
 	return config.IDFromToken(token)
 }
 
+// Defaults of ConsumerConfig.
+const (
+	DefaultMaxDeliver = 5
+	DefaultAckWait    = 30 * time.Second
+)
+
+// ConsumerName is the durable consumer (and the infer queue group) of the
+// endpoint token: endpoint_<token>, or, when that is longer than NATS's
+// 255-character limit on names, its first 200 characters and a digest of
+// the token.
+func ConsumerName(token string) string {
+	name := "endpoint_" + token
+	if len(name) <= maxConsumerName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(token))
+	return name[:200] + "_" + hex.EncodeToString(sum[:16])
+}
+
+const maxConsumerName = 255
+
 // ConsumerConfig is what an endpoint's durable consumer is created with.
 type ConsumerConfig struct {
 	// AckWait is DefaultAckWait and MaxDeliver DefaultMaxDeliver when 0.
@@ -159,12 +165,8 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 
 // EnsureConsumer creates or updates the durable consumer of an endpoint,
 // so that its documents wait for it even while nothing serves it.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, inferenceID string, cfg ConsumerConfig) error {
-	_, err := ensureConsumer(ctx, js, config.Token(inferenceID), cfg)
-	return err
-}
-
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, token string, cfg ConsumerConfig) (jetstream.Consumer, error) {
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, inferenceID string, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	token := config.Token(inferenceID)
 	cfg = cfg.withDefaults()
 	cons, err := js.CreateOrUpdateConsumer(ctx, RequestsStream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName(token),

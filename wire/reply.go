@@ -1,4 +1,4 @@
-package consumer
+package wire
 
 import (
 	"context"
@@ -34,9 +34,9 @@ const (
 // replyOverhead leaves room for the headers in each part of a reply.
 const replyOverhead = 512
 
-// reply sends an infer reply of the given status, in parts when it does
+// Reply sends an infer reply of the given status, in parts when it does
 // not fit in one message; notAllocated marks it as HeaderNotAllocated says.
-func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
+func Reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
 	partSize := int(nc.MaxPayload()) - replyOverhead
 	if partSize < 1024 {
 		partSize = 1024
@@ -63,8 +63,8 @@ func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated 
 	}
 }
 
-// deadline reads a request's HeaderDeadline.
-func deadline(msg *nats.Msg) (time.Time, bool) {
+// Deadline reads a request's HeaderDeadline.
+func Deadline(msg *nats.Msg) (time.Time, bool) {
 	if msg.Header == nil {
 		return time.Time{}, false
 	}
@@ -141,4 +141,14 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 		}
 		return out, nil
 	}
+}
+
+// ErrNoAllocation is wrapped by ErrNotDeployed's errors: a client that gets
+// it may announce demand and try again.
+var ErrNoAllocation = errors.New("no allocation")
+
+// ErrNotDeployed is the answer for an endpoint no allocation serves.
+func ErrNotDeployed(id string) error {
+	return fmt.Errorf("%w: %w", ErrNoAllocation, eserror.New(http.StatusConflict, eserror.TypeStatus,
+		"Trained model deployment [%s] is not allocated to any nodes", id))
 }
