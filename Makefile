@@ -1,4 +1,4 @@
-.PHONY: run test build fuzz bench scaling
+.PHONY: run test build bench-build fuzz bench scaling
 
 # Run the service: HTTP API on :9200, embedded NATS, data in ./data.
 run:
@@ -11,19 +11,22 @@ test:
 build:
 	go build -o bin/jetinfer ./cmd/jetinfer
 
+bench-build:
+	go build -o bin/jetinfer-bench ./cmd/jetinfer-bench
+
 # Longer fuzzing than the seed corpora the tests run.
 FUZZTIME ?= 60s
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParsePut -fuzztime=$(FUZZTIME) ./config/
-	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./pipeline/
+	go test -run='^$$' -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./inferapi/
 	go test -run='^$$' -fuzz=FuzzTokenize -fuzztime=$(FUZZTIME) ./inference/tokenizer/
 	go test -run='^$$' -fuzz=FuzzHeads -fuzztime=$(FUZZTIME) ./inference/
 	go test -run='^$$' -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./pipeline/chunking/
 
 # The engine benchmark tables of the README.
-bench: build
-	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer bench
+bench: bench-build
+	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer-bench
 
 # The adaptive allocation demo: a table second by second and docs/scaling.png.
-scaling: build
-	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer bench --only scaling
+scaling: bench-build
+	ONNXRUNTIME_LIB=$$(./scripts/install-ort.sh) bin/jetinfer-bench --only scaling

@@ -1,6 +1,6 @@
 // Package benchmark measures jetinfer's throughput, latency and memory on
 // synthetic models of real sizes (no pretrained weights are available to
-// the project) and prints the tables the README quotes. `jetinfer bench`
+// the project) and prints the tables the README quotes. `jetinfer-bench`
 // and the package's Go benchmarks both run it.
 package benchmark
 

@@ -3,7 +3,6 @@
 //
 //	jetinfer serve [flags]   run the service (embedded NATS by default)
 //	jetinfer worker [flags]  run a worker only, on a shared NATS (--nats-url)
-//	jetinfer bench [flags]   measure the inference engine, print tables
 //	jetinfer model ...       import, list and delete stored model artifacts
 //
 // Every flag can also be set with an environment variable, JETINFER_ plus the
@@ -37,7 +36,6 @@ const usage = `jetinfer: Elasticsearch-compatible inference endpoints on NATS Je
 Usage:
   jetinfer serve [flags]    run the service: HTTP API on :9200, embedded NATS
   jetinfer worker [flags]   run a worker only (no HTTP API) on --nats-url
-  jetinfer bench [flags]    measure the inference engine and print tables
   jetinfer model import DIR --model-id ID | list | delete ID
                             manage the model artifacts stored in NATS
   jetinfer help [command]   show help
@@ -55,8 +53,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr, false)
 	case "worker":
 		return serve(args[1:], stdout, stderr, true)
-	case "bench":
-		return bench(args[1:], stdout, stderr)
 	case "model":
 		return model(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,3 +1,9 @@
+// Command jetinfer-bench measures the inference engine, and an in-process
+// node serving it, on synthetic models of real sizes and prints the
+// Markdown tables the README quotes (make bench); --only scaling replays a
+// load profile against an adaptive endpoint and plots it (make scaling).
+// It is a command of its own so that the server binary does not carry the
+// benchmarks and their plotting.
 package main
 
 import (
@@ -19,9 +25,13 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 )
 
+func main() {
+	os.Exit(bench(os.Args[1:], os.Stdout, os.Stderr))
+}
+
 // bench runs the benchmarks on synthetic models and prints their tables.
 func bench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("jetinfer bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("jetinfer-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := benchmark.Config{}
 	fs.IntVar(&cfg.Texts, "texts", 1000, "texts in the mixed-length corpus of the dense benchmark")
@@ -47,7 +57,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: jetinfer bench [flags]\n\nMeasures the inference engine, and an in-process node serving it, on synthetic models of real sizes and prints Markdown tables.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: jetinfer-bench [flags]\n\nMeasures the inference engine, and an in-process node serving it, on synthetic models of real sizes and prints Markdown tables.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -62,7 +72,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: *lib})
 	if err != nil {
-		fmt.Fprintf(stderr, "jetinfer bench: %v\n", err)
+		fmt.Fprintf(stderr, "jetinfer-bench: %v\n", err)
 		return 1
 	}
 	defer func() { _ = rt.Close() }()
@@ -73,14 +83,14 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *probe > 0 {
 		peak, err := benchmark.MemoryProbe(ctx, cfg, *probe, !*separate)
 		if err != nil {
-			fmt.Fprintf(stderr, "jetinfer bench: %v\n", err)
+			fmt.Fprintf(stderr, "jetinfer-bench: %v\n", err)
 			return 1
 		}
 		fmt.Fprintln(stdout, peak)
 		return 0
 	}
 
-	fmt.Fprintf(stdout, "jetinfer bench: %d cores (GOMAXPROCS %d), ONNX Runtime %s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), inference.ORTVersion)
+	fmt.Fprintf(stdout, "jetinfer-bench: %d cores (GOMAXPROCS %d), ONNX Runtime %s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), inference.ORTVersion)
 	for _, name := range strings.Split(*only, ",") {
 		var err error
 		switch name {
@@ -100,7 +110,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "jetinfer bench %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "jetinfer-bench %s: %v\n", name, err)
 			return 1
 		}
 	}
@@ -148,7 +158,7 @@ func benchMemory(ctx context.Context, cfg benchmark.Config, args []string, out i
 		allocations int
 		separate    bool
 	}{{1, false}, {2, false}, {2, true}} {
-		probeArgs := append([]string{"bench"}, args...)
+		probeArgs := append([]string{}, args...)
 		probeArgs = append(probeArgs, "--memory-probe", strconv.Itoa(p.allocations))
 		if p.separate {
 			probeArgs = append(probeArgs, "--separate-sessions")
