@@ -222,7 +222,7 @@ func Scaling(ctx context.Context, cfg Config, p ScalingProfile) (r ScalingResult
 		return r, err
 	}
 
-	plans, err := cluster.OpenPlans(ctx, b.js, 1)
+	plans, err := cluster.OpenPlans(ctx, b.js, config.StoreConfig{Replicas: 1})
 	if err != nil {
 		return r, err
 	}
@@ -249,11 +249,10 @@ func Scaling(ctx context.Context, cfg Config, p ScalingProfile) (r ScalingResult
 		target   = -1
 		changes  []TargetChange
 	)
-	watchErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchErr <- plans.Watch(runCtx, func(c cluster.PlanChange) {
+		plans.Watch(runCtx, func(c cluster.PlanChange) {
 			if c.InferenceID != ScalingEndpoint {
 				return
 			}
@@ -302,8 +301,6 @@ func Scaling(ctx context.Context, cfg Config, p ScalingProfile) (r ScalingResult
 		select {
 		case <-ctx.Done():
 			return r, ctx.Err()
-		case err := <-watchErr:
-			return r, fmt.Errorf("plan watch: %w", err)
 		case err := <-pubDone:
 			if err != nil {
 				return r, err

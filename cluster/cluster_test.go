@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/embeddednats"
 )
 
@@ -36,11 +37,11 @@ func TestLease(t *testing.T) {
 	js := startJS(t)
 	ctx := context.Background()
 	const ttl = 500 * time.Millisecond
-	a, err := OpenLease(ctx, js, 1, ttl, "a")
+	a, err := OpenLease(ctx, js, config.StoreConfig{Replicas: 1}, ttl, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := OpenLease(ctx, js, 1, ttl, "b")
+	b, err := OpenLease(ctx, js, config.StoreConfig{Replicas: 1}, ttl, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestRegistryForgetsSilentNodes(t *testing.T) {
 	js := startJS(t)
 	ctx := context.Background()
 	const ttl = 500 * time.Millisecond
-	reg, err := OpenRegistry(ctx, js, 1, ttl)
+	reg, err := OpenRegistry(ctx, js, config.StoreConfig{Replicas: 1}, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/kv"
 )
 
 // LeaseBucket holds the controller lease: the key "controller" names the
@@ -18,7 +20,7 @@ const leaseKey = "controller"
 
 // Lease is one worker's claim on the controller role.
 type Lease struct {
-	kv       jetstream.KeyValue
+	b        *kv.Bucket[string]
 	node     string
 	ttl      time.Duration
 	revision uint64
@@ -29,19 +31,13 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // OpenLease creates the bucket if needed; ttl is how long a lease outlives
 // its holder's last renewal.
-func OpenLease(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration, node string) (*Lease, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
-		Description: "jetinfer controller lease",
-		History:     1,
-		TTL:         ttl,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
+func OpenLease(ctx context.Context, js jetstream.JetStream, cfg config.StoreConfig, ttl time.Duration, node string) (*Lease, error) {
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: LeaseBucket, Description: "jetinfer controller lease",
+		TTL: ttl, Replicas: cfg.Replicas, Log: cfg.Log}, kv.Text())
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", LeaseBucket, err)
+		return nil, err
 	}
-	return &Lease{kv: kv, node: node, ttl: ttl}, nil
+	return &Lease{b: b, node: node, ttl: ttl}, nil
 }
 
 // ErrLeaseHeld is returned by Acquire when another node holds the lease.
@@ -49,8 +45,8 @@ var ErrLeaseHeld = errors.New("controller lease held by another node")
 
 // Acquire takes the lease if nobody holds it (create-if-absent).
 func (l *Lease) Acquire(ctx context.Context) error {
-	rev, err := l.kv.Create(ctx, leaseKey, []byte(l.node))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	rev, err := l.b.Create(ctx, leaseKey, l.node)
+	if errors.Is(err, kv.ErrExists) {
 		return ErrLeaseHeld
 	}
 	if err != nil {
@@ -61,14 +57,13 @@ func (l *Lease) Acquire(ctx context.Context) error {
 }
 
 // Renew extends a held lease; it fails (ErrLeaseHeld) when the lease was
-// lost meanwhile: expired and taken by another node.
+// lost meanwhile: expired, and perhaps taken by another node.
 func (l *Lease) Renew(ctx context.Context) error {
-	rev, err := l.kv.Update(ctx, leaseKey, []byte(l.node), l.revision)
+	rev, err := l.b.Update(ctx, leaseKey, l.node, l.revision)
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
+		return ErrLeaseHeld
+	}
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || errors.Is(err, jetstream.ErrKeyNotFound) {
-			return ErrLeaseHeld
-		}
 		return err
 	}
 	l.revision = rev
@@ -78,12 +73,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 // Release gives the lease up, if still held, so that another node takes
 // over at once.
 func (l *Lease) Release(ctx context.Context) error {
-	err := l.kv.Delete(ctx, leaseKey, jetstream.LastRevision(l.revision))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return nil
-		}
+	if err := l.b.DeleteRevision(ctx, leaseKey, l.revision); err != nil && !errors.Is(err, kv.ErrConflict) {
 		return err
 	}
 	return nil
@@ -91,12 +81,12 @@ func (l *Lease) Release(ctx context.Context) error {
 
 // Holder returns the node holding the lease, "" when none does.
 func (l *Lease) Holder(ctx context.Context) (string, error) {
-	e, err := l.kv.Get(ctx, leaseKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	e, err := l.b.Get(ctx, leaseKey)
+	if errors.Is(err, kv.ErrNotFound) {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	return string(e.Value()), nil
+	return e.Value, nil
 }

@@ -2,15 +2,13 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/kv"
 )
 
 // PlanBucket holds the controller's allocation plan, one key per endpoint
@@ -51,47 +49,34 @@ func (p Plan) Same(o Plan) bool {
 
 // Plans reads and writes the plan bucket.
 type Plans struct {
-	kv jetstream.KeyValue
+	b *kv.Bucket[Plan]
 }
 
 // OpenPlans creates the bucket if needed.
-func OpenPlans(ctx context.Context, js jetstream.JetStream, replicas int) (*Plans, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      PlanBucket,
-		Description: "jetinfer allocation plan per endpoint, written by the controller",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
+func OpenPlans(ctx context.Context, js jetstream.JetStream, cfg config.StoreConfig) (*Plans, error) {
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: PlanBucket, Description: "jetinfer allocation plan per endpoint, written by the controller",
+		Replicas: cfg.Replicas, Log: cfg.Log}, kv.JSON[Plan]())
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", PlanBucket, err)
+		return nil, err
 	}
-	return &Plans{kv: kv}, nil
+	return &Plans{b: b}, nil
 }
 
 // Put writes an endpoint's plan.
 func (p *Plans) Put(ctx context.Context, plan Plan) error {
 	plan.Updated = time.Now().UTC()
-	data, err := json.Marshal(plan)
-	if err != nil {
-		return err
-	}
-	_, err = p.kv.Put(ctx, config.Token(plan.InferenceID), data)
+	_, err := p.b.Put(ctx, config.Token(plan.InferenceID), plan)
 	return err
 }
 
 // Remove deletes an endpoint's plan.
 func (p *Plans) Remove(ctx context.Context, inferenceID string) error {
-	err := p.kv.Delete(ctx, config.Token(inferenceID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return p.b.Delete(ctx, config.Token(inferenceID))
 }
 
 // All returns every plan by inference id.
 func (p *Plans) All(ctx context.Context) (map[string]Plan, error) {
-	plans, err := current(ctx, p.kv, ">", func(_ jetstream.KeyValueEntry, pl Plan) (Plan, bool) { return pl, true })
+	plans, err := values(p.b.List(ctx, ">"))
 	if err != nil {
 		return nil, err
 	}
@@ -110,32 +95,14 @@ type PlanChange struct {
 }
 
 // Watch calls fn for every plan stored, then for every change, until ctx
-// ends or the watch breaks (then it returns the error).
-func (p *Plans) Watch(ctx context.Context, fn func(PlanChange)) error {
-	w, err := p.kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return errors.New("plan watch closed")
-			}
-			if kve == nil {
-				continue
-			}
-			if kve.Operation() != jetstream.KeyValuePut {
-				fn(PlanChange{Plan: Plan{InferenceID: config.IDFromToken(kve.Key())}, Deleted: true})
-				continue
-			}
-			var pl Plan
-			if json.Unmarshal(kve.Value(), &pl) == nil {
-				fn(PlanChange{Plan: pl})
-			}
+// ends; a broken watch restarts by itself.
+func (p *Plans) Watch(ctx context.Context, fn func(PlanChange)) {
+	p.b.Watch(ctx, ">", func(c kv.Change[Plan]) {
+		switch {
+		case c.Deleted:
+			fn(PlanChange{Plan: Plan{InferenceID: config.IDFromToken(c.Key)}, Deleted: true})
+		case c.Err == nil:
+			fn(PlanChange{Plan: c.Value})
 		}
-	}
+	})
 }

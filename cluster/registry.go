@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/kv"
 )
 
 // NodesBucket is the node registry: one key per worker process, rewritten
@@ -58,25 +58,19 @@ type DeploymentStats struct {
 
 // Registry reads and writes the node registry.
 type Registry struct {
-	kv  jetstream.KeyValue
+	b   *kv.Bucket[Node]
 	ttl time.Duration
 }
 
 // OpenRegistry creates the bucket if needed; ttl is how long a node that
 // stopped heartbeating stays listed.
-func OpenRegistry(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration) (*Registry, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      NodesBucket,
-		Description: "jetinfer worker nodes, rewritten every heartbeat",
-		History:     1,
-		TTL:         ttl,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
+func OpenRegistry(ctx context.Context, js jetstream.JetStream, cfg config.StoreConfig, ttl time.Duration) (*Registry, error) {
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: NodesBucket, Description: "jetinfer worker nodes, rewritten every heartbeat",
+		TTL: ttl, Replicas: cfg.Replicas, Log: cfg.Log}, kv.JSON[Node]())
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", NodesBucket, err)
+		return nil, err
 	}
-	return &Registry{kv: kv, ttl: ttl}, nil
+	return &Registry{b: b, ttl: ttl}, nil
 }
 
 // TTL is how long a node stays listed after its last heartbeat.
@@ -85,21 +79,13 @@ func (r *Registry) TTL() time.Duration { return r.ttl }
 // Announce writes a node's entry.
 func (r *Registry) Announce(ctx context.Context, n Node) error {
 	n.Updated = time.Now().UTC()
-	data, err := json.Marshal(n)
-	if err != nil {
-		return err
-	}
-	_, err = r.kv.Put(ctx, nodeKey(n.Name), data)
+	_, err := r.b.Put(ctx, nodeKey(n.Name), n)
 	return err
 }
 
 // Leave removes a node's entry at once (a graceful stop).
 func (r *Registry) Leave(ctx context.Context, name string) error {
-	err := r.kv.Delete(ctx, nodeKey(name))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return r.b.Delete(ctx, nodeKey(name))
 }
 
 // Nodes lists the nodes alive: those whose entry was written within the
@@ -107,28 +93,20 @@ func (r *Registry) Leave(ctx context.Context, name string) error {
 // comparing server timestamps with each other (not with this process's
 // clock) keeps a skewed clock from making every node look dead.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
-	type entry struct {
-		node    Node
-		written time.Time
-	}
-	var entries []entry
-	_, err := current(ctx, r.kv, ">", func(kve jetstream.KeyValueEntry, n Node) (Node, bool) {
-		entries = append(entries, entry{n, kve.Created()})
-		return n, false
-	})
+	entries, err := r.b.List(ctx, ">")
 	if err != nil {
 		return nil, err
 	}
 	var newest time.Time
 	for _, e := range entries {
-		if e.written.After(newest) {
-			newest = e.written
+		if e.Err == nil && e.Created.After(newest) {
+			newest = e.Created
 		}
 	}
 	var out []Node
 	for _, e := range entries {
-		if newest.Sub(e.written) <= r.ttl {
-			out = append(out, e.node)
+		if e.Err == nil && newest.Sub(e.Created) <= r.ttl {
+			out = append(out, e.Value)
 		}
 	}
 	return out, nil

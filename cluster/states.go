@@ -7,7 +7,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/kv"
 )
 
 // StateBucket holds each worker's deployment state, keyed
@@ -59,24 +59,17 @@ type State struct {
 
 // States reads and writes the deployment state bucket.
 type States struct {
-	kv jetstream.KeyValue
+	b *kv.Bucket[State]
 }
 
 // OpenStates creates the bucket if needed.
-func OpenStates(ctx context.Context, js jetstream.JetStream, replicas int) (*States, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket,
-		Description: "jetinfer deployment state per endpoint and worker",
-		History:     1,
-		TTL:         stateTTL,
-		// File storage: the state must outlive a restart of the server.
-		Storage:  jetstream.FileStorage,
-		Replicas: max(replicas, 1),
-	})
+func OpenStates(ctx context.Context, js jetstream.JetStream, cfg config.StoreConfig) (*States, error) {
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: StateBucket, Description: "jetinfer deployment state per endpoint and worker",
+		TTL: stateTTL, Replicas: cfg.Replicas, Log: cfg.Log}, kv.JSON[State]())
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", StateBucket, err)
+		return nil, err
 	}
-	return &States{kv: kv}, nil
+	return &States{b: b}, nil
 }
 
 func stateKey(inferenceID, node string) string {
@@ -97,21 +90,13 @@ func nodeKey(node string) string {
 // Put writes one worker's state of one endpoint.
 func (s *States) Put(ctx context.Context, st State) error {
 	st.Updated = time.Now().UTC()
-	data, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	_, err = s.kv.Put(ctx, stateKey(st.InferenceID, st.Node), data)
+	_, err := s.b.Put(ctx, stateKey(st.InferenceID, st.Node), st)
 	return err
 }
 
 // Remove deletes one worker's state of one endpoint.
 func (s *States) Remove(ctx context.Context, inferenceID, node string) error {
-	err := s.kv.Delete(ctx, stateKey(inferenceID, node))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return s.b.Delete(ctx, stateKey(inferenceID, node))
 }
 
 // Of returns every worker's state of one endpoint.
@@ -120,35 +105,21 @@ func (s *States) Of(ctx context.Context, inferenceID string) ([]State, error) {
 }
 
 func (s *States) list(ctx context.Context, filter string) ([]State, error) {
-	return current(ctx, s.kv, filter, func(kve jetstream.KeyValueEntry, st State) (State, bool) { return st, true })
+	return values(s.b.List(ctx, filter))
 }
 
-// current decodes the values stored under filter now (a watch's initial
-// values), keeping those keep accepts; undecodable values are skipped.
-func current[T any](ctx context.Context, kv jetstream.KeyValue, filter string, keep func(jetstream.KeyValueEntry, T) (T, bool)) ([]T, error) {
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+// values keeps the values of entries that decoded.
+func values[T any](entries []kv.Entry[T], err error) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	var out []T
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case kve := <-w.Updates():
-			if kve == nil {
-				return out, nil
-			}
-			var v T
-			if json.Unmarshal(kve.Value(), &v) != nil {
-				continue
-			}
-			if v, ok := keep(kve, v); ok {
-				out = append(out, v)
-			}
+	out := make([]T, 0, len(entries))
+	for _, e := range entries {
+		if e.Err == nil {
+			out = append(out, e.Value)
 		}
 	}
+	return out, nil
 }
 
 // Allocations returns, per inference id, the allocations running on all
@@ -170,37 +141,29 @@ func (s *States) Allocations(ctx context.Context) (map[string]int, error) {
 // the failure when one reports it; a 408 when ctx's deadline (the request's
 // timeout, named by timeout) passes first.
 func (s *States) WaitStarted(ctx context.Context, inferenceID string, revision uint64, timeout string) error {
-	w, err := s.kv.Watch(ctx, config.Token(inferenceID)+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		if ctx.Err() != nil {
-			return startTimeout(timeout)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var result error
+	decided := false
+	s.b.Watch(ctx, config.Token(inferenceID)+".*", func(c kv.Change[State]) {
+		st := c.Value
+		if decided || c.Deleted || c.Err != nil || st.Revision < revision {
+			return
 		}
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return startTimeout(timeout)
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return startTimeout(timeout)
-			}
-			if kve == nil {
-				continue
-			}
-			var st State
-			if json.Unmarshal(kve.Value(), &st) != nil || st.Revision < revision {
-				continue
-			}
-			switch st.State {
-			case StateStarted:
-				return nil
-			case StateFailed:
-				return &StartError{Status: st.ErrorStatus, Body: st.Error}
-			}
+		switch st.State {
+		case StateStarted:
+			decided = true
+		case StateFailed:
+			decided, result = true, &StartError{Status: st.ErrorStatus, Body: st.Error}
 		}
+		if decided {
+			stop()
+		}
+	})
+	if !decided {
+		return startTimeout(timeout)
 	}
+	return result
 }
 
 func startTimeout(timeout string) error {

@@ -2,7 +2,6 @@ package config
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/kv"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -227,64 +227,49 @@ var (
 
 // DeploymentStore keeps the trained model deployments.
 type DeploymentStore struct {
-	kv jetstream.KeyValue
+	b *kv.Bucket[Deployment]
 }
 
 // OpenDeploymentStore creates the bucket if needed.
 func OpenDeploymentStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*DeploymentStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      DeploymentsBucket,
-		Description: "jetinfer trained model deployments",
-		History:     1,
-		Replicas:    max(cfg.Replicas, 1),
-		Storage:     jetstream.FileStorage,
-	})
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: DeploymentsBucket, Description: "jetinfer trained model deployments", Replicas: cfg.Replicas, Log: cfg.Log},
+		kv.JSON[Deployment]())
 	if err != nil {
-		return nil, fmt.Errorf("%w: open bucket %s: %w", ErrUnavailable, DeploymentsBucket, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return &DeploymentStore{kv: kv}, nil
+	return &DeploymentStore{b: b}, nil
 }
 
 // Create stores a new deployment and returns its revision;
 // ErrDeploymentExists if the id is taken.
 func (s *DeploymentStore) Create(ctx context.Context, d Deployment) (uint64, error) {
-	data, err := json.Marshal(d)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := s.kv.Create(ctx, Token(d.DeploymentID), data)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	rev, err := s.b.Create(ctx, Token(d.DeploymentID), d)
+	switch {
+	case errors.Is(err, kv.ErrExists):
 		return 0, ErrDeploymentExists
-	}
-	if err != nil {
-		return 0, unavailable("create deployment "+d.DeploymentID, err)
+	case err != nil:
+		return 0, unavailable(err)
 	}
 	return rev, nil
 }
 
 // Get returns a deployment and its revision.
 func (s *DeploymentStore) Get(ctx context.Context, id string) (Deployment, uint64, error) {
-	e, err := s.kv.Get(ctx, Token(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	e, err := s.b.Get(ctx, Token(id))
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
 		return Deployment{}, 0, ErrDeploymentNotFound
+	case err != nil:
+		return Deployment{}, 0, unavailable(err)
+	case e.Err != nil:
+		return Deployment{}, 0, fmt.Errorf("deployment %s: %w", id, e.Err)
 	}
-	if err != nil {
-		return Deployment{}, 0, unavailable("get deployment "+id, err)
-	}
-	var d Deployment
-	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		return Deployment{}, 0, fmt.Errorf("deployment %s: %w", id, err)
-	}
-	return d, e.Revision(), nil
+	return e.Value, e.Revision, nil
 }
 
-// Update replaces a deployment read at revision.
+// Update replaces a deployment read at revision; ErrConflict if it changed.
 func (s *DeploymentStore) Update(ctx context.Context, d Deployment, revision uint64) error {
-	data, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Update(ctx, Token(d.DeploymentID), data, revision); err != nil {
+	if _, err := s.b.Update(ctx, Token(d.DeploymentID), d, revision); err != nil {
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	return nil
@@ -292,9 +277,8 @@ func (s *DeploymentStore) Update(ctx context.Context, d Deployment, revision uin
 
 // Delete removes a deployment.
 func (s *DeploymentStore) Delete(ctx context.Context, id string) error {
-	err := s.kv.Delete(ctx, Token(id))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return unavailable("delete deployment "+id, err)
+	if err := s.b.Delete(ctx, Token(id)); err != nil {
+		return unavailable(err)
 	}
 	return nil
 }
@@ -305,17 +289,18 @@ type DeploymentEntry struct {
 	Revision   uint64
 }
 
-// List returns every deployment, sorted by id.
+// List returns every deployment, sorted by id; values that do not decode
+// are left out.
 func (s *DeploymentStore) List(ctx context.Context) ([]DeploymentEntry, error) {
-	var out []DeploymentEntry
-	err := listKV(ctx, s.kv, "list deployments", func(kve jetstream.KeyValueEntry) {
-		var d Deployment
-		if json.Unmarshal(kve.Value(), &d) == nil {
-			out = append(out, DeploymentEntry{Deployment: d, Revision: kve.Revision()})
-		}
-	})
+	all, err := s.b.List(ctx, ">")
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
+	}
+	var out []DeploymentEntry
+	for _, e := range all {
+		if e.Err == nil {
+			out = append(out, DeploymentEntry{Deployment: e.Value, Revision: e.Revision})
+		}
 	}
 	slices.SortFunc(out, func(a, b DeploymentEntry) int {
 		return strings.Compare(a.Deployment.DeploymentID, b.Deployment.DeploymentID)
@@ -332,17 +317,16 @@ type DeploymentChange struct {
 }
 
 // Watch calls fn for every deployment stored, then for every change, until
-// ctx ends or the watch breaks (then it returns the error).
-func (s *DeploymentStore) Watch(ctx context.Context, fn func(DeploymentChange)) error {
-	return watchKV(ctx, s.kv, "watch deployments", func(kve jetstream.KeyValueEntry, deleted bool) {
-		id := IDFromToken(kve.Key())
-		if deleted {
+// ctx ends; a broken watch restarts by itself. Values that do not decode
+// are left out.
+func (s *DeploymentStore) Watch(ctx context.Context, fn func(DeploymentChange)) {
+	s.b.Watch(ctx, ">", func(c kv.Change[Deployment]) {
+		id := IDFromToken(c.Key)
+		switch {
+		case c.Deleted:
 			fn(DeploymentChange{ID: id, Deleted: true})
-			return
-		}
-		var d Deployment
-		if json.Unmarshal(kve.Value(), &d) == nil {
-			fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: d, Revision: kve.Revision()}})
+		case c.Err == nil:
+			fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: c.Value, Revision: c.Revision}})
 		}
 	})
 }

@@ -8,6 +8,9 @@ import (
 	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/jetinfer/jetinfer/kv"
 )
 
 // Bucket is the JetStream KV bucket that holds endpoint definitions.
@@ -32,57 +35,43 @@ type Entry struct {
 	Err      error
 }
 
-// StoreConfig configures the endpoint bucket.
+// StoreConfig configures the endpoint and deployment buckets.
 type StoreConfig struct {
-	// Replicas is the bucket's replication factor in a JetStream cluster.
+	// Replicas is the buckets' replication factor in a JetStream cluster.
 	Replicas int
+	// Log reports watches that broke and restarted.
+	Log zerolog.Logger
 }
 
 // Store keeps endpoint definitions in the JetStream KV bucket, keyed by
 // Token(inference_id), each value being the endpoint's GET JSON.
 type Store struct {
-	kv jetstream.KeyValue
+	b *kv.Bucket[Endpoint]
 }
 
 // OpenStore creates the bucket if needed and returns a store on it.
 func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*Store, error) {
-	if cfg.Replicas < 1 {
-		cfg.Replicas = 1
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "jetinfer inference endpoint definitions",
-		History:     1,
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	b, err := kv.Open(ctx, js, kv.Config{Bucket: Bucket, Description: "jetinfer inference endpoint definitions", Replicas: cfg.Replicas, Log: cfg.Log},
+		kv.Codec[Endpoint]{Encode: func(ep Endpoint) ([]byte, error) { return json.Marshal(ep) }, Decode: ParseStored})
 	if err != nil {
-		return nil, fmt.Errorf("%w: open bucket %s: %w", ErrUnavailable, Bucket, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return &Store{kv: kv}, nil
+	return &Store{b: b}, nil
 }
 
-func encode(ep Endpoint) ([]byte, error) {
-	return json.Marshal(ep)
-}
-
-func unavailable(op string, err error) error {
-	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // Create stores a new definition; ErrExists if the id is taken. Creation is
 // atomic in JetStream, so of two concurrent creates exactly one wins.
 func (s *Store) Create(ctx context.Context, ep Endpoint) (uint64, error) {
-	value, err := encode(ep)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := s.kv.Create(ctx, Token(ep.InferenceID), value)
+	rev, err := s.b.Create(ctx, Token(ep.InferenceID), ep)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
+	case errors.Is(err, kv.ErrExists):
 		return 0, ErrExists
 	case err != nil:
-		return 0, unavailable("create "+ep.InferenceID, err)
+		return 0, unavailable(err)
 	}
 	return rev, nil
 }
@@ -90,18 +79,14 @@ func (s *Store) Create(ctx context.Context, ep Endpoint) (uint64, error) {
 // Update replaces the definition if it is still at revision; ErrConflict if
 // another writer got there first, ErrNotFound if it was deleted.
 func (s *Store) Update(ctx context.Context, ep Endpoint, revision uint64) (uint64, error) {
-	value, err := encode(ep)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := s.kv.Update(ctx, Token(ep.InferenceID), value, revision)
+	rev, err := s.b.Update(ctx, Token(ep.InferenceID), ep, revision)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case errors.Is(err, kv.ErrConflict):
 		return 0, ErrConflict
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, kv.ErrNotFound):
 		return 0, ErrNotFound
 	case err != nil:
-		return 0, unavailable("update "+ep.InferenceID, err)
+		return 0, unavailable(err)
 	}
 	return rev, nil
 }
@@ -111,52 +96,32 @@ func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	if len(id) > MaxIDLength { // no such key, and too long for a subject
 		return Entry{}, ErrNotFound
 	}
-	kve, err := s.kv.Get(ctx, Token(id))
+	e, err := s.b.Get(ctx, Token(id))
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
+	case errors.Is(err, kv.ErrNotFound):
 		return Entry{}, ErrNotFound
 	case err != nil:
-		return Entry{}, unavailable("get "+id, err)
+		return Entry{}, unavailable(err)
 	}
-	return decodeEntry(kve), nil
+	return entry(e), nil
 }
 
-func decodeEntry(kve jetstream.KeyValueEntry) Entry {
-	ep, err := ParseStored(kve.Key(), kve.Value())
-	return Entry{ID: IDFromToken(kve.Key()), Endpoint: ep, Revision: kve.Revision(), Err: err}
+func entry(e kv.Entry[Endpoint]) Entry {
+	return Entry{ID: IDFromToken(e.Key), Endpoint: e.Value, Revision: e.Revision, Err: e.Err}
 }
 
 // List returns every stored definition, sorted by id.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
-	var out []Entry
-	if err := listKV(ctx, s.kv, "list", func(kve jetstream.KeyValueEntry) { out = append(out, decodeEntry(kve)) }); err != nil {
-		return nil, err
+	all, err := s.b.List(ctx, ">")
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]Entry, len(all))
+	for i, e := range all {
+		out[i] = entry(e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
-}
-
-// listKV calls fn for every value stored in kv now.
-func listKV(ctx context.Context, kv jetstream.KeyValue, op string, fn func(jetstream.KeyValueEntry)) error {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return unavailable(op, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return unavailable(op, ctx.Err())
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return unavailable(op, errors.New("watcher closed"))
-			}
-			if kve == nil { // all current values delivered
-				return nil
-			}
-			fn(kve)
-		}
-	}
 }
 
 // Delete removes the definition of id if it is still at revision, so that
@@ -166,12 +131,12 @@ func (s *Store) Delete(ctx context.Context, id string, revision uint64) error {
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
 	}
-	err := s.kv.Delete(ctx, Token(id), jetstream.LastRevision(revision))
+	err := s.b.DeleteRevision(ctx, Token(id), revision)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case errors.Is(err, kv.ErrConflict):
 		return ErrConflict
 	case err != nil:
-		return unavailable("delete "+id, err)
+		return unavailable(err)
 	}
 	return nil
 }
@@ -196,38 +161,11 @@ type Change struct {
 }
 
 // Watch calls fn for every definition currently stored, then for every
-// later change, until ctx ends. Invalid definitions arrive with Entry.Err
-// set, so the caller reports them instead of acting on them.
-func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
-	return watchKV(ctx, s.kv, "watch", func(kve jetstream.KeyValueEntry, deleted bool) {
-		if deleted {
-			fn(Change{Entry: Entry{ID: IDFromToken(kve.Key()), Revision: kve.Revision()}, Deleted: true})
-			return
-		}
-		fn(Change{Entry: decodeEntry(kve)})
+// later change, until ctx ends; a broken watch restarts by itself. Invalid
+// definitions arrive with Entry.Err set, so the caller reports them instead
+// of acting on them.
+func (s *Store) Watch(ctx context.Context, fn func(Change)) {
+	s.b.Watch(ctx, ">", func(c kv.Change[Endpoint]) {
+		fn(Change{Entry: entry(c.Entry), Deleted: c.Deleted})
 	})
-}
-
-// watchKV calls fn for every value stored in kv, then for every change
-// (deleted for a delete or purge), until ctx ends or the watch breaks.
-func watchKV(ctx context.Context, kv jetstream.KeyValue, op string, fn func(kve jetstream.KeyValueEntry, deleted bool)) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return unavailable(op, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return unavailable(op, errors.New("watcher closed"))
-			}
-			if kve == nil { // end of the initial values
-				continue
-			}
-			fn(kve, kve.Operation() != jetstream.KeyValuePut)
-		}
-	}
 }

@@ -107,10 +107,7 @@ func (c *Controller) Run(ctx context.Context) {
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
-		for watchCtx.Err() == nil {
-			_ = c.cfg.Endpoints.Watch(watchCtx, func(config.Change) { c.poke() })
-			sleepCtx(watchCtx, c.cfg.Interval)
-		}
+		c.cfg.Endpoints.Watch(watchCtx, func(config.Change) { c.poke() })
 	}()
 	var sub *nats.Subscription
 	stepDown := func() {
@@ -184,15 +181,6 @@ func (c *Controller) poke() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -78,10 +78,11 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	}
 	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelOpen()
-	if n.store, err = config.OpenStore(openCtx, js, config.StoreConfig{Replicas: cfg.KVReplicas}); err != nil {
+	buckets := config.StoreConfig{Replicas: cfg.KVReplicas, Log: n.log}
+	if n.store, err = config.OpenStore(openCtx, js, buckets); err != nil {
 		return nil, err
 	}
-	if n.deployments, err = config.OpenDeploymentStore(openCtx, js, config.StoreConfig{Replicas: cfg.KVReplicas}); err != nil {
+	if n.deployments, err = config.OpenDeploymentStore(openCtx, js, buckets); err != nil {
 		return nil, err
 	}
 	if err := n.store.EnsureDefaults(openCtx); err != nil {
@@ -96,16 +97,16 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	if err != nil {
 		return nil, err
 	}
-	states, err := cluster.OpenStates(openCtx, js, cfg.KVReplicas)
+	states, err := cluster.OpenStates(openCtx, js, buckets)
 	if err != nil {
 		return nil, err
 	}
 	ttl := ttlHeartbeats * cfg.Heartbeat
-	registry, err := cluster.OpenRegistry(openCtx, js, cfg.KVReplicas, ttl)
+	registry, err := cluster.OpenRegistry(openCtx, js, buckets, ttl)
 	if err != nil {
 		return nil, err
 	}
-	plans, err := cluster.OpenPlans(openCtx, js, cfg.KVReplicas)
+	plans, err := cluster.OpenPlans(openCtx, js, buckets)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +179,7 @@ const ttlHeartbeats = 5
 func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream, models *modelstore.Store, view cluster.View, rt *inference.Runtime) error {
 	cfg := n.cfg
 	registry, plans, states := view.Registry, view.Plans, view.States
-	lease, err := cluster.OpenLease(openCtx, js, cfg.KVReplicas, registry.TTL(), cfg.NodeName)
+	lease, err := cluster.OpenLease(openCtx, js, config.StoreConfig{Replicas: cfg.KVReplicas, Log: n.log}, registry.TTL(), cfg.NodeName)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func startCluster(t *testing.T, budgets ...int) (*testNode, []*testNode) {
 		workers = append(workers, startNodeWith(t, workerSettings(fmt.Sprintf("w%d", i+1), p, hub.NATSURL()), testRuntime))
 	}
 	// Placement depends on who is there: wait for everyone to announce.
-	reg, err := cluster.OpenRegistry(context.Background(), connectJS(t, hub.NATSURL()), 1, 5*testHeartbeat)
+	reg, err := cluster.OpenRegistry(context.Background(), connectJS(t, hub.NATSURL()), config.StoreConfig{Replicas: 1}, 5*testHeartbeat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func startCluster(t *testing.T, budgets ...int) (*testNode, []*testNode) {
 // planOf waits until the endpoint's plan satisfies ok and returns it.
 func planOf(t *testing.T, js jetstream.JetStream, replicas int, id string, ok func(cluster.Plan) bool) cluster.Plan {
 	t.Helper()
-	plans, err := cluster.OpenPlans(context.Background(), js, replicas)
+	plans, err := cluster.OpenPlans(context.Background(), js, config.StoreConfig{Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func planOf(t *testing.T, js jetstream.JetStream, replicas int, id string, ok fu
 // running waits until the workers run exactly the allocations given.
 func running(t *testing.T, js jetstream.JetStream, replicas int, id string, want map[string]int) {
 	t.Helper()
-	states, err := cluster.OpenStates(context.Background(), js, replicas)
+	states, err := cluster.OpenStates(context.Background(), js, config.StoreConfig{Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}

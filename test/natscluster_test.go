@@ -87,7 +87,7 @@ func TestThreeServerCluster(t *testing.T) {
 	// through another server, is back in the registry.
 	planOf(t, js, 3, "clustered", func(p cluster.Plan) bool { return p.Target == 3 && p.Pending == 0 })
 	a.do(t, "POST", "/_inference/clustered", `{"input":"still here"}`).mustStatus(t, 200)
-	reg, err := cluster.OpenRegistry(context.Background(), js, 3, 5*testHeartbeat)
+	reg, err := cluster.OpenRegistry(context.Background(), js, config.StoreConfig{Replicas: 3}, 5*testHeartbeat)
 	if err != nil {
 		t.Fatal(err)
 	}

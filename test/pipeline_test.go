@@ -396,7 +396,7 @@ func TestLiveAllocationUpdate(t *testing.T) {
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":1`, 1)
 	n.do(t, "PUT", "/_inference/text_embedding/live", body).mustStatus(t, 200)
 	js := connectJS(t, n.NATSURL())
-	states, err := cluster.OpenStates(context.Background(), js, 1)
+	states, err := cluster.OpenStates(context.Background(), js, config.StoreConfig{Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,71 +143,40 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// watchEndpoints follows the bucket until ctx ends, restarting a broken
-// watch; on restart every definition is seen again, which is harmless.
+// watchEndpoints follows the endpoint bucket until ctx ends.
 func (w *Worker) watchEndpoints(ctx context.Context) {
-	for {
-		err := w.cfg.Endpoints.Watch(ctx, func(c config.Change) { w.apply(ctx, c) })
-		if ctx.Err() != nil {
-			return
-		}
-		w.log.Warn().Err(err).Msg("endpoint watch stopped; retrying")
-		sleep(ctx, 2*time.Second)
-	}
+	w.cfg.Endpoints.Watch(ctx, func(c config.Change) { w.apply(ctx, c) })
 }
 
 // watchDeployments runs the trained model deployments started through the
 // _ml API like endpoints of their own id (they take their model's task).
 func (w *Worker) watchDeployments(ctx context.Context) {
-	for {
-		err := w.cfg.Deployments.Watch(ctx, func(c config.DeploymentChange) {
-			w.apply(ctx, config.Change{Entry: config.Entry{ID: c.ID, Endpoint: c.Deployment.Endpoint(), Revision: c.Revision}, Deleted: c.Deleted})
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		w.log.Warn().Err(err).Msg("deployment watch stopped; retrying")
-		sleep(ctx, 2*time.Second)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	w.cfg.Deployments.Watch(ctx, func(c config.DeploymentChange) {
+		w.apply(ctx, config.Change{Entry: config.Entry{ID: c.ID, Endpoint: c.Deployment.Endpoint(), Revision: c.Revision}, Deleted: c.Deleted})
+	})
 }
 
 // watchPlans follows the controller's plan: each endpoint learns how many
 // allocations this node runs.
 func (w *Worker) watchPlans(ctx context.Context) {
-	for {
-		err := w.cfg.Plans.Watch(ctx, func(c cluster.PlanChange) {
-			n := 0
-			if !c.Deleted {
-				n = c.Nodes[w.cfg.NodeName]
-			}
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.planned[c.InferenceID] = n
-			if c.Deleted {
-				delete(w.planned, c.InferenceID)
-			}
-			// The endpoints attached to a deployment follow its plan.
-			for _, e := range w.endpoints {
-				if e.planKey == c.InferenceID {
-					e.plan(n)
-				}
-			}
-		})
-		if ctx.Err() != nil {
-			return
+	w.cfg.Plans.Watch(ctx, func(c cluster.PlanChange) {
+		n := 0
+		if !c.Deleted {
+			n = c.Nodes[w.cfg.NodeName]
 		}
-		w.log.Warn().Err(err).Msg("plan watch stopped; retrying")
-		sleep(ctx, 2*time.Second)
-	}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.planned[c.InferenceID] = n
+		if c.Deleted {
+			delete(w.planned, c.InferenceID)
+		}
+		// The endpoints attached to a deployment follow its plan.
+		for _, e := range w.endpoints {
+			if e.planKey == c.InferenceID {
+				e.plan(n)
+			}
+		}
+	})
 }
 
 // heartbeat announces the node, its budget, cached models and the load of
