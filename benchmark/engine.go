@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
 
@@ -108,7 +109,7 @@ func modelDir(cfg Config, name string, sc synthbert.Config, jetinferJSON string)
 	// generator itself fails synthbert's pinned-digest test first.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", sc))
 	dir := filepath.Join(cfg.CacheDir, fmt.Sprintf("%s-%x", name, sum[:6]))
-	onnx := filepath.Join(dir, inference.ONNXFile)
+	onnx := filepath.Join(dir, artifact.ONNXFile)
 	if _, err := os.Stat(onnx); err != nil {
 		m, err := synthbert.New(sc)
 		if err != nil {
@@ -128,10 +129,10 @@ func modelDir(cfg Config, name string, sc synthbert.Config, jetinferJSON string)
 	if err != nil {
 		return "", fmt.Errorf("tokenizer: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, inference.TokenizerFile), tok, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), tok, 0o644); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, inference.ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
 		return "", err
 	}
 	return dir, nil

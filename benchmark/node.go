@@ -20,7 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/node"
 	"github.com/jetinfer/jetinfer/wire"
 )
@@ -48,7 +48,7 @@ type benchNode struct {
 // built-in id (the worker imports it into the model store on first use)
 // and starts a node on it with every core as its processor budget; adjust
 // then changes the node's settings (the scaling demo's pace and budget).
-func startNode(ctx context.Context, cfg Config, adjust ...func(*config.Service)) (_ *benchNode, err error) {
+func startNode(ctx context.Context, cfg Config, adjust ...func(*node.Config)) (_ *benchNode, err error) {
 	artifact, err := denseDir(cfg)
 	if err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func startNode(ctx context.Context, cfg Config, adjust ...func(*config.Service))
 	if err := linkModel(artifact, filepath.Join(repo, config.ModelE5Small)); err != nil {
 		return nil, fmt.Errorf("model repository: %w", err)
 	}
-	sc := config.DefaultService()
+	sc := node.DefaultConfig()
 	sc.HTTPAddr = "127.0.0.1:0"
 	// The benchmark publishes and consumes through a client connection, as
 	// producers do, so the embedded server listens on a random port.
@@ -104,10 +104,10 @@ func linkModel(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Symlink(filepath.Join(abs, inference.ONNXFile), filepath.Join(dst, inference.ONNXFile)); err != nil {
+	if err := os.Symlink(filepath.Join(abs, artifact.ONNXFile), filepath.Join(dst, artifact.ONNXFile)); err != nil {
 		return err
 	}
-	for _, f := range []string{inference.TokenizerFile, inference.ConfigFile} {
+	for _, f := range []string{artifact.TokenizerFile, artifact.ConfigFile} {
 		data, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -186,7 +187,7 @@ func Scaling(ctx context.Context, cfg Config, p ScalingProfile) (r ScalingResult
 	p = p.withDefaults()
 	r = ScalingResult{Profile: p, Model: denseName(cfg), Reaction: -1, BurstDone: -1, LastResult: -1, Zero: -1}
 	var nodeName string
-	b, err := startNode(ctx, cfg, func(sc *config.Service) {
+	b, err := startNode(ctx, cfg, func(sc *node.Config) {
 		nodeName = sc.NodeName
 		sc.Heartbeat = p.Heartbeat
 		sc.ScaleToZeroAfter = p.ScaleToZeroAfter

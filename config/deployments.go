@@ -25,10 +25,12 @@ import (
 // id is its inference id.
 const DeploymentsBucket = "ml_deployments"
 
-// Trained model deployment defaults (StartTrainedModelDeploymentAction).
+// Queue capacity of a deployment (StartTrainedModelDeploymentAction): the
+// default of _start's queue_capacity and of --queue-capacity, and the
+// limit of both.
 const (
 	DefaultQueueCapacity = 10000
-	maxQueueCapacity     = 100000
+	MaxQueueCapacity     = 100000
 )
 
 // Deployment is a trained model deployment started through the _ml API.
@@ -146,8 +148,8 @@ func ParseStart(modelID string, query url.Values, body []byte) (StartRequest, er
 	if r.QueueCapacity < 1 {
 		v.add("[queue_capacity] must be a positive integer")
 	}
-	if r.QueueCapacity > maxQueueCapacity {
-		v.add("[queue_capacity] must be less than %d", maxQueueCapacity)
+	if r.QueueCapacity > MaxQueueCapacity {
+		v.add("[queue_capacity] must be less than %d", MaxQueueCapacity)
 	}
 	if r.Priority != "normal" && r.Priority != "low" {
 		v.add("[priority] must be one of [normal, low]")

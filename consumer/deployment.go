@@ -48,7 +48,7 @@ type DeploymentConfig struct {
 	JS       jetstream.JetStream
 	Endpoint config.Endpoint
 	// SearchCapacity bounds the infer requests waiting in this process;
-	// beyond it they are answered 429. 0 means wire.DefaultQueueCapacity.
+	// beyond it they are answered 429. 0 means config.DefaultQueueCapacity.
 	SearchCapacity int
 	// MaxDeliver bounds the attempts at one document; 0 means
 	// DefaultMaxDeliver. The last failed attempt publishes an error result.
@@ -173,7 +173,7 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		return nil, fmt.Errorf("deployment: max deliver %d is negative", cfg.MaxDeliver)
 	}
 	if cfg.SearchCapacity <= 0 {
-		cfg.SearchCapacity = wire.DefaultQueueCapacity
+		cfg.SearchCapacity = config.DefaultQueueCapacity
 	}
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = wire.DefaultMaxDeliver
@@ -467,7 +467,10 @@ func (d *Deployment) fetch(ctx context.Context) {
 		}
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("fetch")
-			sleep(ctx, d.cfg.PollWait)
+			select {
+			case <-ctx.Done():
+			case <-time.After(d.cfg.PollWait):
+			}
 		}
 	}
 }
@@ -525,15 +528,6 @@ func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) 
 		return err
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // bulkLane serves ingest groups, taking waiting search requests first.

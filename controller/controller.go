@@ -119,9 +119,7 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 	defer func() {
 		if c.leader.Load() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := c.cfg.Lease.Release(rctx); err != nil {
+			if err := c.cfg.Lease.Release(context.WithoutCancel(ctx)); err != nil {
 				c.log.Warn().Err(err).Msg("release controller lease")
 			}
 		}

@@ -145,7 +145,7 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 		if !all && id != ep.InferenceID && id != ep.ServiceSettings.ModelID {
 			continue
 		}
-		d := deploymentOf(ep, snap, attached[ep.InferenceID])
+		d := deploymentOf(ep, snap, attached[ep.InferenceID], a.cfg.QueueCapacity)
 		if q, ok := queues[ep.InferenceID]; ok {
 			d.QueueCapacity, d.Priority = q.QueueCapacity, q.Priority
 		}
@@ -173,12 +173,12 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 
 // deploymentOf gathers one endpoint's deployment from the plan, the
 // workers' states and their registry counters.
-func deploymentOf(ep config.Endpoint, snap cluster.Snapshot, attached []string) *deploymentStats {
+func deploymentOf(ep config.Endpoint, snap cluster.Snapshot, attached []string, queueCapacity int) *deploymentStats {
 	plan := snap.Plans[ep.InferenceID]
 	d := &deploymentStats{
 		DeploymentID: ep.InferenceID, ModelID: ep.ServiceSettings.ModelID,
 		ThreadsPerAlloc: ep.ServiceSettings.NumThreads, NumberOfAllocations: plan.Target,
-		Adaptive: ep.ServiceSettings.AdaptiveAllocations, QueueCapacity: 10000, Priority: "normal",
+		Adaptive: ep.ServiceSettings.AdaptiveAllocations, QueueCapacity: queueCapacity, Priority: "normal",
 		Nodes: []nodeStats{},
 	}
 	if n := ep.ServiceSettings.NumAllocations; n != nil {

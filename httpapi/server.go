@@ -68,6 +68,10 @@ type Config struct {
 	// ModelExists, when set, is asked before an endpoint on a user-imported
 	// model is stored, as Elasticsearch checks for the trained model.
 	ModelExists func(ctx context.Context, modelID string) (bool, error)
+	// QueueCapacity is the workers' --queue-capacity, which the stats of
+	// an endpoint's own deployment report; 0 means
+	// config.DefaultQueueCapacity.
+	QueueCapacity int
 	// MaxBodyBytes caps request bodies; larger ones get 413.
 	MaxBodyBytes int64
 	// NodeName and ClusterName are reported by GET /.
@@ -90,6 +94,9 @@ func New(cfg Config, log zerolog.Logger) (*API, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		return nil, errors.New("httpapi: MaxBodyBytes must be positive")
+	}
+	if cfg.QueueCapacity <= 0 {
+		cfg.QueueCapacity = config.DefaultQueueCapacity
 	}
 	return &API{cfg: cfg, log: log.With().Str("component", "http").Logger()}, nil
 }

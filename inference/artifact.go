@@ -9,16 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-)
 
-// Files of a model artifact directory.
-const (
-	// ONNXFile is the model graph with its weights.
-	ONNXFile = "model.onnx"
-	// TokenizerFile is the Hugging Face tokenizer.
-	TokenizerFile = "tokenizer.json"
-	// ConfigFile is jetinfer's own, optional model config (ModelConfig).
-	ConfigFile = "jetinfer.json"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 )
 
 // ErrInvalidModel is wrapped by every error about a model artifact that
@@ -90,9 +82,9 @@ type ModelConfig struct {
 	RerankScores      ScoreFunction  `json:"rerank_scores,omitempty"`
 }
 
-// artifact is what a model directory says about itself, before the graph
+// modelDir is what a model directory says about itself, before the graph
 // is consulted.
-type artifact struct {
+type modelDir struct {
 	dir    string
 	config ModelConfig
 	hf     hfConfig
@@ -123,17 +115,17 @@ type stConfig struct {
 }
 
 // readArtifact reads the JSON files of a model directory.
-func readArtifact(dir string) (artifact, error) {
-	a := artifact{dir: dir}
-	for _, f := range []string{ONNXFile, TokenizerFile} {
+func readArtifact(dir string) (modelDir, error) {
+	a := modelDir{dir: dir}
+	for _, f := range artifact.Required() {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return a, invalid("%s: %v", f, err)
 		}
 	}
-	if err := readJSON(filepath.Join(dir, ConfigFile), &a.config, true); err != nil {
+	if err := readJSON(filepath.Join(dir, artifact.ConfigFile), &a.config, true); err != nil {
 		return a, err
 	}
-	if err := readJSON(filepath.Join(dir, "config.json"), &a.hf, false); err != nil {
+	if err := readJSON(filepath.Join(dir, artifact.HFConfigFile), &a.hf, false); err != nil {
 		return a, err
 	}
 	var err error
@@ -193,7 +185,7 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 				Weighted  bool `json:"pooling_mode_weightedmean_tokens"`
 				LastToken bool `json:"pooling_mode_lasttoken"`
 			}
-			if err := readJSON(filepath.Join(dir, m.Path, "config.json"), &p, false); err != nil {
+			if err := readJSON(filepath.Join(dir, m.Path, artifact.HFConfigFile), &p, false); err != nil {
 				return st, err
 			}
 			st.dimension = p.Dimension
@@ -240,7 +232,7 @@ func firstNonEmpty(s ...string) string {
 }
 
 // maxSequenceLength is the model's input limit in tokens, specials included.
-func (a artifact) maxSequenceLength() int {
+func (a modelDir) maxSequenceLength() int {
 	switch {
 	case a.config.MaxSequenceLength > 0:
 		return a.config.MaxSequenceLength
@@ -284,7 +276,7 @@ type Spec struct {
 
 // resolve combines the artifact's files with the graph's real inputs and
 // outputs into a Spec, or explains why they disagree.
-func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, error) {
+func resolve(a modelDir, inputs, outputs []tensorInfo, vocabSize int) (Spec, error) {
 	cfg := a.config
 	s := Spec{Task: cfg.TaskType}
 	if s.Task == "" {
@@ -293,9 +285,9 @@ func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 	switch s.Task {
 	case TaskTextEmbedding, TaskSparseEmbedding, TaskRerank:
 	case "":
-		return s, invalid("cannot tell the model's task: set task_type in %s", ConfigFile)
+		return s, invalid("cannot tell the model's task: set task_type in %s", artifact.ConfigFile)
 	default:
-		return s, invalid("%s: unknown task_type %q (text_embedding, sparse_embedding or rerank)", ConfigFile, s.Task)
+		return s, invalid("%s: unknown task_type %q (text_embedding, sparse_embedding or rerank)", artifact.ConfigFile, s.Task)
 	}
 
 	if err := s.resolveInputs(cfg.Inputs, inputs); err != nil {
@@ -318,7 +310,7 @@ func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 		}
 	case TaskSparseEmbedding:
 		if cfg.Pooling != "" || cfg.Normalize != nil || cfg.Dimensions != 0 || cfg.RerankScores != "" {
-			return s, invalid("%s: pooling, normalize, dimensions and rerank_scores do not apply to sparse_embedding", ConfigFile)
+			return s, invalid("%s: pooling, normalize, dimensions and rerank_scores do not apply to sparse_embedding", artifact.ConfigFile)
 		}
 		if len(out.Dims) != 3 {
 			return s, invalid("output %q has %d dimensions; sparse_embedding needs [batch, sequence, vocabulary] logits", out.Name, len(out.Dims))
@@ -328,7 +320,7 @@ func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 		}
 	case TaskRerank:
 		if cfg.Pooling != "" || cfg.Normalize != nil || cfg.Dimensions != 0 || cfg.PrefixStrings != nil {
-			return s, invalid("%s: pooling, normalize, dimensions and prefix_strings do not apply to rerank", ConfigFile)
+			return s, invalid("%s: pooling, normalize, dimensions and prefix_strings do not apply to rerank", artifact.ConfigFile)
 		}
 		if len(out.Dims) != 2 || (out.Dims[1] > 0 && out.Dims[1] != 1) {
 			return s, invalid("output %q has shape %v; rerank needs one logit per input, [batch, 1]", out.Name, out.Dims)
@@ -339,7 +331,7 @@ func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 			s.RerankScores = ScoreLogit
 		case ScoreLogit, ScoreSigmoid:
 		default:
-			return s, invalid("%s: rerank_scores %q must be logit or sigmoid", ConfigFile, s.RerankScores)
+			return s, invalid("%s: rerank_scores %q must be logit or sigmoid", artifact.ConfigFile, s.RerankScores)
 		}
 	}
 	if cfg.PrefixStrings != nil {
@@ -351,7 +343,7 @@ func resolve(a artifact, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 // inferTask reads the task from what the directory holds: sentence-
 // transformers modules mean embeddings; a Hugging Face masked-LM head means
 // sparse (SPLADE); a sequence-classification head means a cross-encoder.
-func (a artifact) inferTask() Task {
+func (a modelDir) inferTask() Task {
 	if a.st.present {
 		return TaskTextEmbedding
 	}
@@ -434,10 +426,10 @@ func (s *Spec) resolveOutput(configured string, outputs []tensorInfo) (tensorInf
 	return out, nil
 }
 
-func (s *Spec) resolveEmbedding(a artifact, out tensorInfo) error {
+func (s *Spec) resolveEmbedding(a modelDir, out tensorInfo) error {
 	cfg := a.config
 	if cfg.RerankScores != "" {
-		return invalid("%s: rerank_scores does not apply to text_embedding", ConfigFile)
+		return invalid("%s: rerank_scores does not apply to text_embedding", artifact.ConfigFile)
 	}
 	switch len(out.Dims) {
 	case 3:
@@ -452,13 +444,13 @@ func (s *Spec) resolveEmbedding(a artifact, out tensorInfo) error {
 	}
 	switch {
 	case s.OutputPooled && cfg.Pooling != "":
-		return invalid("%s: output %q is already pooled; remove pooling", ConfigFile, out.Name)
+		return invalid("%s: output %q is already pooled; remove pooling", artifact.ConfigFile, out.Name)
 	case s.OutputPooled:
 		s.Pooling = ""
 	case s.Pooling == "":
 		s.Pooling = PoolMean
 	case s.Pooling != PoolMean && s.Pooling != PoolCLS:
-		return invalid("%s: pooling %q must be mean or cls", ConfigFile, s.Pooling)
+		return invalid("%s: pooling %q must be mean or cls", artifact.ConfigFile, s.Pooling)
 	}
 	s.Normalize = a.st.normalize
 	if cfg.Normalize != nil {
@@ -481,7 +473,7 @@ func (s *Spec) resolveEmbedding(a artifact, out tensorInfo) error {
 	}
 	for _, d := range known {
 		if d != known[0] {
-			return invalid("the embedding size is inconsistent: the graph, %s and the sentence-transformers / Hugging Face configs say %v", ConfigFile, known)
+			return invalid("the embedding size is inconsistent: the graph, %s and the sentence-transformers / Hugging Face configs say %v", artifact.ConfigFile, known)
 		}
 	}
 	if len(known) > 0 {

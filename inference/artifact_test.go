@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jetinfer/jetinfer/inference/artifact"
 )
 
 // writeFiles creates a model directory holding the given files (model.onnx
@@ -13,7 +15,7 @@ import (
 func writeFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	all := map[string]string{ONNXFile: "onnx", TokenizerFile: "{}"}
+	all := map[string]string{artifact.ONNXFile: "onnx", artifact.TokenizerFile: "{}"}
 	for k, v := range files {
 		all[k] = v
 	}
@@ -85,21 +87,21 @@ func TestResolveFromHuggingFaceConfig(t *testing.T) {
 		},
 		{
 			name:    "sequence classification is rerank, sigmoid on request",
-			files:   map[string]string{"config.json": `{"architectures":["XLMRobertaForSequenceClassification"],"model_type":"xlm-roberta","max_position_embeddings":514}`, ConfigFile: `{"rerank_scores":"sigmoid"}`},
+			files:   map[string]string{"config.json": `{"architectures":["XLMRobertaForSequenceClassification"],"model_type":"xlm-roberta","max_position_embeddings":514}`, artifact.ConfigFile: `{"rerank_scores":"sigmoid"}`},
 			outputs: clsOut,
 			want: Spec{Task: TaskRerank, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"},
 				Output: "logits", MaxSequenceLength: 512, RerankScores: ScoreSigmoid},
 		},
 		{
 			name:    "jetinfer.json alone: CLS pooling, E5 prefixes, no normalisation",
-			files:   map[string]string{ConfigFile: `{"task_type":"text_embedding","pooling":"cls","normalize":false,"max_sequence_length":128,"prefix_strings":{"search":"q: "},"similarity":"l2_norm"}`},
+			files:   map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","pooling":"cls","normalize":false,"max_sequence_length":128,"prefix_strings":{"search":"q: "},"similarity":"l2_norm"}`},
 			outputs: []tensorInfo{{Name: "last_hidden_state", Type: "Float", Dims: []int64{-1, -1, -1}}},
 			want: Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"},
 				Output: "last_hidden_state", Pooling: PoolCLS, MaxSequenceLength: 128, Prefixes: PrefixStrings{Search: "q: "}, Similarity: "l2_norm"},
 		},
 		{
 			name:    "already pooled output",
-			files:   map[string]string{ConfigFile: `{"task_type":"text_embedding","output":"sentence_embedding","normalize":true}`},
+			files:   map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","output":"sentence_embedding","normalize":true}`},
 			outputs: []tensorInfo{{Name: "sentence_embedding", Type: "Float", Dims: []int64{-1, 768}}},
 			want: Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"},
 				Output: "sentence_embedding", OutputPooled: true, Normalize: true, MaxSequenceLength: 512, Dimensions: 768, Similarity: "dot_product"},
@@ -131,29 +133,29 @@ func TestResolveRejects(t *testing.T) {
 		want    string
 	}{
 		{"no task", nil, bertInputs, hiddenOut, "cannot tell the model's task: set task_type in jetinfer.json"},
-		{"unknown task", map[string]string{ConfigFile: `{"task_type":"completion"}`}, bertInputs, hiddenOut,
+		{"unknown task", map[string]string{artifact.ConfigFile: `{"task_type":"completion"}`}, bertInputs, hiddenOut,
 			`jetinfer.json: unknown task_type "completion" (text_embedding, sparse_embedding or rerank)`},
-		{"unknown config field", map[string]string{ConfigFile: `{"task_type":"rerank","top_k":3}`}, bertInputs, clsOut,
+		{"unknown config field", map[string]string{artifact.ConfigFile: `{"task_type":"rerank","top_k":3}`}, bertInputs, clsOut,
 			`jetinfer.json: json: unknown field "top_k"`},
-		{"missing input", map[string]string{ConfigFile: `{"task_type":"rerank"}`}, bertInputs[:1], clsOut,
+		{"missing input", map[string]string{artifact.ConfigFile: `{"task_type":"rerank"}`}, bertInputs[:1], clsOut,
 			`the graph has no input "attention_mask" (it has ["input_ids"])`},
-		{"configured input missing", map[string]string{ConfigFile: `{"task_type":"rerank","inputs":{"token_type_ids":"segment_ids"}}`}, bertInputs, clsOut,
+		{"configured input missing", map[string]string{artifact.ConfigFile: `{"task_type":"rerank","inputs":{"token_type_ids":"segment_ids"}}`}, bertInputs, clsOut,
 			`the graph has no input "segment_ids" (it has ["input_ids", "attention_mask", "token_type_ids"])`},
-		{"int32 inputs", map[string]string{ConfigFile: `{"task_type":"rerank"}`}, []tensorInfo{{Name: "input_ids", Type: "Int32", Dims: []int64{-1, -1}}, bertInputs[1]}, clsOut,
+		{"int32 inputs", map[string]string{artifact.ConfigFile: `{"task_type":"rerank"}`}, []tensorInfo{{Name: "input_ids", Type: "Int32", Dims: []int64{-1, -1}}, bertInputs[1]}, clsOut,
 			`input "input_ids" is Int32; jetinfer feeds int64`},
-		{"extra input", map[string]string{ConfigFile: `{"task_type":"rerank"}`}, append(bertInputs[:3:3], tensorInfo{Name: "position_ids", Type: "Int64", Dims: []int64{-1, -1}}), clsOut,
+		{"extra input", map[string]string{artifact.ConfigFile: `{"task_type":"rerank"}`}, append(bertInputs[:3:3], tensorInfo{Name: "position_ids", Type: "Int64", Dims: []int64{-1, -1}}), clsOut,
 			`the graph needs input "position_ids", which jetinfer cannot feed`},
-		{"missing output", map[string]string{ConfigFile: `{"task_type":"sparse_embedding"}`}, bertInputs, hiddenOut,
+		{"missing output", map[string]string{artifact.ConfigFile: `{"task_type":"sparse_embedding"}`}, bertInputs, hiddenOut,
 			`the graph has no output "logits" (it has ["last_hidden_state"])`},
-		{"vocabulary mismatch", map[string]string{ConfigFile: `{"task_type":"sparse_embedding"}`}, bertInputs,
+		{"vocabulary mismatch", map[string]string{artifact.ConfigFile: `{"task_type":"sparse_embedding"}`}, bertInputs,
 			[]tensorInfo{{Name: "logits", Type: "Float", Dims: []int64{-1, -1, 1000}}},
 			`output "logits" has 1000 logits per token but the tokenizer has 30522 tokens`},
-		{"multi-label cross-encoder", map[string]string{ConfigFile: `{"task_type":"rerank"}`}, bertInputs,
+		{"multi-label cross-encoder", map[string]string{artifact.ConfigFile: `{"task_type":"rerank"}`}, bertInputs,
 			[]tensorInfo{{Name: "logits", Type: "Float", Dims: []int64{-1, 3}}},
 			`output "logits" has shape [-1 3]; rerank needs one logit per input, [batch, 1]`},
-		{"dimension mismatch", map[string]string{ConfigFile: `{"task_type":"text_embedding","dimensions":768}`}, bertInputs, hiddenOut,
+		{"dimension mismatch", map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","dimensions":768}`}, bertInputs, hiddenOut,
 			"the embedding size is inconsistent: the graph, jetinfer.json and the sentence-transformers / Hugging Face configs say [384 768]"},
-		{"pooling for sparse", map[string]string{ConfigFile: `{"task_type":"sparse_embedding","pooling":"mean"}`}, bertInputs, mlmOut,
+		{"pooling for sparse", map[string]string{artifact.ConfigFile: `{"task_type":"sparse_embedding","pooling":"mean"}`}, bertInputs, mlmOut,
 			"jetinfer.json: pooling, normalize, dimensions and rerank_scores do not apply to sparse_embedding"},
 		{"unsupported pooling", map[string]string{
 			"modules.json":          `[{"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]`,
@@ -161,7 +163,7 @@ func TestResolveRejects(t *testing.T) {
 		}, bertInputs, hiddenOut, "1_Pooling/config.json: only mean or CLS pooling is supported"},
 		{"dense module", map[string]string{"modules.json": `[{"path":"2_Dense","type":"sentence_transformers.models.Dense"}]`}, bertInputs, hiddenOut,
 			"modules.json: module 2_Dense (sentence_transformers.models.Dense) is not supported; export it into the ONNX graph"},
-		{"bad similarity", map[string]string{ConfigFile: `{"task_type":"text_embedding","similarity":"hamming"}`}, bertInputs, hiddenOut,
+		{"bad similarity", map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","similarity":"hamming"}`}, bertInputs, hiddenOut,
 			`similarity "hamming" must be cosine, dot_product or l2_norm`},
 	}
 	for _, tt := range tests {

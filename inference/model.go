@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
 
@@ -88,11 +89,11 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	tok, err := tokenizer.Load(tokenizer.Config{Path: filepath.Join(dir, TokenizerFile), MaxLength: a.maxSequenceLength()})
+	tok, err := tokenizer.Load(tokenizer.Config{Path: filepath.Join(dir, artifact.TokenizerFile), MaxLength: a.maxSequenceLength()})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w: %w", dir, ErrInvalidModel, err)
 	}
-	onnx := filepath.Join(dir, ONNXFile)
+	onnx := filepath.Join(dir, artifact.ONNXFile)
 	inputs, outputs, err := graphInfo(onnx)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
@@ -103,7 +104,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	}
 	if spec.Task == TaskRerank && !tok.EncodesPairs() {
 		// EncodePair would fail on every request.
-		return nil, fmt.Errorf("model %s: %w", dir, invalid("%s: the post-processor has no template for pairs, which rerank needs", TokenizerFile))
+		return nil, fmt.Errorf("model %s: %w", dir, invalid("%s: the post-processor has no template for pairs, which rerank needs", artifact.TokenizerFile))
 	}
 	names := []string{spec.Inputs.InputIDs, spec.Inputs.AttentionMask}
 	if spec.Inputs.TokenTypeIDs != "" {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
@@ -72,18 +73,18 @@ func writeModel(t *testing.T, cfg synthbert.Config, jetinferJSON string) (string
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := m.WriteONNX(filepath.Join(dir, ONNXFile)); err != nil {
+	if err := m.WriteONNX(filepath.Join(dir, artifact.ONNXFile)); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := os.ReadFile(bertTokenizer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), tok, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), tok, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if jetinferJSON != "" {
-		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, artifact.ConfigFile), []byte(jetinferJSON), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -319,7 +320,7 @@ func TestLoadModelRejects(t *testing.T) {
 	})
 	t.Run("truncated model file", func(t *testing.T) {
 		dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 5), `{"task_type":"text_embedding"}`)
-		path := filepath.Join(dir, ONNXFile)
+		path := filepath.Join(dir, artifact.ONNXFile)
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -352,7 +353,7 @@ func TestLoadModelRejects(t *testing.T) {
 				head = synthbert.HeadHidden
 			}
 			dir, _ := writeModel(t, tinyConfig(head, 5), `{"task_type":"`+task+`","max_sequence_length":64}`)
-			if err := os.WriteFile(filepath.Join(dir, TokenizerFile), noPair, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), noPair, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			m, err := LoadModel(context.Background(), testRuntime, dir, LoadOptions{})
@@ -387,7 +388,7 @@ func TestLoadModelRejects(t *testing.T) {
 	})
 	t.Run("tokenizer with an unknown model type", func(t *testing.T) {
 		dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 5), `{"task_type":"text_embedding"}`)
-		if err := os.WriteFile(filepath.Join(dir, TokenizerFile), []byte(`{"model":{"type":"Quantum"}}`), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), []byte(`{"model":{"type":"Quantum"}}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		_, err := LoadModel(context.Background(), testRuntime, dir, LoadOptions{})
@@ -657,7 +658,7 @@ func TestXLMRobertaPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, TokenizerFile), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	m := load(t, dir, LoadOptions{})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/jetinfer/jetinfer/inference/artifact"
 )
 
 // session is one ONNX Runtime session: the graph and its weights, loaded
@@ -87,7 +89,7 @@ func graphInfo(path string) (inputs, outputs []tensorInfo, err error) {
 	in, out, err := ort.GetInputOutputInfoWithOptions(path, opts)
 	if err != nil {
 		// A graph ORT cannot load is an invalid model.
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, ONNXFile, err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, artifact.ONNXFile, err)
 	}
 	conv := func(infos []ort.InputOutputInfo) []tensorInfo {
 		ts := make([]tensorInfo, len(infos))
@@ -123,7 +125,7 @@ func newSession(path string, inputs []string, output string, threads int) (*sess
 	s, err := ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
 	if err != nil {
 		// A graph ORT cannot load is an invalid model.
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, ONNXFile, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidModel, artifact.ONNXFile, err)
 	}
 	return &session{s: s, output: output}, nil
 }

@@ -43,6 +43,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 )
 
 // Bucket is the JetStream Object Store bucket that holds model artifacts.
@@ -50,10 +53,6 @@ const Bucket = "inference_models"
 
 // ManifestObject is the name of a model's manifest object under its id.
 const ManifestObject = "manifest.json"
-
-// Files an artifact directory must have (inference.ONNXFile and
-// inference.TokenizerFile).
-var RequiredFiles = []string{"model.onnx", "tokenizer.json"}
 
 // Errors callers branch on.
 var (
@@ -66,16 +65,6 @@ var (
 	ErrUnavailable = errors.New("model store unavailable")
 )
 
-// BuiltinModels are the ids of Elasticsearch's built-in models; unlike
-// user model ids they start with a dot.
-var BuiltinModels = []string{
-	".elser_model_2",
-	".elser_model_2_linux-x86_64",
-	".multilingual-e5-small",
-	".multilingual-e5-small_linux-x86_64",
-	".rerank-v1",
-}
-
 // MaxModelIDLength is Elasticsearch's limit on trained model ids.
 const MaxModelIDLength = 64
 
@@ -84,7 +73,7 @@ var modelIDRe = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?$`)
 // ValidateModelID accepts Elasticsearch's trained model ids and the
 // built-in ids; the error wraps ErrInvalid.
 func ValidateModelID(id string) error {
-	if slices.Contains(BuiltinModels, id) {
+	if config.FamilyOf(id) != config.FamilyImported { // built in: starts with a dot
 		return nil
 	}
 	if len(id) > MaxModelIDLength {
@@ -304,7 +293,7 @@ func scanDir(dir string) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrInvalid, dir, err)
 	}
-	for _, req := range RequiredFiles {
+	for _, req := range artifact.Required() {
 		if !slices.ContainsFunc(files, func(f File) bool { return f.Path == req }) {
 			return nil, fmt.Errorf("%w: %s has no %s", ErrInvalid, dir, req)
 		}

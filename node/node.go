@@ -33,7 +33,7 @@ import (
 
 // Node is a running jetinfer process.
 type Node struct {
-	cfg         config.Service
+	cfg         Config
 	log         zerolog.Logger
 	embedded    *embeddednats.Server
 	nc          *nats.Conn
@@ -56,7 +56,7 @@ type Node struct {
 // Start brings a node up; it returns once the HTTP API accepts requests.
 // rt runs the models of the worker; without it the node serves the HTTP
 // API only, and other processes' workers serve its requests.
-func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log zerolog.Logger) (_ *Node, err error) {
+func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,11 +121,12 @@ func Start(ctx context.Context, cfg config.Service, rt *inference.Runtime, log z
 	}
 
 	api, err := httpapi.New(httpapi.Config{
-		Store:       n.store,
-		Inferer:     &wire.Client{NC: n.nc},
-		Deployments: states,
-		Trained:     n.deployments,
-		Stats:       cluster.View{Registry: registry, Plans: plans, States: states},
+		Store:         n.store,
+		Inferer:       &wire.Client{NC: n.nc},
+		QueueCapacity: cfg.QueueCapacity,
+		Deployments:   states,
+		Trained:       n.deployments,
+		Stats:         cluster.View{Registry: registry, Plans: plans, States: states},
 		ModelIDs: func(ctx context.Context) ([]string, error) {
 			ms, err := models.List(ctx)
 			ids := make([]string, len(ms))

@@ -11,6 +11,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/orttest"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
@@ -43,14 +44,14 @@ func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
+	if err := sb.WriteONNX(filepath.Join(dir, artifact.ONNXFile)); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := os.ReadFile("../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{inference.TokenizerFile: tok, inference.ConfigFile: []byte(jetinferJSON)} {
+	for name, data := range map[string][]byte{artifact.TokenizerFile: tok, artifact.ConfigFile: []byte(jetinferJSON)} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 // Cluster timing for these tests: a node or controller silent for five
@@ -22,8 +23,8 @@ const testHeartbeat = 400 * time.Millisecond
 
 // workerSettings makes a worker-only node named name with the given
 // processor budget on the NATS at url.
-func workerSettings(name string, processors int, url string) func(*config.Service) {
-	return func(c *config.Service) {
+func workerSettings(name string, processors int, url string) func(*node.Config) {
+	return func(c *node.Config) {
 		c.WorkerOnly = true
 		c.NATSURL = url
 		c.NodeName = name
@@ -39,7 +40,7 @@ func workerSettings(name string, processors int, url string) func(*config.Servic
 // and one worker-only node per budget, named w1, w2, …
 func startCluster(t *testing.T, budgets ...int) (*testNode, []*testNode) {
 	t.Helper()
-	hub := startNodeWith(t, func(c *config.Service) { c.Heartbeat = testHeartbeat }, nil)
+	hub := startNodeWith(t, func(c *node.Config) { c.Heartbeat = testHeartbeat }, nil)
 	var workers []*testNode
 	for i, p := range budgets {
 		workers = append(workers, startNodeWith(t, workerSettings(fmt.Sprintf("w%d", i+1), p, hub.NATSURL()), testRuntime))
@@ -170,6 +171,7 @@ type modelStatsBody struct {
 			Threads      int    `json:"threads_per_allocation"`
 			Allocations  int    `json:"number_of_allocations"`
 			Count        int64  `json:"inference_count"`
+			Queue        int    `json:"queue_capacity"`
 			Status       struct {
 				Count  int    `json:"allocation_count"`
 				Target int    `json:"target_allocation_count"`

@@ -7,13 +7,14 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 // TestTrainedModelDeployments: the _ml deployment API starts, updates and
 // stops deployments; inference endpoints attach to them (and to other
 // endpoints' deployments) with deployment_id, with Elasticsearch's rules.
 func TestTrainedModelDeployments(t *testing.T) {
-	n := startNode(t, func(c *config.Service) { c.Heartbeat = testHeartbeat })
+	n := startNode(t, func(c *node.Config) { c.Heartbeat = testHeartbeat })
 	js := connectJS(t, n.NATSURL())
 	base := "/_ml/trained_models/.multilingual-e5-small/deployment/_start"
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
 	"github.com/jetinfer/jetinfer/xcontent"
@@ -25,16 +24,16 @@ type testNode struct {
 	base string
 }
 
-func startNode(t *testing.T, adjust func(*config.Service)) *testNode {
+func startNode(t *testing.T, adjust func(*node.Config)) *testNode {
 	t.Helper()
 	return startNodeWith(t, adjust, testRuntime)
 }
 
 // startNodeWith starts a node whose worker runs on rt; without rt the node
 // has no worker: other processes serve its endpoints.
-func startNodeWith(t *testing.T, adjust func(*config.Service), rt *inference.Runtime) *testNode {
+func startNodeWith(t *testing.T, adjust func(*node.Config), rt *inference.Runtime) *testNode {
 	t.Helper()
-	cfg := config.DefaultService()
+	cfg := node.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 const (
@@ -215,7 +216,7 @@ func TestInferRequests(t *testing.T) {
 }
 
 func TestBadHTTPInput(t *testing.T) {
-	n := startNode(t, func(c *config.Service) { c.MaxBodyBytes = 4096 })
+	n := startNode(t, func(c *node.Config) { c.MaxBodyBytes = 4096 })
 	put := func(path, contentType, body string) response {
 		req, _ := http.NewRequest("PUT", n.base+path, strings.NewReader(body))
 		if contentType != "" {
@@ -280,7 +281,7 @@ func rawGET(t *testing.T, addr, path string) string {
 }
 
 func TestRoot(t *testing.T) {
-	n := startNode(t, func(c *config.Service) { c.ClusterName = "search-infra" })
+	n := startNode(t, func(c *node.Config) { c.ClusterName = "search-infra" })
 	n.do(t, "GET", "/", "").expect(t, 200, `{"name":"test-node","cluster_name":"search-infra","cluster_uuid":"_na_","version":{"number":"9.1.0","build_flavor":"default","build_type":"jetinfer","build_hash":"unknown","build_date":"unknown","build_snapshot":false,"lucene_version":"none","minimum_wire_compatibility_version":"8.18.0","minimum_index_compatibility_version":"8.0.0"},"tagline":"You Know, for Search"}`)
 	head := n.do(t, "HEAD", "/", "")
 	if head.status != 200 || head.body != "" {
@@ -337,7 +338,7 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := srv.ClientURL()
-	n := startNode(t, func(c *config.Service) { c.NATSURL = url })
+	n := startNode(t, func(c *node.Config) { c.NATSURL = url })
 	n.do(t, "PUT", "/_inference/sparse_embedding/before", elserBody).mustStatus(t, 200)
 
 	srv.Shutdown()

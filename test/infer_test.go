@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 const rerankBody = `{"service":"elasticsearch","service_settings":{"model_id":".rerank-v1","num_allocations":1,"num_threads":1}}`
@@ -150,7 +151,7 @@ func TestDefaultEndpointsDeployOnFirstUse(t *testing.T) {
 // TestModelNotFound: a deployment whose model is nowhere fails with
 // Elasticsearch's messages, and the endpoint stays defined.
 func TestModelNotFound(t *testing.T) {
-	n := startNode(t, func(c *config.Service) { c.ModelRepository = t.TempDir() })
+	n := startNode(t, func(c *node.Config) { c.ModelRepository = t.TempDir() })
 	elser := esError(404, "resource_not_found_exception",
 		"Could not start the ELSER service as the ELSER model for this platform cannot be found. ELSER needs to be downloaded before it can be started.")
 	n.do(t, "PUT", "/_inference/sparse_embedding/no-elser", elserBody).expect(t, 404, elser)
@@ -168,8 +169,26 @@ func TestModelNotFound(t *testing.T) {
 // TestSearchQueueFull: beyond the queue capacity, requests are refused with
 // Elasticsearch's 429 rather than queued without bound.
 func TestSearchQueueFull(t *testing.T) {
-	n := startNode(t, func(c *config.Service) { c.QueueCapacity = 2 })
+	n := startNode(t, func(c *node.Config) { c.QueueCapacity = 2 })
 	n.do(t, "PUT", "/_inference/text_embedding/full", strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":1`, 1)).mustStatus(t, 200)
+	// The stats report the capacity the node was given, not the default.
+	r := n.do(t, "GET", "/_ml/trained_models/_stats", "")
+	var stats modelStatsBody
+	if err := json.Unmarshal([]byte(r.body), &stats); err != nil {
+		t.Fatalf("%s: %v", r.body, err)
+	}
+	found := false
+	for _, s := range stats.Stats {
+		if s.Deployment.DeploymentID == "full" {
+			found = true
+			if s.Deployment.Queue != 2 {
+				t.Errorf("stats report queue_capacity %d; want 2", s.Deployment.Queue)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no deployment stats of full: %s", r.body)
+	}
 	var inputs []string
 	for i := range 64 {
 		inputs = append(inputs, document(5*i+4))

@@ -12,6 +12,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/orttest"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/pipeline"
@@ -96,17 +97,17 @@ func (tm testModel) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := sb.WriteONNX(filepath.Join(dir, inference.ONNXFile)); err != nil {
+	if err := sb.WriteONNX(filepath.Join(dir, artifact.ONNXFile)); err != nil {
 		return err
 	}
 	tok, err := os.ReadFile("../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, inference.TokenizerFile), tok, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), tok, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, inference.ConfigFile), []byte(tm.config), 0o644)
+	return os.WriteFile(filepath.Join(dir, artifact.ConfigFile), []byte(tm.config), 0o644)
 }
 
 func writeModelRepository(dir string) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 // TestThreeServerCluster: workers connected to different servers of a
@@ -48,7 +49,7 @@ func TestThreeServerCluster(t *testing.T) {
 	waitJetStream(t, urls[0])
 
 	onServer := func(i int, name string, workerOnly bool) *testNode {
-		return startNodeWith(t, func(c *config.Service) {
+		return startNodeWith(t, func(c *node.Config) {
 			c.NATSURL = urls[i] // the others are discovered from the cluster
 			c.KVReplicas = 3
 			c.NodeName = name

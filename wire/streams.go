@@ -22,9 +22,6 @@ const (
 	resultSubjects  = "inference.*.results"
 )
 
-// DefaultQueueCapacity is Elasticsearch's per-deployment queue capacity.
-const DefaultQueueCapacity = 10000
-
 // DuplicateWindow is how long a Nats-Msg-Id deduplicates publishes.
 const DuplicateWindow = 2 * time.Minute
 
@@ -34,7 +31,7 @@ type StreamsConfig struct {
 	Replicas int
 	// QueueCapacity bounds the documents waiting for one endpoint (messages
 	// per ingest subject); publishes beyond it are refused. 0 means
-	// DefaultQueueCapacity.
+	// config.DefaultQueueCapacity.
 	QueueCapacity int64
 	// ResultsMaxAge bounds how long results are kept; 0 keeps them until
 	// limits are hit.
@@ -65,7 +62,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 	}
 	capacity := cfg.QueueCapacity
 	if capacity <= 0 {
-		capacity = DefaultQueueCapacity
+		capacity = config.DefaultQueueCapacity
 	}
 	streams := []jetstream.StreamConfig{{
 		Name:                 RequestsStream,

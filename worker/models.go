@@ -15,6 +15,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/modelstore"
 )
 
@@ -163,7 +164,7 @@ func (m *models) fetch(ctx context.Context, modelID string) (string, error) {
 		return "", modelNotFound(modelID)
 	}
 	src := filepath.Join(m.repository, modelID)
-	if _, serr := os.Stat(filepath.Join(src, inference.ONNXFile)); serr != nil {
+	if _, serr := os.Stat(filepath.Join(src, artifact.ONNXFile)); serr != nil {
 		return "", modelNotFound(modelID)
 	}
 	m.importing.Lock()

@@ -185,18 +185,14 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Heartbeat)
 	defer t.Stop()
 	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := w.cfg.Registry.Announce(actx, w.describe()); err != nil && ctx.Err() == nil {
+		if err := w.cfg.Registry.Announce(ctx, w.describe()); err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("announce node")
 		}
-		cancel()
 		select {
 		case <-ctx.Done():
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := w.cfg.Registry.Leave(lctx, w.cfg.NodeName); err != nil {
+			if err := w.cfg.Registry.Leave(context.WithoutCancel(ctx), w.cfg.NodeName); err != nil {
 				w.log.Warn().Err(err).Msg("leave node registry")
 			}
-			cancel()
 			return
 		case <-t.C:
 		}
@@ -445,9 +441,7 @@ func (e *endpoint) undeploy() {
 		e.release()
 		e.model, e.release = nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := e.w.cfg.States.Remove(ctx, e.id, e.w.cfg.NodeName); err != nil {
+	if err := e.w.cfg.States.Remove(context.Background(), e.id, e.w.cfg.NodeName); err != nil {
 		e.log.Warn().Err(err).Msg("remove deployment state")
 	}
 	e.log.Info().Msg("allocations stopped on this node")
@@ -548,9 +542,7 @@ func (e *endpoint) report(failure error) {
 	case e.model != nil && st.Allocations > 0:
 		st.State = cluster.StateStarted
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := e.w.cfg.States.Put(ctx, st); err != nil {
+	if err := e.w.cfg.States.Put(context.Background(), st); err != nil {
 		e.log.Warn().Err(err).Msg("report deployment state")
 	}
 }
@@ -571,8 +563,8 @@ func (e *endpoint) shutdown() {
 	if e.release != nil {
 		e.release()
 	}
-	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	// Each call below has its own timeout (kv.Timeout, JetStream's default).
+	cctx := context.Background()
 	if err := e.w.cfg.States.Remove(cctx, e.id, e.w.cfg.NodeName); err != nil {
 		e.log.Warn().Err(err).Msg("remove deployment state")
 	}

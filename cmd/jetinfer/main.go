@@ -22,7 +22,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
 )
@@ -70,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
-	cfg := config.DefaultService()
+	cfg := node.DefaultConfig()
 	cfg.WorkerOnly = workerOnly
 	name := "serve"
 	about := "Runs the HTTP API and the worker and, unless --nats-url is given, an embedded nats-server."
@@ -86,7 +85,7 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 		fmt.Fprintf(fs.Output(), "Usage: jetinfer %s [flags]\n\n%s\n\nFlags:\n", name, about)
 		fs.PrintDefaults()
 	}
-	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+	if err := node.ApplyEnv(fs, os.LookupEnv); err != nil {
 		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
 		return 2
 	}
@@ -158,7 +157,7 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 	return code
 }
 
-func newLogger(cfg config.Service, out io.Writer) (zerolog.Logger, error) {
+func newLogger(cfg node.Config, out io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return zerolog.Logger{}, fmt.Errorf("--log-level: %w", err)

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 const modelUsage = `Usage:
@@ -50,8 +50,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	fs := flag.NewFlagSet("jetinfer model "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	natsURL := fs.String("nats-url", defaultNATSURL, "`URL` of the NATS server or cluster (env "+config.EnvName("nats-url")+")")
-	creds := fs.String("nats-creds", "", "credentials `FILE` for --nats-url (env "+config.EnvName("nats-creds")+")")
+	natsURL := fs.String("nats-url", defaultNATSURL, "`URL` of the NATS server or cluster (env "+node.EnvName("nats-url")+")")
+	creds := fs.String("nats-creds", "", "credentials `FILE` for --nats-url (env "+node.EnvName("nats-creds")+")")
 	var modelID string
 	var replace bool
 	wantArgs := 1
@@ -69,7 +69,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 	// Only the connection is shared with serve's environment; a stray
 	// JETINFER_REPLACE or JETINFER_MODEL_ID must not change a command.
 	for _, name := range []string{"nats-url", "nats-creds"} {
-		if v, ok := os.LookupEnv(config.EnvName(name)); ok {
+		if v, ok := os.LookupEnv(node.EnvName(name)); ok {
 			_ = fs.Set(name, v) // string flags accept any value
 		}
 	}

@@ -1,4 +1,4 @@
-package config
+package node
 
 import (
 	"errors"
@@ -7,10 +7,13 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/jetinfer/jetinfer/config"
 )
 
-// Service holds the settings of one jetinfer process.
-type Service struct {
+// Config holds the settings of one jetinfer process: its flags and
+// JETINFER_* variables.
+type Config struct {
 	// HTTPAddr is where the Elasticsearch-compatible API listens.
 	HTTPAddr string
 	// DataDir holds the embedded nats-server's JetStream store.
@@ -71,13 +74,13 @@ func EnvName(name string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// DefaultService returns the settings of a single-machine deployment.
-func DefaultService() Service {
+// DefaultConfig returns the settings of a single-machine deployment.
+func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "jetinfer"
 	}
-	return Service{
+	return Config{
 		HTTPAddr:          ":9200",
 		DataDir:           "data",
 		NATSListen:        "127.0.0.1:4222",
@@ -87,7 +90,7 @@ func DefaultService() Service {
 		NodeName:          host,
 		ClusterName:       "jetinfer",
 		ModelRepository:   "models",
-		QueueCapacity:     10000,
+		QueueCapacity:     config.DefaultQueueCapacity,
 		ResultsMaxAge:     24 * time.Hour,
 		AckWait:           30 * time.Second,
 		Heartbeat:         time.Second,
@@ -100,7 +103,7 @@ func DefaultService() Service {
 
 // RegisterFlags binds s's fields to flags on fs, each documented with its
 // environment variable.
-func (s *Service) RegisterFlags(fs *flag.FlagSet) {
+func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 	str := func(p *string, name, usage string) {
 		fs.StringVar(p, name, *p, usage+" (env "+EnvName(name)+")")
 	}
@@ -142,7 +145,7 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 }
 
 // Validate reports settings that cannot work.
-func (s Service) Validate() error {
+func (s Config) Validate() error {
 	var errs []error
 	if s.HTTPAddr == "" && !s.WorkerOnly {
 		errs = append(errs, errors.New("--http-addr must not be empty"))
@@ -162,8 +165,8 @@ func (s Service) Validate() error {
 	if s.Processors < 0 {
 		errs = append(errs, fmt.Errorf("--processors must not be negative, got %d", s.Processors))
 	}
-	if s.QueueCapacity < 1 || s.QueueCapacity > 100000 {
-		errs = append(errs, fmt.Errorf("--queue-capacity must be between 1 and 100000, got %d", s.QueueCapacity))
+	if s.QueueCapacity < 1 || s.QueueCapacity > config.MaxQueueCapacity {
+		errs = append(errs, fmt.Errorf("--queue-capacity must be between 1 and %d, got %d", config.MaxQueueCapacity, s.QueueCapacity))
 	}
 	if s.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %s", s.AckWait))

@@ -1,4 +1,4 @@
-package config
+package node
 
 import (
 	"flag"
@@ -15,7 +15,7 @@ func TestServiceFlagsAndEnv(t *testing.T) {
 		"JETINFER_SHUTDOWN_TIMEOUT": "5s",
 		"JETINFER_KV_REPLICAS":      "3",
 	}
-	cfg := DefaultService()
+	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg.RegisterFlags(fs)
@@ -45,7 +45,7 @@ func TestServiceFlagsAndEnv(t *testing.T) {
 }
 
 func TestServiceEnvErrorsAndValidation(t *testing.T) {
-	cfg := DefaultService()
+	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	err := ApplyEnv(fs, func(k string) (string, bool) {
@@ -57,7 +57,7 @@ func TestServiceEnvErrorsAndValidation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "JETINFER_KV_REPLICAS") {
 		t.Errorf("ApplyEnv with a bad number = %v; want an error naming the variable", err)
 	}
-	bad := DefaultService()
+	bad := DefaultConfig()
 	bad.KVReplicas, bad.LogFormat, bad.HTTPAddr = 7, "xml", ""
 	err = bad.Validate()
 	for _, want := range []string{"--kv-replicas must be between 1 and 5, got 7", `--log-format must be json or console, got "xml"`, "--http-addr must not be empty"} {
