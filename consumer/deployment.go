@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,61 +102,19 @@ type Deployment struct {
 	fetcher  sync.WaitGroup
 	laneWG   sync.WaitGroup
 	draining chan struct{} // closed when lanes must drain searchQ and exit
+	// running counts the goroutines of every lane not yet returned, those
+	// scaled away and finishing their work included: a stop past its
+	// deadline cancels their work.
+	running map[*lane]int
 
 	stats DeploymentStats
 }
 
-// DeploymentStats counts what a deployment did in this process.
-type DeploymentStats struct {
-	Documents  atomic.Int64 // results published, errors included
-	Errors     atomic.Int64 // error results published
-	Inferences atomic.Int64 // infer requests answered, errors included
-	Rejected   atomic.Int64 // infer requests refused with 429
-	// BusyNanos is the time spent computing documents and requests.
-	BusyNanos atomic.Int64
-
-	mu sync.Mutex
-	// minute is the minute (Unix time / 60) count belongs to; last the
-	// count of the minute before; peak the highest whole-minute count.
-	minute, count, last, peak int64
-	lastAccess                time.Time
-}
-
-// done counts n documents or requests finished now.
-func (s *DeploymentStats) done(n int64) {
-	now := time.Now()
-	m := now.Unix() / 60
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.roll(m)
-	s.count += n
-	s.peak = max(s.peak, s.count)
-	s.lastAccess = now
-}
-
-func (s *DeploymentStats) roll(m int64) {
-	if m == s.minute {
-		return
-	}
-	if m == s.minute+1 {
-		s.last = s.count
-	} else {
-		s.last = 0
-	}
-	s.minute, s.count = m, 0
-}
-
-// Throughput returns the documents and requests finished in the last whole
-// minute, the most in any minute so far (the current one included), and
-// when the last one finished.
-func (s *DeploymentStats) Throughput() (lastMinute, peakPerMinute int64, lastAccess time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.roll(time.Now().Unix() / 60)
-	return s.last, s.peak, s.lastAccess
-}
-
+// lane is one goroutine of an allocation. Closing quit asks it to finish
+// the work in its hands and return; cancel cancels that work (an ONNX
+// Runtime run in progress included).
 type lane struct {
+	quit   chan struct{}
 	cancel context.CancelFunc
 }
 
@@ -199,6 +155,7 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		wake:     make(chan struct{}, 1),
 		draining: make(chan struct{}),
 		gen:      new(sync.WaitGroup),
+		running:  map[*lane]int{},
 	}, nil
 }
 
@@ -281,20 +238,23 @@ func (d *Deployment) SetRunner(r Runner, n int) (wait func()) {
 	d.runner, d.failure = r, nil
 	for len(d.lanes) > n {
 		last := d.lanes[len(d.lanes)-1]
-		last.cancel()
+		close(last.quit)
 		d.lanes = d.lanes[:len(d.lanes)-1]
 	}
 	for len(d.lanes) < n {
+		// The lanes' work outlives the call: only Stop's deadline cancels it.
 		ctx, cancel := context.WithCancel(context.Background())
-		d.lanes = append(d.lanes, &lane{cancel: cancel})
+		l := &lane{quit: make(chan struct{}), cancel: cancel}
+		d.lanes = append(d.lanes, l)
+		d.running[l] = 2
 		d.laneWG.Add(2)
 		go func() {
-			defer d.laneWG.Done()
-			d.bulkLane(ctx)
+			defer d.laneDone(l)
+			d.bulkLane(ctx, l.quit)
 		}()
 		go func() {
-			defer d.laneWG.Done()
-			d.searchLane(ctx)
+			defer d.laneDone(l)
+			d.searchLane(ctx, l.quit)
 		}()
 	}
 	if n > 0 {
@@ -388,12 +348,23 @@ func (d *Deployment) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		d.mu.Lock()
-		for _, l := range d.lanes {
+		for l := range d.running {
 			l.cancel()
 		}
 		d.mu.Unlock()
 		return fmt.Errorf("stop deployment %s: %w", d.cfg.Endpoint.InferenceID, ctx.Err())
 	}
+}
+
+// laneDone marks one goroutine of l returned.
+func (d *Deployment) laneDone(l *lane) {
+	d.mu.Lock()
+	if d.running[l]--; d.running[l] == 0 {
+		delete(d.running, l)
+		l.cancel()
+	}
+	d.mu.Unlock()
+	d.laneWG.Done()
 }
 
 func (d *Deployment) poke() {
@@ -417,436 +388,4 @@ func (d *Deployment) use() (Runner, error, func()) {
 	g := d.gen
 	g.Add(1)
 	return d.runner, d.failure, g.Done
-}
-
-// onInfer queues one infer request; it runs on the subscription's goroutine.
-func (d *Deployment) onInfer(msg *nats.Msg) {
-	if msg.Reply == "" {
-		return // nobody would read the answer
-	}
-	if _, failure, _ := d.current(); failure != nil {
-		d.replyError(msg, failure)
-		return
-	}
-	select {
-	case d.searchQ <- msg:
-	default:
-		d.stats.Rejected.Add(1)
-		d.replyError(msg, ErrQueueFull)
-	}
-}
-
-// ErrQueueFull is Elasticsearch's answer when a deployment's queue is full.
-var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
-	"inference process queue is full. Unable to execute command")
-
-// fetch pulls documents while the deployment has allocations and hands
-// them to the bulk lanes, as many as have arrived when a lane is free.
-func (d *Deployment) fetch(ctx context.Context) {
-	for ctx.Err() == nil {
-		if _, _, lanes := d.current(); lanes == 0 {
-			select {
-			case <-ctx.Done():
-			case <-d.wake:
-			case <-time.After(d.cfg.PollWait):
-			}
-			continue
-		}
-		batch, err := d.cons.Fetch(d.cfg.GroupDocs, jetstream.FetchMaxWait(d.cfg.PollWait))
-		if err == nil {
-			err = d.handOut(ctx, batch)
-		}
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-			// Removed by a worker cleaning up after a delete of the same
-			// id that raced with its re-creation: the endpoint exists, so
-			// its consumer must too.
-			if cons, cerr := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
-				d.cons = cons
-				continue
-			}
-		}
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn().Err(err).Msg("fetch")
-			select {
-			case <-ctx.Done():
-			case <-time.After(d.cfg.PollWait):
-			}
-		}
-	}
-}
-
-// handOut forwards one pull request's messages to the lanes and returns the
-// pull request's error. Messages in hand when ctx ends are handed back to
-// the server for redelivery.
-func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) error {
-	var pending []jetstream.Msg
-	msgs := batch.Messages()
-	// Documents in hand with no lane left to take them (this node's
-	// allocations went to zero) go back at once, rather than waiting out
-	// their ack wait here and being served twice later.
-	check := time.NewTicker(d.cfg.PollWait)
-	defer check.Stop()
-	giveBack := func() {
-		for _, msg := range pending {
-			_ = msg.Nak()
-		}
-		pending = nil
-		if msgs != nil {
-			for msg := range msgs {
-				_ = msg.Nak()
-			}
-			msgs = nil
-		}
-	}
-	for msgs != nil || len(pending) > 0 {
-		var out chan []jetstream.Msg
-		if len(pending) > 0 {
-			out = d.ingestQ
-		}
-		select {
-		case <-check.C:
-			if _, _, lanes := d.current(); lanes == 0 {
-				giveBack()
-			} else {
-				for _, msg := range pending {
-					_ = msg.InProgress()
-				}
-			}
-		case msg, ok := <-msgs:
-			if !ok {
-				msgs = nil
-				continue
-			}
-			pending = append(pending, msg)
-		case out <- pending:
-			pending = nil
-		case <-ctx.Done():
-			giveBack()
-		}
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return err
-	}
-	return nil
-}
-
-// bulkLane serves ingest groups, taking waiting search requests first.
-func (d *Deployment) bulkLane(ctx context.Context) {
-	for {
-		select {
-		case msg := <-d.searchQ:
-			d.serveSearch(msg)
-			continue
-		default:
-		}
-		select {
-		case <-ctx.Done():
-			d.drainSearches()
-			return
-		case <-d.draining:
-			d.drainSearches()
-			return
-		case msg := <-d.searchQ:
-			d.serveSearch(msg)
-		case group := <-d.ingestQ:
-			d.serveGroup(group)
-		}
-	}
-}
-
-func (d *Deployment) searchLane(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			d.drainSearches()
-			return
-		case <-d.draining:
-			d.drainSearches()
-			return
-		case msg := <-d.searchQ:
-			d.serveSearch(msg)
-		}
-	}
-}
-
-func (d *Deployment) drainSearches() {
-	for {
-		select {
-		case msg := <-d.searchQ:
-			d.serveSearch(msg)
-		default:
-			return
-		}
-	}
-}
-
-// serveSearch answers one infer request. A request whose client has
-// already given up (its deadline passed) is dropped unanswered.
-func (d *Deployment) serveSearch(msg *nats.Msg) {
-	ctx := context.Background()
-	if dl, ok := wire.Deadline(msg); ok {
-		if time.Until(dl) <= 0 {
-			return
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl)
-		defer cancel()
-	}
-	runner, failure, done := d.use()
-	defer done()
-	if runner == nil {
-		if failure == nil {
-			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
-		}
-		d.replyError(msg, failure)
-		return
-	}
-	req, err := d.parse(msg.Data)
-	if err == nil {
-		var body []byte
-		start := time.Now()
-		body, err = runner.Infer(ctx, req)
-		d.stats.BusyNanos.Add(int64(time.Since(start)))
-		if err == nil {
-			d.stats.Inferences.Add(1)
-			d.stats.done(1)
-			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
-				d.log.Error().Err(err).Msg("reply")
-			}
-			return
-		}
-	}
-	if ctx.Err() != nil {
-		return // the client has timed out and is gone
-	}
-	d.replyError(msg, err)
-}
-
-func (d *Deployment) replyError(msg *nats.Msg, err error) {
-	d.stats.Inferences.Add(1)
-	e := eserror.As(err)
-	if e.Status >= 500 {
-		d.log.Error().Err(err).Msg("inference failed")
-	}
-	body, merr := e.MarshalJSON()
-	if merr != nil {
-		body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
-	}
-	if rerr := wire.Reply(d.cfg.NC, msg.Reply, e.Status, body, errors.Is(err, wire.ErrNoAllocation)); rerr != nil {
-		d.log.Error().Err(rerr).Msg("reply")
-	}
-}
-
-// parse reads and validates a request body against the endpoint's task.
-func (d *Deployment) parse(body []byte) (inferapi.Request, error) {
-	req, err := inferapi.ParseRequest(body)
-	if err != nil {
-		return req, err
-	}
-	task := config.Any
-	if d.cfg.Endpoint.TaskType == config.Rerank {
-		task = config.Rerank
-	}
-	return req, req.Validate(task)
-}
-
-// doc is one ingest message in a group.
-type doc struct {
-	msg  jetstream.Msg
-	meta *jetstream.MsgMetadata
-	id   string
-	req  inferapi.Request
-	body []byte
-	err  error
-}
-
-// errInvalid marks documents that can never succeed: they are terminated
-// after one error result.
-var errInvalid = errors.New("invalid document")
-
-// serveGroup embeds a group of documents and settles every message: each is
-// acked (after its result is stored), terminated or nakked.
-func (d *Deployment) serveGroup(msgs []jetstream.Msg) {
-	ctx := context.Background()
-	docs := make([]*doc, len(msgs))
-	var valid []*doc
-	for i, msg := range msgs {
-		dc := &doc{msg: msg}
-		docs[i] = dc
-		var err error
-		if dc.meta, err = msg.Metadata(); err != nil {
-			d.log.Error().Err(err).Msg("message without metadata")
-			_ = msg.Term()
-			docs[i] = nil
-			continue
-		}
-		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
-		if dc.err == nil {
-			valid = append(valid, dc)
-		}
-	}
-	stop := d.keepAlive(valid)
-	start := time.Now()
-	d.run(ctx, valid)
-	d.stats.BusyNanos.Add(int64(time.Since(start)))
-	stop()
-	for _, dc := range docs {
-		if dc != nil {
-			d.settle(ctx, dc)
-		}
-	}
-}
-
-// keepAlive tells the server every third of AckWait that docs are still
-// being worked on, so that a long group is not redelivered meanwhile.
-func (d *Deployment) keepAlive(docs []*doc) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(d.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, dc := range docs {
-					_ = dc.msg.InProgress()
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
-}
-
-// run embeds the valid documents in one engine call; if that fails, each
-// is tried alone, so one poison document does not fail its neighbours.
-func (d *Deployment) run(ctx context.Context, docs []*doc) {
-	if len(docs) == 0 {
-		return
-	}
-	runner, failure, done := d.use()
-	defer done()
-	if runner == nil {
-		if failure == nil {
-			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
-		}
-		for _, dc := range docs {
-			dc.err = failure
-		}
-		return
-	}
-	reqs := make([]inferapi.Request, len(docs))
-	for i, dc := range docs {
-		reqs[i] = dc.req
-	}
-	bodies, err := runner.Ingest(ctx, reqs)
-	if err == nil && len(bodies) != len(docs) {
-		err = fmt.Errorf("runner returned %d results for %d documents", len(bodies), len(docs))
-	}
-	if err == nil {
-		for i, dc := range docs {
-			dc.body = bodies[i]
-		}
-		return
-	}
-	if len(docs) == 1 {
-		docs[0].err = err
-		return
-	}
-	for _, dc := range docs {
-		var one [][]byte
-		if one, dc.err = runner.Ingest(ctx, []inferapi.Request{dc.req}); dc.err == nil {
-			dc.body = one[0]
-		}
-	}
-}
-
-// settle publishes a document's result and acks it, or naks it for another
-// attempt; an invalid document, or one on its last delivery, gets an error
-// result and is terminated.
-func (d *Deployment) settle(ctx context.Context, dc *doc) {
-	log := d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Logger()
-	body := dc.body
-	if dc.err != nil {
-		log.Warn().Err(dc.err).Str("document_id", dc.id).Msg("document failed")
-		var merr error
-		if body, merr = eserror.As(dc.err).MarshalJSON(); merr != nil {
-			body = []byte(`{"error":{"type":"status_exception","reason":"internal error"},"status":500}`)
-		}
-	}
-	last := dc.meta.NumDelivered >= uint64(d.cfg.MaxDeliver)
-	if dc.err != nil && !errors.Is(dc.err, errInvalid) && !last {
-		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
-		return
-	}
-	err := d.publish(ctx, dc, body)
-	if errors.Is(err, nats.ErrMaxPayload) && dc.err == nil {
-		// The result can never be stored: say so in its place.
-		dc.err = fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
-			"the result of [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(body), d.cfg.NC.MaxPayload()))
-		log.Warn().Err(dc.err).Str("document_id", dc.id).Msg("document failed")
-		body, _ = eserror.As(dc.err).MarshalJSON()
-		err = d.publish(ctx, dc, body)
-	}
-	if err != nil {
-		// Without a result the document is not done: try again later. On
-		// the last delivery the server delivers no more and the document
-		// stays in the stream for an operator to see.
-		log.Error().Err(err).Msg("publish result")
-		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
-		return
-	}
-	d.stats.Documents.Add(1)
-	d.stats.done(1)
-	if dc.err != nil {
-		d.stats.Errors.Add(1)
-		d.settled(log, dc.msg.TermWithReason(dc.err.Error()), "term")
-		return
-	}
-	d.settled(log, dc.msg.DoubleAck(ctx), "ack")
-}
-
-func (d *Deployment) settled(log zerolog.Logger, err error, op string) {
-	if err != nil {
-		log.Error().Err(err).Str("op", op).Msg("settle message")
-	}
-}
-
-// parseDoc cuts the document id out of a body and parses the rest; the
-// error wraps errInvalid.
-func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
-	id, rest, err := wire.CutID(data)
-	if err != nil {
-		return id, inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	req, err := d.parse(rest)
-	if err == nil && id == "" {
-		err = eserror.Validation(eserror.TypeActionRequestValidation, "Field [id] cannot be null")
-	}
-	if err != nil {
-		return id, req, fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return id, req, nil
-}
-
-// publish sends a document's result and waits for the stream to store it.
-func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
-	reqID := dc.msg.Headers().Get(jetstream.MsgIDHeader)
-	if reqID == "" {
-		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
-	}
-	out := nats.NewMsg(wire.ResultsSubject(d.token))
-	out.Header.Set(wire.HeaderDocumentID, dc.id)
-	out.Header.Set(jetstream.MsgIDHeader, reqID+"-result")
-	out.Data = body
-	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)
-	defer cancel()
-	_, err := d.cfg.JS.PublishMsg(pctx, out)
-	return err
 }

@@ -357,3 +357,78 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 		t.Fatalf("publish after the queue drained: %v", err)
 	}
 }
+
+// TestStopDeadlineCancelsWork: a stop whose deadline passes cancels the
+// work in hand through its context (as it cancels an ONNX Runtime run),
+// and the document goes back to the queue instead of being lost.
+func TestStopDeadlineCancelsWork(t *testing.T) {
+	nc, js := startJS(t, 0)
+	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"x"}`)
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	d, err := NewDeployment(DeploymentConfig{
+		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID},
+		AckWait: 5 * time.Second, NakDelay: time.Hour, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.SetRunner(fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		close(started)
+		<-ctx.Done() // a run that only a cancellation ends
+		cancelled <- ctx.Err()
+		return nil, ctx.Err()
+	}}, 1)
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the document was not taken within 30s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := d.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v; want the deadline's error", err)
+	}
+	select {
+	case err := <-cancelled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the run ended with %v; want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run was not cancelled within 30s of the stop's deadline")
+	}
+	// Nakked for a later attempt (the delay keeps it from being redelivered
+	// here): still queued, no result published.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := js.Consumer(context.Background(), wire.RequestsStream, wire.ConsumerName(testToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 1 && info.NumRedelivered == 0 && info.Delivered.Consumer == 1 {
+			s, err := js.Stream(context.Background(), wire.ResultsStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			si, err := s.Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if si.State.Msgs != 0 {
+				t.Fatalf("%d results published for a cancelled document", si.State.Msgs)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %+v; want the document back in the queue", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,102 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/wire"
+)
+
+// fetch pulls documents while the deployment has allocations and hands
+// them to the bulk lanes, as many as have arrived when a lane is free.
+func (d *Deployment) fetch(ctx context.Context) {
+	for ctx.Err() == nil {
+		if _, _, lanes := d.current(); lanes == 0 {
+			select {
+			case <-ctx.Done():
+			case <-d.wake:
+			case <-time.After(d.cfg.PollWait):
+			}
+			continue
+		}
+		batch, err := d.cons.Fetch(d.cfg.GroupDocs, jetstream.FetchMaxWait(d.cfg.PollWait))
+		if err == nil {
+			err = d.handOut(ctx, batch)
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Removed by a worker cleaning up after a delete of the same
+			// id that raced with its re-creation: the endpoint exists, so
+			// its consumer must too.
+			if cons, cerr := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
+				d.cons = cons
+				continue
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("fetch")
+			select {
+			case <-ctx.Done():
+			case <-time.After(d.cfg.PollWait):
+			}
+		}
+	}
+}
+
+// handOut forwards one pull request's messages to the lanes and returns the
+// pull request's error. Messages in hand when ctx ends are handed back to
+// the server for redelivery.
+func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) error {
+	var pending []jetstream.Msg
+	msgs := batch.Messages()
+	// Documents in hand with no lane left to take them (this node's
+	// allocations went to zero) go back at once, rather than waiting out
+	// their ack wait here and being served twice later.
+	check := time.NewTicker(d.cfg.PollWait)
+	defer check.Stop()
+	giveBack := func() {
+		for _, msg := range pending {
+			_ = msg.Nak()
+		}
+		pending = nil
+		if msgs != nil {
+			for msg := range msgs {
+				_ = msg.Nak()
+			}
+			msgs = nil
+		}
+	}
+	for msgs != nil || len(pending) > 0 {
+		var out chan []jetstream.Msg
+		if len(pending) > 0 {
+			out = d.ingestQ
+		}
+		select {
+		case <-check.C:
+			if _, _, lanes := d.current(); lanes == 0 {
+				giveBack()
+			} else {
+				for _, msg := range pending {
+					_ = msg.InProgress()
+				}
+			}
+		case msg, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			pending = append(pending, msg)
+		case out <- pending:
+			pending = nil
+		case <-ctx.Done():
+			giveBack()
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return err
+	}
+	return nil
+}

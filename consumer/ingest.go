@@ -1,0 +1,168 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
+)
+
+// doc is one ingest message in a group.
+type doc struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+	id   string
+	req  inferapi.Request
+	body []byte
+	err  error
+}
+
+// errInvalid marks documents that can never succeed: they are terminated
+// after one error result.
+var errInvalid = errors.New("invalid document")
+
+// serveGroup embeds a group of documents and settles every message: each is
+// acked (after its result is stored), terminated or nakked. ctx cancels the
+// work (a stop past its deadline); what was computed is still settled.
+func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
+	docs := make([]*doc, len(msgs))
+	var valid []*doc
+	for i, msg := range msgs {
+		dc := &doc{msg: msg}
+		docs[i] = dc
+		var err error
+		if dc.meta, err = msg.Metadata(); err != nil {
+			d.log.Error().Err(err).Msg("message without metadata")
+			_ = msg.Term()
+			docs[i] = nil
+			continue
+		}
+		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
+		if dc.err == nil {
+			valid = append(valid, dc)
+		}
+	}
+	stop := d.keepAlive(valid)
+	start := time.Now()
+	d.run(ctx, valid)
+	d.stats.BusyNanos.Add(int64(time.Since(start)))
+	stop()
+	settleCtx := context.WithoutCancel(ctx)
+	for _, dc := range docs {
+		if dc != nil {
+			d.settle(settleCtx, dc)
+		}
+	}
+}
+
+// keepAlive tells the server every third of AckWait that docs are still
+// being worked on, so that a long group is not redelivered meanwhile.
+func (d *Deployment) keepAlive(docs []*doc) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, dc := range docs {
+					_ = dc.msg.InProgress()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// run embeds the valid documents in one engine call; if that fails, each
+// is tried alone, so one poison document does not fail its neighbours.
+func (d *Deployment) run(ctx context.Context, docs []*doc) {
+	if len(docs) == 0 {
+		return
+	}
+	runner, failure, done := d.use()
+	defer done()
+	if runner == nil {
+		if failure == nil {
+			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+		}
+		for _, dc := range docs {
+			dc.err = failure
+		}
+		return
+	}
+	reqs := make([]inferapi.Request, len(docs))
+	for i, dc := range docs {
+		reqs[i] = dc.req
+	}
+	bodies, err := runner.Ingest(ctx, reqs)
+	if err == nil && len(bodies) != len(docs) {
+		err = fmt.Errorf("runner returned %d results for %d documents", len(bodies), len(docs))
+	}
+	if err == nil {
+		for i, dc := range docs {
+			dc.body = bodies[i]
+		}
+		return
+	}
+	if len(docs) == 1 {
+		docs[0].err = err
+		return
+	}
+	for _, dc := range docs {
+		var one [][]byte
+		if one, dc.err = runner.Ingest(ctx, []inferapi.Request{dc.req}); dc.err == nil {
+			dc.body = one[0]
+		}
+	}
+}
+
+// parseDoc cuts the document id out of a body and parses the rest; the
+// error wraps errInvalid.
+func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
+	id, rest, err := wire.CutID(data)
+	if err != nil {
+		return id, inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	req, err := d.parse(rest)
+	if err == nil && id == "" {
+		err = eserror.Validation(eserror.TypeActionRequestValidation, "Field [id] cannot be null")
+	}
+	if err != nil {
+		return id, req, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return id, req, nil
+}
+
+// publish sends a document's result and waits for the stream to store it.
+func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
+	reqID := dc.msg.Headers().Get(jetstream.MsgIDHeader)
+	if reqID == "" {
+		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
+	}
+	out := nats.NewMsg(wire.ResultsSubject(d.token))
+	out.Header.Set(wire.HeaderDocumentID, dc.id)
+	out.Header.Set(jetstream.MsgIDHeader, reqID+"-result")
+	out.Data = body
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)
+	defer cancel()
+	_, err := d.cfg.JS.PublishMsg(pctx, out)
+	return err
+}

@@ -1,0 +1,101 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/wire"
+)
+
+// onInfer queues one infer request; it runs on the subscription's goroutine.
+func (d *Deployment) onInfer(msg *nats.Msg) {
+	if msg.Reply == "" {
+		return // nobody would read the answer
+	}
+	if _, failure, _ := d.current(); failure != nil {
+		d.replyError(msg, failure)
+		return
+	}
+	select {
+	case d.searchQ <- msg:
+	default:
+		d.stats.Rejected.Add(1)
+		d.replyError(msg, ErrQueueFull)
+	}
+}
+
+// ErrQueueFull is Elasticsearch's answer when a deployment's queue is full.
+var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
+	"inference process queue is full. Unable to execute command")
+
+// serveSearch answers one infer request. A request whose client has
+// already given up (its deadline passed) is dropped unanswered.
+func (d *Deployment) serveSearch(ctx context.Context, msg *nats.Msg) {
+	if dl, ok := wire.Deadline(msg); ok {
+		if time.Until(dl) <= 0 {
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	runner, failure, done := d.use()
+	defer done()
+	if runner == nil {
+		if failure == nil {
+			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
+		}
+		d.replyError(msg, failure)
+		return
+	}
+	req, err := d.parse(msg.Data)
+	if err == nil {
+		var body []byte
+		start := time.Now()
+		body, err = runner.Infer(ctx, req)
+		d.stats.BusyNanos.Add(int64(time.Since(start)))
+		if err == nil {
+			d.stats.Inferences.Add(1)
+			d.stats.done(1)
+			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
+				d.log.Error().Err(err).Msg("reply")
+			}
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return // the client has timed out and is gone
+	}
+	d.replyError(msg, err)
+}
+
+func (d *Deployment) replyError(msg *nats.Msg, err error) {
+	d.stats.Inferences.Add(1)
+	e := eserror.As(err)
+	if e.Status >= 500 {
+		d.log.Error().Err(err).Msg("inference failed")
+	}
+	if rerr := wire.Reply(d.cfg.NC, msg.Reply, e.Status, errorBody(err), errors.Is(err, wire.ErrNoAllocation)); rerr != nil {
+		d.log.Error().Err(rerr).Msg("reply")
+	}
+}
+
+// parse reads and validates a request body against the endpoint's task.
+func (d *Deployment) parse(body []byte) (inferapi.Request, error) {
+	req, err := inferapi.ParseRequest(body)
+	if err != nil {
+		return req, err
+	}
+	task := config.Any
+	if d.cfg.Endpoint.TaskType == config.Rerank {
+		task = config.Rerank
+	}
+	return req, req.Validate(task)
+}

@@ -1,0 +1,56 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestDecide(t *testing.T) {
+	transient := errors.New("onnx run failed")
+	invalid := fmt.Errorf("%w: [input] must be a string", errInvalid)
+	for _, tt := range []struct {
+		name       string
+		err        error
+		delivered  uint64
+		maxDeliver int
+		want       outcome
+	}{
+		{"success", nil, 1, 5, outcomeAck},
+		{"success on the last delivery", nil, 5, 5, outcomeAck},
+		{"transient failure", transient, 1, 5, outcomeRetry},
+		{"transient failure before the last delivery", transient, 4, 5, outcomeRetry},
+		{"transient failure on the last delivery", transient, 5, 5, outcomeFail},
+		{"past the last delivery", transient, 6, 5, outcomeFail},
+		{"invalid on the first delivery", invalid, 1, 5, outcomeFail},
+		{"cancelled by a stop", context.Canceled, 1, 5, outcomeRetry},
+		{"one delivery allowed", transient, 1, 1, outcomeFail},
+	} {
+		if got := decide(tt.err, tt.delivered, tt.maxDeliver); got != tt.want {
+			t.Errorf("%s: decide(%v, %d, %d) = %s; want %s", tt.name, tt.err, tt.delivered, tt.maxDeliver, got, tt.want)
+		}
+	}
+}
+
+func TestAfterPublishFailure(t *testing.T) {
+	tooLarge := fmt.Errorf("publish: %w", nats.ErrMaxPayload)
+	for _, tt := range []struct {
+		name string
+		o    outcome
+		err  error
+		want outcome
+	}{
+		{"result too large for any message", outcomeAck, tooLarge, outcomeFail},
+		{"result not stored in time", outcomeAck, context.DeadlineExceeded, outcomeRetry},
+		{"server unreachable", outcomeAck, nats.ErrNoResponders, outcomeRetry},
+		{"error result not stored", outcomeFail, context.DeadlineExceeded, outcomeRetry},
+		{"error result too large", outcomeFail, tooLarge, outcomeRetry},
+	} {
+		if got := afterPublishFailure(tt.o, tt.err); got != tt.want {
+			t.Errorf("%s: afterPublishFailure(%s, %v) = %s; want %s", tt.name, tt.o, tt.err, got, tt.want)
+		}
+	}
+}
