@@ -197,10 +197,14 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	if cacheDir == "" {
 		cacheDir = filepath.Join(cfg.DataDir, "models")
 	}
+	cache, err := worker.NewModelCache(worker.ModelCacheConfig{Runtime: rt, Store: models, Repository: cfg.ModelRepository,
+		CacheDir: cacheDir, Log: n.log})
+	if err != nil {
+		return err
+	}
 	n.worker, err = worker.Start(ctx, worker.Config{
-		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: models, States: states, Registry: registry, Plans: plans,
-		Runtime: rt, NodeName: cfg.NodeName, Processors: cfg.Processors, ModelRepository: cfg.ModelRepository,
-		CacheDir: cacheDir, Heartbeat: cfg.Heartbeat,
+		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: cache, States: states, Registry: registry, Plans: plans,
+		NodeName: cfg.NodeName, Processors: cfg.Processors, Heartbeat: cfg.Heartbeat,
 		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},
 		Log:        n.log,
 	})

@@ -7,24 +7,43 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/pipeline"
 )
 
 // fetchAttempts bounds the tries at fetching one model.
 const fetchAttempts = 3
 
-// models loads each model once per thread count and shares it between the
-// endpoints and allocations of this process; the last release closes it.
-type models struct {
+// ModelCacheConfig configures a ModelCache.
+type ModelCacheConfig struct {
+	Runtime *inference.Runtime
+	// Store holds the imported models.
+	Store *modelstore.Store
+	// Repository holds built-in models as <dir>/<model_id>/ (ES's
+	// xpack.ml.model_repository); they are imported on first use.
+	Repository string
+	// CacheDir holds the models fetched from the model store.
+	CacheDir string
+	Log      zerolog.Logger
+}
+
+// ModelCache is the worker's Models: it fetches models from the model
+// store into a local cache (importing built-in ones from the repository on
+// first use), loads each once per thread count on ONNX Runtime and shares
+// it between the endpoints and allocations of this process; the last
+// release closes it.
+type ModelCache struct {
 	rt         *inference.Runtime
 	store      *modelstore.Store
 	repository string
@@ -52,9 +71,30 @@ type modelEntry struct {
 	refs  int
 }
 
-// acquire returns the loaded model and a release function, loading it on
-// first use. Loading failures are not cached: the next acquire retries.
-func (m *models) acquire(ctx context.Context, modelID string, threads int) (*inference.Model, func(), error) {
+// NewModelCache returns an empty cache.
+func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
+	if cfg.Runtime == nil || cfg.Store == nil {
+		return nil, errors.New("worker: model cache needs the runtime and the model store")
+	}
+	return &ModelCache{rt: cfg.Runtime, store: cfg.Store, repository: cfg.Repository, cacheDir: cfg.CacheDir,
+		log: cfg.Log, entries: map[modelKey]*modelEntry{}}, nil
+}
+
+// loaded is an inference.Model as the worker uses it.
+type loaded struct{ m *inference.Model }
+
+func (l loaded) Task() config.TaskType { return config.TaskType(l.m.Spec().Task) }
+
+func (l loaded) Runner(ep config.Endpoint) consumer.Runner {
+	return pipeline.Runner{Model: l.m, Endpoint: ep}
+}
+
+// Cached lists the model ids with a complete copy in the local cache.
+func (m *ModelCache) Cached() []string { return cachedModels(m.cacheDir) }
+
+// Acquire returns the loaded model and a release function, loading it on
+// first use. Loading failures are not cached: the next Acquire retries.
+func (m *ModelCache) Acquire(ctx context.Context, modelID string, threads int) (Model, func(), error) {
 	key := modelKey{modelID, threads}
 	m.mu.Lock()
 	e, ok := m.entries[key]
@@ -81,10 +121,10 @@ func (m *models) acquire(ctx context.Context, modelID string, threads int) (*inf
 		return nil, nil, e.err
 	}
 	var once sync.Once
-	return e.model, func() { once.Do(func() { m.release(key, e) }) }, nil
+	return loaded{e.model}, func() { once.Do(func() { m.release(key, e) }) }, nil
 }
 
-func (m *models) release(key modelKey, e *modelEntry) {
+func (m *ModelCache) release(key modelKey, e *modelEntry) {
 	m.mu.Lock()
 	e.refs--
 	last := e.refs == 0
@@ -108,8 +148,8 @@ func (m *models) release(key modelKey, e *modelEntry) {
 	}()
 }
 
-// wait returns when no load or close is in progress, or ctx ends.
-func (m *models) wait(ctx context.Context) error {
+// Wait returns when no load or close is in progress, or ctx ends.
+func (m *ModelCache) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		m.work.Wait()
@@ -125,7 +165,7 @@ func (m *models) wait(ctx context.Context) error {
 
 // load fetches and loads a model; it runs detached from any one caller,
 // since callers that come later share the result.
-func (m *models) load(key modelKey, e *modelEntry) {
+func (m *ModelCache) load(key modelKey, e *modelEntry) {
 	defer close(e.ready)
 	ctx := context.Background()
 	var dir string
@@ -155,7 +195,7 @@ func (m *models) load(key modelKey, e *modelEntry) {
 
 // fetch makes the model's files available locally: from the model store,
 // where built-in models are first imported from the model repository.
-func (m *models) fetch(ctx context.Context, modelID string) (string, error) {
+func (m *ModelCache) fetch(ctx context.Context, modelID string) (string, error) {
 	dir, err := m.store.Fetch(ctx, modelID, m.cacheDir)
 	if !errors.Is(err, modelstore.ErrNotFound) {
 		return dir, err
@@ -193,4 +233,31 @@ func modelNotFound(modelID string) error {
 	}
 	return eserror.New(http.StatusNotFound, eserror.TypeResourceNotFound,
 		"Could not start the inference as the custom eland model [%s] for this platform cannot be found. Custom models need to be loaded into the cluster with eland before they can be started.", modelID)
+}
+
+// cachedModels lists the model ids with a complete copy in the cache:
+// <cache>/<model_id>/<digest>/ (Fetch renames a download into place only
+// once it is verified; partial downloads start with a dot).
+func cachedModels(cacheDir string) []string {
+	dirs, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		versions, err := os.ReadDir(filepath.Join(cacheDir, d.Name()))
+		if err != nil {
+			continue
+		}
+		for _, v := range versions {
+			if v.IsDir() && !strings.HasPrefix(v.Name(), ".") {
+				out = append(out, d.Name())
+				break
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,75 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jetinfer/jetinfer/cluster"
+)
+
+// availableMemory is MemAvailable from /proc/meminfo, 0 where there is none.
+func availableMemory() uint64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+			kb, err := strconv.ParseUint(fields[1], 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// heartbeat announces the node, its budget, cached models and the load of
+// its deployments, until ctx ends; then it leaves the registry.
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		if err := w.cfg.Registry.Announce(ctx, w.describe()); err != nil && ctx.Err() == nil {
+			w.log.Warn().Err(err).Msg("announce node")
+		}
+		select {
+		case <-ctx.Done():
+			if err := w.cfg.Registry.Leave(context.WithoutCancel(ctx), w.cfg.NodeName); err != nil {
+				w.log.Warn().Err(err).Msg("leave node registry")
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// describe is the node's registry entry.
+func (w *Worker) describe() cluster.Node {
+	n := cluster.Node{Name: w.cfg.NodeName, Processors: w.cfg.Processors, MemoryBytes: availableMemory(),
+		Models: w.cfg.Models.Cached(), Deployments: map[string]cluster.DeploymentStats{}, Started: w.started}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, e := range w.endpoints {
+		dep := e.deployment.Load()
+		if dep == nil {
+			continue
+		}
+		st := dep.Stats()
+		lastMinute, peak, lastAccess := st.Throughput()
+		n.Deployments[id] = cluster.DeploymentStats{
+			Allocations: dep.Allocations(), Threads: int(e.threads.Load()),
+			Documents: st.Documents.Load(), Inferences: st.Inferences.Load(), Errors: st.Errors.Load(),
+			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
+			PeakPerMinute: peak, LastMinute: lastMinute, LastAccess: lastAccess, Started: e.started,
+		}
+	}
+	return n
+}
