@@ -89,7 +89,7 @@ func measurePipeline(ctx context.Context, b *benchNode, runner pipeline.Runner, 
 				return t, err
 			}
 			if len(bodies) != len(group) {
-				return t, fmt.Errorf("Ingest returned %d results for %d documents", len(bodies), len(group))
+				return t, fmt.Errorf("ingest returned %d results for %d documents", len(bodies), len(group))
 			}
 		}
 		t.Elapsed = time.Since(start)

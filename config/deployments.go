@@ -250,7 +250,7 @@ func (s *DeploymentStore) Create(ctx context.Context, d Deployment) (uint64, err
 	case errors.Is(err, kv.ErrExists):
 		return 0, ErrDeploymentExists
 	case err != nil:
-		return 0, unavailable(err)
+		return 0, unavailable("create deployment "+d.DeploymentID, err)
 	}
 	return rev, nil
 }
@@ -262,7 +262,7 @@ func (s *DeploymentStore) Get(ctx context.Context, id string) (Deployment, uint6
 	case errors.Is(err, kv.ErrNotFound):
 		return Deployment{}, 0, ErrDeploymentNotFound
 	case err != nil:
-		return Deployment{}, 0, unavailable(err)
+		return Deployment{}, 0, unavailable("get deployment "+id, err)
 	case e.Err != nil:
 		return Deployment{}, 0, fmt.Errorf("deployment %s: %w", id, e.Err)
 	}
@@ -280,7 +280,7 @@ func (s *DeploymentStore) Update(ctx context.Context, d Deployment, revision uin
 // Delete removes a deployment.
 func (s *DeploymentStore) Delete(ctx context.Context, id string) error {
 	if err := s.b.Delete(ctx, Token(id)); err != nil {
-		return unavailable(err)
+		return unavailable("delete deployment "+id, err)
 	}
 	return nil
 }
@@ -296,7 +296,7 @@ type DeploymentEntry struct {
 func (s *DeploymentStore) List(ctx context.Context) ([]DeploymentEntry, error) {
 	all, err := s.b.List(ctx, ">")
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, unavailable("list deployments", err)
 	}
 	var out []DeploymentEntry
 	for _, e := range all {

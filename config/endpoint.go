@@ -142,7 +142,7 @@ type adaptiveJSON struct {
 // MarshalJSON writes the settings as Elasticsearch does (also in the
 // trained model deployment stats).
 func (a AdaptiveAllocations) MarshalJSON() ([]byte, error) {
-	return xcontent.Marshal(adaptiveJSON{Enabled: a.Enabled, Min: a.Min, Max: a.Max})
+	return xcontent.Marshal(adaptiveJSON(a))
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -151,7 +151,7 @@ func (a *AdaptiveAllocations) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	*a = AdaptiveAllocations{Enabled: j.Enabled, Min: j.Min, Max: j.Max}
+	*a = AdaptiveAllocations(j)
 	return nil
 }
 
@@ -195,14 +195,7 @@ type endpointJSON struct {
 
 // MarshalJSON writes the endpoint exactly as GET _inference returns it.
 func (e Endpoint) MarshalJSON() ([]byte, error) {
-	return xcontent.Marshal(endpointJSON{
-		InferenceID:     e.InferenceID,
-		TaskType:        e.TaskType,
-		Service:         e.Service,
-		ServiceSettings: e.ServiceSettings,
-		TaskSettings:    e.TaskSettings,
-		Chunking:        e.Chunking,
-	})
+	return xcontent.Marshal(endpointJSON(e))
 }
 
 func (e Endpoint) String() string {

@@ -59,8 +59,12 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*S
 	return &Store{b: b}, nil
 }
 
-func unavailable(err error) error {
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+// unavailable is a failure to reach a bucket, named by op and the cause.
+func unavailable(op string, err error) error {
+	if oe, ok := errors.AsType[*kv.OpError](err); ok {
+		err = oe.Err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
 // Create stores a new definition; ErrExists if the id is taken. Creation is
@@ -71,7 +75,7 @@ func (s *Store) Create(ctx context.Context, ep Endpoint) (uint64, error) {
 	case errors.Is(err, kv.ErrExists):
 		return 0, ErrExists
 	case err != nil:
-		return 0, unavailable(err)
+		return 0, unavailable("create "+ep.InferenceID, err)
 	}
 	return rev, nil
 }
@@ -86,7 +90,7 @@ func (s *Store) Update(ctx context.Context, ep Endpoint, revision uint64) (uint6
 	case errors.Is(err, kv.ErrNotFound):
 		return 0, ErrNotFound
 	case err != nil:
-		return 0, unavailable(err)
+		return 0, unavailable("update "+ep.InferenceID, err)
 	}
 	return rev, nil
 }
@@ -101,7 +105,7 @@ func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	case errors.Is(err, kv.ErrNotFound):
 		return Entry{}, ErrNotFound
 	case err != nil:
-		return Entry{}, unavailable(err)
+		return Entry{}, unavailable("get "+id, err)
 	}
 	return entry(e), nil
 }
@@ -114,7 +118,7 @@ func entry(e kv.Entry[Endpoint]) Entry {
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	all, err := s.b.List(ctx, ">")
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, unavailable("list", err)
 	}
 	out := make([]Entry, len(all))
 	for i, e := range all {
@@ -136,7 +140,7 @@ func (s *Store) Delete(ctx context.Context, id string, revision uint64) error {
 	case errors.Is(err, kv.ErrConflict):
 		return ErrConflict
 	case err != nil:
-		return unavailable(err)
+		return unavailable("delete "+id, err)
 	}
 	return nil
 }

@@ -374,18 +374,39 @@ func (d *Deployment) poke() {
 	}
 }
 
-func (d *Deployment) current() (Runner, error, int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.runner, d.failure, len(d.lanes)
+// serving is what serves the deployment at one moment: the runner (nil
+// when none), the failure requests are answered with (nil when none), and
+// the allocations running.
+type serving struct {
+	runner  Runner
+	failure error
+	lanes   int
 }
 
-// use returns the runner for one piece of work and the func that marks the
+// runnerFor returns the runner, or what work fails with while there is none:
+// the failure, else ErrNotDeployed.
+func (s serving) runnerFor(inferenceID string) (Runner, error) {
+	switch {
+	case s.runner != nil:
+		return s.runner, nil
+	case s.failure != nil:
+		return nil, s.failure
+	}
+	return nil, wire.ErrNotDeployed(inferenceID)
+}
+
+func (d *Deployment) current() serving {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return serving{d.runner, d.failure, len(d.lanes)}
+}
+
+// use returns what serves one piece of work and the func that marks the
 // work done (see SetRunner's wait).
-func (d *Deployment) use() (Runner, error, func()) {
+func (d *Deployment) use() (serving, func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g := d.gen
 	g.Add(1)
-	return d.runner, d.failure, g.Done
+	return serving{d.runner, d.failure, len(d.lanes)}, g.Done
 }

@@ -15,7 +15,7 @@ import (
 // them to the bulk lanes, as many as have arrived when a lane is free.
 func (d *Deployment) fetch(ctx context.Context) {
 	for ctx.Err() == nil {
-		if _, _, lanes := d.current(); lanes == 0 {
+		if d.current().lanes == 0 {
 			select {
 			case <-ctx.Done():
 			case <-d.wake:
@@ -76,7 +76,7 @@ func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) 
 		}
 		select {
 		case <-check.C:
-			if _, _, lanes := d.current(); lanes == 0 {
+			if d.current().lanes == 0 {
 				giveBack()
 			} else {
 				for _, msg := range pending {

@@ -97,14 +97,12 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	if len(docs) == 0 {
 		return
 	}
-	runner, failure, done := d.use()
+	sv, done := d.use()
 	defer done()
-	if runner == nil {
-		if failure == nil {
-			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
-		}
+	runner, err := sv.runnerFor(d.cfg.Endpoint.InferenceID)
+	if err != nil {
 		for _, dc := range docs {
-			dc.err = failure
+			dc.err = err
 		}
 		return
 	}

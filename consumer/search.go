@@ -19,7 +19,7 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 	if msg.Reply == "" {
 		return // nobody would read the answer
 	}
-	if _, failure, _ := d.current(); failure != nil {
+	if failure := d.current().failure; failure != nil {
 		d.replyError(msg, failure)
 		return
 	}
@@ -46,13 +46,11 @@ func (d *Deployment) serveSearch(ctx context.Context, msg *nats.Msg) {
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	runner, failure, done := d.use()
+	sv, done := d.use()
 	defer done()
-	if runner == nil {
-		if failure == nil {
-			failure = wire.ErrNotDeployed(d.cfg.Endpoint.InferenceID)
-		}
-		d.replyError(msg, failure)
+	runner, err := sv.runnerFor(d.cfg.Endpoint.InferenceID)
+	if err != nil {
+		d.replyError(msg, err)
 		return
 	}
 	req, err := d.parse(msg.Data)

@@ -130,8 +130,20 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, Timeout)
 }
 
+// OpError is an operation on a bucket that failed; Err is the cause
+// (nats.go's error, or the codec's).
+type OpError struct {
+	Op, Bucket, Key string
+	Err             error
+}
+
+func (e *OpError) Error() string { return e.Op + " " + e.Bucket + " " + e.Key + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
 func (b *Bucket[T]) fail(op, key string, err error) error {
-	return fmt.Errorf("%s %s %s: %w", op, b.name, key, err)
+	return &OpError{Op: op, Bucket: b.name, Key: key, Err: err}
 }
 
 // Get returns the value stored under key; ErrNotFound when there is none.

@@ -1,5 +1,7 @@
 package pipeline
 
+//lint:file-ignore ST1005 its errors are Elasticsearch's texts, word for word
+
 import (
 	"context"
 	"fmt"

@@ -17,7 +17,7 @@ import (
 // (typed API): it must accept every response, success and error alike.
 func TestOfficialGoClient(t *testing.T) {
 	n := startNode(t, nil)
-	es, err := elasticsearch.NewTypedClient(elasticsearch.Config{Addresses: []string{n.base}})
+	es, err := elasticsearch.NewTyped(elasticsearch.WithAddresses(n.base))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,7 @@ func TestThreeServerCluster(t *testing.T) {
 	a := onServer(0, "a", false) // HTTP API and a worker, on s1
 	onServer(1, "b", true)       // a worker on s2
 	onServer(2, "c", true)       // a worker on s3
+	waitRegistered(t, connectJS(t, urls[0]), 3, 3)
 
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":3`, 1)
 	a.do(t, "PUT", "/_inference/text_embedding/clustered", body).mustStatus(t, 200)
@@ -83,6 +84,8 @@ func TestThreeServerCluster(t *testing.T) {
 	if len(res.byID) != len(ids) || res.dups != 0 {
 		t.Fatalf("%d documents with results, %d duplicates; want %d, 0", len(res.byID), res.dups, len(ids))
 	}
+	// Groups whose acks were lost with the server are done again, no more.
+	requireWork(t, js, "clustered", int64(len(ids)), int64(len(ids))+groupSlack(3))
 	// The deployment is whole again: every allocation placed, on the live
 	// workers (b's may have moved while b reconnected), and b, reconnected
 	// through another server, is back in the registry.

@@ -260,6 +260,9 @@ func TestIngestTwoThousandDocuments(t *testing.T) {
 	if len(res.byID) != docs || res.dups != 0 {
 		t.Fatalf("%d documents with results, %d duplicates; want %d, 0", len(res.byID), res.dups, docs)
 	}
+	// Each document embedded and published once (the stream would hide a
+	// second publish).
+	requireWork(t, js, "docs-e5", docs, docs)
 
 	m := directModel(t, ".multilingual-e5-small")
 	ep := parseEndpoint(t, "docs-e5", config.TextEmbedding, e5Body)
@@ -417,6 +420,7 @@ func TestLiveAllocationUpdate(t *testing.T) {
 	if res.dups != 0 {
 		t.Fatalf("%d duplicate results", res.dups)
 	}
+	requireWork(t, js, "live", int64(len(ids)), int64(len(ids)))
 	r := n.do(t, "GET", "/_inference/live", "")
 	if !strings.Contains(r.body, `"num_allocations":2,`) {
 		t.Fatalf("GET after update: %s", r.body)

@@ -76,6 +76,13 @@ func TestWorkerKilledMidway(t *testing.T) {
 	}
 	requireQueueEmpty(t, js, "takeover")
 	t.Logf("%d of %d documents done when the first worker was killed", before, docs)
+	// w2 did what was left, and at most the groups w1 had in hand again:
+	// not every document twice.
+	left := int64(docs - before)
+	done := workDone(t, js, "takeover", func(c map[string]int64) bool { return c["w2"] >= left })
+	if done["w2"] > left+groupSlack(2) {
+		t.Fatalf("w2 published %d results for the %d documents left; want at most %d", done["w2"], left, left+groupSlack(2))
+	}
 
 	if err := w2.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -1,5 +1,7 @@
 package tokenizer
 
+//lint:file-ignore ST1005 errors start with the model type tokenizer.json names ("Unigram")
+
 import (
 	"encoding/json"
 	"errors"

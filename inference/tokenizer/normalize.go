@@ -1,5 +1,7 @@
 package tokenizer
 
+//lint:file-ignore ST1005 errors start with the normalizer type tokenizer.json names ("Precompiled")
+
 import (
 	"encoding/base64"
 	"encoding/binary"

@@ -1,5 +1,7 @@
 package tokenizer
 
+//lint:file-ignore ST1005 errors start with the pre-tokenizer type tokenizer.json names ("Metaspace")
+
 import (
 	"encoding/json"
 	"errors"
