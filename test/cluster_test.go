@@ -378,7 +378,9 @@ func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
 	if res.dups != 0 {
 		t.Fatalf("%d duplicates", res.dups)
 	}
-	requireWork(t, js, "bursty", int64(len(ids)), int64(len(ids)))
+	// With a 2s ack wait on a loaded machine a group may be redelivered
+	// while it is being embedded; at most one per allocation, not all.
+	requireWork(t, js, "bursty", int64(len(ids)), int64(len(ids))+groupSlack(4))
 	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
 	running(t, js, 1, "bursty", map[string]int{})
 	t.Logf("back to zero %s after the burst", time.Since(start).Round(time.Millisecond))
