@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
-	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/embeddednats/natstest"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/wire"
 )
@@ -31,20 +31,7 @@ var testToken = config.Token(testID)
 
 func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := wire.EnsureStreams(ctx, js, wire.StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {

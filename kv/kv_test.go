@@ -8,29 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
-	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/embeddednats/natstest"
 )
 
 func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t)
 	return js
 }
 

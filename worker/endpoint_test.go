@@ -17,7 +17,7 @@ import (
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
-	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/embeddednats/natstest"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/wire"
@@ -78,22 +78,10 @@ type bench struct {
 
 func startBench(t *testing.T) bench {
 	t.Helper()
-	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Start(t)
 	ctx := context.Background()
 	b := bench{nc: nc, js: js}
+	var err error
 	if b.store, err = config.OpenStore(ctx, js, config.StoreConfig{}); err != nil {
 		t.Fatal(err)
 	}
