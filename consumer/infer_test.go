@@ -101,8 +101,10 @@ func TestInferRequestReply(t *testing.T) {
 		_, err := wire.Request(ctx, nc, testID, []byte(`{"input":"queued"}`))
 		queued <- err
 	}()
-	for d.Waiting() != 1 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); d.Waiting() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests waiting, want 1", d.Waiting())
+		}
 	}
 	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"refused"}`))
 	if !errors.As(err, &re) || re.Status != 429 || !strings.Contains(string(re.Body), "inference process queue is full. Unable to execute command") {

@@ -308,6 +308,14 @@ func (s *Store) putFile(ctx context.Context, name, file string, progress func(in
 		return nil, err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// Without a deadline, nats.go gives each chunk's acknowledgement five
+	// seconds, which a replicated store on a busy server can exceed.
+	ctx, cancel := context.WithTimeout(ctx, transferTimeout(st.Size()))
+	defer cancel()
 	info, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, &countingReader{r: f, progress: progress})
 	if err != nil {
 		return nil, unavailable("put "+name, err)
@@ -484,9 +492,9 @@ func (s *Store) Fetch(ctx context.Context, modelID, cacheDir string) (string, er
 	return final, nil
 }
 
-// downloadTimeout bounds one file's download: a minute plus the time it
-// takes at 2 MiB/s, far below what a healthy server delivers.
-func downloadTimeout(size int64) time.Duration {
+// transferTimeout bounds one file's upload or download: a minute plus the
+// time it takes at 2 MiB/s, far below what a healthy server delivers.
+func transferTimeout(size int64) time.Duration {
 	return time.Minute + time.Duration(size/(2<<20))*time.Second
 }
 
@@ -494,7 +502,7 @@ func (s *Store) download(ctx context.Context, m Manifest, f File, dir string) er
 	name := m.objectName(f)
 	// Without a deadline of its own, nats.go gives a whole Get five
 	// seconds: too short for a model file of hundreds of megabytes.
-	ctx, cancel := context.WithTimeout(ctx, downloadTimeout(f.Size))
+	ctx, cancel := context.WithTimeout(ctx, transferTimeout(f.Size))
 	defer cancel()
 	obj, err := s.obs.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {

@@ -27,7 +27,7 @@ func TestServeBinary(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			resp, err := http.Get(base + "/")
 			if err == nil {
@@ -54,7 +54,8 @@ func TestServeBinary(t *testing.T) {
 			if err != nil {
 				t.Fatalf("jetinfer exited with %v after SIGTERM\n%s", err, logs.String())
 			}
-		case <-time.After(30 * time.Second):
+		// Longer than the binary's own 30 s shutdown drain.
+		case <-time.After(90 * time.Second):
 			_ = cmd.Process.Kill()
 			t.Fatalf("jetinfer did not exit after SIGTERM\n%s", logs.String())
 		}

@@ -38,7 +38,9 @@ func startNodeWith(t *testing.T, adjust func(*node.Config), rt *inference.Runtim
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.NodeName = "test-node"
-	cfg.ShutdownTimeout = 10 * time.Second
+	// Bounds the drain in Close: generous, so that a loaded machine does
+	// not fail the cleanup.
+	cfg.ShutdownTimeout = time.Minute
 	cfg.ModelRepository = modelRepo
 	// The budget is a setting, not a measurement: tests deploy more
 	// endpoints at once than this machine has cores.

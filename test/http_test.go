@@ -178,7 +178,7 @@ func TestInferRequests(t *testing.T) {
 	m := directModel(t, ".elser_model_2")
 	ep := config.Endpoint{InferenceID: "my-elser", TaskType: config.SparseEmbedding}
 	n.do(t, "POST", "/_inference/my-elser", `{"input":"hello"}`).expect(t, 200, directInfer(t, m, ep, `{"input":"hello"}`))
-	n.do(t, "POST", "/_inference/sparse_embedding/my-elser?timeout=5s", `{"input":["a","b"]}`).expect(t, 200, directInfer(t, m, ep, `{"input":["a","b"]}`))
+	n.do(t, "POST", "/_inference/sparse_embedding/my-elser?timeout=60s", `{"input":["a","b"]}`).expect(t, 200, directInfer(t, m, ep, `{"input":["a","b"]}`))
 
 	cases := []struct {
 		path, body string
@@ -354,7 +354,7 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv2.Shutdown)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		r := n.do(t, "GET", "/_inference/before", "")
 		if r.status == 200 {

@@ -47,7 +47,9 @@ func TestPostEachTaskType(t *testing.T) {
 	if len(want) < 8<<20 {
 		t.Fatalf("the sparse answer is only %d bytes; the test wants one larger than a message", len(want))
 	}
-	n.do(t, "POST", "/_inference/sparse", body).expect(t, 200, want)
+	// Timeouts of minutes on the large requests: under the race detector on
+	// a loaded 2-core machine they outlast the default 30 s (408 seen).
+	n.do(t, "POST", "/_inference/sparse?timeout=5m", body).expect(t, 200, want)
 
 	rr := `{"query":"quick fox","input":["a quick brown fox","a lazy dog","seven wizards","the fox jumps"],"top_n":3}`
 	n.do(t, "POST", "/_inference/rerank/ranker", rr).expect(t, 200, directInfer(t, ranker, rerankEP, rr))
@@ -61,13 +63,13 @@ func TestPostEachTaskType(t *testing.T) {
 	}
 	in, _ = json.Marshal(inputs)
 	body = `{"input":` + string(in) + `,"input_type":"search"}`
-	r := n.do(t, "POST", "/_inference/dense", body)
+	r := n.do(t, "POST", "/_inference/dense?timeout=5m", body)
 	r.mustStatus(t, 200)
 	if err := sameFloats(r.body, directInfer(t, dense, denseEP, body)); err != nil {
 		t.Fatalf("split dense request: %v", err)
 	}
 	body = `{"query":"quick fox","input":` + string(in) + `,"top_n":7}`
-	r = n.do(t, "POST", "/_inference/ranker", body)
+	r = n.do(t, "POST", "/_inference/ranker?timeout=5m", body)
 	r.mustStatus(t, 200)
 	if err := sameFloats(r.body, directInfer(t, ranker, rerankEP, body)); err != nil {
 		t.Fatalf("split rerank request: %v", err)
@@ -202,7 +204,9 @@ func TestSearchQueueFull(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			responses[i] = n.do(t, "POST", "/_inference/full", body)
+			// The four served wait their turn: a timeout of minutes, so
+			// that only the queue refuses requests.
+			responses[i] = n.do(t, "POST", "/_inference/full?timeout=5m", body)
 		}()
 	}
 	wg.Wait()

@@ -95,7 +95,7 @@ func TestThreeServerCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		nodes, err := reg.Nodes(context.Background())
 		if err == nil && len(nodes) == 3 {
@@ -120,9 +120,9 @@ func waitJetStream(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := js.AccountInfo(ctx)
 		cancel()
 		if err == nil {

@@ -289,7 +289,7 @@ func TestBuiltInMatchersAgreeWithRegexp2(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range texts {
-			deadline := time.Now().Add(time.Second)
+			deadline := time.Now().Add(time.Minute) // only bounds a hang
 			want, err1 := generic.starts(s, deadline)
 			got, err2 := builtin.starts(s, deadline)
 			if err1 != nil || err2 != nil {
