@@ -49,10 +49,10 @@ type DeploymentConfig struct {
 	// beyond it they are answered 429. 0 means config.DefaultQueueCapacity.
 	SearchCapacity int
 	// MaxDeliver bounds the attempts at one document; 0 means
-	// DefaultMaxDeliver. The last failed attempt publishes an error result.
+	// wire.DefaultMaxDeliver. The last failed attempt publishes an error result.
 	MaxDeliver int
 	// AckWait is the consumer's ack wait; a document being worked on is
-	// kept alive (InProgress) every third of it. 0 means DefaultAckWait.
+	// kept alive (InProgress) every third of it. 0 means wire.DefaultAckWait.
 	AckWait time.Duration
 	// NakDelay is the redelivery delay after a failed attempt; 0 means
 	// DefaultNakDelay.
@@ -232,10 +232,16 @@ func (d *Deployment) SetRunner(r Runner, n int) (wait func()) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.setLocked(r, nil, n)
+}
+
+// setLocked gives the deployment runner r on n allocations, or failure;
+// d.mu is held. It returns SetRunner's wait.
+func (d *Deployment) setLocked(r Runner, failure error, n int) (wait func()) {
 	if d.stopping {
 		return func() {}
 	}
-	d.runner, d.failure = r, nil
+	d.runner, d.failure = r, failure
 	for len(d.lanes) > n {
 		last := d.lanes[len(d.lanes)-1]
 		close(last.quit)
@@ -257,7 +263,9 @@ func (d *Deployment) SetRunner(r Runner, n int) (wait func()) {
 			d.searchLane(ctx, l.quit)
 		}()
 	}
-	if n > 0 {
+	if n > 0 || failure != nil {
+		// A failed deployment stays in the queue group to give requesters
+		// the reason.
 		if err := d.subscribe(); err != nil {
 			d.log.Error().Err(err).Msg("serve infer requests")
 		}
@@ -270,17 +278,13 @@ func (d *Deployment) SetRunner(r Runner, n int) (wait func()) {
 
 // Fail stops the allocations and answers infer requests, waiting and new,
 // with err until the next SetRunner. Documents stay queued. The returned
-// wait is SetRunner's.
+// wait is SetRunner's. The deployment never leaves the queue group on the
+// way, so that a deployment failing again on each retry answers every
+// request with its failure.
 func (d *Deployment) Fail(err error) (wait func()) {
-	wait = d.SetRunner(nil, 0)
 	d.mu.Lock()
-	d.failure = err
-	if !d.stopping {
-		// Stay in the queue group to give requesters the reason.
-		if serr := d.subscribe(); serr != nil {
-			d.log.Error().Err(serr).Msg("serve infer requests")
-		}
-	}
+	wait = d.setLocked(nil, err, 0)
+	d.failure = err // also while stopping
 	d.mu.Unlock()
 	for {
 		select {
@@ -332,8 +336,7 @@ func (d *Deployment) Stop(ctx context.Context) error {
 		// Nobody will serve what waits: say so instead of leaving the
 		// clients to time out.
 		if failure == nil {
-			failure = eserror.New(http.StatusServiceUnavailable, eserror.TypeStatus,
-				"Inference endpoint [%s] is shutting down on this node", d.cfg.Endpoint.InferenceID)
+			failure = d.errShuttingDown()
 		}
 		d.Fail(failure)
 	}
@@ -354,6 +357,13 @@ func (d *Deployment) Stop(ctx context.Context) error {
 		d.mu.Unlock()
 		return fmt.Errorf("stop deployment %s: %w", d.cfg.Endpoint.InferenceID, ctx.Err())
 	}
+}
+
+// errShuttingDown answers what this node will not serve because the
+// deployment is stopping.
+func (d *Deployment) errShuttingDown() error {
+	return eserror.New(http.StatusServiceUnavailable, eserror.TypeStatus,
+		"Inference endpoint [%s] is shutting down on this node", d.cfg.Endpoint.InferenceID)
 }
 
 // laneDone marks one goroutine of l returned.

@@ -111,6 +111,14 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 		reqs[i] = dc.req
 	}
 	bodies, err := runner.Ingest(ctx, reqs)
+	if err != nil && ctx.Err() != nil {
+		// A stop past its deadline cancelled the work: no use trying the
+		// documents one by one.
+		for _, dc := range docs {
+			dc.err = d.errShuttingDown()
+		}
+		return
+	}
 	if err == nil && len(bodies) != len(docs) {
 		err = fmt.Errorf("runner returned %d results for %d documents", len(bodies), len(docs))
 	}

@@ -37,7 +37,8 @@ var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedE
 
 // serveSearch answers one infer request. A request whose client has
 // already given up (its deadline passed) is dropped unanswered.
-func (d *Deployment) serveSearch(ctx context.Context, msg *nats.Msg) {
+func (d *Deployment) serveSearch(laneCtx context.Context, msg *nats.Msg) {
+	ctx := laneCtx
 	if dl, ok := wire.Deadline(msg); ok {
 		if time.Until(dl) <= 0 {
 			return
@@ -69,7 +70,10 @@ func (d *Deployment) serveSearch(ctx context.Context, msg *nats.Msg) {
 		}
 	}
 	if ctx.Err() != nil {
-		return // the client has timed out and is gone
+		if laneCtx.Err() == nil {
+			return // the client's deadline passed: it is gone
+		}
+		err = d.errShuttingDown() // a stop past its deadline cancelled the work
 	}
 	d.replyError(msg, err)
 }

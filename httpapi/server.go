@@ -68,9 +68,9 @@ type Config struct {
 	// ModelExists, when set, is asked before an endpoint on a user-imported
 	// model is stored, as Elasticsearch checks for the trained model.
 	ModelExists func(ctx context.Context, modelID string) (bool, error)
-	// QueueCapacity is the workers' --queue-capacity, which the stats of
-	// an endpoint's own deployment report; 0 means
-	// config.DefaultQueueCapacity.
+	// QueueCapacity is this process's --queue-capacity, which the stats of
+	// an endpoint's own deployment report (the workers of a deployment are
+	// given the same); 0 means config.DefaultQueueCapacity.
 	QueueCapacity int
 	// MaxBodyBytes caps request bodies; larger ones get 413.
 	MaxBodyBytes int64

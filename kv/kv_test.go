@@ -188,8 +188,9 @@ func TestListReportsClosedWatcher(t *testing.T) {
 func TestWatchRestarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := open(t, startJS(t))
-	for _, k := range []string{"keep", "change", "remove"} {
+	js := startJS(t)
+	b := open(t, js)
+	for _, k := range []string{"keep", "change", "remove", "purged"} {
 		if _, err := b.Put(ctx, k, value{1}); err != nil {
 			t.Fatal(err)
 		}
@@ -213,12 +214,12 @@ func TestWatchRestarts(t *testing.T) {
 		return Change[value]{}
 	}
 	got := map[string]int{}
-	for range 3 {
+	for range 4 {
 		c := next()
 		got[c.Key] = c.Value.N
 	}
-	if len(got) != 3 {
-		t.Fatalf("initial values %v; want keep, change and remove", got)
+	if len(got) != 4 {
+		t.Fatalf("initial values %v; want keep, change, remove and purged", got)
 	}
 	bk.breakAll()
 	// While the watch is broken (it restarts after watchRetry).
@@ -231,8 +232,17 @@ func TestWatchRestarts(t *testing.T) {
 	if _, err := b.Put(ctx, "new", value{3}); err != nil {
 		t.Fatal(err)
 	}
+	// Gone without a delete marker, as a value expires: only the restart's
+	// comparison with what fn has seen can tell.
+	stream, err := js.Stream(ctx, "KV_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV.test.purged")); err != nil {
+		t.Fatal(err)
+	}
 	after := map[string]string{}
-	for range 3 {
+	for range 4 {
 		c := next()
 		if c.Deleted {
 			after[c.Key] = "deleted"
@@ -240,7 +250,7 @@ func TestWatchRestarts(t *testing.T) {
 			after[c.Key] = fmt.Sprint(c.Value.N)
 		}
 	}
-	want := map[string]string{"change": "2", "remove": "deleted", "new": "3"}
+	want := map[string]string{"change": "2", "remove": "deleted", "new": "3", "purged": "deleted"}
 	if fmt.Sprint(after) != fmt.Sprint(want) {
 		t.Fatalf("after the restart %v; want %v", after, want)
 	}

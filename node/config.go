@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // Config holds the settings of one jetinfer process: its flags and
@@ -92,7 +93,7 @@ func DefaultConfig() Config {
 		ModelRepository:   "models",
 		QueueCapacity:     config.DefaultQueueCapacity,
 		ResultsMaxAge:     24 * time.Hour,
-		AckWait:           30 * time.Second,
+		AckWait:           wire.DefaultAckWait,
 		Heartbeat:         time.Second,
 		ScaleToZeroAfter:  15 * time.Minute,
 		ScaleDownCooldown: time.Minute,

@@ -20,7 +20,7 @@ import (
 // when it has none; strategy none makes the whole input one chunk), all
 // chunks of all inputs are embedded by one Embed or SparseEmbed call, so the
 // engine batches them, and each input keeps at most chunking.MaxChunksPerInput
-// chunks, merged as EmbeddingRequestChunker does (ChunkSlots, SlotChunks,
+// chunks, merged as EmbeddingRequestChunker does (chunking.Slots, chunking.SlotChunks,
 // MergeDense, MergeSparseEmbedding, a slot's chunks merged in order).
 //
 // The body is

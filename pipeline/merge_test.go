@@ -43,7 +43,7 @@ func TestEmbeddingChunksOfVeryLongInput(t *testing.T) {
 		t.Errorf("last slot %.30q...%q", last, last[len(last)-20:])
 	}
 
-	// inferapi.Request r (0 the first small input, 1..10000 the chunks, 10001 the
+	// Request r (0 the first small input, 1..10000 the chunks, 10001 the
 	// last small input) gets weight (r+1)/16384, as the test's fake model
 	// answers; merge them per slot in request order.
 	weight := func(chunk int) float32 { return float32(chunk+2) / 16384 }

@@ -25,48 +25,52 @@ import (
 // that died, and the group fetched for the next free lane.
 func groupSlack(lanes int) int64 { return int64(lanes+1) * consumer.DefaultGroupDocs }
 
-// workDone returns the results each node in the registry has published for
-// inferenceID, by node name, once ready accepts them and they stayed the
-// same for three reads 300ms apart (longer than a test heartbeat, so that
-// every node has announced its last counts).
-func workDone(t *testing.T, js jetstream.JetStream, inferenceID string, ready func(map[string]int64) bool) map[string]int64 {
+// workNow returns the results each node in the registry has published for
+// inferenceID, by node name, as last announced.
+func workNow(t *testing.T, js jetstream.JetStream, inferenceID string) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
 	nodes, err := js.KeyValue(ctx, cluster.NodesBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := func() map[string]int64 {
-		keys, err := nodes.ListKeys(ctx)
+	keys, err := nodes.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for k := range keys.Keys() {
+		e, err := nodes.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // left or expired meanwhile
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]int64{}
-		for k := range keys.Keys() {
-			e, err := nodes.Get(ctx, k)
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue // left or expired meanwhile
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n cluster.Node
-			if err := json.Unmarshal(e.Value(), &n); err != nil {
-				t.Fatal(err)
-			}
-			if d, ok := n.Deployments[inferenceID]; ok {
-				out[n.Name] = d.Documents
-			}
+		var n cluster.Node
+		if err := json.Unmarshal(e.Value(), &n); err != nil {
+			t.Fatal(err)
 		}
-		return out
+		if d, ok := n.Deployments[inferenceID]; ok {
+			out[n.Name] = d.Documents
+		}
 	}
+	return out
+}
+
+// workDone returns workNow once ready accepts it and it stayed the same for
+// more than two test heartbeats, so that every node has announced its last
+// counts.
+func workDone(t *testing.T, js jetstream.JetStream, inferenceID string, ready func(map[string]int64) bool) map[string]int64 {
+	t.Helper()
+	const readEvery = 300 * time.Millisecond
 	deadline := time.Now().Add(time.Minute)
 	var last map[string]int64
 	stable := 0
 	for {
-		got := read()
+		got := workNow(t, js, inferenceID)
 		if fmt.Sprint(got) == fmt.Sprint(last) && ready(got) {
-			if stable++; stable == 2 {
+			if stable++; time.Duration(stable)*readEvery > 2*testHeartbeat {
 				return got
 			}
 		} else {
@@ -76,7 +80,7 @@ func workDone(t *testing.T, js jetstream.JetStream, inferenceID string, ready fu
 		if time.Now().After(deadline) {
 			t.Fatalf("nodes' published results of %s: %v after a minute, not ready", inferenceID, last)
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(readEvery)
 	}
 }
 

@@ -29,7 +29,9 @@ type endpoint struct {
 	planned chan int          // latest allocations the plan gives this node; capacity 1
 	quit    chan struct{}     // closed to stop
 	done    chan struct{}     // closed when run has returned
-	deleted bool
+	// deleted and closing say why quit was closed (set before it is): the
+	// endpoint was deleted, or the worker is closing.
+	deleted, closing bool
 
 	ep   config.Endpoint
 	rev  uint64
@@ -273,9 +275,13 @@ func (e *endpoint) report(failure error) {
 // shutdown stops the deployment, finishing its work in hand; when the
 // endpoint was deleted it also removes its consumer and queued documents.
 func (e *endpoint) shutdown() {
-	// A minute to finish the work in hand, less if the worker's Close
-	// gives up first.
+	// The work in hand is finished, until the worker's Close gives up;
+	// an endpoint deleted or undefined gets a minute at most.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	if e.closing {
+		cancel()
+		ctx, cancel = context.WithCancel(context.Background())
+	}
 	defer cancel()
 	go func() {
 		select {

@@ -237,11 +237,13 @@ func (w *Worker) apply(ctx context.Context, c config.Change) {
 
 // Close stops every deployment, finishing the work in hand, until ctx ends.
 func (w *Worker) Close(ctx context.Context) error {
-	defer context.AfterFunc(ctx, func() { w.abortOnce.Do(func() { close(w.abort) }) })()
+	abort := func() { w.abortOnce.Do(func() { close(w.abort) }) }
+	defer context.AfterFunc(ctx, abort)()
 	w.cancel()
 	w.watch.Wait()
 	w.mu.Lock()
 	for id, e := range w.endpoints {
+		e.closing = true
 		e.stop(false)
 		delete(w.endpoints, id)
 	}
@@ -254,6 +256,7 @@ func (w *Worker) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		abort() // the after-func may not have run yet
 		return fmt.Errorf("worker: %w", ctx.Err())
 	}
 	// Every model is released now; wait for loads still running and for

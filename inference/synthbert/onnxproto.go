@@ -4,7 +4,7 @@ package synthbert
 // by hand over protowire. It exists for dependency weight: the generated
 // ONNX types we used before (github.com/advancedclimatesystems/gonnx) pulled
 // gorgonia.org/tensor, Apache Arrow and gonum into every binary that builds
-// a synthetic model, `jetinfer bench` included, and tripled the package's
+// a synthetic model, `jetinfer-bench` included, and tripled the package's
 // cold build time.
 //
 // Only the fields synthbert sets are modelled. The bytes are exactly those

@@ -130,7 +130,7 @@ func (c Config) validate() error {
 		}
 	}
 	if c.Heads > 0 && c.Hidden%c.Heads != 0 {
-		errs = append(errs, fmt.Errorf("hidden size (%d) must be a multiple of the heads (%d)", c.Hidden, c.Heads))
+		errs = append(errs, fmt.Errorf("the Hidden size (%d) must be a multiple of Heads (%d)", c.Hidden, c.Heads))
 	}
 	if c.Head < HeadHidden || c.Head > HeadClassifier {
 		errs = append(errs, fmt.Errorf("unknown Head %d", int(c.Head)))
