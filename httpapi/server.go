@@ -387,11 +387,13 @@ func (a *API) writeBody(w http.ResponseWriter, r *http.Request, status int, body
 // writeError writes err in Elasticsearch's error envelope. Errors that are
 // not Elasticsearch exceptions are server faults: logged, and sent as 500.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		// The client went away: nobody reads the answer, and a store call
-		// cut short by it is not a server fault.
+	// A client that went away cut short whatever failed: no server fault to
+	// log. It is answered all the same: one that only half-closed (a body
+	// shorter than its Content-Length) still reads the answer, and a
+	// handler that writes nothing makes Go send an empty 200.
+	gone := r.Context().Err() != nil
+	if gone {
 		a.log.Debug().Err(err).Str("path", r.URL.Path).Msg("client gone")
-		return
 	}
 	var raw interface {
 		HTTPStatus() int
@@ -409,7 +411,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeRawError(w, e.Status, e.Reason)
 		return
 	}
-	if e.Status >= 500 {
+	if e.Status >= 500 && !gone {
 		ev := a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path)
 		if seg, perr := splitPath(r.URL.EscapedPath()); perr == nil {
 			if id := a.pathParams(seg).id; id != "" {

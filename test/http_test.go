@@ -405,3 +405,35 @@ func TestLongIDs(t *testing.T) {
 	n.do(t, "DELETE", "/_inference/"+long, "").mustStatus(t, 404)
 	n.do(t, "GET", "/_inference/my-elser", "").mustStatus(t, 200)
 }
+
+// TestTruncatedBody: a client that sends fewer bytes than its
+// Content-Length and half-closes gets a 400 in Elasticsearch's envelope,
+// never an empty 200.
+func TestTruncatedBody(t *testing.T) {
+	n := startNode(t, nil)
+	addr := strings.TrimPrefix(n.base, "http://")
+	for _, req := range []struct{ method, path string }{
+		{"PUT", "/_inference/sparse_embedding/truncated"},
+		{"POST", "/_inference/.elser-2-elasticsearch"},
+	} {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(time.Minute))
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":", req.method, req.path, addr)
+		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		answer, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%s %s: reading the answer: %v", req.method, req.path, err)
+		}
+		head, body, _ := strings.Cut(string(answer), "\r\n\r\n")
+		if !strings.HasPrefix(head, "HTTP/1.1 400 ") ||
+			!strings.Contains(body, `{"error":{"root_cause":[{"type":"parse_exception","reason":"failed to read request body: unexpected EOF"}]`) {
+			t.Errorf("%s %s with a truncated body answered:\n%s", req.method, req.path, answer)
+		}
+	}
+}
