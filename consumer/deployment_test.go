@@ -41,12 +41,17 @@ func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// fakeRunner answers with what it was given.
+// fakeRunner answers with what it was given, unless its hooks say
+// otherwise.
 type fakeRunner struct {
 	ingest func(ctx context.Context, docs []inferapi.Request) ([][]byte, error)
+	infer  func(ctx context.Context, req inferapi.Request) ([]byte, error)
 }
 
-func (f fakeRunner) Infer(_ context.Context, req inferapi.Request) ([]byte, error) {
+func (f fakeRunner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
+	if f.infer != nil {
+		return f.infer(ctx, req)
+	}
 	return json.Marshal(map[string]any{"inputs": req.Input, "input_type": req.InputType})
 }
 

@@ -110,7 +110,7 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	for i, dc := range docs {
 		reqs[i] = dc.req
 	}
-	bodies, err := runner.Ingest(ctx, reqs)
+	bodies, err := d.ingest(ctx, runner, reqs)
 	if err != nil && ctx.Err() != nil {
 		// A stop past its deadline cancelled the work: no use trying the
 		// documents one by one.
@@ -134,7 +134,7 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 	}
 	for _, dc := range docs {
 		var one [][]byte
-		if one, dc.err = runner.Ingest(ctx, []inferapi.Request{dc.req}); dc.err == nil {
+		if one, dc.err = d.ingest(ctx, runner, []inferapi.Request{dc.req}); dc.err == nil {
 			dc.body = one[0]
 		}
 	}

@@ -58,7 +58,7 @@ func (d *Deployment) serveSearch(laneCtx context.Context, msg *nats.Msg) {
 	if err == nil {
 		var body []byte
 		start := time.Now()
-		body, err = runner.Infer(ctx, req)
+		body, err = d.infer(ctx, runner, req)
 		d.stats.BusyNanos.Add(int64(time.Since(start)))
 		if err == nil {
 			d.stats.Inferences.Add(1)
