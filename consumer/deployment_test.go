@@ -433,3 +433,44 @@ func TestStopDeadlineCancelsWork(t *testing.T) {
 		t.Fatalf("%d results published for a cancelled document", si.State.Msgs)
 	}
 }
+
+// TestInvalidDocumentIDs: an id larger than a header may be, or one with
+// CR/LF, gets an error result at once (without the id header, which could
+// not hold it unchanged) instead of failing every publish and staying
+// queued, or coming back altered.
+func TestInvalidDocumentIDs(t *testing.T) {
+	nc, js := startJS(t, 0)
+	var calls atomic.Int32
+	huge := strings.Repeat("x", 70_000)
+	publishDoc(t, js, "m-huge", `{"id":"`+huge+`","input":"x"}`)
+	publishDoc(t, js, "m-crlf", `{"id":"a\r\nb","input":"x"}`)
+	publishDoc(t, js, "m-long", `{"id":"`+strings.Repeat("y", wire.MaxDocumentIDBytes+1)+`","input":"x"}`)
+	publishDoc(t, js, "m-ok", `{"id":"`+strings.Repeat("z", wire.MaxDocumentIDBytes)+`","input":"x"}`)
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		calls.Add(int32(len(docs)))
+		return echo(ctx, docs)
+	}}, 5)
+	got := collect(t, js, 4, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct{ docID, body string }{
+		"m-huge-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"},"status":400}`},
+		"m-crlf-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"},"status":400}`},
+		"m-long-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"},"status":400}`},
+		"m-ok-result":   {strings.Repeat("z", wire.MaxDocumentIDBytes), `{"input_type":"unspecified","inputs":["x"]}`},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d results, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		w, ok := want[r.msgID]
+		if !ok || r.docID != w.docID || r.body != w.body {
+			t.Errorf("result %s: id %.20q body %s; want id %.20q body %s", r.msgID, r.docID, r.body, w.docID, w.body)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("runner got %d documents; want only the valid one", n)
+	}
+	requireDrained(t, js, 0)
+}

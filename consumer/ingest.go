@@ -144,8 +144,13 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 // error wraps errInvalid.
 func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
 	id, rest, err := wire.CutID(data)
+	if err == nil {
+		err = wire.ValidateDocumentID(id)
+	}
 	if err != nil {
-		return id, inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
+		// The id cannot go back in the result's header: the result goes
+		// without one (its Nats-Msg-Id still names the document).
+		return "", inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	req, err := d.parse(rest)
 	if err == nil && id == "" {
@@ -164,7 +169,9 @@ func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
 		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
 	}
 	out := nats.NewMsg(wire.ResultsSubject(d.token))
-	out.Header.Set(wire.HeaderDocumentID, dc.id)
+	if dc.id != "" {
+		out.Header.Set(wire.HeaderDocumentID, dc.id)
+	}
 	out.Header.Set(jetstream.MsgIDHeader, reqID+"-result")
 	out.Data = body
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)

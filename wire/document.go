@@ -3,12 +3,36 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"unicode"
 
 	"github.com/jetinfer/jetinfer/eserror"
 )
 
 // HeaderDocumentID carries a result's document id.
 const HeaderDocumentID = "Jetinfer-Document-Id"
+
+// MaxDocumentIDBytes bounds a document id, as Elasticsearch bounds a
+// document's _id: the id travels back in a header, and a header larger
+// than the server accepts could never be published.
+const MaxDocumentIDBytes = 512
+
+// ValidateDocumentID refuses an id that could not come back unchanged in
+// HeaderDocumentID: one longer than MaxDocumentIDBytes, or with a control
+// character (a header value cannot hold CR or LF).
+func ValidateDocumentID(id string) error {
+	if len(id) > MaxDocumentIDBytes {
+		return eserror.Validation(eserror.TypeActionRequestValidation,
+			fmt.Sprintf("id is too long, must be no longer than %d bytes but was: %d", MaxDocumentIDBytes, len(id)))
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return eserror.Validation(eserror.TypeActionRequestValidation,
+				fmt.Sprintf("id must not contain control characters, found %U", r))
+		}
+	}
+	return nil
+}
 
 // CutID returns the top-level string member "id" of a JSON object and the
 // body with that member blanked out (replaced by spaces, with its comma), so
