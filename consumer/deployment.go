@@ -256,11 +256,11 @@ func (d *Deployment) setLocked(r Runner, failure error, n int) (wait func()) {
 		d.laneWG.Add(2)
 		go func() {
 			defer d.laneDone(l)
-			d.bulkLane(ctx, l.quit)
+			d.lane(ctx, l.quit, d.ingestQ) // bulk
 		}()
 		go func() {
 			defer d.laneDone(l)
-			d.searchLane(ctx, l.quit)
+			d.lane(ctx, l.quit, nil) // search
 		}()
 	}
 	if n > 0 || failure != nil {

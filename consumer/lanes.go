@@ -2,10 +2,15 @@ package consumer
 
 import (
 	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// bulkLane serves ingest groups, taking waiting search requests first.
-func (d *Deployment) bulkLane(ctx context.Context, quit <-chan struct{}) {
+// lane serves infer requests and, when groups is the ingest queue (a bulk
+// lane; nil for a search lane), ingest groups, taking waiting infer
+// requests first. It returns when quit or the deployment's draining is
+// closed, after answering the infer requests waiting.
+func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-chan []jetstream.Msg) {
 	for {
 		select {
 		case msg := <-d.searchQ:
@@ -22,24 +27,8 @@ func (d *Deployment) bulkLane(ctx context.Context, quit <-chan struct{}) {
 			return
 		case msg := <-d.searchQ:
 			d.serveSearch(ctx, msg)
-		case group := <-d.ingestQ:
+		case group := <-groups:
 			d.serveGroup(ctx, group)
-		}
-	}
-}
-
-// searchLane serves infer requests only.
-func (d *Deployment) searchLane(ctx context.Context, quit <-chan struct{}) {
-	for {
-		select {
-		case <-quit:
-			d.drainSearches(ctx)
-			return
-		case <-d.draining:
-			d.drainSearches(ctx)
-			return
-		case msg := <-d.searchQ:
-			d.serveSearch(ctx, msg)
 		}
 	}
 }
