@@ -195,7 +195,7 @@ func TestPlacementAcrossWorkers(t *testing.T) {
 	hub, _ := startCluster(t, 2, 2, 1)
 	js := connectJS(t, hub.NATSURL())
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":4`, 1)
-	hub.do(t, "PUT", "/_inference/text_embedding/spread", body).mustStatus(t, 200)
+	hub.do(t, "PUT", "/_inference/text_embedding/spread?timeout=2m", body).mustStatus(t, 200)
 	want := map[string]int{"w1": 2, "w2": 1, "w3": 1}
 	planOf(t, js, 1, "spread", nodesAre(want))
 	running(t, js, 1, "spread", want)
@@ -286,7 +286,7 @@ func TestNodeLossReplacesAllocations(t *testing.T) {
 	hub, workers := startCluster(t, 2, 2, 2)
 	js := connectJS(t, hub.NATSURL())
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":3`, 1)
-	hub.do(t, "PUT", "/_inference/text_embedding/survivor", body).mustStatus(t, 200)
+	hub.do(t, "PUT", "/_inference/text_embedding/survivor?timeout=2m", body).mustStatus(t, 200)
 	planOf(t, js, 1, "survivor", nodesAre(map[string]int{"w1": 1, "w2": 1, "w3": 1}))
 	res := watchResults(t, js, "survivor")
 	ids := make([]string, 1500)
@@ -325,7 +325,7 @@ func TestNodeLossReplacesAllocations(t *testing.T) {
 func TestControllerFailover(t *testing.T) {
 	hub, workers := startCluster(t, 2, 2, 2)
 	js := connectJS(t, hub.NATSURL())
-	hub.do(t, "PUT", "/_inference/text_embedding/steady", e5Body).mustStatus(t, 200)
+	hub.do(t, "PUT", "/_inference/text_embedding/steady?timeout=2m", e5Body).mustStatus(t, 200)
 	leader := waitLeader(t, workers, nil)
 	workers[leader].Abort()
 	start := time.Now()
@@ -371,7 +371,7 @@ func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
 	body := `{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_threads":1,` +
 		`"adaptive_allocations":{"enabled":true,"min_number_of_allocations":0,"max_number_of_allocations":4}}}`
 	targets := watchTargets(t, js, "bursty")
-	hub.do(t, "PUT", "/_inference/text_embedding/bursty", body).mustStatus(t, 200)
+	hub.do(t, "PUT", "/_inference/text_embedding/bursty?timeout=2m", body).mustStatus(t, 200)
 	// It starts with one allocation (which, idle, may be gone again by the
 	// time a slow machine looks: the plan's history says).
 	targets.waitFor(t, 1)

@@ -65,7 +65,7 @@ func TestThreeServerCluster(t *testing.T) {
 	waitRegistered(t, connectJS(t, urls[0]), 3, 3)
 
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":3`, 1)
-	a.do(t, "PUT", "/_inference/text_embedding/clustered", body).mustStatus(t, 200)
+	a.do(t, "PUT", "/_inference/text_embedding/clustered?timeout=2m", body).mustStatus(t, 200)
 	js := connectJS(t, urls[2])
 	planOf(t, js, 3, "clustered", nodesAre(map[string]int{"a": 1, "b": 1, "c": 1}))
 	running(t, js, 3, "clustered", map[string]int{"a": 1, "b": 1, "c": 1})
