@@ -53,7 +53,7 @@ type Config struct {
 	// 0 means runtime.NumCPU().
 	Processors int
 	// Deployment carries the consumer settings of every deployment
-	// (NC, JS, Endpoint, OnDemand and Log are set per endpoint).
+	// (NC, JS, Endpoint and Log are set per endpoint).
 	Deployment consumer.DeploymentConfig
 	// RetryInterval is DefaultRetryInterval when 0.
 	RetryInterval time.Duration

@@ -247,7 +247,7 @@ func TestTokenizerInvalidUTF8(t *testing.T) {
 	}
 }
 
-func TestLoadTokenizerErrors(t *testing.T) {
+func TestLoadErrors(t *testing.T) {
 	bertVocab := `{"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "a": 3}`
 	wordPiece := func(extra string) string {
 		return `{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": ` + bertVocab + `}` + extra + `}`
