@@ -93,18 +93,34 @@ type Bucket[T any] struct {
 func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, codec Codec[T]) (*Bucket[T], error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	want := jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: cfg.Description,
 		History:     1,
 		TTL:         cfg.TTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(cfg.Replicas, 1),
-	})
+	}
+	// Every process opens every bucket at start. An update of an unchanged
+	// bucket is not free: nats-server rewrites its stream's configuration,
+	// racing with the consumers (watches) other processes create on it.
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		if st, serr := kv.Status(ctx); serr == nil && sameConfig(st.Config(), want) {
+			return &Bucket[T]{kv: kv, codec: codec, name: cfg.Bucket, log: cfg.Log.With().Str("bucket", cfg.Bucket).Logger()}, nil
+		}
+	}
+	kv, err = js.CreateOrUpdateKeyValue(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Bucket[T]{kv: kv, codec: codec, name: cfg.Bucket, log: cfg.Log.With().Str("bucket", cfg.Bucket).Logger()}, nil
+}
+
+// sameConfig reports whether a bucket already has what Open sets.
+func sameConfig(have, want jetstream.KeyValueConfig) bool {
+	return have.Description == want.Description && have.History == want.History && have.TTL == want.TTL &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas
 }
 
 // Entry is one stored value. Err is the codec's error, and Value what it
@@ -246,16 +262,23 @@ func (b *Bucket[T]) DeleteRevision(ctx context.Context, key string, revision uin
 // List returns the values stored now under the keys filter matches (">"
 // for all), sorted by key. A watcher that closes before it has delivered
 // them all is an error (ErrWatchClosed), never a shorter list.
+//
+// nats.go signals the end of a watch's initial values after as many
+// messages as were pending when it started, or at a message with nothing
+// pending after it. A key rewritten while the watch reads (a heartbeat)
+// counts twice, so that signal can come before another key's value: List
+// reads on until a message with nothing pending after it has arrived.
 func (b *Bucket[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	w, err := b.kv.Watch(ctx, filter)
 	if err != nil {
 		return nil, b.fail("list", filter, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var out []Entry[T]
-	for {
+	byKey := map[string]Entry[T]{}
+	received, caughtUp, marked := false, false, false
+	for !marked || (received && !caughtUp) {
 		select {
 		case <-ctx.Done():
 			return nil, b.fail("list", filter, ctx.Err())
@@ -263,13 +286,24 @@ func (b *Bucket[T]) List(ctx context.Context, filter string) ([]Entry[T], error)
 			if !ok {
 				return nil, b.fail("list", filter, ErrWatchClosed)
 			}
-			if kve == nil { // every current value delivered
-				sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-				return out, nil
+			if kve == nil {
+				marked = true
+				continue
 			}
-			out = append(out, b.entry(kve))
+			received, caughtUp = true, kve.Delta() == 0
+			if kve.Operation() != jetstream.KeyValuePut {
+				delete(byKey, kve.Key())
+				continue
+			}
+			byKey[kve.Key()] = b.entry(kve)
 		}
 	}
+	out := make([]Entry[T], 0, len(byKey))
+	for _, e := range byKey {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
 }
 
 // Change is one update a watch delivers: a value stored, or the key's

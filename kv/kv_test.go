@@ -268,3 +268,64 @@ func TestWatchRestarts(t *testing.T) {
 		t.Fatal("Watch did not return after its context ended")
 	}
 }
+
+// scripted is a bucket whose watch delivers a fixed sequence, as nats.go
+// does when a key is rewritten during a read: its end-of-initial-values
+// signal counts messages, so it comes before the last key.
+type scripted struct {
+	jetstream.KeyValue
+	updates []jetstream.KeyValueEntry
+}
+
+type scriptedWatcher struct{ ch chan jetstream.KeyValueEntry }
+
+func (w scriptedWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
+func (w scriptedWatcher) Stop() error                             { return nil }
+
+func (s *scripted) Watch(context.Context, string, ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	ch := make(chan jetstream.KeyValueEntry, len(s.updates))
+	for _, u := range s.updates {
+		ch <- u
+	}
+	return scriptedWatcher{ch}, nil // never closed: List must stop by itself
+}
+
+type entry struct {
+	key   string
+	value string
+	rev   uint64
+	delta uint64
+}
+
+func (e entry) Bucket() string                  { return "test" }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return []byte(e.value) }
+func (e entry) Revision() uint64                { return e.rev }
+func (e entry) Created() time.Time              { return time.Time{} }
+func (e entry) Delta() uint64                   { return e.delta }
+func (e entry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+// TestListReadsPastAnEarlyEnd: three nodes' entries, one rewritten while
+// the list reads; nats.go signals the end after three messages, before
+// the third key. List still returns all three, each at its newest value.
+func TestListReadsPastAnEarlyEnd(t *testing.T) {
+	b := open(t, startJS(t))
+	b.kv = &scripted{KeyValue: b.kv, updates: []jetstream.KeyValueEntry{
+		entry{"w1", `{"n":1}`, 10, 2},
+		entry{"w2", `{"n":1}`, 11, 2}, // w1 was rewritten meanwhile: still 2 pending
+		entry{"w1", `{"n":2}`, 12, 1},
+		nil, // three messages received: nats.go's end of the initial values
+		entry{"w3", `{"n":1}`, 13, 0},
+	}}
+	all, err := b.List(context.Background(), ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for _, e := range all {
+		got += fmt.Sprintf("%s=%d@%d ", e.Key, e.Value.N, e.Revision)
+	}
+	if want := "w1=2@12 w2=1@11 w3=1@13 "; got != want {
+		t.Fatalf("List = %s; want %s", got, want)
+	}
+}

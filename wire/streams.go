@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,11 +85,24 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 		MaxAge:     cfg.ResultsMaxAge,
 	}}
 	for _, sc := range streams {
+		// Every process ensures the streams at start; an update of an
+		// unchanged stream races in nats-server with the consumers others
+		// create on it, so only a changed one is updated.
+		if s, err := js.Stream(ctx, sc.Name); err == nil && sameStream(s.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether a stream already has what EnsureStreams sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.Storage == want.Storage &&
+		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject &&
+		have.Discard == want.Discard && have.DiscardNewPerSubject == want.DiscardNewPerSubject && have.MaxAge == want.MaxAge
 }
 
 // RemoveEndpoint deletes a deleted endpoint's durable consumer and the
