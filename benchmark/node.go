@@ -261,19 +261,19 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
 // returns the time from the first publish to the last result and the
 // number of documents with a result; an error result fails it.
 func (b *benchNode) ingest(ctx context.Context, run string, texts []string) (time.Duration, int, error) {
-	stream, err := b.js.Stream(ctx, wire.ResultsStream)
+	results := wire.ResultsStream(config.Token(benchEndpoint))
+	stream, err := b.js.Stream(ctx, results)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", wire.ResultsStream, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", results, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", wire.ResultsStream, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", results, err)
 	}
 	// Results of earlier runs are in the stream already: read from here on.
-	cons, err := b.js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.ResultsSubject(config.Token(benchEndpoint))},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
+	cons, err := b.js.OrderedConsumer(ctx, results, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   info.State.LastSeq + 1,
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("results consumer: %w", err)
@@ -350,7 +350,8 @@ func (b *benchNode) ingest(ctx context.Context, run string, texts []string) (tim
 // backlog is the number of the benchmark endpoint's documents not yet
 // settled: queued, or in an allocation's hands.
 func (b *benchNode) backlog(ctx context.Context) (pending uint64, inHand int, err error) {
-	cons, err := b.js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(config.Token(benchEndpoint)))
+	token := config.Token(benchEndpoint)
+	cons, err := b.js.Consumer(ctx, wire.RequestsStream(token), wire.ConsumerName(token))
 	if err != nil {
 		return 0, 0, fmt.Errorf("endpoint consumer: %w", err)
 	}

@@ -588,9 +588,7 @@ type resultSummary struct {
 // countResults reads the endpoint's results from the start of the
 // results stream (the node is new: they are all the demo's).
 func countResults(ctx context.Context, js jetstream.JetStream) (*resultCounter, error) {
-	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.ResultsSubject(config.Token(ScalingEndpoint))},
-	})
+	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream(config.Token(ScalingEndpoint)), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("results consumer: %w", err)
 	}

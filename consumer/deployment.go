@@ -48,12 +48,11 @@ type DeploymentConfig struct {
 	// SearchCapacity bounds the infer requests waiting in this process;
 	// beyond it they are answered 429. 0 means config.DefaultQueueCapacity.
 	SearchCapacity int
-	// MaxDeliver bounds the attempts at one document; 0 means
-	// wire.DefaultMaxDeliver. The last failed attempt publishes an error result.
-	MaxDeliver int
-	// AckWait is the consumer's ack wait; a document being worked on is
-	// kept alive (InProgress) every third of it. 0 means wire.DefaultAckWait.
-	AckWait time.Duration
+	// Queue is what the endpoint's streams and consumer are created with.
+	// Its MaxDeliver bounds the attempts at one document (the last failed
+	// one publishes an error result); a document being worked on is kept
+	// alive (InProgress) every third of its AckWait.
+	Queue wire.QueueConfig
 	// NakDelay is the redelivery delay after a failed attempt; 0 means
 	// DefaultNakDelay.
 	NakDelay time.Duration
@@ -125,18 +124,13 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		return nil, errors.New("deployment: NATS connection and JetStream are required")
 	case cfg.Endpoint.InferenceID == "":
 		return nil, errors.New("deployment: endpoint inference id is required")
-	case cfg.MaxDeliver < 0:
-		return nil, fmt.Errorf("deployment: max deliver %d is negative", cfg.MaxDeliver)
+	case cfg.Queue.MaxDeliver < 0:
+		return nil, fmt.Errorf("deployment: max deliver %d is negative", cfg.Queue.MaxDeliver)
 	}
 	if cfg.SearchCapacity <= 0 {
 		cfg.SearchCapacity = config.DefaultQueueCapacity
 	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = wire.DefaultMaxDeliver
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = wire.DefaultAckWait
-	}
+	cfg.Queue = cfg.Queue.WithDefaults()
 	if cfg.NakDelay <= 0 {
 		cfg.NakDelay = DefaultNakDelay
 	}
@@ -159,10 +153,10 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 	}, nil
 }
 
-// Start creates or binds the endpoint's durable consumer, subscribes to its
+// Start creates or binds the endpoint's streams and durable consumer, subscribes to its
 // infer subject and starts fetching; nothing is served until SetRunner.
 func (d *Deployment) Start(ctx context.Context) error {
-	cons, err := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver})
+	cons, err := wire.EnsureEndpoint(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, d.cfg.Queue)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/embeddednats/natstest"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/wire"
 )
@@ -35,10 +38,21 @@ func startJS(t *testing.T, capacity int64) (*nats.Conn, jetstream.JetStream) {
 	// Generous: stream creation is quick, but a loaded CI machine is slow.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := wire.EnsureStreams(ctx, js, wire.StreamsConfig{Replicas: 1, QueueCapacity: capacity}); err != nil {
+	if _, err := wire.EnsureEndpoint(ctx, js, testID, wire.QueueConfig{Capacity: capacity}); err != nil {
 		t.Fatal(err)
 	}
 	return nc, js
+}
+
+// queueCapacity is the capacity startJS gave the test endpoint's queue,
+// which its deployment keeps.
+func queueCapacity(t *testing.T, js jetstream.JetStream) int64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), wire.RequestsStream(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().Config.MaxMsgs
 }
 
 // fakeRunner answers with what it was given, unless its hooks say
@@ -90,8 +104,9 @@ func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetst
 func startRun(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r Runner, maxDeliver int) (stop func() error) {
 	t.Helper()
 	d, err := NewDeployment(DeploymentConfig{
-		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID}, MaxDeliver: maxDeliver,
-		AckWait: 5 * time.Second, NakDelay: 20 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID},
+		Queue:    wire.QueueConfig{MaxDeliver: maxDeliver, AckWait: 5 * time.Second, Capacity: queueCapacity(t, js)},
+		NakDelay: 20 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +130,10 @@ func startRun(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r Runner, max
 }
 
 type result struct {
-	docID, msgID string
-	body         string
+	// msgID is the Nats-Msg-Id the document was published with; resultID
+	// the result's own.
+	docID, msgID, resultID string
+	body                   string
 }
 
 // collect reads results until want arrived, then waits quiet for more.
@@ -125,7 +142,7 @@ type result struct {
 func collect(t *testing.T, js jetstream.JetStream, want int, quiet time.Duration) []result {
 	t.Helper()
 	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, wire.ResultsStream(testToken), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +163,7 @@ func collect(t *testing.T, js jetstream.JetStream, want int, quiet time.Duration
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, result{msg.Headers().Get(wire.HeaderDocumentID), msg.Headers().Get("Nats-Msg-Id"), string(msg.Data())})
+		out = append(out, result{msg.Headers().Get(wire.HeaderDocumentID), msg.Headers().Get(wire.HeaderRequestMsgID), msg.Headers().Get("Nats-Msg-Id"), string(msg.Data())})
 	}
 	t.Fatalf("got %d results, want %d", len(out), want)
 	return nil
@@ -159,7 +176,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 	ctx := context.Background()
 	var info *jetstream.ConsumerInfo
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		c, err := js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(testToken))
+		c, err := js.Consumer(ctx, wire.RequestsStream(testToken), wire.ConsumerName(testToken))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +191,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 	if info.NumPending != 0 || info.NumAckPending != 0 {
 		t.Fatalf("pending %d, ack pending %d; want none", info.NumPending, info.NumAckPending)
 	}
-	s, err := js.Stream(ctx, wire.RequestsStream)
+	s, err := js.Stream(ctx, wire.RequestsStream(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +200,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 		t.Fatal(err)
 	}
 	if si.State.Msgs != left {
-		t.Fatalf("%d documents left in %s, want %d", si.State.Msgs, wire.RequestsStream, left)
+		t.Fatalf("%d documents left in %s, want %d", si.State.Msgs, wire.RequestsStream(testToken), left)
 	}
 }
 
@@ -216,8 +233,12 @@ func TestFiftyDocuments(t *testing.T) {
 		if want := fmt.Sprintf(`{"input_type":"ingest","inputs":["text %d"]}`, i); r.body != want {
 			t.Errorf("%s: body %s, want %s", r.docID, r.body, want)
 		}
-		if want := fmt.Sprintf("m-%d-result", i); r.msgID != want {
-			t.Errorf("%s: Nats-Msg-Id %s, want %s", r.docID, r.msgID, want)
+		if want := fmt.Sprintf("m-%d", i); r.msgID != want {
+			t.Errorf("%s: %s %s, want %s", r.docID, wire.HeaderRequestMsgID, r.msgID, want)
+		}
+		// The stream sequence of the document (published in order).
+		if want := strconv.Itoa(i + 1); r.resultID != want {
+			t.Errorf("%s: Nats-Msg-Id %s, want %s", r.docID, r.resultID, want)
 		}
 	}
 	requireDrained(t, js, 0)
@@ -257,7 +278,7 @@ func TestMalformedBodyIsTerminated(t *testing.T) {
 			t.Errorf("reason %q", env.Error.Reason)
 		}
 		// An id that precedes the syntax error is still found.
-		if want := strings.TrimSuffix("doc-"+r.msgID, "-result"); r.docID != want {
+		if want := "doc-" + r.msgID; r.docID != want {
 			t.Errorf("document id %q, want %q", r.docID, want)
 		}
 	}
@@ -338,6 +359,9 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 		t.Fatal("publish to a full queue succeeded")
 	}
 	// Another endpoint's queue is separate.
+	if _, err := wire.EnsureEndpoint(context.Background(), js, "other", wire.QueueConfig{Capacity: 5}); err != nil {
+		t.Fatal(err)
+	}
 	other := nats.NewMsg(wire.IngestSubject("other"))
 	other.Data = []byte(`{"id":"o","input":"x"}`)
 	if _, err := js.PublishMsg(context.Background(), other); err != nil {
@@ -349,7 +373,7 @@ func TestFullQueueRefusesPublishes(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	requireDrained(t, js, 1) // the other endpoint's
+	requireDrained(t, js, 0)
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatalf("publish after the queue drained: %v", err)
 	}
@@ -368,7 +392,7 @@ func TestStopDeadlineCancelsWork(t *testing.T) {
 		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID},
 		// Only a nak brings the document back within the test's wait; an
 		// ack wait expiry would take a minute.
-		AckWait: time.Minute, NakDelay: 50 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+		Queue: wire.QueueConfig{AckWait: time.Minute}, NakDelay: 50 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -402,7 +426,7 @@ func TestStopDeadlineCancelsWork(t *testing.T) {
 	}
 	d.laneWG.Wait() // settled
 	// Back in the queue at once, on its second delivery, and no result.
-	cons, err := js.Consumer(context.Background(), wire.RequestsStream, wire.ConsumerName(testToken))
+	cons, err := js.Consumer(context.Background(), wire.RequestsStream(testToken), wire.ConsumerName(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +445,7 @@ func TestStopDeadlineCancelsWork(t *testing.T) {
 	if meta.NumDelivered != 2 {
 		t.Fatalf("document delivered %d times; want 2", meta.NumDelivered)
 	}
-	s, err := js.Stream(context.Background(), wire.ResultsStream)
+	s, err := js.Stream(context.Background(), wire.ResultsStream(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,10 +479,10 @@ func TestInvalidDocumentIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]struct{ docID, body string }{
-		"m-huge-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"},"status":400}`},
-		"m-crlf-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"},"status":400}`},
-		"m-long-result": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"},"status":400}`},
-		"m-ok-result":   {strings.Repeat("z", wire.MaxDocumentIDBytes), `{"input_type":"unspecified","inputs":["x"]}`},
+		"m-huge": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 70000;"},"status":400}`},
+		"m-crlf": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id must not contain control characters, found U+000D;"},"status":400}`},
+		"m-long": {"", `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: id is too long, must be no longer than 512 bytes but was: 513;"},"status":400}`},
+		"m-ok":   {strings.Repeat("z", wire.MaxDocumentIDBytes), `{"input_type":"unspecified","inputs":["x"]}`},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d results, want %d: %+v", len(got), len(want), got)
@@ -471,6 +495,146 @@ func TestInvalidDocumentIDs(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("runner got %d documents; want only the valid one", n)
+	}
+	requireDrained(t, js, 0)
+}
+
+// TestUnstorableResultEndsAsErrorResult: a result the results stream keeps
+// refusing (here: larger than the stream's message size limit, though
+// within the server's max payload) is retried, and on the last attempt an
+// error result takes its place: the document does not stay queued.
+func TestUnstorableResultEndsAsErrorResult(t *testing.T) {
+	nc, js := startJS(t, 0)
+	ctx := context.Background()
+	s, err := js.Stream(ctx, wire.ResultsStream(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	sc.MaxMsgSize = 1000
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 2000)
+	publishDoc(t, js, "m-big", `{"id":"doc-big","input":"`+big+`"}`)
+	publishDoc(t, js, "m-small", `{"id":"doc-small","input":"fits"}`)
+	var calls atomic.Int32
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		calls.Add(int32(len(docs)))
+		return echo(ctx, docs)
+	}}, 3)
+	got := collect(t, js, 2, 500*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"doc-small": `{"input_type":"unspecified","inputs":["fits"]}`,
+		"doc-big":   `{"error":{"root_cause":[{"type":"status_exception","reason":"the result of [2042] bytes could not be stored: nats: API error: code=400 err_code=10054 description=message size exceeds maximum allowed"}],"type":"status_exception","reason":"the result of [2042] bytes could not be stored: nats: API error: code=400 err_code=10054 description=message size exceeds maximum allowed"},"status":500}`,
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d results, want 2: %+v", len(got), got)
+	}
+	for _, r := range got {
+		if r.body != want[r.docID] {
+			t.Errorf("%s: %s\nwant %s", r.docID, r.body, want[r.docID])
+		}
+	}
+	// Three attempts at the big document (each ran), one at the small.
+	if n := calls.Load(); n != 4 {
+		t.Errorf("runner got %d documents; want the big one three times and the small one", n)
+	}
+	requireDrained(t, js, 0)
+}
+
+// TestAttemptsUsedUpWithoutSettling: a document delivered more often than
+// it may be attempted, its attempts never settled (workers died on it), is
+// not run again: it ends as an error result at once.
+func TestAttemptsUsedUpWithoutSettling(t *testing.T) {
+	nc, js := startJS(t, 0)
+	ctx := context.Background()
+	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"kills workers"}`)
+	cons, err := js.Consumer(ctx, wire.RequestsStream(testToken), wire.ConsumerName(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three deliveries that end without an ack, as a worker that dies.
+	for i := range 3 {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, ok := <-batch.Messages()
+		if !ok {
+			t.Fatalf("delivery %d did not come: %v", i+1, batch.Error())
+		}
+		if err := msg.Nak(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls atomic.Int32
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		calls.Add(1)
+		return echo(ctx, docs)
+	}}, 3)
+	got := collect(t, js, 1, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"error":{"root_cause":[{"type":"status_exception","reason":"inference did not complete in [3] attempts"}],"type":"status_exception","reason":"inference did not complete in [3] attempts"},"status":500}`
+	if len(got) != 1 || got[0].docID != "doc-1" || got[0].body != want {
+		t.Fatalf("results %+v; want doc-1: %s", got, want)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("runner ran %d times on a document whose attempts were used up", n)
+	}
+	requireDrained(t, js, 0)
+}
+
+// TestHostileDocumentsFailAtOnce: a document with more inputs than a
+// document may have gets its error result at parse, and one the runner
+// refuses as a client error (a result too large, 413) is not attempted
+// again; a document beside them is served.
+func TestHostileDocumentsFailAtOnce(t *testing.T) {
+	nc, js := startJS(t, 0)
+	many := `"` + strings.Repeat(`","`, wire.MaxDocumentInputs) + `"`
+	publishDoc(t, js, "m-many", `{"id":"doc-many","input":[`+many+`]}`)
+	publishDoc(t, js, "m-huge", `{"id":"doc-huge","input":"makes a huge result"}`)
+	publishDoc(t, js, "m-ok", `{"id":"doc-ok","input":"fine"}`)
+	tooLarge := eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong, "the result would be too large")
+	var attempts atomic.Int32
+	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		for _, d := range docs {
+			if len(d.Input) > wire.MaxDocumentInputs {
+				t.Errorf("runner got a document of %d inputs", len(d.Input))
+			}
+			if d.Input[0] == "makes a huge result" {
+				attempts.Add(1)
+				return nil, tooLarge
+			}
+		}
+		return echo(ctx, docs)
+	}}, 5)
+	got := collect(t, js, 3, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"doc-many": `{"error":{"root_cause":[{"type":"action_request_validation_exception","reason":"Validation Failed: 1: a document has at most [2048] inputs, got [2049];"}],"type":"action_request_validation_exception","reason":"Validation Failed: 1: a document has at most [2048] inputs, got [2049];"},"status":400}`,
+		"doc-huge": `{"error":{"root_cause":[{"type":"content_too_long_exception","reason":"the result would be too large"}],"type":"content_too_long_exception","reason":"the result would be too large"},"status":413}`,
+		"doc-ok":   `{"input_type":"unspecified","inputs":["fine"]}`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d results, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		if r.body != want[r.docID] {
+			t.Errorf("%s: %s\nwant %s", r.docID, r.body, want[r.docID])
+		}
+	}
+	// Tried in its group, then alone (or only alone): never on another
+	// delivery.
+	if n := attempts.Load(); n < 1 || n > 2 {
+		t.Errorf("the refused document was run %d times; want once or twice (its group, then alone)", n)
 	}
 	requireDrained(t, js, 0)
 }

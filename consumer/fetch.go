@@ -27,11 +27,11 @@ func (d *Deployment) fetch(ctx context.Context) {
 		if err == nil {
 			err = d.handOut(ctx, batch)
 		}
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			// Removed by a worker cleaning up after a delete of the same
 			// id that raced with its re-creation: the endpoint exists, so
-			// its consumer must too.
-			if cons, cerr := wire.EnsureConsumer(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, wire.ConsumerConfig{AckWait: d.cfg.AckWait, MaxDeliver: d.cfg.MaxDeliver}); cerr == nil {
+			// its streams and consumer must too.
+			if cons, cerr := wire.EnsureEndpoint(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, d.cfg.Queue); cerr == nil {
 				d.cons = cons
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
+		if dc.err == nil && dc.meta.NumDelivered > uint64(d.cfg.Queue.MaxDeliver) {
+			dc.err = d.errAttemptsUsedUp()
+		}
 		if dc.err == nil {
 			valid = append(valid, dc)
 		}
@@ -56,12 +60,16 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 	d.run(ctx, valid)
 	d.stats.BusyNanos.Add(int64(time.Since(start)))
 	stop()
-	settleCtx := context.WithoutCancel(ctx)
-	for _, dc := range docs {
-		if dc != nil {
-			d.settle(settleCtx, dc)
-		}
-	}
+	d.settleGroup(context.WithoutCancel(ctx), docs)
+}
+
+// errAttemptsUsedUp fails a document delivered more often than it may be
+// attempted: its attempts never settled (a worker died on it, or neither
+// its result nor an error result could be stored). It is not run again,
+// so a document that kills workers kills at most MaxDeliver of them.
+func (d *Deployment) errAttemptsUsedUp() error {
+	return fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusInternalServerError, eserror.TypeStatus,
+		"inference did not complete in [%d] attempts", d.cfg.Queue.MaxDeliver))
 }
 
 // keepAlive tells the server every third of AckWait that docs are still
@@ -72,7 +80,7 @@ func (d *Deployment) keepAlive(docs []*doc) (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(d.cfg.AckWait / 3)
+		t := time.NewTicker(d.cfg.Queue.AckWait / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -129,7 +137,7 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 		return
 	}
 	if len(docs) == 1 {
-		docs[0].err = err
+		docs[0].err = refused(err)
 		return
 	}
 	for _, dc := range docs {
@@ -137,6 +145,7 @@ func (d *Deployment) run(ctx context.Context, docs []*doc) {
 		if one, dc.err = d.ingest(ctx, runner, []inferapi.Request{dc.req}); dc.err == nil {
 			dc.body = one[0]
 		}
+		dc.err = refused(dc.err)
 	}
 }
 
@@ -156,26 +165,49 @@ func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
 	if err == nil && id == "" {
 		err = eserror.Validation(eserror.TypeActionRequestValidation, "Field [id] cannot be null")
 	}
+	if err == nil && len(req.Input) > wire.MaxDocumentInputs {
+		err = eserror.Validation(eserror.TypeActionRequestValidation,
+			fmt.Sprintf("a document has at most [%d] inputs, got [%d]", wire.MaxDocumentInputs, len(req.Input)))
+	}
 	if err != nil {
 		return id, req, fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	return id, req, nil
 }
 
-// publish sends a document's result and waits for the stream to store it.
-func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
-	reqID := dc.msg.Headers().Get(jetstream.MsgIDHeader)
-	if reqID == "" {
-		reqID = strconv.FormatUint(dc.meta.Sequence.Stream, 10)
+// requestMsgID is the Nats-Msg-Id a document was published with; a
+// document moved from the legacy shared stream carries it in
+// HeaderRequestMsgID.
+func requestMsgID(h nats.Header) string {
+	if id := h.Get(wire.HeaderRequestMsgID); id != "" {
+		return id
 	}
+	return h.Get(jetstream.MsgIDHeader)
+}
+
+// resultMsg is a document's result (or error result) body as published.
+func (d *Deployment) resultMsg(dc *doc, body []byte) *nats.Msg {
 	out := nats.NewMsg(wire.ResultsSubject(d.token))
 	if dc.id != "" {
 		out.Header.Set(wire.HeaderDocumentID, dc.id)
 	}
-	out.Header.Set(jetstream.MsgIDHeader, reqID+"-result")
+	if reqID := requestMsgID(dc.msg.Headers()); reqID != "" {
+		out.Header.Set(wire.HeaderRequestMsgID, reqID)
+	}
+	// A redelivered document publishes its result again: the stream
+	// sequence of the document, unique in the endpoint's streams, makes
+	// the second copy a duplicate. The publisher's Nats-Msg-Id would not:
+	// one id published again after the duplicate window is a second
+	// document, whose result must not be dropped as the first's.
+	out.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(dc.meta.Sequence.Stream, 10))
 	out.Data = body
-	pctx, cancel := context.WithTimeout(ctx, d.cfg.AckWait)
+	return out
+}
+
+// publish sends a document's result and waits for the stream to store it.
+func (d *Deployment) publish(ctx context.Context, dc *doc, body []byte) error {
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.Queue.AckWait)
 	defer cancel()
-	_, err := d.cfg.JS.PublishMsg(pctx, out)
+	_, err := d.cfg.JS.PublishMsg(pctx, d.resultMsg(dc, body))
 	return err
 }

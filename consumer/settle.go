@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/eserror"
@@ -37,9 +39,9 @@ func (o outcome) String() string {
 }
 
 // decide settles a document that ran with err (nil when it succeeded) on
-// its delivered-th delivery of at most maxDeliver: a success is acked, an
-// invalid document (errInvalid) fails at once, another failure is retried
-// until its last delivery, which fails.
+// its delivered-th delivery of at most maxDeliver attempts: a success is
+// acked, an invalid document (errInvalid) fails at once, another failure
+// is retried until its last attempt, which fails.
 func decide(err error, delivered uint64, maxDeliver int) outcome {
 	switch {
 	case err == nil:
@@ -51,15 +53,40 @@ func decide(err error, delivered uint64, maxDeliver int) outcome {
 }
 
 // afterPublishFailure settles a document whose result (outcome o) could not
-// be published, with perr: a result larger than any message the server
-// accepts can never be stored, so the document fails with an error result
-// in its place; any other failure is retried, since without a stored result
-// the document is not done.
-func afterPublishFailure(o outcome, perr error) outcome {
-	if o == outcomeAck && errors.Is(perr, nats.ErrMaxPayload) {
+// be published, with perr, on its last attempt or not: a result that can
+// never be stored (larger than any message the server accepts), or could
+// not be on the last attempt, fails with an error result in its place; any
+// other failure is retried, since without a stored result the document is
+// not done. An error result that could not be stored is retried too: the
+// consumer delivers without limit, so the document comes back.
+func afterPublishFailure(o outcome, perr error, last bool) outcome {
+	if o == outcomeAck && (last || errors.Is(perr, nats.ErrMaxPayload)) {
 		return outcomeFail
 	}
 	return outcomeRetry
+}
+
+// unpublishable is the error a document fails with when its result could
+// not be stored (perr).
+func unpublishable(size int, perr error, maxPayload int64) error {
+	if errors.Is(perr, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
+			"the result of [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", size, maxPayload))
+	}
+	return fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusInternalServerError, eserror.TypeStatus,
+		"the result of [%d] bytes could not be stored: %s", size, perr))
+}
+
+// refused marks a runner's error that no other attempt can mend as
+// errInvalid: a client error (4xx: the document itself is refused, as a
+// result too large to store), but not a timeout or a full queue.
+func refused(err error) error {
+	var e *eserror.Error
+	if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 &&
+		e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return err
 }
 
 // errorBody is the error result of a document that failed with err.
@@ -71,38 +98,90 @@ func errorBody(err error) []byte {
 	return body
 }
 
-// settle publishes a document's result and acks it, or naks it for another
-// attempt, or publishes an error result and terminates it, as decide and
-// afterPublishFailure say.
-func (d *Deployment) settle(ctx context.Context, dc *doc) {
-	log := d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Logger()
-	o := decide(dc.err, dc.meta.NumDelivered, d.cfg.MaxDeliver)
-	if dc.err != nil {
-		log.Warn().Err(dc.err).Str("document_id", dc.id).Str("outcome", o.String()).Msg("document failed")
+// publishing is a document whose result is on its way to the stream.
+type publishing struct {
+	dc      *doc
+	outcome outcome
+	size    int
+	ack     jetstream.PubAckFuture
+	err     error
+}
+
+// settleGroup publishes the results of a group's documents and acks them,
+// or naks them for another attempt, or publishes error results and
+// terminates them, as decide and afterPublishFailure say. The results are
+// published together and awaited once; acks are not awaited: a lane that
+// waited for each ack crawled at one document per timeout when a restarted
+// server left acks unanswered. An ack that is lost brings the document
+// back after the ack wait, and its result, published again under the same
+// Nats-Msg-Id, is dropped by the stream as a duplicate.
+func (d *Deployment) settleGroup(ctx context.Context, docs []*doc) {
+	var out []*publishing
+	for _, dc := range docs {
+		if dc == nil {
+			continue
+		}
+		log := d.docLog(dc)
+		o := decide(dc.err, dc.meta.NumDelivered, d.cfg.Queue.MaxDeliver)
+		if dc.err != nil {
+			log.Warn().Err(dc.err).Str("document_id", dc.id).Str("outcome", o.String()).Msg("document failed")
+		}
+		if o == outcomeRetry {
+			d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
+			continue
+		}
+		body := dc.body
+		if o == outcomeFail {
+			body = errorBody(dc.err)
+		}
+		p := &publishing{dc: dc, outcome: o, size: len(body)}
+		p.ack, p.err = d.cfg.JS.PublishMsgAsync(d.resultMsg(dc, body))
+		out = append(out, p)
 	}
-	if o == outcomeRetry {
-		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
-		return
+	d.awaitPublished(ctx, out)
+	for _, p := range out {
+		d.finish(ctx, p)
 	}
-	body := dc.body
-	if o == outcomeFail {
-		body = errorBody(dc.err)
+}
+
+// awaitPublished waits, up to the ack wait in all, for the stream to store
+// the results published.
+func (d *Deployment) awaitPublished(ctx context.Context, out []*publishing) {
+	timeout := time.NewTimer(d.cfg.Queue.AckWait)
+	defer timeout.Stop()
+	for _, p := range out {
+		if p.err != nil {
+			continue
+		}
+		select {
+		case <-p.ack.Ok():
+		case p.err = <-p.ack.Err():
+		case <-timeout.C:
+			p.err = errors.New("the results stream did not acknowledge the result in time")
+		case <-ctx.Done():
+			p.err = ctx.Err()
+		}
 	}
-	err := d.publish(ctx, dc, body)
-	if err != nil && afterPublishFailure(o, err) == outcomeFail {
-		o = outcomeFail
-		dc.err = fmt.Errorf("%w: %w", errInvalid, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
-			"the result of [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(body), d.cfg.NC.MaxPayload()))
+}
+
+// finish settles one document once its result is stored, or could not be.
+func (d *Deployment) finish(ctx context.Context, p *publishing) {
+	dc, o := p.dc, p.outcome
+	log := d.docLog(dc)
+	if p.err != nil {
+		o = afterPublishFailure(o, p.err, dc.meta.NumDelivered >= uint64(d.cfg.Queue.MaxDeliver))
+		if o == outcomeRetry {
+			log.Error().Err(p.err).Msg("publish result")
+			d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
+			return
+		}
+		dc.err = unpublishable(p.size, p.err, d.cfg.NC.MaxPayload())
 		log.Warn().Err(dc.err).Str("document_id", dc.id).Msg("document failed")
-		err = d.publish(ctx, dc, errorBody(dc.err))
-	}
-	if err != nil {
-		// Without a result the document is not done: try again later. On
-		// the last delivery the server delivers no more and the document
-		// stays in the stream for an operator to see.
-		log.Error().Err(err).Msg("publish result")
-		d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
-		return
+		if err := d.publish(ctx, dc, errorBody(dc.err)); err != nil {
+			log.Error().Err(err).Msg("publish error result")
+			d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
+			return
+		}
 	}
 	d.stats.Documents.Add(1)
 	d.stats.done(1)
@@ -111,7 +190,11 @@ func (d *Deployment) settle(ctx context.Context, dc *doc) {
 		d.settled(log, dc.msg.TermWithReason(dc.err.Error()), "term")
 		return
 	}
-	d.settled(log, dc.msg.DoubleAck(ctx), "ack")
+	d.settled(log, dc.msg.Ack(), "ack")
+}
+
+func (d *Deployment) docLog(dc *doc) zerolog.Logger {
+	return d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Logger()
 }
 
 func (d *Deployment) settled(log zerolog.Logger, err error, op string) {

@@ -41,16 +41,19 @@ func TestAfterPublishFailure(t *testing.T) {
 		name string
 		o    outcome
 		err  error
+		last bool
 		want outcome
 	}{
-		{"result too large for any message", outcomeAck, tooLarge, outcomeFail},
-		{"result not stored in time", outcomeAck, context.DeadlineExceeded, outcomeRetry},
-		{"server unreachable", outcomeAck, nats.ErrNoResponders, outcomeRetry},
-		{"error result not stored", outcomeFail, context.DeadlineExceeded, outcomeRetry},
-		{"error result too large", outcomeFail, tooLarge, outcomeRetry},
+		{"result too large for any message", outcomeAck, tooLarge, false, outcomeFail},
+		{"result not stored in time", outcomeAck, context.DeadlineExceeded, false, outcomeRetry},
+		{"result not stored on the last attempt", outcomeAck, context.DeadlineExceeded, true, outcomeFail},
+		{"server unreachable", outcomeAck, nats.ErrNoResponders, false, outcomeRetry},
+		{"error result not stored", outcomeFail, context.DeadlineExceeded, false, outcomeRetry},
+		{"error result not stored on the last attempt", outcomeFail, context.DeadlineExceeded, true, outcomeRetry},
+		{"error result too large", outcomeFail, tooLarge, false, outcomeRetry},
 	} {
-		if got := afterPublishFailure(tt.o, tt.err); got != tt.want {
-			t.Errorf("%s: afterPublishFailure(%s, %v) = %s; want %s", tt.name, tt.o, tt.err, got, tt.want)
+		if got := afterPublishFailure(tt.o, tt.err, tt.last); got != tt.want {
+			t.Errorf("%s: afterPublishFailure(%s, %v, %t) = %s; want %s", tt.name, tt.o, tt.err, tt.last, got, tt.want)
 		}
 	}
 }

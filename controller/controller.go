@@ -47,9 +47,9 @@ type Config struct {
 	// adaptive endpoint (Min and Max come from each endpoint); zero values
 	// take the defaults.
 	Scaling ScalerConfig
-	// Consumer is the ack wait and max deliver of the consumers it creates.
-	Consumer wire.ConsumerConfig
-	Log      zerolog.Logger
+	// Queue is what the streams and consumers of the endpoints are created with.
+	Queue wire.QueueConfig
+	Log   zerolog.Logger
 }
 
 // Controller runs for as long as its worker does; it acts only while it
@@ -248,7 +248,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("deployments: %w", err)
 	}
-	// Every endpoint gets its consumer; one attached to a deployment runs
+	// Every endpoint gets its streams and consumer; one attached to a deployment runs
 	// on that deployment's allocations, and its load counts there.
 	type unit struct {
 		ep       config.Endpoint
@@ -262,8 +262,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		ep := e.Endpoint
 		if c.ensured[ep.InferenceID] != e.Revision {
-			if _, err := wire.EnsureConsumer(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Consumer); err != nil {
-				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure consumer")
+			if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
+				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
 			} else {
 				c.ensured[ep.InferenceID] = e.Revision
 			}

@@ -126,7 +126,7 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&s.Heartbeat, "heartbeat", s.Heartbeat, "how often a worker announces itself and the controller plans; a worker or controller silent for 5 heartbeats is replaced (env "+EnvName("heartbeat")+")")
 	fs.DurationVar(&s.ScaleToZeroAfter, "scale-to-zero-after", s.ScaleToZeroAfter, "idle time after which an adaptive endpoint with min_number_of_allocations 0 stops its last allocation (env "+EnvName("scale-to-zero-after")+")")
 	fs.DurationVar(&s.ScaleDownCooldown, "scale-down-cooldown", s.ScaleDownCooldown, "how long after scaling up an adaptive endpoint is not scaled down (env "+EnvName("scale-down-cooldown")+")")
-	fs.DurationVar(&s.ResultsMaxAge, "results-max-age", s.ResultsMaxAge, "how long results stay in the INFERENCE_RESULTS stream (env "+EnvName("results-max-age")+")")
+	fs.DurationVar(&s.ResultsMaxAge, "results-max-age", s.ResultsMaxAge, "how long results stay in an endpoint's results stream (env "+EnvName("results-max-age")+")")
 	str(&s.LogLevel, "log-level", "log level: debug, info, warn, error")
 	str(&s.LogFormat, "log-format", "log format: json or console")
 }
@@ -143,6 +143,11 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// Queue is what the endpoints' streams and consumers are created with.
+func (s Config) Queue() wire.QueueConfig {
+	return wire.QueueConfig{Replicas: s.KVReplicas, Capacity: int64(s.QueueCapacity), ResultsMaxAge: s.ResultsMaxAge, AckWait: s.AckWait}
 }
 
 // Validate reports settings that cannot work.
@@ -171,6 +176,11 @@ func (s Config) Validate() error {
 	}
 	if s.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %s", s.AckWait))
+	}
+	// A document whose ack was lost comes back after the ack wait; its
+	// result is dropped as a duplicate only within the window.
+	if s.AckWait > wire.DuplicateWindow/2 {
+		errs = append(errs, fmt.Errorf("--ack-wait must be at most %s, half the results' duplicate window, got %s", wire.DuplicateWindow/2, s.AckWait))
 	}
 	if s.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat must be at least 100ms, got %s", s.Heartbeat))

@@ -58,9 +58,10 @@ func TestServiceEnvErrorsAndValidation(t *testing.T) {
 		t.Errorf("ApplyEnv with a bad number = %v; want an error naming the variable", err)
 	}
 	bad := DefaultConfig()
-	bad.KVReplicas, bad.LogFormat, bad.HTTPAddr = 7, "xml", ""
+	bad.KVReplicas, bad.LogFormat, bad.HTTPAddr, bad.AckWait = 7, "xml", "", 90*time.Second
 	err = bad.Validate()
-	for _, want := range []string{"--kv-replicas must be between 1 and 5, got 7", `--log-format must be json or console, got "xml"`, "--http-addr must not be empty"} {
+	for _, want := range []string{"--kv-replicas must be between 1 and 5, got 7", `--log-format must be json or console, got "xml"`, "--http-addr must not be empty",
+		"--ack-wait must be at most 1m0s, half the results' duplicate window, got 1m30s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want it to contain %q", err, want)
 		}

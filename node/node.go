@@ -88,9 +88,7 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	if err := n.store.EnsureDefaults(openCtx); err != nil {
 		return nil, fmt.Errorf("store default endpoints: %w", err)
 	}
-	if err := wire.EnsureStreams(openCtx, js, wire.StreamsConfig{
-		Replicas: cfg.KVReplicas, QueueCapacity: int64(cfg.QueueCapacity), ResultsMaxAge: cfg.ResultsMaxAge,
-	}); err != nil {
+	if err := n.migrateLegacyStreams(ctx, openCtx, js); err != nil {
 		return nil, err
 	}
 	models, err := modelstore.Open(openCtx, js, modelstore.Config{Replicas: cfg.KVReplicas})
@@ -172,6 +170,24 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	return n, nil
 }
 
+// migrateLegacyStreams moves the documents and results of the streams
+// every endpoint shared before each had its own into the endpoints' own
+// streams (a no-op once done). It runs before this node serves anything;
+// it copies message by message, so it has ctx rather than openCtx's bound.
+func (n *Node) migrateLegacyStreams(ctx, openCtx context.Context, js jetstream.JetStream) error {
+	entries, err := n.store.List(openCtx)
+	if err != nil {
+		return fmt.Errorf("list endpoints: %w", err)
+	}
+	defined := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		defined[e.ID] = true
+	}
+	return wire.MigrateLegacyStreams(ctx, js, wire.MigrationConfig{
+		Queue: n.cfg.Queue(), Defined: func(id string) bool { return defined[id] }, Log: n.log,
+	})
+}
+
 // Cluster timing, in heartbeats: a node and the controller lease outlive
 // their last renewal by five of them.
 const ttlHeartbeats = 5
@@ -184,10 +200,9 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	if err != nil {
 		return err
 	}
-	consumerCfg := wire.ConsumerConfig{AckWait: cfg.AckWait}
 	ctrl, err := controller.New(controller.Config{
 		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Registry: registry, Plans: plans, Lease: lease,
-		Interval: cfg.Heartbeat, Consumer: consumerCfg, Log: n.log,
+		Interval: cfg.Heartbeat, Queue: cfg.Queue(), Log: n.log,
 		Scaling: controller.ScalerConfig{ScaleToZeroAfter: cfg.ScaleToZeroAfter, Cooldown: cfg.ScaleDownCooldown},
 	})
 	if err != nil {
@@ -205,7 +220,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	n.worker, err = worker.Start(ctx, worker.Config{
 		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: cache, States: states, Registry: registry, Plans: plans,
 		NodeName: cfg.NodeName, Processors: cfg.Processors, Heartbeat: cfg.Heartbeat,
-		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, AckWait: cfg.AckWait},
+		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, Queue: cfg.Queue()},
 		Log:        n.log,
 	})
 	if err != nil {

@@ -5,9 +5,11 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/pipeline/chunking"
@@ -38,7 +40,7 @@ import (
 // one array per input, in input order. Offsets are UTF-16 code-unit offsets
 // into the input. Rerank endpoints are not chunked and return an error.
 func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType inferapi.InputType) ([]byte, error) {
-	bodies, err := ChunkedInferDocs(ctx, m, ep, [][]string{inputs}, inputType)
+	bodies, err := ChunkedInferDocs(ctx, m, ep, [][]string{inputs}, inputType, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -46,9 +48,18 @@ func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, i
 }
 
 // ChunkedInferDocs is ChunkedInfer for several documents at once (each
-// given by its inputs): the chunks of all of them go to the engine in one
-// call, so short documents share batches. It returns one body per document.
-func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType) ([][]byte, error) {
+// given by its inputs): their chunks go to the engine together, so short
+// documents share batches. It returns one body per document.
+//
+// With maxResultBytes > 0 a document's body is bounded: one whose stored
+// chunks could not fit, however small their embeddings' numbers, fails the
+// call with 413 before anything is embedded (a few bytes of empty inputs
+// would otherwise build a result of hundreds of megabytes first), and a
+// body that outgrows the bound while it is written fails at that point.
+// The documents are embedded a few at a time, at most maxChunksPerCall
+// chunks per engine call (a single larger document alone), so that the
+// embeddings held at once stay bounded too.
+func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType, maxResultBytes int64) ([][]byte, error) {
 	if ep.TaskType != config.TextEmbedding && ep.TaskType != config.SparseEmbedding {
 		return nil, fmt.Errorf("task type %s is not chunked", ep.TaskType)
 	}
@@ -56,24 +67,70 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 	if ep.Chunking != nil {
 		settings = ep.Chunking
 	}
-	// chunks holds every input of every document, documents in order.
-	var chunks [][]chunking.Chunk
-	var texts []string
-	for _, inputs := range docs {
+	ms := modelSettings{taskType: ep.TaskType}
+	if ep.TaskType == config.TextEmbedding {
+		ms.dimensions = m.Spec().Dimensions
+		ms.similarity = m.Spec().Similarity
+		if s := ep.ServiceSettings.Similarity; s != "" {
+			ms.similarity = s
+		}
+	}
+	// Every document is chunked (and measured) before any is embedded.
+	chunked := make([][][]chunking.Chunk, len(docs))
+	counts := make([]int, len(docs))
+	for d, inputs := range docs {
+		stored := 0
 		for _, in := range inputs {
 			cs, err := chunking.Split(in, *settings)
 			if err != nil {
 				return nil, err
 			}
-			chunks = append(chunks, cs)
-			for _, c := range cs {
+			chunked[d] = append(chunked[d], cs)
+			counts[d] += len(cs)
+			stored += min(len(cs), chunking.MaxChunksPerInput)
+		}
+		if least := minResultBytes(stored, ms.dimensions); maxResultBytes > 0 && least > maxResultBytes {
+			return nil, eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
+				"the result of [%d] inputs and [%d] chunks would take at least [%d] bytes, more than the largest message the NATS server accepts [%d bytes]",
+				len(inputs), stored, least, maxResultBytes)
+		}
+	}
+	b := bodyWriter{inferenceID: ep.InferenceID, ms: ms, chunking: ep.Chunking, maxBytes: maxResultBytes}
+	bodies := make([][]byte, 0, len(docs))
+	for start := 0; start < len(docs); {
+		end, n := start+1, counts[start]
+		for end < len(docs) && n+counts[end] <= maxChunksPerCall {
+			n += counts[end]
+			end++
+		}
+		out, err := embedDocs(ctx, m, ep.TaskType, docs[start:end], chunked[start:end], inputType, b)
+		if err != nil {
+			return nil, err
+		}
+		bodies = append(bodies, out...)
+		start = end
+	}
+	return bodies, nil
+}
+
+// maxChunksPerCall bounds the chunks of one engine call of ChunkedInferDocs:
+// enough for the engine to batch them well by length.
+const maxChunksPerCall = 1024
+
+// embedDocs embeds the chunks of docs (chunked[d][i] are document d's input
+// i's) in one engine call and writes each document's body.
+func embedDocs(ctx context.Context, m *inference.Model, task config.TaskType, docs [][]string, chunked [][][]chunking.Chunk, inputType inferapi.InputType, b bodyWriter) ([][]byte, error) {
+	var texts []string
+	for d, inputs := range docs {
+		for i, in := range inputs {
+			for _, c := range chunked[d][i] {
 				texts = append(texts, c.Text(in))
 			}
 		}
 	}
-	results := make([][]chunkResult, len(chunks))
-	ms := modelSettings{taskType: ep.TaskType}
-	switch ep.TaskType {
+	var embedding func(k int) chunkResult
+	var merge func(acc *chunkResult, n int, next chunkResult)
+	switch task {
 	case config.TextEmbedding:
 		vecs, err := m.Embed(ctx, texts, modelInputType(inputType))
 		if err != nil {
@@ -82,18 +139,9 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 		if len(vecs) != len(texts) {
 			return nil, fmt.Errorf("Error the number of embedding responses [%d] does not equal the number of requests [%d]", len(vecs), len(texts))
 		}
-		ms.dimensions = m.Spec().Dimensions
-		ms.similarity = m.Spec().Similarity
-		if s := ep.ServiceSettings.Similarity; s != "" {
-			ms.similarity = s
-		}
-		k := 0
-		for i, cs := range chunks {
-			results[i] = mergeSlots(cs, func(j int) chunkResult { return chunkResult{dense: vecs[k+j]} },
-				func(acc *chunkResult, n int, next chunkResult) { acc.dense = MergeDense(acc.dense, n, next.dense, 1) })
-			k += len(cs)
-		}
-	case config.SparseEmbedding:
+		embedding = func(k int) chunkResult { return chunkResult{dense: vecs[k]} }
+		merge = func(acc *chunkResult, n int, next chunkResult) { acc.dense = MergeDense(acc.dense, n, next.dense, 1) }
+	default:
 		embs, err := m.SparseEmbed(ctx, texts, modelInputType(inputType))
 		if err != nil {
 			return nil, err
@@ -101,26 +149,33 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 		if len(embs) != len(texts) {
 			return nil, fmt.Errorf("Error the number of embedding responses [%d] does not equal the number of requests [%d]", len(embs), len(texts))
 		}
-		k := 0
-		for i, cs := range chunks {
-			results[i] = mergeSlots(cs, func(j int) chunkResult { return chunkResult{sparse: embs[k+j]} },
-				func(acc *chunkResult, _ int, next chunkResult) {
-					acc.sparse = MergeSparseEmbedding(acc.sparse, next.sparse)
-				})
-			k += len(cs)
-		}
+		embedding = func(k int) chunkResult { return chunkResult{sparse: embs[k]} }
+		merge = func(acc *chunkResult, _ int, next chunkResult) { acc.sparse = MergeSparseEmbedding(acc.sparse, next.sparse) }
 	}
 	bodies := make([][]byte, len(docs))
-	first := 0
-	for d, inputs := range docs {
-		body, err := chunkedBody(ep.InferenceID, ms, ep.Chunking, results[first:first+len(inputs)])
+	k := 0
+	for d := range docs {
+		results := make([][]chunkResult, len(chunked[d]))
+		for i, cs := range chunked[d] {
+			first := k
+			results[i] = mergeSlots(cs, func(j int) chunkResult { return embedding(first + j) }, merge)
+			k += len(cs)
+		}
+		body, err := b.write(results)
 		if err != nil {
 			return nil, err
 		}
 		bodies[d] = body
-		first += len(inputs)
 	}
 	return bodies, nil
+}
+
+// minResultBytes is the least a result body of chunks stored chunks takes:
+// each chunk's object with one-digit offsets, and a dense embedding's dims
+// numbers of at least one digit, with their commas.
+func minResultBytes(chunks, dims int) int64 {
+	perChunk := len(`{"start_offset":0,"end_offset":0,"embeddings":[]},`) + 2*dims
+	return int64(chunks) * int64(perChunk)
 }
 
 // chunkResult is one stored chunk: its offsets and its (merged) embedding,
@@ -159,9 +214,24 @@ func mergeSlots(chunks []chunking.Chunk, embedding func(j int) chunkResult, merg
 	return out
 }
 
-// chunkedBody writes ChunkedInfer's body by hand: embeddings are large, and
-// floats are written as Java does.
-func chunkedBody(inferenceID string, ms modelSettings, chunking *config.ChunkingSettings, results [][]chunkResult) ([]byte, error) {
+// bodyWriter writes ChunkedInfer's bodies by hand: embeddings are large,
+// and floats are written as Java does.
+type bodyWriter struct {
+	inferenceID string
+	ms          modelSettings
+	chunking    *config.ChunkingSettings
+	// maxBytes bounds a body (0: no bound): writing stops with 413 as soon
+	// as it is passed.
+	maxBytes int64
+}
+
+func (w bodyWriter) tooLarge(b []byte) error {
+	return eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
+		"the result of more than [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(b), w.maxBytes)
+}
+
+func (w bodyWriter) write(results [][]chunkResult) ([]byte, error) {
+	inferenceID, ms, chunking := w.inferenceID, w.ms, w.chunking
 	id, err := xcontent.Marshal(inferenceID)
 	if err != nil {
 		return nil, err
@@ -228,6 +298,9 @@ func chunkedBody(inferenceID string, ms modelSettings, chunking *config.Chunking
 				b = append(b, '}')
 			}
 			b = append(b, '}')
+			if w.maxBytes > 0 && int64(len(b)) > w.maxBytes {
+				return nil, w.tooLarge(b)
+			}
 		}
 		b = append(b, ']')
 	}

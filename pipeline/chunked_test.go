@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
@@ -30,8 +31,9 @@ type chunkedJSON[E any] struct {
 
 func TestChunkedBody(t *testing.T) {
 	dense := [][]chunkResult{{{start: 0, end: 5, dense: []float32{3, 0.1, -1e-5}}, {start: 3, end: 9, dense: []float32{0, 1, 2}}}, {}}
-	got, err := chunkedBody("my-e5", modelSettings{taskType: config.TextEmbedding, dimensions: 3, similarity: "cosine"},
-		&config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}, dense)
+	denseWriter := bodyWriter{inferenceID: "my-e5", ms: modelSettings{taskType: config.TextEmbedding, dimensions: 3, similarity: "cosine"},
+		chunking: &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}}
+	got, err := denseWriter.write(dense)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +43,16 @@ func TestChunkedBody(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("dense body\n got %s\nwant %s", got, want)
 	}
+	// Bounded: writing stops at the first chunk past the bound.
+	denseWriter.maxBytes = int64(len(want)) - 10
+	if _, err := denseWriter.write(dense); eserror.As(err).Status != 413 ||
+		eserror.As(err).Reason != fmt.Sprintf("the result of more than [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(want)-len(`],[]]}`), len(want)-10) {
+		t.Errorf("a body past its bound: %v", err)
+	}
 
 	sparse := [][]chunkResult{{{start: 0, end: 31, sparse: inference.SparseEmbedding{Tokens: []inference.WeightedToken{{Token: "caf\"é", Weight: 2.13}, {Token: "<b>", Weight: 0.5}}}}},
 		{{start: 0, end: 0}}}
-	got, err = chunkedBody(".elser-2-elasticsearch", modelSettings{taskType: config.SparseEmbedding}, nil, sparse)
+	got, err = bodyWriter{inferenceID: ".elser-2-elasticsearch", ms: modelSettings{taskType: config.SparseEmbedding}}.write(sparse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,4 +283,22 @@ func equalFloats(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// TestChunkedInferDocsResultBound: a document whose stored chunks could not
+// fit in the result bound fails with 413 before anything is embedded (the
+// nil model would panic if it ran); the bound counts each chunk at its
+// smallest, so one that fits is not refused.
+func TestChunkedInferDocsResultBound(t *testing.T) {
+	ep := config.Endpoint{InferenceID: "elser", TaskType: config.SparseEmbedding, Chunking: &config.ChunkingSettings{Strategy: config.ChunkNone}}
+	empty := make([]string, 1000)
+	_, err := ChunkedInferDocs(context.Background(), nil, ep, [][]string{{"fits"}, empty}, inferapi.InputIngest, 40_000)
+	e := eserror.As(err)
+	const want = "the result of [1000] inputs and [1000] chunks would take at least [50000] bytes, more than the largest message the NATS server accepts [40000 bytes]"
+	if e.Status != 413 || e.Type != eserror.TypeContentTooLong || e.Reason != want {
+		t.Fatalf("error %d %s %q; want 413 %s %q", e.Status, e.Type, e.Reason, eserror.TypeContentTooLong, want)
+	}
+	if got := minResultBytes(1, 384); got != 50+768 {
+		t.Errorf("least bytes of one 384-dimension chunk = %d; want %d", got, 50+768)
+	}
 }

@@ -12,6 +12,10 @@ import (
 type Runner struct {
 	Model    *inference.Model
 	Endpoint config.Endpoint
+	// MaxResultBytes bounds an ingest document's result body: a document
+	// whose chunks could not fit fails before they are embedded (see
+	// ChunkedInferDocs). 0 means no bound.
+	MaxResultBytes int64
 }
 
 // Infer answers a validated POST _inference request (see Infer).
@@ -48,7 +52,7 @@ func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, 
 		for k, i := range idx {
 			inputs[k] = docs[i].Input
 		}
-		bodies, err := ChunkedInferDocs(ctx, r.Model, r.Endpoint, inputs, t)
+		bodies, err := ChunkedInferDocs(ctx, r.Model, r.Endpoint, inputs, t, r.MaxResultBytes)
 		if err != nil {
 			return nil, err
 		}

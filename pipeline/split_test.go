@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -93,17 +94,27 @@ func closeJSON(t *testing.T, a, b []byte) bool {
 	return eq(x, y)
 }
 
-// TestRunnerIngest: documents embedded together give the bodies each gets
-// alone; input types are kept apart; rerank documents are ranked.
+// TestRunnerIngest: documents embedded together (in one engine call or
+// several) give the bodies each gets alone; input types are kept apart;
+// rerank documents are ranked.
 func TestRunnerIngest(t *testing.T) {
 	ctx := context.Background()
 	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32,"prefix_strings":{"ingest":"passage: ","search":"query: "}}`)
 	ep := config.Endpoint{InferenceID: "e5", TaskType: config.TextEmbedding,
 		Chunking: &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 2}}
 	long := strings.Repeat("words flow down the river to the sea ", 6)
+	// More chunks than one engine call takes: the documents are embedded
+	// in several calls.
+	many := make([]string, maxChunksPerCall/3)
+	for i := range many {
+		many[i] = fmt.Sprintf("input %d of a document with many inputs", i)
+	}
 	docs := []inferapi.Request{
 		{Input: []string{long, "short"}, InputType: inferapi.InputIngest},
 		{Input: []string{"a search text"}, InputType: inferapi.InputSearch},
+		{Input: many, InputType: inferapi.InputIngest},
+		{Input: many, InputType: inferapi.InputIngest},
+		{Input: many, InputType: inferapi.InputIngest},
 		{Input: []string{"another document here"}, InputType: inferapi.InputIngest},
 	}
 	bodies, err := Runner{Model: m, Endpoint: ep}.Ingest(ctx, docs)

@@ -41,37 +41,56 @@ func TestMain(m *testing.M) {
 		modelRepo = dir
 	})
 	_ = os.RemoveAll(dir)
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
+	if binaries.dir != "" {
+		_ = os.RemoveAll(binaries.dir)
 	}
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binErr    error
-)
+// binaries holds the commands tests run as processes of their own, each
+// built once per test binary.
+var binaries struct {
+	mu    sync.Mutex
+	dir   string
+	built map[string]error
+}
 
-// jetinferBinary builds cmd/jetinfer once per test binary.
-func jetinferBinary(t *testing.T) string {
+// goBinary builds the main package pkg as name, once.
+func goBinary(t *testing.T, name, pkg string) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("builds " + name)
 	}
-	buildOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "jetinfer-bin-"); binErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "jetinfer"), "../cmd/jetinfer").CombinedOutput()
+	binaries.mu.Lock()
+	defer binaries.mu.Unlock()
+	if binaries.dir == "" {
+		dir, err := os.MkdirTemp("", "jetinfer-bin-")
 		if err != nil {
-			binErr = fmt.Errorf("go build: %w\n%s", err, out)
+			t.Fatal(err)
 		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+		binaries.dir, binaries.built = dir, map[string]error{}
 	}
-	return filepath.Join(binDir, "jetinfer")
+	path := filepath.Join(binaries.dir, name)
+	err, done := binaries.built[name]
+	if !done {
+		if out, berr := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); berr != nil {
+			err = fmt.Errorf("go build %s: %w\n%s", pkg, berr, out)
+		}
+		binaries.built[name] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// jetinferBinary is cmd/jetinfer, built.
+func jetinferBinary(t *testing.T) string { return goBinary(t, "jetinfer", "../cmd/jetinfer") }
+
+// natsServerBinary is the nats-server of go.mod, built, to run as a
+// process a test can kill.
+func natsServerBinary(t *testing.T) string {
+	return goBinary(t, "nats-server", "github.com/nats-io/nats-server/v2")
 }
 
 // Generated models: BERT-architecture, small enough to run fast, long

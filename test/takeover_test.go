@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/wire"
 )
@@ -62,16 +60,15 @@ func TestWorkerKilledMidway(t *testing.T) {
 	if len(res.byID) != docs || res.dups != 0 {
 		t.Fatalf("%d documents with results, %d duplicates; want %d, 0\nw2 logs:\n%s", len(res.byID), res.dups, docs, logs2)
 	}
-	s, err := js.Stream(context.Background(), wire.ResultsStream)
+	s, err := js.Stream(context.Background(), wire.ResultsStream(config.Token("takeover")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := wire.ResultsSubject(config.Token("takeover"))
-	si, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	si, err := s.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored := si.State.Subjects[subject]; stored != docs {
+	if stored := si.State.Msgs; stored != uint64(docs) {
 		t.Fatalf("%d results stored, want %d", stored, docs)
 	}
 	requireQueueEmpty(t, js, "takeover")

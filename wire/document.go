@@ -12,10 +12,20 @@ import (
 // HeaderDocumentID carries a result's document id.
 const HeaderDocumentID = "Jetinfer-Document-Id"
 
+// HeaderRequestMsgID carries, on a result, the Nats-Msg-Id its document was
+// published with: what names a document whose id was invalid.
+const HeaderRequestMsgID = "Jetinfer-Request-Msg-Id"
+
 // MaxDocumentIDBytes bounds a document id, as Elasticsearch bounds a
 // document's _id: the id travels back in a header, and a header larger
 // than the server accepts could never be published.
 const MaxDocumentIDBytes = 512
+
+// MaxDocumentInputs bounds the inputs of one ingest document: a megabyte of
+// empty inputs would otherwise make a quarter of a million results. It is
+// OpenAI's bound on the inputs of one embeddings request (Elasticsearch
+// has none; its documents' inputs are the values of their fields).
+const MaxDocumentInputs = 2048
 
 // ValidateDocumentID refuses an id that could not come back unchanged in
 // HeaderDocumentID: one longer than MaxDocumentIDBytes, or with a control

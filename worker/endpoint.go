@@ -212,7 +212,8 @@ func (e *endpoint) deploy() error {
 	if e.charges() {
 		n = e.w.budget.grant(e.id, e.want, max(ss.NumThreads, 1))
 	}
-	e.dep.SetRunner(e.model.Runner(e.ep), n)
+	// A result is one message: one that cannot fit is refused up front.
+	e.dep.SetRunner(e.model.Runner(e.ep, e.w.cfg.NC.MaxPayload()), n)
 	e.failed = false
 	e.report(nil)
 	return nil

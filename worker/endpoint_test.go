@@ -51,7 +51,7 @@ type fakeModel struct{}
 
 func (fakeModel) Task() config.TaskType { return config.TextEmbedding }
 
-func (fakeModel) Runner(ep config.Endpoint) consumer.Runner { return echoRunner{ep.InferenceID} }
+func (fakeModel) Runner(ep config.Endpoint, _ int64) consumer.Runner { return echoRunner{ep.InferenceID} }
 
 // echoRunner answers with the endpoint's id and the inputs.
 type echoRunner struct{ id string }
@@ -89,9 +89,6 @@ func startBench(t *testing.T) bench {
 		t.Fatal(err)
 	}
 	if b.plans, err = cluster.OpenPlans(ctx, js, config.StoreConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := wire.EnsureStreams(ctx, js, wire.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -201,18 +198,18 @@ func TestEndpointLifecycle(t *testing.T) {
 		t.Fatalf("%d releases after undeploy; want 1", got)
 	}
 
-	// → delete: the endpoint's consumer goes with it.
+	// → delete: the endpoint's streams go with it.
 	if err := b.store.Delete(ctx, id, rev); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := b.js.Consumer(ctx, wire.RequestsStream, wire.ConsumerName(config.Token(id)))
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err := b.js.Stream(ctx, wire.RequestsStream(config.Token(id)))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consumer of the deleted endpoint still there after 30s (%v)", err)
+			t.Fatalf("request stream of the deleted endpoint still there after 30s (%v)", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

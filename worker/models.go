@@ -85,8 +85,8 @@ type loaded struct{ m *inference.Model }
 
 func (l loaded) Task() config.TaskType { return config.TaskType(l.m.Spec().Task) }
 
-func (l loaded) Runner(ep config.Endpoint) consumer.Runner {
-	return pipeline.Runner{Model: l.m, Endpoint: ep}
+func (l loaded) Runner(ep config.Endpoint, maxResultBytes int64) consumer.Runner {
+	return pipeline.Runner{Model: l.m, Endpoint: ep, MaxResultBytes: maxResultBytes}
 }
 
 // Cached lists the model ids with a complete copy in the local cache.

@@ -81,8 +81,9 @@ type Models interface {
 type Model interface {
 	// Task is the task type its head serves.
 	Task() config.TaskType
-	// Runner runs ep's work on the model.
-	Runner(ep config.Endpoint) consumer.Runner
+	// Runner runs ep's work on the model; an ingest result that could not
+	// fit in maxResultBytes fails before the model runs.
+	Runner(ep config.Endpoint, maxResultBytes int64) consumer.Runner
 }
 
 // Worker runs the deployments of this process.

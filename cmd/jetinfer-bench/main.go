@@ -42,7 +42,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
-	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes) runs only when named")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints and hostile run only when named")
 	scaling := benchmark.DefaultScalingProfile()
 	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
 	fs.IntVar(&scaling.BurstDocs, "scaling-burst", scaling.BurstDocs, "scaling: mixed-length documents published at once as the burst")
@@ -53,6 +53,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&scaling.Processors, "scaling-processors", scaling.Processors, "scaling: the node's processor budget")
 	fs.DurationVar(&scaling.ScaleToZeroAfter, "scaling-scale-to-zero-after", scaling.ScaleToZeroAfter, "scaling: the node's --scale-to-zero-after")
 	fs.DurationVar(&scaling.Cooldown, "scaling-scale-down-cooldown", scaling.Cooldown, "scaling: the node's --scale-down-cooldown")
+	endpoints := fs.Int("endpoints", 8, "endpoints: how many endpoints the documents are spread over")
+	endpointDocs := fs.Int("endpoints-docs", 4000, "endpoints: short documents published")
 	scalingPNG := fs.String("scaling-png", "docs/scaling.png", "scaling: `FILE` the plot is written to")
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
@@ -106,6 +108,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchLatency(ctx, cfg, stdout)
 		case "scaling":
 			err = benchScaling(ctx, cfg, scaling, *scalingPNG, stdout)
+		case "endpoints":
+			err = benchEndpoints(ctx, cfg, *endpoints, *endpointDocs, stdout)
+		case "hostile":
+			err = benchHostile(ctx, cfg, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -191,7 +197,7 @@ func benchPipeline(ctx context.Context, cfg benchmark.Config, out io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Pipeline: %d mixed-length documents on one allocation of the dense model, end to end through NATS (publish to inference.<token>.ingest until every result is in INFERENCE_RESULTS) against the engine alone (pipeline.Runner.Ingest in groups of %d)\n\n",
+	fmt.Fprintf(out, "Pipeline: %d mixed-length documents on one allocation of the dense model, end to end through NATS (publish to inference.<token>.ingest until every result is in the endpoint's results stream) against the engine alone (pipeline.Runner.Ingest in groups of %d)\n\n",
 		cfg.PipelineDocs, consumer.DefaultGroupDocs)
 	benchmark.WritePipeline(out, rows)
 	fmt.Fprintln(out)
@@ -208,6 +214,28 @@ func benchLatency(ctx context.Context, cfg benchmark.Config, out io.Writer) erro
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "Search latency under bulk: the same POST _inference searches while the endpoint idles, then while %d queued documents of 400 words (about 512 tokens, the model's limit) keep its allocation busy\n\n", r.BulkDocs)
 	benchmark.WriteSearchUnderBulk(out, r)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchEndpoints(ctx context.Context, cfg benchmark.Config, endpoints, docs int, out io.Writer) error {
+	r, err := benchmark.Endpoints(ctx, cfg, endpoints, docs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Endpoints: %d short documents published at once, round-robin over %d endpoints of the dense model (one single-thread allocation each, on %d cores): when JetStream has stored them all, and when every result is back\n\n", docs, endpoints, runtime.NumCPU())
+	benchmark.WriteEndpoints(out, r)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchHostile(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	r, err := benchmark.Hostile(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Hostile: peak resident memory of a node (embedded nats-server included) serving one group of the largest documents the limits let through to the engine: %d documents of %d short inputs, dense model without chunking; each result passes the bound checked before embedding and is refused (413) once it outgrows the 8 MB message\n\n", r.Docs, r.Inputs)
+	benchmark.WriteHostile(out, r)
 	fmt.Fprintln(out)
 	return nil
 }
