@@ -39,6 +39,9 @@ import (
 // source field ({"<field>":[…]}); there are no fields here, so "chunks" holds
 // one array per input, in input order. Offsets are UTF-16 code-unit offsets
 // into the input. Rerank endpoints are not chunked and return an error.
+// A document served by Runner.Ingest whose input failed on its own has an
+// empty chunk array for it and, after "chunks",
+// "input_errors":[{"input":<index>,"error":{…},"status":<status>},…].
 func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType inferapi.InputType) ([]byte, error) {
 	bodies, err := ChunkedInferDocs(ctx, m, ep, [][]string{inputs}, inputType, 0)
 	if err != nil {
@@ -60,33 +63,74 @@ func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, i
 // chunks per engine call (a single larger document alone), so that the
 // embeddings held at once stay bounded too.
 func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType, maxResultBytes int64) ([][]byte, error) {
-	if ep.TaskType != config.TextEmbedding && ep.TaskType != config.SparseEmbedding {
-		return nil, fmt.Errorf("task type %s is not chunked", ep.TaskType)
+	return chunkedInferDocs(ctx, m, ep, docs, inputType, maxResultBytes, chunking.Split)
+}
+
+// splitFunc chunks an input: chunking.Split, or a test's stand-in.
+type splitFunc func(input string, settings config.ChunkingSettings) ([]chunking.Chunk, error)
+
+func chunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType, maxResultBytes int64, split splitFunc) ([][]byte, error) {
+	c, err := newChunkedRun(m, ep, docs, maxResultBytes, split)
+	if err != nil {
+		return nil, err
 	}
+	bodies := make([][]byte, 0, len(docs))
+	for start := 0; start < len(docs); {
+		end, n := start+1, c.counts[start]
+		for end < len(docs) && n+c.counts[end] <= maxChunksPerCall {
+			n += c.counts[end]
+			end++
+		}
+		results, err := embedDocs(ctx, m, ep.TaskType, docs[start:end], c.chunked[start:end], inputType)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range results {
+			body, err := c.writer.write(r, nil)
+			if err != nil {
+				return nil, err
+			}
+			bodies = append(bodies, body)
+		}
+		start = end
+	}
+	return bodies, nil
+}
+
+// chunkedRun is ChunkedInferDocs's documents chunked, and measured against
+// the result bound, before any is embedded.
+type chunkedRun struct {
+	// chunked[d][i] are document d's input i's chunks; counts[d] their
+	// number.
+	chunked [][][]chunking.Chunk
+	counts  []int
+	writer  bodyWriter
+}
+
+func newChunkedRun(m *inference.Model, ep config.Endpoint, docs [][]string, maxResultBytes int64, split splitFunc) (*chunkedRun, error) {
 	settings := config.LegacyChunking()
 	if ep.Chunking != nil {
 		settings = ep.Chunking
 	}
-	ms := modelSettings{taskType: ep.TaskType}
-	if ep.TaskType == config.TextEmbedding {
-		ms.dimensions = m.Spec().Dimensions
-		ms.similarity = m.Spec().Similarity
-		if s := ep.ServiceSettings.Similarity; s != "" {
-			ms.similarity = s
-		}
+	w, err := newBodyWriter(m, ep, maxResultBytes)
+	if err != nil {
+		return nil, err
 	}
-	// Every document is chunked (and measured) before any is embedded.
-	chunked := make([][][]chunking.Chunk, len(docs))
-	counts := make([]int, len(docs))
+	ms := w.ms
+	c := &chunkedRun{
+		chunked: make([][][]chunking.Chunk, len(docs)),
+		counts:  make([]int, len(docs)),
+		writer:  w,
+	}
 	for d, inputs := range docs {
 		stored := 0
 		for _, in := range inputs {
-			cs, err := chunking.Split(in, *settings)
+			cs, err := split(in, *settings)
 			if err != nil {
 				return nil, err
 			}
-			chunked[d] = append(chunked[d], cs)
-			counts[d] += len(cs)
+			c.chunked[d] = append(c.chunked[d], cs)
+			c.counts[d] += len(cs)
 			stored += min(len(cs), chunking.MaxChunksPerInput)
 		}
 		if least := minResultBytes(stored, ms.dimensions); maxResultBytes > 0 && least > maxResultBytes {
@@ -95,22 +139,7 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 				len(inputs), stored, least, maxResultBytes)
 		}
 	}
-	b := bodyWriter{inferenceID: ep.InferenceID, ms: ms, chunking: ep.Chunking, maxBytes: maxResultBytes}
-	bodies := make([][]byte, 0, len(docs))
-	for start := 0; start < len(docs); {
-		end, n := start+1, counts[start]
-		for end < len(docs) && n+counts[end] <= maxChunksPerCall {
-			n += counts[end]
-			end++
-		}
-		out, err := embedDocs(ctx, m, ep.TaskType, docs[start:end], chunked[start:end], inputType, b)
-		if err != nil {
-			return nil, err
-		}
-		bodies = append(bodies, out...)
-		start = end
-	}
-	return bodies, nil
+	return c, nil
 }
 
 // maxChunksPerCall bounds the chunks of one engine call of ChunkedInferDocs:
@@ -118,8 +147,9 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 const maxChunksPerCall = 1024
 
 // embedDocs embeds the chunks of docs (chunked[d][i] are document d's input
-// i's) in one engine call and writes each document's body.
-func embedDocs(ctx context.Context, m *inference.Model, task config.TaskType, docs [][]string, chunked [][][]chunking.Chunk, inputType inferapi.InputType, b bodyWriter) ([][]byte, error) {
+// i's) in one engine call and returns each document's stored chunks, by
+// input.
+func embedDocs(ctx context.Context, m *inference.Model, task config.TaskType, docs [][]string, chunked [][][]chunking.Chunk, inputType inferapi.InputType) ([][][]chunkResult, error) {
 	var texts []string
 	for d, inputs := range docs {
 		for i, in := range inputs {
@@ -152,22 +182,17 @@ func embedDocs(ctx context.Context, m *inference.Model, task config.TaskType, do
 		embedding = func(k int) chunkResult { return chunkResult{sparse: embs[k]} }
 		merge = func(acc *chunkResult, _ int, next chunkResult) { acc.sparse = MergeSparseEmbedding(acc.sparse, next.sparse) }
 	}
-	bodies := make([][]byte, len(docs))
+	out := make([][][]chunkResult, len(docs))
 	k := 0
 	for d := range docs {
-		results := make([][]chunkResult, len(chunked[d]))
+		out[d] = make([][]chunkResult, len(chunked[d]))
 		for i, cs := range chunked[d] {
 			first := k
-			results[i] = mergeSlots(cs, func(j int) chunkResult { return embedding(first + j) }, merge)
+			out[d][i] = mergeSlots(cs, func(j int) chunkResult { return embedding(first + j) }, merge)
 			k += len(cs)
 		}
-		body, err := b.write(results)
-		if err != nil {
-			return nil, err
-		}
-		bodies[d] = body
 	}
-	return bodies, nil
+	return out, nil
 }
 
 // minResultBytes is the least a result body of chunks stored chunks takes:
@@ -225,12 +250,31 @@ type bodyWriter struct {
 	maxBytes int64
 }
 
+// newBodyWriter writes the bodies of ep's documents on m.
+func newBodyWriter(m *inference.Model, ep config.Endpoint, maxResultBytes int64) (bodyWriter, error) {
+	if ep.TaskType != config.TextEmbedding && ep.TaskType != config.SparseEmbedding {
+		return bodyWriter{}, fmt.Errorf("task type %s is not chunked", ep.TaskType)
+	}
+	ms := modelSettings{taskType: ep.TaskType}
+	if ep.TaskType == config.TextEmbedding {
+		ms.dimensions = m.Spec().Dimensions
+		ms.similarity = m.Spec().Similarity
+		if s := ep.ServiceSettings.Similarity; s != "" {
+			ms.similarity = s
+		}
+	}
+	return bodyWriter{inferenceID: ep.InferenceID, ms: ms, chunking: ep.Chunking, maxBytes: maxResultBytes}, nil
+}
+
 func (w bodyWriter) tooLarge(b []byte) error {
 	return eserror.New(http.StatusRequestEntityTooLarge, eserror.TypeContentTooLong,
 		"the result of more than [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(b), w.maxBytes)
 }
 
-func (w bodyWriter) write(results [][]chunkResult) ([]byte, error) {
+// write writes a document's body from its inputs' stored chunks; errs (nil,
+// or one per input) gives an input that failed its own error, in
+// "input_errors", with no chunks.
+func (w bodyWriter) write(results [][]chunkResult, errs []error) ([]byte, error) {
 	inferenceID, ms, chunking := w.inferenceID, w.ms, w.chunking
 	id, err := xcontent.Marshal(inferenceID)
 	if err != nil {
@@ -304,5 +348,28 @@ func (w bodyWriter) write(results [][]chunkResult) ([]byte, error) {
 		}
 		b = append(b, ']')
 	}
-	return append(b, "]}"...), nil
+	b = append(b, ']')
+	first := true
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first {
+			b = append(b, `,"input_errors":[`...)
+			first = false
+		} else {
+			b = append(b, ',')
+		}
+		env, merr := eserror.As(err).MarshalJSON()
+		if merr != nil {
+			return nil, merr
+		}
+		b = append(b, `{"input":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(append(b, ','), env[1:]...) // the envelope's members
+	}
+	if !first {
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
 }

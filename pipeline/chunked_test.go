@@ -33,7 +33,7 @@ func TestChunkedBody(t *testing.T) {
 	dense := [][]chunkResult{{{start: 0, end: 5, dense: []float32{3, 0.1, -1e-5}}, {start: 3, end: 9, dense: []float32{0, 1, 2}}}, {}}
 	denseWriter := bodyWriter{inferenceID: "my-e5", ms: modelSettings{taskType: config.TextEmbedding, dimensions: 3, similarity: "cosine"},
 		chunking: &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 5}}
-	got, err := denseWriter.write(dense)
+	got, err := denseWriter.write(dense, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,14 +45,14 @@ func TestChunkedBody(t *testing.T) {
 	}
 	// Bounded: writing stops at the first chunk past the bound.
 	denseWriter.maxBytes = int64(len(want)) - 10
-	if _, err := denseWriter.write(dense); eserror.As(err).Status != 413 ||
+	if _, err := denseWriter.write(dense, nil); eserror.As(err).Status != 413 ||
 		eserror.As(err).Reason != fmt.Sprintf("the result of more than [%d] bytes is larger than the largest message the NATS server accepts [%d bytes]", len(want)-len(`],[]]}`), len(want)-10) {
 		t.Errorf("a body past its bound: %v", err)
 	}
 
 	sparse := [][]chunkResult{{{start: 0, end: 31, sparse: inference.SparseEmbedding{Tokens: []inference.WeightedToken{{Token: "caf\"é", Weight: 2.13}, {Token: "<b>", Weight: 0.5}}}}},
 		{{start: 0, end: 0}}}
-	got, err = bodyWriter{inferenceID: ".elser-2-elasticsearch", ms: modelSettings{taskType: config.SparseEmbedding}}.write(sparse)
+	got, err = bodyWriter{inferenceID: ".elser-2-elasticsearch", ms: modelSettings{taskType: config.SparseEmbedding}}.write(sparse, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,16 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/pipeline/chunking"
+	"github.com/rs/zerolog"
 )
 
 // Runner runs one endpoint's requests on its loaded model.
@@ -16,6 +22,17 @@ type Runner struct {
 	// whose chunks could not fit fails before they are embedded (see
 	// ChunkedInferDocs). 0 means no bound.
 	MaxResultBytes int64
+	// Log gets the panics of an input embedded alone (see ingestOne).
+	Log zerolog.Logger
+	// split is chunking.Split when nil; tests make an input fail with it.
+	split splitFunc
+}
+
+func (r Runner) splitter() splitFunc {
+	if r.split != nil {
+		return r.split
+	}
+	return chunking.Split
 }
 
 // Infer answers a validated POST _inference request (see Infer).
@@ -52,7 +69,15 @@ func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, 
 		for k, i := range idx {
 			inputs[k] = docs[i].Input
 		}
-		bodies, err := ChunkedInferDocs(ctx, r.Model, r.Endpoint, inputs, t, r.MaxResultBytes)
+		var bodies [][]byte
+		var err error
+		if len(idx) == 1 {
+			var body []byte
+			body, err = r.ingestOne(ctx, inputs[0], t)
+			bodies = [][]byte{body}
+		} else {
+			bodies, err = chunkedInferDocs(ctx, r.Model, r.Endpoint, inputs, t, r.MaxResultBytes, r.splitter())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -61,4 +86,75 @@ func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, 
 		}
 	}
 	return out, nil
+}
+
+// ingestOne embeds one document's inputs together. When that fails (with an
+// error or a panic) and the document has several inputs, each is embedded
+// alone: one that fails gets its own error in the body's "input_errors",
+// with no chunks, as Elasticsearch's ChunkedInferenceError gives one input
+// its error, and the others keep their chunks. A document whose every input
+// fails fails as a whole (a panic panics again, for the caller to recover).
+// A refusal of the whole document (4xx: its result could not fit) or a
+// cancellation is not retried input by input.
+func (r Runner) ingestOne(ctx context.Context, inputs []string, t inferapi.InputType) ([]byte, error) {
+	if len(inputs) < 2 {
+		bodies, err := chunkedInferDocs(ctx, r.Model, r.Endpoint, [][]string{inputs}, t, r.MaxResultBytes, r.splitter())
+		if err != nil {
+			return nil, err
+		}
+		return bodies[0], nil
+	}
+	var bodies [][]byte
+	panicked, err := r.caught(func() (err error) {
+		bodies, err = chunkedInferDocs(ctx, r.Model, r.Endpoint, [][]string{inputs}, t, r.MaxResultBytes, r.splitter())
+		return err
+	})
+	if err == nil {
+		return bodies[0], nil
+	}
+	if e := (*eserror.Error)(nil); ctx.Err() != nil || errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
+		return nil, err
+	}
+	results := make([][]chunkResult, len(inputs))
+	errs := make([]error, len(inputs))
+	failed := 0
+	for i, in := range inputs {
+		_, errs[i] = r.caught(func() error {
+			c, err := newChunkedRun(r.Model, r.Endpoint, [][]string{{in}}, 0, r.splitter())
+			if err != nil {
+				return err
+			}
+			res, err := embedDocs(ctx, r.Model, r.Endpoint.TaskType, [][]string{{in}}, c.chunked, t)
+			if err == nil {
+				results[i] = res[0][0]
+			}
+			return err
+		})
+		if errs[i] != nil {
+			failed++
+		}
+	}
+	if failed == len(inputs) {
+		if panicked != nil {
+			panic(panicked)
+		}
+		return nil, err
+	}
+	w, werr := newBodyWriter(r.Model, r.Endpoint, r.MaxResultBytes)
+	if werr != nil {
+		return nil, werr
+	}
+	return w.write(results, errs)
+}
+
+// caught runs f; a panic in it is logged with its stack and returned, with
+// an internal error as f's error.
+func (r Runner) caught(f func() error) (panicked any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.Log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("ingest of an input panicked")
+			panicked, err = p, eserror.Internal(fmt.Errorf("%v", p), "inference failed on an internal error")
+		}
+	}()
+	return nil, f()
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/pipeline/chunking"
 )
 
 // TestSplitEqualsWhole: a request answered in parts and merged equals the
@@ -142,4 +144,75 @@ func TestRunnerIngest(t *testing.T) {
 	if err != nil || string(got[0]) != string(want) {
 		t.Fatalf("rerank document %s, %v; want %s", got[0], err, want)
 	}
+}
+
+// TestRunnerInputErrors: one input of a document that fails (an error or a
+// panic while it is chunked) gets its own error in "input_errors" and no
+// chunks; the document's other inputs keep exactly the chunks they get
+// alone. A document whose every input panics panics as a whole, for the
+// consumer to turn into its error result.
+func TestRunnerInputErrors(t *testing.T) {
+	ctx := context.Background()
+	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32}`)
+	ep := config.Endpoint{InferenceID: "e5", TaskType: config.TextEmbedding,
+		Chunking: &config.ChunkingSettings{Strategy: config.ChunkWord, MaxChunkSize: 10, Overlap: 2}}
+	r := Runner{Model: m, Endpoint: ep, split: func(in string, s config.ChunkingSettings) ([]chunking.Chunk, error) {
+		switch in {
+		case "poison":
+			var none []chunking.Chunk
+			_ = none[len(in)] // a real runtime panic: index out of range
+		case "broken":
+			return nil, errors.New("the chunker failed")
+		}
+		return chunking.Split(in, s)
+	}}
+	long := strings.Repeat("words flow down the river to the sea ", 4)
+	bodies, err := r.Ingest(ctx, []inferapi.Request{{Input: []string{long, "poison", "third input", "broken"}, InputType: inferapi.InputIngest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Chunks      []json.RawMessage `json:"chunks"`
+		InputErrors json.RawMessage   `json:"input_errors"`
+	}
+	if err := json.Unmarshal(bodies[0], &got); err != nil {
+		t.Fatalf("%s: %v", bodies[0], err)
+	}
+	if len(got.Chunks) != 4 {
+		t.Fatalf("%d chunk arrays, want 4: %s", len(got.Chunks), bodies[0])
+	}
+	for i, in := range map[int]string{0: long, 2: "third input"} {
+		alone, err := ChunkedInfer(ctx, m, ep, []string{in}, inferapi.InputIngest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want struct {
+			Chunks []json.RawMessage `json:"chunks"`
+		}
+		if err := json.Unmarshal(alone, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !closeJSON(t, got.Chunks[i], want.Chunks[0]) {
+			t.Errorf("input %d: %s\nalone %s", i, got.Chunks[i], want.Chunks[0])
+		}
+	}
+	for _, i := range []int{1, 3} {
+		if string(got.Chunks[i]) != "[]" {
+			t.Errorf("failed input %d has chunks %s", i, got.Chunks[i])
+		}
+	}
+	const wantErrors = `[{"input":1,"error":{"root_cause":[{"type":"status_exception","reason":"inference failed on an internal error"}],"type":"status_exception","reason":"inference failed on an internal error",` +
+		`"caused_by":{"type":"illegal_state_exception","reason":"runtime error: index out of range [6] with length 0"}},"status":500},` +
+		`{"input":3,"error":{"root_cause":[{"type":"status_exception","reason":"internal error"}],"type":"status_exception","reason":"internal error",` +
+		`"caused_by":{"type":"illegal_state_exception","reason":"the chunker failed"}},"status":500}]`
+	if string(got.InputErrors) != wantErrors {
+		t.Errorf("input_errors %s\nwant %s", got.InputErrors, wantErrors)
+	}
+
+	defer func() {
+		if p := recover(); p == nil {
+			t.Error("a document whose every input panics did not panic")
+		}
+	}()
+	_, _ = r.Ingest(ctx, []inferapi.Request{{Input: []string{"poison", "poison"}, InputType: inferapi.InputIngest}})
 }

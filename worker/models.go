@@ -81,12 +81,16 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 }
 
 // loaded is an inference.Model as the worker uses it.
-type loaded struct{ m *inference.Model }
+type loaded struct {
+	m   *inference.Model
+	log zerolog.Logger
+}
 
 func (l loaded) Task() config.TaskType { return config.TaskType(l.m.Spec().Task) }
 
 func (l loaded) Runner(ep config.Endpoint, maxResultBytes int64) consumer.Runner {
-	return pipeline.Runner{Model: l.m, Endpoint: ep, MaxResultBytes: maxResultBytes}
+	return pipeline.Runner{Model: l.m, Endpoint: ep, MaxResultBytes: maxResultBytes,
+		Log: l.log.With().Str("inference_id", ep.InferenceID).Logger()}
 }
 
 // Cached lists the model ids with a complete copy in the local cache.
@@ -121,7 +125,7 @@ func (m *ModelCache) Acquire(ctx context.Context, modelID string, threads int) (
 		return nil, nil, e.err
 	}
 	var once sync.Once
-	return loaded{e.model}, func() { once.Do(func() { m.release(key, e) }) }, nil
+	return loaded{m: e.model, log: m.log}, func() { once.Do(func() { m.release(key, e) }) }, nil
 }
 
 func (m *ModelCache) release(key modelKey, e *modelEntry) {
