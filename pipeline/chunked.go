@@ -180,7 +180,9 @@ func embedDocs(ctx context.Context, m *inference.Model, task config.TaskType, do
 			return nil, fmt.Errorf("Error the number of embedding responses [%d] does not equal the number of requests [%d]", len(embs), len(texts))
 		}
 		embedding = func(k int) chunkResult { return chunkResult{sparse: embs[k]} }
-		merge = func(acc *chunkResult, _ int, next chunkResult) { acc.sparse = MergeSparseEmbedding(acc.sparse, next.sparse) }
+		merge = func(acc *chunkResult, _ int, next chunkResult) {
+			acc.sparse = MergeSparseEmbedding(acc.sparse, next.sparse)
+		}
 	}
 	out := make([][][]chunkResult, len(docs))
 	k := 0

@@ -51,7 +51,9 @@ type fakeModel struct{}
 
 func (fakeModel) Task() config.TaskType { return config.TextEmbedding }
 
-func (fakeModel) Runner(ep config.Endpoint, _ int64) consumer.Runner { return echoRunner{ep.InferenceID} }
+func (fakeModel) Runner(ep config.Endpoint, _ int64) consumer.Runner {
+	return echoRunner{ep.InferenceID}
+}
 
 // echoRunner answers with the endpoint's id and the inputs.
 type echoRunner struct{ id string }
