@@ -25,8 +25,14 @@ type Plan struct {
 	Target int `json:"target_allocations"`
 	// Nodes maps node names to the allocations they run.
 	Nodes map[string]int `json:"nodes"`
-	// Pending counts the allocations of Target that fit on no node.
-	Pending int `json:"pending"`
+	// Pending counts the allocations of Target that fit on no node;
+	// Reason says why, as Elasticsearch's assignment reason.
+	Pending int    `json:"pending"`
+	Reason  string `json:"reason,omitempty"`
+	// NeverFits: no node could take a pending allocation even if every
+	// allocation that may be reclaimed were: fixed allocations (and
+	// adaptive minimums) hold the processors it needs.
+	NeverFits bool `json:"never_fits,omitempty"`
 	// Scaler holds the adaptive scaler's estimates, when it has some.
 	Scaler  *ScalerStats `json:"scaler,omitempty"`
 	Updated time.Time    `json:"updated"`
@@ -44,7 +50,7 @@ type ScalerStats struct {
 // definition.
 func (p Plan) Same(o Plan) bool {
 	return p.InferenceID == o.InferenceID && p.Revision == o.Revision && p.Target == o.Target &&
-		p.Pending == o.Pending && maps.Equal(p.Nodes, o.Nodes)
+		p.Pending == o.Pending && p.Reason == o.Reason && p.NeverFits == o.NeverFits && maps.Equal(p.Nodes, o.Nodes)
 }
 
 // Plans reads and writes the plan bucket.

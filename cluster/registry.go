@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,4 +139,43 @@ func (v View) Snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	s.States, err = v.States.list(ctx, ">")
 	return s, err
+}
+
+// WaitStarted is States.WaitStarted, and also returns nil once the plan of
+// the definition's revision (or a later one) starts it at zero: an
+// adaptive endpoint whose minimum is 0 that found no free processor is
+// defined and waits for its first request, rather than for a processor.
+func (v View) WaitStarted(ctx context.Context, inferenceID string, revision uint64, timeout string) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	atZero := make(chan struct{})
+	var once sync.Once
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		v.Plans.b.Watch(ctx, config.Token(inferenceID), func(c kv.Change[Plan]) {
+			p := c.Value
+			if c.Err == nil && !c.Deleted && p.Revision >= revision && p.Target == 0 && p.Pending == 0 {
+				once.Do(func() { close(atZero) })
+			}
+		})
+	}()
+	started := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		started <- v.States.WaitStarted(ctx, inferenceID, revision, timeout)
+	}()
+	select {
+	case <-atZero:
+		return nil
+	case err := <-started:
+		return err
+	}
+}
+
+// Allocations is States.Allocations.
+func (v View) Allocations(ctx context.Context) (map[string]int, error) {
+	return v.States.Allocations(ctx)
 }

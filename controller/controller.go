@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -63,9 +65,25 @@ type Controller struct {
 	scalers  map[string]*Scaler
 	counters map[string]map[string]cluster.DeploymentStats // inference id → node → last counters
 	ensured  map[string]uint64                             // consumers created, by inference id and revision
-	demand   chan string
+	demand   chan demand
+	activity map[string]activity // adaptive endpoints', by inference id
 	lastTick time.Time
 	kick     chan struct{}
+}
+
+// activity is what the controller last saw of an adaptive endpoint's work.
+type activity struct {
+	// lastUsed is when it last had work, or a request waited for it.
+	lastUsed time.Time
+	// busy: its last measured interval finished work or ended with some
+	// queued; queued: it ended with documents or requests waiting.
+	busy, queued bool
+}
+
+// demand is a request that found no allocation of an endpoint; reply is
+// the requester's inbox for the verdict ("" when it only announces).
+type demand struct {
+	id, reply string
 }
 
 // New checks cfg and fills in its defaults.
@@ -186,7 +204,8 @@ func (c *Controller) becomeLeader() {
 	c.scalers = map[string]*Scaler{}
 	c.counters = map[string]map[string]cluster.DeploymentStats{}
 	c.ensured = map[string]uint64{}
-	c.demand = make(chan string, 1024)
+	c.demand = make(chan demand, 1024)
+	c.activity = map[string]activity{}
 	c.lastTick = time.Time{}
 	c.leader.Store(true)
 	c.log.Info().Msg("controller elected")
@@ -195,7 +214,7 @@ func (c *Controller) becomeLeader() {
 // onDemand hears a request that found no allocation.
 func (c *Controller) onDemand(msg *nats.Msg) {
 	select {
-	case c.demand <- wire.DemandInferenceID(msg.Subject):
+	case c.demand <- demand{id: wire.DemandInferenceID(msg.Subject), reply: msg.Reply}:
 		c.poke()
 	default:
 	}
@@ -227,10 +246,14 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		return fmt.Errorf("plans: %w", err)
 	}
 	demanded := map[string]bool{}
+	var replies []demand
 	for more := true; more; {
 		select {
-		case id := <-c.demand:
-			demanded[id] = true
+		case d := <-c.demand:
+			demanded[d.id] = true
+			if d.reply != "" {
+				replies = append(replies, d)
+			}
 		default:
 			more = false
 		}
@@ -283,28 +306,47 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	for _, u := range units {
 		ep := u.ep
 		live[ep.InferenceID] = true
-		target := 0
+		w := Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID, Threads: ep.ServiceSettings.NumThreads}
+		// The endpoints attached to a deployment bring it their load and
+		// their requests' demand.
+		ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
+		demand := false
+		for _, id := range ids {
+			demand = demand || demanded[id]
+		}
 		if n := ep.ServiceSettings.NumAllocations; n != nil {
-			target = *n
+			w.Target, w.Reclaim, w.Held = *n, true, true
 			delete(c.scalers, ep.InferenceID)
 		} else {
 			s := c.scaler(ep, prev)
-			target = s.Current()
-			// The endpoints attached to a deployment bring it their load
-			// and their requests' demand.
-			ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
-			demand := false
-			for _, id := range ids {
-				demand = demand || demanded[id]
+			w.Target = s.Current()
+			act := c.activity[ep.InferenceID]
+			if measure || demand && w.Target == 0 {
+				sample := c.sample(ctx, ids, nodes, elapsed, demand)
+				act.busy, act.queued = sample.Completed > 0 || sample.Backlog > 0, sample.Backlog > 0
+				if act.busy {
+					act.lastUsed = now
+				}
+				w.Target = s.Observe(now, sample)
 			}
-			if measure || demand && target == 0 {
-				target = s.Observe(now, c.sample(ctx, ids, nodes, elapsed, demand))
+			if demand {
+				act.lastUsed = now
 			}
+			c.activity[ep.InferenceID] = act
 			rate, t, backlog, needed := s.Stats()
 			scalerStats[ep.InferenceID] = &cluster.ScalerStats{RequestRate: finite(rate), InferenceTimeSec: finite(t), Backlog: backlog, Needed: needed}
+			// Work waiting (a request, or queued documents) may reclaim an
+			// idle endpoint's allocation; without any, an endpoint whose
+			// minimum is 0 does not wait for a processor: it goes to zero.
+			wanted := demand || act.queued
+			elastic := s.Min() == 0
+			w.Held = !elastic
+			w.Elastic = elastic && !wanted
+			w.Reclaim = wanted
+			w.Idle = elastic && !wanted && !act.busy
+			w.LastUsed = act.lastUsed
 		}
-		wants = append(wants, Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID,
-			Threads: ep.ServiceSettings.NumThreads, Target: target})
+		wants = append(wants, w)
 	}
 	for _, ids := range attached {
 		for _, id := range ids {
@@ -326,8 +368,21 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			delete(c.ensured, id)
 		}
 	}
+	for id := range c.activity {
+		if !live[id] {
+			delete(c.activity, id)
+		}
+	}
 
 	plans := Place(wants, caps, prev)
+	// An adaptive endpoint planned below its scaler's count (it started at
+	// zero, or another reclaimed an idle allocation) continues from there.
+	for id, s := range c.scalers {
+		if p, ok := plans[id]; ok && p.Target < s.Current() {
+			s.Set(p.Target)
+		}
+	}
+	defer c.answer(replies, plans, attached)
 	var errs []error
 	for id, p := range plans {
 		p.Scaler = scalerStats[id]
@@ -346,6 +401,38 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// answer tells each request that waits for an allocation whether one can
+// come: when none is placed and none could ever be (fixed allocations hold
+// the processors), the requester gets Elasticsearch's 429 at once instead
+// of waiting out its timeout. Room held by busy adaptive endpoints comes
+// free when they go idle: those requests wait.
+func (c *Controller) answer(replies []demand, plans map[string]cluster.Plan, attached map[string][]string) {
+	planKey := map[string]string{}
+	for d, ids := range attached {
+		for _, id := range ids {
+			planKey[id] = d
+		}
+	}
+	for _, d := range replies {
+		key := d.id
+		if k, ok := planKey[key]; ok {
+			key = k
+		}
+		status, body := http.StatusOK, []byte("{}")
+		if p, ok := plans[key]; ok && sum(p.Nodes) == 0 && p.NeverFits {
+			err := eserror.New(http.StatusTooManyRequests, eserror.TypeStatus,
+				"Could not start deployment because no ML nodes with sufficient capacity were found")
+			err.Cause = eserror.New(http.StatusInternalServerError, eserror.TypeIllegalState,
+				"Could not start deployment because no suitable nodes were found, allocation explanation [%s]", p.Reason)
+			status = http.StatusTooManyRequests
+			body, _ = err.MarshalJSON()
+		}
+		if err := wire.Reply(c.cfg.NC, d.reply, status, body, false); err != nil {
+			c.log.Warn().Err(err).Str("inference_id", d.id).Msg("answer a request waiting for an allocation")
+		}
+	}
 }
 
 // scaler returns the endpoint's scaler, creating it at the allocations

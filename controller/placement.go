@@ -2,8 +2,11 @@ package controller
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/jetinfer/jetinfer/cluster"
 )
@@ -15,6 +18,22 @@ type Want struct {
 	ModelID     string
 	Threads     int
 	Target      int
+	// Elastic: an adaptive endpoint whose minimum is 0 and that no request
+	// waits for. When none of its allocations fits it is planned at zero,
+	// not pending: it starts (or stays) at zero, and a request scales it up.
+	Elastic bool
+	// Reclaim: allocations of this endpoint that fit nowhere may take those
+	// of Idle endpoints (a request waits for it, or its allocations are
+	// fixed).
+	Reclaim bool
+	// Idle: an adaptive endpoint whose minimum is 0 and that has no work:
+	// its allocations may be reclaimed, the least recently used first, as
+	// ollama evicts idle models. Fixed allocations are never idle.
+	Idle     bool
+	LastUsed time.Time
+	// Held: allocations never reclaimed (fixed ones, or an adaptive
+	// minimum above 0). Room they hold is room no request can ever get.
+	Held bool
 }
 
 // NodeCap is what placement knows of a node.
@@ -30,7 +49,11 @@ type NodeCap struct {
 // placed on a live node stay where they are (a deployment is not moved
 // while it serves); new ones go to the node with the fewest allocations of
 // that endpoint (spreading it), then one holding its model, then the one
-// with the most free processors. What fits nowhere is Pending.
+// with the most free processors. An allocation that fits nowhere and may
+// Reclaim takes one of an Idle endpoint (least recently used first), whose
+// Target drops by one. What still fits nowhere is Pending, with the reason
+// Elasticsearch gives, except for an Elastic endpoint with nothing placed:
+// its Target becomes 0.
 func Place(wants []Want, nodes []NodeCap, prev map[string]cluster.Plan) map[string]cluster.Plan {
 	wants = slices.Clone(wants)
 	slices.SortFunc(wants, func(a, b Want) int { return cmp.Compare(a.InferenceID, b.InferenceID) })
@@ -40,7 +63,6 @@ func Place(wants []Want, nodes []NodeCap, prev map[string]cluster.Plan) map[stri
 		free[n.Name] = n.Processors
 		models[n.Name] = n.Models
 	}
-	out := map[string]cluster.Plan{}
 	placed := map[string]map[string]int{}
 	threads := func(w Want) int { return max(w.Threads, 1) }
 
@@ -71,9 +93,13 @@ func Place(wants []Want, nodes []NodeCap, prev map[string]cluster.Plan) map[stri
 		placed[w.InferenceID] = keep
 	}
 	// Add what is missing, one allocation at a time.
+	targets := map[string]int{}
+	for _, w := range wants {
+		targets[w.InferenceID] = w.Target
+	}
 	for _, w := range wants {
 		got := placed[w.InferenceID]
-		for sum(got) < w.Target {
+		for sum(got) < targets[w.InferenceID] {
 			best := ""
 			for _, n := range nodes {
 				if free[n.Name] < threads(w) {
@@ -83,18 +109,91 @@ func Place(wants []Want, nodes []NodeCap, prev map[string]cluster.Plan) map[stri
 					best = n.Name
 				}
 			}
+			if best == "" && w.Reclaim {
+				best = reclaim(wants, w, threads, placed, targets, free)
+			}
 			if best == "" {
 				break
 			}
 			got[best]++
 			free[best] -= threads(w)
 		}
-		out[w.InferenceID] = cluster.Plan{
-			InferenceID: w.InferenceID, Revision: w.Revision, Target: w.Target,
-			Nodes: got, Pending: w.Target - sum(got),
+	}
+	out := map[string]cluster.Plan{}
+	for _, w := range wants {
+		got, target := placed[w.InferenceID], targets[w.InferenceID]
+		if w.Elastic && sum(got) == 0 {
+			target = 0
 		}
+		p := cluster.Plan{InferenceID: w.InferenceID, Revision: w.Revision, Target: target, Nodes: got, Pending: target - sum(got)}
+		if p.Pending > 0 {
+			p.Reason = noRoom(nodes, free, threads(w))
+			p.NeverFits = neverFits(wants, w, nodes, placed, threads)
+		}
+		out[w.InferenceID] = p
 	}
 	return out
+}
+
+// reclaim frees room for one allocation of w by taking one from the least
+// recently used Idle endpoint that has one on a node where that makes
+// enough room, and returns that node ("" when there is none).
+func reclaim(wants []Want, w Want, threads func(Want) int, placed map[string]map[string]int, targets map[string]int, free map[string]int) string {
+	var victim *Want
+	node := ""
+	for i := range wants {
+		v := &wants[i]
+		if !v.Idle || v.InferenceID == w.InferenceID || victim != nil && !v.LastUsed.Before(victim.LastUsed) {
+			continue
+		}
+		for _, n := range slices.Sorted(maps.Keys(placed[v.InferenceID])) {
+			if free[n]+threads(*v) >= threads(w) {
+				victim, node = v, n
+				break
+			}
+		}
+	}
+	if victim == nil {
+		return ""
+	}
+	got := placed[victim.InferenceID]
+	if got[node]--; got[node] == 0 {
+		delete(got, node)
+	}
+	targets[victim.InferenceID]--
+	free[node] += threads(*victim)
+	return node
+}
+
+// neverFits reports whether no node could take an allocation of w even
+// with every allocation that is not Held gone.
+func neverFits(wants []Want, w Want, nodes []NodeCap, placed map[string]map[string]int, threads func(Want) int) bool {
+	for _, n := range nodes {
+		room := n.Processors
+		for _, h := range wants {
+			if h.Held && h.InferenceID != w.InferenceID {
+				room -= placed[h.InferenceID][n.Name] * threads(h)
+			}
+		}
+		if room >= threads(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// noRoom explains, as Elasticsearch's assignment reason does, why no node
+// takes another allocation needing threads processors.
+func noRoom(nodes []NodeCap, free map[string]int, threads int) string {
+	if len(nodes) == 0 {
+		return "No worker nodes are registered"
+	}
+	reasons := make([]string, len(nodes))
+	for i, n := range nodes {
+		reasons[i] = fmt.Sprintf("Could not assign (more) allocations on node [%s]. Reason: This node has insufficient allocated processors. "+
+			"Available processors [%d], free processors [%d], processors required for each allocation of this model [%d]", n.Name, n.Processors, free[n.Name], threads)
+	}
+	return strings.Join(reasons, "|")
 }
 
 // better reports whether node a is a better home than b for one more

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/jetinfer/jetinfer/cluster"
 )
@@ -92,5 +93,72 @@ func TestPlaceShrunkBudget(t *testing.T) {
 	}
 	if !maps.Equal(got["a"].Nodes, map[string]int{"n1": 2}) {
 		t.Errorf("nodes %v", got["a"].Nodes)
+	}
+}
+
+// TestPlaceReclaimsLeastRecentlyUsedIdle: an allocation that fits nowhere
+// and may reclaim takes the one of the idle adaptive endpoint used least
+// recently; busy and fixed allocations stay; an elastic endpoint with no
+// room starts at zero instead of pending; what can take nothing is pending
+// with Elasticsearch's reason.
+func TestPlaceReclaimsLeastRecentlyUsedIdle(t *testing.T) {
+	ns := nodes(map[string]int{"n1": 2, "n2": 1})
+	t0 := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	prev := map[string]cluster.Plan{
+		"fixed":  {InferenceID: "fixed", Target: 1, Nodes: map[string]int{"n1": 1}},
+		"old":    {InferenceID: "old", Target: 1, Nodes: map[string]int{"n2": 1}},
+		"recent": {InferenceID: "recent", Target: 1, Nodes: map[string]int{"n1": 1}},
+	}
+	wants := []Want{
+		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "old", Threads: 1, Target: 1, Idle: true, LastUsed: t0},
+		{InferenceID: "recent", Threads: 1, Target: 1, Idle: true, LastUsed: t0.Add(time.Minute)},
+		{InferenceID: "wanted", Threads: 1, Target: 1, Reclaim: true},
+		{InferenceID: "new", Threads: 1, Target: 1, Elastic: true},
+	}
+	got := Place(wants, ns, prev)
+	for id, want := range map[string]string{
+		"fixed":  "target 1 map[n1:1] pending 0",
+		"old":    "target 0 map[] pending 0", // reclaimed: least recently used
+		"recent": "target 1 map[n1:1] pending 0",
+		"wanted": "target 1 map[n2:1] pending 0",
+		"new":    "target 0 map[] pending 0", // no room: starts at zero
+	} {
+		if s := fmt.Sprint("target ", got[id].Target, " ", placed(got[id])); s != want {
+			t.Errorf("%s: %s; want %s", id, s, want)
+		}
+	}
+
+	// Two more requests: the first takes "recent", the second finds only
+	// the fixed allocation and the busy one just given, and is pending:
+	// it fits once "wanted" is idle.
+	prev = got
+	wants = []Want{
+		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "recent", Threads: 1, Target: 1, Idle: true, LastUsed: t0.Add(time.Minute)},
+		{InferenceID: "wanted", Threads: 1, Target: 1},
+		{InferenceID: "x", Threads: 1, Target: 1, Reclaim: true},
+		{InferenceID: "y", Threads: 1, Target: 1, Reclaim: true},
+	}
+	got = Place(wants, ns, prev)
+	if s := placed(got["x"]); s != "map[n1:1] pending 0" {
+		t.Errorf("x: %s", s)
+	}
+	if got["recent"].Target != 0 {
+		t.Errorf("recent: target %d; want reclaimed", got["recent"].Target)
+	}
+	const reason = "Could not assign (more) allocations on node [n1]. Reason: This node has insufficient allocated processors. Available processors [2], free processors [0], processors required for each allocation of this model [1]" +
+		"|Could not assign (more) allocations on node [n2]. Reason: This node has insufficient allocated processors. Available processors [1], free processors [0], processors required for each allocation of this model [1]"
+	if p := got["y"]; placed(p) != "map[] pending 1" || p.Reason != reason || p.NeverFits {
+		t.Errorf("y: %s, reason %q, never fits %t", placed(p), p.Reason, p.NeverFits)
+	}
+	// Fixed allocations on every processor: never.
+	got = Place([]Want{
+		{InferenceID: "f1", Threads: 2, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "f2", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "z", Threads: 1, Target: 1, Reclaim: true},
+	}, ns, nil)
+	if p := got["z"]; placed(p) != "map[] pending 1" || !p.NeverFits {
+		t.Errorf("z: %s, never fits %t; want pending for ever", placed(p), p.NeverFits)
 	}
 }

@@ -127,6 +127,18 @@ func (s *Scaler) SetBounds(minimum, maximum int) {
 // Current is the allocation count last decided.
 func (s *Scaler) Current() int { return s.current }
 
+// Min is the endpoint's minimum allocations.
+func (s *Scaler) Min() int { return s.cfg.Min }
+
+// Set makes n the current count: placement gave the endpoint fewer
+// allocations than decided (none fitted, or an idle one was reclaimed).
+func (s *Scaler) Set(n int) {
+	if n != s.current {
+		s.current = n
+		s.timeChanged = true
+	}
+}
+
 // Observe records one interval and returns the allocations the endpoint
 // should have now.
 func (s *Scaler) Observe(now time.Time, in Sample) int {

@@ -118,13 +118,14 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		return n, nil
 	}
 
+	view := cluster.View{Registry: registry, Plans: plans, States: states}
 	api, err := httpapi.New(httpapi.Config{
 		Store:         n.store,
 		Inferer:       &wire.Client{NC: n.nc},
 		QueueCapacity: cfg.QueueCapacity,
-		Deployments:   states,
+		Deployments:   view,
 		Trained:       n.deployments,
-		Stats:         cluster.View{Registry: registry, Plans: plans, States: states},
+		Stats:         view,
 		ModelIDs: func(ctx context.Context) ([]string, error) {
 			ms, err := models.List(ctx)
 			ids := make([]string, len(ms))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -102,6 +103,9 @@ func (c *Client) request(ctx context.Context, inferenceID string, body []byte) (
 	}
 	defer c.waiting.Add(-1)
 	demand := DemandSubject(config.Token(inferenceID))
+	if err := c.announce(ctx, demand); err != nil {
+		return nil, err
+	}
 	wait := 20 * time.Millisecond
 	for {
 		_ = c.NC.Publish(demand, nil)
@@ -118,4 +122,25 @@ func (c *Client) request(ctx context.Context, inferenceID string, body []byte) (
 			return out, err
 		}
 	}
+}
+
+// announceWait bounds the wait for the controller's verdict on a demand.
+const announceWait = 2 * time.Second
+
+// announce asks the controller for an allocation of the endpoint of the
+// demand subject and returns its refusal, Elasticsearch's 429, when none
+// can ever start (fixed allocations hold every processor and nothing idle
+// can be reclaimed). Without a verdict in time (no controller yet, or a
+// slow one) the request waits as if the answer were yes.
+func (c *Client) announce(ctx context.Context, demand string) error {
+	actx, cancel := context.WithTimeout(ctx, announceWait)
+	defer cancel()
+	msg, err := c.NC.RequestWithContext(actx, demand, nil)
+	if err != nil {
+		return nil
+	}
+	if status, _ := strconv.Atoi(msg.Header.Get(HeaderStatus)); status != 0 && status != http.StatusOK {
+		return &ReplyError{Status: status, Body: msg.Data}
+	}
+	return nil
 }
