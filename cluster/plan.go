@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"maps"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +47,14 @@ type ScalerStats struct {
 	Needed           int     `json:"needed_allocations"`
 }
 
+// Close reports whether o differs from s by no more than noise: the same
+// backlog and allocations needed, rates and times within 10% (or 0.01).
+func (s *ScalerStats) Close(o ScalerStats) bool {
+	near := func(a, b float64) bool { return math.Abs(a-b) <= max(0.01, 0.1*math.Max(math.Abs(a), math.Abs(b))) }
+	return s != nil && s.Backlog == o.Backlog && s.Needed == o.Needed &&
+		near(s.RequestRate, o.RequestRate) && near(s.InferenceTimeSec, o.InferenceTimeSec)
+}
+
 // Same reports whether two plans place the same allocations for the same
 // definition.
 func (p Plan) Same(o Plan) bool {
@@ -68,11 +77,11 @@ func OpenPlans(ctx context.Context, js jetstream.JetStream, cfg config.StoreConf
 	return &Plans{b: b}, nil
 }
 
-// Put writes an endpoint's plan.
-func (p *Plans) Put(ctx context.Context, plan Plan) error {
+// Put writes an endpoint's plan and returns it as written.
+func (p *Plans) Put(ctx context.Context, plan Plan) (Plan, error) {
 	plan.Updated = time.Now().UTC()
 	_, err := p.b.Put(ctx, config.Token(plan.InferenceID), plan)
-	return err
+	return plan, err
 }
 
 // Remove deletes an endpoint's plan.

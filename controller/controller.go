@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"sync"
@@ -67,6 +68,18 @@ type Controller struct {
 	ensured  map[string]uint64                             // consumers created, by inference id and revision
 	demand   chan demand
 	activity map[string]activity // adaptive endpoints', by inference id
+	// backlogs are the documents queued per endpoint at the last sweep
+	// (swept then), for endpoints with no allocation: one listing of every
+	// request stream every sweepEvery, not a request per endpoint per
+	// interval.
+	backlogs map[string]uint64
+	swept    time.Time
+	// plans are the plans this controller last wrote (it is their only
+	// writer), read from the bucket when it is elected.
+	plans map[string]cluster.Plan
+
+	// defs is kept by Run's watch, leader or not.
+	defs     *definitions
 	lastTick time.Time
 	kick     chan struct{}
 }
@@ -103,7 +116,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Scaling.DrainTime <= 0 {
 		cfg.Scaling.DrainTime = DefaultDrainTime
 	}
-	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger()}, nil
+	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger(), defs: newDefinitions()}, nil
 }
 
 // Leader reports whether this controller holds the lease.
@@ -125,7 +138,10 @@ func (c *Controller) Run(ctx context.Context) {
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
-		c.cfg.Endpoints.Watch(watchCtx, func(config.Change) { c.poke() })
+		c.cfg.Endpoints.Watch(watchCtx, func(ch config.Change) {
+			c.defs.apply(ch)
+			c.poke()
+		})
 	}()
 	var sub *nats.Subscription
 	stepDown := func() {
@@ -206,6 +222,8 @@ func (c *Controller) becomeLeader() {
 	c.ensured = map[string]uint64{}
 	c.demand = make(chan demand, 1024)
 	c.activity = map[string]activity{}
+	c.plans = nil
+	c.backlogs, c.swept = nil, time.Time{}
 	c.lastTick = time.Time{}
 	c.leader.Store(true)
 	c.log.Info().Msg("controller elected")
@@ -237,14 +255,24 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodes: %w", err)
 	}
-	entries, err := c.cfg.Endpoints.List(ctx)
-	if err != nil {
+	if measure && now.Sub(c.swept) >= sweepEvery {
+		if c.backlogs, err = wire.Backlogs(ctx, c.cfg.JS); err != nil {
+			c.log.Warn().Err(err).Msg("read the endpoints' queues")
+		}
+		c.swept = now
+	}
+	if err := c.defs.seed(ctx, c.cfg.Endpoints); err != nil {
 		return fmt.Errorf("endpoints: %w", err)
 	}
-	prev, err := c.cfg.Plans.All(ctx)
-	if err != nil {
-		return fmt.Errorf("plans: %w", err)
+	entries := c.defs.all()
+	if c.plans == nil {
+		all, err := c.cfg.Plans.All(ctx)
+		if err != nil {
+			return fmt.Errorf("plans: %w", err)
+		}
+		c.plans = all
 	}
+	prev := c.plans
 	demanded := map[string]bool{}
 	var replies []demand
 	for more := true; more; {
@@ -301,18 +329,22 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		units = append(units, unit{d.Deployment.Endpoint(), d.Revision})
 	}
 	var wants []Want
-	live := map[string]bool{}
+	live := make(map[string]bool, len(units))
 	scalerStats := map[string]*cluster.ScalerStats{}
+	// An endpoint at zero that nothing asks for (no request, no document at
+	// the last sweep, nothing running from an earlier plan) has nothing to
+	// measure or place: most of a thousand are, and each interval costs
+	// them a map lookup.
+	dormant := map[string]cluster.Plan{}
 	for _, u := range units {
 		ep := u.ep
 		live[ep.InferenceID] = true
 		w := Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID, Threads: ep.ServiceSettings.NumThreads}
 		// The endpoints attached to a deployment bring it their load and
 		// their requests' demand.
-		ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
-		demand := false
-		for _, id := range ids {
-			demand = demand || demanded[id]
+		demand, queued := demanded[ep.InferenceID], c.backlogs[ep.InferenceID] > 0
+		for _, id := range attached[ep.InferenceID] {
+			demand, queued = demand || demanded[id], queued || c.backlogs[id] > 0
 		}
 		if n := ep.ServiceSettings.NumAllocations; n != nil {
 			w.Target, w.Reclaim, w.Held = *n, true, true
@@ -321,8 +353,16 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			s := c.scaler(ep, prev)
 			w.Target = s.Current()
 			act := c.activity[ep.InferenceID]
+			if p, ok := prev[ep.InferenceID]; w.Target == 0 && !demand && !queued && !act.queued && len(p.Nodes) == 0 {
+				if !ok || p.Revision != u.revision || p.Target != 0 || p.Pending != 0 {
+					p = cluster.Plan{InferenceID: ep.InferenceID, Revision: u.revision, Nodes: map[string]int{}}
+				}
+				dormant[ep.InferenceID] = p
+				continue
+			}
 			if measure || demand && w.Target == 0 {
-				sample := c.sample(ctx, ids, nodes, elapsed, demand)
+				ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
+				sample := c.sample(ctx, ids, nodes, elapsed, demand, demand || prev[ep.InferenceID].Target > 0)
 				act.busy, act.queued = sample.Completed > 0 || sample.Backlog > 0, sample.Backlog > 0
 				if act.busy {
 					act.lastUsed = now
@@ -375,6 +415,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}
 
 	plans := Place(wants, caps, prev)
+	maps.Copy(plans, dormant)
 	// An adaptive endpoint planned below its scaler's count (it started at
 	// zero, or another reclaimed an idle allocation) continues from there.
 	for id, s := range c.scalers {
@@ -384,20 +425,35 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}
 	defer c.answer(replies, plans, attached)
 	var errs []error
+	next := make(map[string]cluster.Plan, len(plans))
+	defer func() { c.plans = next }()
 	for id, p := range plans {
 		p.Scaler = scalerStats[id]
 		old, ok := prev[id]
-		if ok && old.Same(p) && (p.Scaler == nil || now.Sub(old.Updated) < 10*c.cfg.Interval) {
+		if ok {
+			next[id] = old // until a write replaces it
+		}
+		// The scaler's estimates are refreshed at most every ten
+		// intervals, and only when they moved: an idle endpoint's plan is
+		// not rewritten (and sent to every worker) for nothing.
+		if ok && old.Same(p) && (p.Scaler == nil || now.Sub(old.Updated) < 10*c.cfg.Interval || old.Scaler.Close(*p.Scaler)) {
 			continue
 		}
 		if !ok || !old.Same(p) {
 			c.log.Info().Str("inference_id", id).Int("target", p.Target).Interface("nodes", p.Nodes).Int("pending", p.Pending).Msg("allocations planned")
 		}
-		errs = append(errs, c.cfg.Plans.Put(ctx, p))
+		written, err := c.cfg.Plans.Put(ctx, p)
+		if err == nil {
+			next[id] = written
+		}
+		errs = append(errs, err)
 	}
 	for id := range prev {
 		if _, ok := plans[id]; !ok {
-			errs = append(errs, c.cfg.Plans.Remove(ctx, id))
+			if err := c.cfg.Plans.Remove(ctx, id); err != nil {
+				next[id] = prev[id]
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -468,17 +524,22 @@ func (c *Controller) scaler(ep config.Endpoint, prev map[string]cluster.Plan) *S
 
 // sample measures an endpoint over the last interval: the work its nodes
 // finished (per-node counter deltas, so a restarted node counts from
-// zero), the documents queued or in progress, the requests waiting.
-func (c *Controller) sample(ctx context.Context, ids []string, nodes []cluster.Node, elapsed time.Duration, demand bool) Sample {
+// zero), the documents queued or in progress, the requests waiting. The
+// queue of an active endpoint (allocated, or asked for) is read now; that
+// of one at zero comes from the last sweep.
+func (c *Controller) sample(ctx context.Context, ids []string, nodes []cluster.Node, elapsed time.Duration, demand, active bool) Sample {
 	s := Sample{Elapsed: elapsed, Demand: demand}
 	for _, id := range ids {
-		c.sampleOne(ctx, &s, id, nodes)
+		c.sampleOne(ctx, &s, id, nodes, active)
 	}
 	return s
 }
 
+// sweepEvery paces the listing of every endpoint's queue.
+const sweepEvery = 5 * time.Second
+
 // sampleOne adds one endpoint's work and backlog to s.
-func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes []cluster.Node) {
+func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes []cluster.Node, active bool) {
 	prev := c.counters[id]
 	next := map[string]cluster.DeploymentStats{}
 	for _, n := range nodes {
@@ -498,7 +559,13 @@ func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes 
 		s.Backlog += int64(d.Waiting)
 	}
 	c.counters[id] = next
-	if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil {
-		s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
+	if active {
+		if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil {
+			s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
+		}
+	} else if n := c.backlogs[id]; n > 0 {
+		// Used once: the endpoint scales up and is measured as active.
+		s.Backlog += int64(n)
+		delete(c.backlogs, id)
 	}
 }

@@ -106,7 +106,7 @@ func moveMessages(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 			return err
 		}
 		seq = m.Sequence + 1
-		id, ok := legacyEndpoint(m.Subject)
+		id, ok := subjectEndpoint(m.Subject)
 		if !ok || !cfg.Defined(id) {
 			dropped++
 			continue
@@ -138,9 +138,9 @@ func moveMessages(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 	return nil
 }
 
-// legacyEndpoint is the inference id of a subject of the legacy streams,
+// subjectEndpoint is the inference id of an ingest or results subject,
 // inference.<token>.ingest or inference.<token>.results.
-func legacyEndpoint(subject string) (string, bool) {
+func subjectEndpoint(subject string) (string, bool) {
 	rest, ok := strings.CutPrefix(subject, "inference.")
 	if !ok {
 		return "", false

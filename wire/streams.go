@@ -207,6 +207,22 @@ func natsName(prefix, token string) string {
 
 const maxNATSName = 255
 
+// Backlogs returns, by inference id, the documents every endpoint's request
+// stream holds (waiting, or in a worker's hands): one listing for all of
+// them, where Info asks one endpoint at a time.
+func Backlogs(ctx context.Context, js jetstream.JetStream) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(IngestSubject("*")))
+	for si := range l.Info() {
+		if len(si.Config.Subjects) == 1 {
+			if id, ok := subjectEndpoint(si.Config.Subjects[0]); ok {
+				out[id] = si.State.Msgs
+			}
+		}
+	}
+	return out, l.Err()
+}
+
 // Info returns the state of an endpoint's durable consumer: documents
 // pending and unacknowledged.
 func Info(ctx context.Context, js jetstream.JetStream, inferenceID string) (*jetstream.ConsumerInfo, error) {

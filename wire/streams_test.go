@@ -36,3 +36,30 @@ func TestEnsureEndpointLeavesUnchangedStreams(t *testing.T) {
 		t.Errorf("stream %s left after RemoveEndpoint", name)
 	}
 }
+
+// TestBacklogs: one listing gives every endpoint's queued documents.
+func TestBacklogs(t *testing.T) {
+	nc, js := natstest.Start(t)
+	ctx := context.Background()
+	for _, id := range []string{"a.b", "c"} {
+		if _, err := EnsureEndpoint(ctx, js, id, QueueConfig{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if _, err := js.Publish(ctx, IngestSubject(config.Token("a.b")), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A result is not a queued document.
+	if err := nc.Publish(ResultsSubject("c"), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Backlogs(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["a.b"] != 3 || got["c"] != 0 {
+		t.Fatalf("backlogs %v; want a.b: 3, c: 0", got)
+	}
+}

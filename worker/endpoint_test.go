@@ -162,7 +162,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.plans.Put(ctx, cluster.Plan{InferenceID: id, Revision: rev, Target: 1, Nodes: map[string]int{"n1": 1}}); err != nil {
+	if _, err := b.plans.Put(ctx, cluster.Plan{InferenceID: id, Revision: rev, Target: 1, Nodes: map[string]int{"n1": 1}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -192,7 +192,7 @@ func TestEndpointLifecycle(t *testing.T) {
 
 	// → undeploy: the plan takes this node's allocation away; the state
 	// goes and the model is released.
-	if err := b.plans.Put(ctx, cluster.Plan{InferenceID: id, Revision: rev, Target: 0, Nodes: map[string]int{}}); err != nil {
+	if _, err := b.plans.Put(ctx, cluster.Plan{InferenceID: id, Revision: rev, Target: 0, Nodes: map[string]int{}}); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, b, id, "undeployed", func(s *cluster.State) bool { return s == nil })

@@ -64,12 +64,19 @@ func (w *Worker) describe() cluster.Node {
 		}
 		st := dep.Stats()
 		lastMinute, peak, lastAccess := st.Throughput()
-		n.Deployments[id] = cluster.DeploymentStats{
+		d := cluster.DeploymentStats{
 			Allocations: dep.Allocations(), Threads: int(e.threads.Load()),
 			Documents: st.Documents.Load(), Inferences: st.Inferences.Load(), Errors: st.Errors.Load(),
 			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
 			PeakPerMinute: peak, LastMinute: lastMinute, LastAccess: lastAccess, Started: e.started,
 		}
+		// A deployment that never ran here says nothing: leaving it out
+		// keeps the entry (written every heartbeat, read by the
+		// controller) small on a node that knows a thousand endpoints.
+		if d.Allocations == 0 && d.Documents == 0 && d.Inferences == 0 && d.Errors == 0 && d.Rejected == 0 && d.Waiting == 0 {
+			continue
+		}
+		n.Deployments[id] = d
 	}
 	return n
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jetinfer/jetinfer/benchmark"
 	"github.com/jetinfer/jetinfer/consumer"
@@ -42,7 +43,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
-	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints and hostile run only when named")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile and many run only when named")
 	scaling := benchmark.DefaultScalingProfile()
 	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
 	fs.IntVar(&scaling.BurstDocs, "scaling-burst", scaling.BurstDocs, "scaling: mixed-length documents published at once as the burst")
@@ -55,6 +56,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&scaling.Cooldown, "scaling-scale-down-cooldown", scaling.Cooldown, "scaling: the node's --scale-down-cooldown")
 	endpoints := fs.Int("endpoints", 8, "endpoints: how many endpoints the documents are spread over")
 	endpointDocs := fs.Int("endpoints-docs", 4000, "endpoints: short documents published")
+	many := fs.Int("many-endpoints", 1000, "many: adaptive endpoints defined on the node")
+	manyRequests := fs.Int("many-requests", 50, "many: requests to idle endpoints, each a different one")
+	manyIdle := fs.Duration("many-idle", 30*time.Second, "many: how long the idle CPU is measured")
+	manyProfile := fs.String("many-cpu-profile", "", "many: `FILE` to write the idle window's CPU profile to")
 	scalingPNG := fs.String("scaling-png", "docs/scaling.png", "scaling: `FILE` the plot is written to")
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
@@ -112,6 +117,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchEndpoints(ctx, cfg, *endpoints, *endpointDocs, stdout)
 		case "hostile":
 			err = benchHostile(ctx, cfg, stdout)
+		case "many":
+			err = benchMany(ctx, cfg, *many, *manyRequests, *manyIdle, *manyProfile, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -236,6 +243,17 @@ func benchHostile(ctx context.Context, cfg benchmark.Config, out io.Writer) erro
 	}
 	fmt.Fprintf(out, "Hostile: peak resident memory of a node (embedded nats-server included) serving one group of the largest documents the limits let through to the engine: %d documents of %d short inputs, dense model without chunking; each result passes the bound checked before embedding and is refused (413) once it outgrows the 8 MB message\n\n", r.Docs, r.Inputs)
 	benchmark.WriteHostile(out, r)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchMany(ctx context.Context, cfg benchmark.Config, endpoints, requests int, idle time.Duration, profile string, out io.Writer) error {
+	r, err := benchmark.ManyEndpoints(ctx, cfg, endpoints, requests, idle, profile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Many endpoints: %d adaptive endpoints (0 to 1 allocation) of the dense model on a node whose processors are the %d cores: PUT latency, idle CPU with all defined, and requests to idle endpoints one after another (each takes the processor of an idle one)\n\n", endpoints, runtime.NumCPU())
+	benchmark.WriteMany(out, r)
 	fmt.Fprintln(out)
 	return nil
 }
