@@ -149,15 +149,28 @@ func (d *Deployment) settleGroup(ctx context.Context, docs []*doc) {
 func (d *Deployment) awaitPublished(ctx context.Context, out []*publishing) {
 	timeout := time.NewTimer(d.cfg.Queue.AckWait)
 	defer timeout.Stop()
+	late := errors.New("the results stream did not acknowledge the result in time")
+	expired := false
 	for _, p := range out {
 		if p.err != nil {
+			continue
+		}
+		if expired {
+			// The timer has fired: what has not resolved by now failed
+			// (a closed connection never resolves its futures).
+			select {
+			case <-p.ack.Ok():
+			case p.err = <-p.ack.Err():
+			default:
+				p.err = late
+			}
 			continue
 		}
 		select {
 		case <-p.ack.Ok():
 		case p.err = <-p.ack.Err():
 		case <-timeout.C:
-			p.err = errors.New("the results stream did not acknowledge the result in time")
+			p.err, expired = late, true
 		case <-ctx.Done():
 			p.err = ctx.Err()
 		}

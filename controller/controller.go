@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"net/http"
 	"sync"
@@ -74,6 +73,9 @@ type Controller struct {
 	// interval.
 	backlogs map[string]uint64
 	swept    time.Time
+	// live is reconcile's set of the endpoints defined, kept between
+	// intervals.
+	live map[string]bool
 	// plans are the plans this controller last wrote (it is their only
 	// writer), read from the bucket when it is elected.
 	plans map[string]cluster.Plan
@@ -301,17 +303,20 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}
 	// Every endpoint gets its streams and consumer; one attached to a deployment runs
 	// on that deployment's allocations, and its load counts there.
+	// Units point into entries, which the mirror shares until the next
+	// change: a thousand definitions are not copied every interval.
 	type unit struct {
-		ep       config.Endpoint
+		ep       *config.Endpoint
 		revision uint64
 	}
-	var units []unit
+	units := make([]unit, 0, len(entries)+len(deployments))
 	attached := map[string][]string{}
-	for _, e := range entries {
+	for i := range entries {
+		e := &entries[i]
 		if e.Err != nil {
 			continue
 		}
-		ep := e.Endpoint
+		ep := &e.Endpoint
 		if c.ensured[ep.InferenceID] != e.Revision {
 			if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
 				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
@@ -326,10 +331,15 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		units = append(units, unit{ep, e.Revision})
 	}
 	for _, d := range deployments {
-		units = append(units, unit{d.Deployment.Endpoint(), d.Revision})
+		ep := d.Deployment.Endpoint()
+		units = append(units, unit{&ep, d.Revision})
 	}
 	var wants []Want
-	live := make(map[string]bool, len(units))
+	if c.live == nil {
+		c.live = map[string]bool{}
+	}
+	live := c.live
+	clear(live)
 	scalerStats := map[string]*cluster.ScalerStats{}
 	// An endpoint at zero that nothing asks for (no request, no document at
 	// the last sweep, nothing running from an earlier plan) has nothing to
@@ -415,46 +425,50 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}
 
 	plans := Place(wants, caps, prev)
-	maps.Copy(plans, dormant)
 	// An adaptive endpoint planned below its scaler's count (it started at
 	// zero, or another reclaimed an idle allocation) continues from there.
-	for id, s := range c.scalers {
-		if p, ok := plans[id]; ok && p.Target < s.Current() {
+	for id, p := range plans {
+		if s, ok := c.scalers[id]; ok && p.Target < s.Current() {
 			s.Set(p.Target)
 		}
 	}
 	defer c.answer(replies, plans, attached)
 	var errs []error
-	next := make(map[string]cluster.Plan, len(plans))
-	defer func() { c.plans = next }()
-	for id, p := range plans {
+	// c.plans (prev) follows what is written, in place.
+	write := func(id string, p cluster.Plan) {
 		p.Scaler = scalerStats[id]
 		old, ok := prev[id]
-		if ok {
-			next[id] = old // until a write replaces it
-		}
 		// The scaler's estimates are refreshed at most every ten
 		// intervals, and only when they moved: an idle endpoint's plan is
 		// not rewritten (and sent to every worker) for nothing.
 		if ok && old.Same(p) && (p.Scaler == nil || now.Sub(old.Updated) < 10*c.cfg.Interval || old.Scaler.Close(*p.Scaler)) {
-			continue
+			return
 		}
 		if !ok || !old.Same(p) {
 			c.log.Info().Str("inference_id", id).Int("target", p.Target).Interface("nodes", p.Nodes).Int("pending", p.Pending).Msg("allocations planned")
 		}
 		written, err := c.cfg.Plans.Put(ctx, p)
 		if err == nil {
-			next[id] = written
+			prev[id] = written
 		}
 		errs = append(errs, err)
 	}
+	for id, p := range plans {
+		write(id, p)
+	}
+	for id, p := range dormant {
+		write(id, p)
+	}
 	for id := range prev {
-		if _, ok := plans[id]; !ok {
-			if err := c.cfg.Plans.Remove(ctx, id); err != nil {
-				next[id] = prev[id]
-				errs = append(errs, err)
-			}
+		_, placed := plans[id]
+		if _, zero := dormant[id]; placed || zero {
+			continue
 		}
+		if err := c.cfg.Plans.Remove(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(prev, id)
 	}
 	return errors.Join(errs...)
 }
@@ -495,7 +509,7 @@ func (c *Controller) answer(replies []demand, plans map[string]cluster.Plan, att
 // the plan already gives it or, for a new endpoint, at its start count:
 // the minimum, at least one, except for the reserved endpoints, which
 // deploy on first use.
-func (c *Controller) scaler(ep config.Endpoint, prev map[string]cluster.Plan) *Scaler {
+func (c *Controller) scaler(ep *config.Endpoint, prev map[string]cluster.Plan) *Scaler {
 	a := ep.ServiceSettings.AdaptiveAllocations
 	minimum, maximum := 0, 0
 	if a != nil && a.Min != nil {

@@ -289,10 +289,7 @@ func TestNodeLossReplacesAllocations(t *testing.T) {
 	hub.do(t, "PUT", "/_inference/text_embedding/survivor?timeout=2m", body).mustStatus(t, 200)
 	planOf(t, js, 1, "survivor", nodesAre(map[string]int{"w1": 1, "w2": 1, "w3": 1}))
 	res := watchResults(t, js, "survivor")
-	ids := make([]string, 1500)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(1500)
 	publishDocs(t, js, "survivor", ids, func(id string) []byte { return docBody(id, docText(id)) })
 	res.until(100, time.Minute)
 	workers[1].Abort()
@@ -374,10 +371,7 @@ func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
 	// time a slow machine looks: the plan's history says).
 	targets.waitFor(t, 1)
 	res := watchResults(t, js, "bursty")
-	ids := make([]string, 800)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(800)
 	start := time.Now()
 	publishDocs(t, js, "bursty", ids, func(id string) []byte { return docBody(id, docText(id)) })
 	p := planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target > 1 })

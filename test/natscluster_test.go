@@ -71,10 +71,7 @@ func TestThreeServerCluster(t *testing.T) {
 	running(t, js, 3, "clustered", map[string]int{"a": 1, "b": 1, "c": 1})
 
 	res := watchResults(t, js, "clustered")
-	ids := make([]string, 900)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(900)
 	publishDocs(t, js, "clustered", ids[:450], func(id string) []byte { return docBody(id, docText(id)) })
 	res.until(50, time.Minute)
 	servers[1].Shutdown() // b's server: b reconnects to another

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -52,10 +51,7 @@ func TestWorkerPausedPastItsHeartbeat(t *testing.T) {
 
 	res := watchResults(t, js, "paused")
 	const docs = 2000
-	ids := make([]string, docs)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(docs)
 	publishDocs(t, js, "paused", ids, func(id string) []byte { return docBody(id, docText(id)) })
 	res.until(200, time.Minute)
 	if err := w1.Process.Signal(syscall.SIGSTOP); err != nil {

@@ -61,6 +61,15 @@ func document(i int) string {
 	return b.String()
 }
 
+// docIDs names n documents doc-0 … doc-<n-1>.
+func docIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("doc-%d", i)
+	}
+	return ids
+}
+
 // docText is the text of the document whose id ends in its number.
 func docText(id string) string {
 	i := strings.LastIndexByte(id, '-')
@@ -239,10 +248,7 @@ func TestIngestTwoThousandDocuments(t *testing.T) {
 	res := watchResults(t, js, "docs-e5")
 
 	const docs = 2000
-	ids := make([]string, docs)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(docs)
 	// Every tenth document has two inputs.
 	inputs := func(id string) []string {
 		var i int

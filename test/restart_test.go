@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -125,10 +124,7 @@ func restartMidIngest(t *testing.T, regress bool) {
 	js := connectJS(t, srv.url())
 	res := watchResults(t, js, "restart")
 	const docs = 3000
-	ids := make([]string, docs)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(docs)
 	publishDocs(t, js, "restart", ids, func(id string) []byte { return docBody(id, docText(id)) })
 	res.until(100, time.Minute)
 	first, firstAt := len(res.byID), time.Now()

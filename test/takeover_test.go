@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -38,10 +37,7 @@ func TestWorkerKilledMidway(t *testing.T) {
 	js := connectJS(t, hub.NATSURL())
 	res := watchResults(t, js, "takeover")
 	const docs = 2000
-	ids := make([]string, docs)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%d", i)
-	}
+	ids := docIDs(docs)
 	publishDocs(t, js, "takeover", ids, func(id string) []byte { return docBody(id, docText(id)) })
 	res.until(200, time.Minute)
 	if err := w1.Process.Kill(); err != nil {
