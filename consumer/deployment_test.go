@@ -206,6 +206,7 @@ func requireDrained(t *testing.T, js jetstream.JetStream, left uint64) {
 
 func TestFiftyDocuments(t *testing.T) {
 	nc, js := startJS(t, 0)
+	published := time.Now()
 	for i := range 50 {
 		publishDoc(t, js, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"id":"doc-%d","input":["text %d"],"input_type":"ingest"}`, i, i))
 	}
@@ -236,9 +237,12 @@ func TestFiftyDocuments(t *testing.T) {
 		if want := fmt.Sprintf("m-%d", i); r.msgID != want {
 			t.Errorf("%s: %s %s, want %s", r.docID, wire.HeaderRequestMsgID, r.msgID, want)
 		}
-		// The stream sequence of the document (published in order).
-		if want := strconv.Itoa(i + 1); r.resultID != want {
-			t.Errorf("%s: Nats-Msg-Id %s, want %s", r.docID, r.resultID, want)
+		// The stream sequence of the document (published in order) and
+		// the time it was stored.
+		seq, stored, _ := strings.Cut(r.resultID, "-")
+		ns, err := strconv.ParseInt(stored, 10, 64)
+		if want := strconv.Itoa(i + 1); seq != want || err != nil || ns < published.UnixNano() || ns > time.Now().UnixNano() {
+			t.Errorf("%s: Nats-Msg-Id %s, want %s-<its storage time>", r.docID, r.resultID, want)
 		}
 	}
 	requireDrained(t, js, 0)

@@ -175,6 +175,17 @@ func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
 	return id, req, nil
 }
 
+// resultID is the Nats-Msg-Id of a document's result. A redelivered
+// document publishes its result again, and the second copy must be a
+// duplicate: the document's stream sequence and the time it was stored
+// name it and nothing else. The publisher's Nats-Msg-Id would not (one id
+// published again after the duplicate window is a second document, whose
+// result must not be dropped as the first's), nor would the sequence alone
+// (an endpoint deleted and defined again starts its sequence over).
+func resultID(meta *jetstream.MsgMetadata) string {
+	return strconv.FormatUint(meta.Sequence.Stream, 10) + "-" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
+}
+
 // requestMsgID is the Nats-Msg-Id a document was published with; a
 // document moved from the legacy shared stream carries it in
 // HeaderRequestMsgID.
@@ -194,12 +205,7 @@ func (d *Deployment) resultMsg(dc *doc, body []byte) *nats.Msg {
 	if reqID := requestMsgID(dc.msg.Headers()); reqID != "" {
 		out.Header.Set(wire.HeaderRequestMsgID, reqID)
 	}
-	// A redelivered document publishes its result again: the stream
-	// sequence of the document, unique in the endpoint's streams, makes
-	// the second copy a duplicate. The publisher's Nats-Msg-Id would not:
-	// one id published again after the duplicate window is a second
-	// document, whose result must not be dropped as the first's.
-	out.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(dc.meta.Sequence.Stream, 10))
+	out.Header.Set(jetstream.MsgIDHeader, resultID(dc.meta))
 	out.Data = body
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // outcome is what becomes of a document once its group has run.
@@ -139,6 +141,15 @@ func (d *Deployment) settleGroup(ctx context.Context, docs []*doc) {
 		out = append(out, p)
 	}
 	d.awaitPublished(ctx, out)
+	if slices.ContainsFunc(out, func(p *publishing) bool { return errors.Is(p.err, jetstream.ErrNoStreamResponse) }) {
+		// The results stream is gone: removed by a worker cleaning up
+		// after a delete of the same id that raced with its definition
+		// again. The endpoint exists, so its streams must too; the
+		// documents come back for another attempt.
+		if _, err := wire.EnsureEndpoint(ctx, d.cfg.JS, d.cfg.Endpoint.InferenceID, d.cfg.Queue); err != nil {
+			d.log.Warn().Err(err).Msg("create the endpoint's streams again")
+		}
+	}
 	for _, p := range out {
 		d.finish(ctx, p)
 	}

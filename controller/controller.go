@@ -310,6 +310,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		revision uint64
 	}
 	units := make([]unit, 0, len(entries)+len(deployments))
+	ensuring := 0
 	attached := map[string][]string{}
 	for i := range entries {
 		e := &entries[i]
@@ -317,7 +318,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			continue
 		}
 		ep := &e.Endpoint
-		if c.ensured[ep.InferenceID] != e.Revision {
+		if c.ensured[ep.InferenceID] != e.Revision && ensuring < maxEnsurePerPlan {
+			ensuring++
 			if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
 				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
 			} else {
@@ -357,7 +359,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			demand, queued = demand || demanded[id], queued || c.backlogs[id] > 0
 		}
 		if n := ep.ServiceSettings.NumAllocations; n != nil {
-			w.Target, w.Reclaim, w.Held = *n, true, true
+			w.Target, w.Reclaim, w.Held = *n, true, *n
 			delete(c.scalers, ep.InferenceID)
 		} else {
 			s := c.scaler(ep, prev)
@@ -390,7 +392,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			// minimum is 0 does not wait for a processor: it goes to zero.
 			wanted := demand || act.queued
 			elastic := s.Min() == 0
-			w.Held = !elastic
+			w.Held = s.Min()
 			w.Elastic = elastic && !wanted
 			w.Reclaim = wanted
 			w.Idle = elastic && !wanted && !act.busy
@@ -548,6 +550,12 @@ func (c *Controller) sample(ctx context.Context, ids []string, nodes []cluster.N
 	}
 	return s
 }
+
+// maxEnsurePerPlan bounds the endpoints whose streams one plan ensures: a
+// controller elected over a thousand endpoints spreads that over a few
+// intervals instead of overrunning the first one's deadline (the workers
+// ensure their endpoints' streams too).
+const maxEnsurePerPlan = 100
 
 // sweepEvery paces the listing of every endpoint's queue.
 const sweepEvery = 5 * time.Second

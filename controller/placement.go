@@ -31,9 +31,10 @@ type Want struct {
 	// ollama evicts idle models. Fixed allocations are never idle.
 	Idle     bool
 	LastUsed time.Time
-	// Held: allocations never reclaimed (fixed ones, or an adaptive
-	// minimum above 0). Room they hold is room no request can ever get.
-	Held bool
+	// Held is how many of its allocations are never reclaimed nor scaled
+	// away: all of fixed ones, an adaptive endpoint's minimum. Room they
+	// hold is room no request can ever get.
+	Held int
 }
 
 // NodeCap is what placement knows of a node.
@@ -166,13 +167,17 @@ func reclaim(wants []Want, w Want, threads func(Want) int, placed map[string]map
 }
 
 // neverFits reports whether no node could take an allocation of w even
-// with every allocation that is not Held gone.
+// with every allocation that is not Held gone. With no node registered
+// (a cluster starting) nothing is known yet.
 func neverFits(wants []Want, w Want, nodes []NodeCap, placed map[string]map[string]int, threads func(Want) int) bool {
+	if len(nodes) == 0 {
+		return false
+	}
 	for _, n := range nodes {
 		room := n.Processors
 		for _, h := range wants {
-			if h.Held && h.InferenceID != w.InferenceID {
-				room -= placed[h.InferenceID][n.Name] * threads(h)
+			if h.Held > 0 && h.InferenceID != w.InferenceID {
+				room -= min(placed[h.InferenceID][n.Name], h.Held) * threads(h)
 			}
 		}
 		if room >= threads(w) {

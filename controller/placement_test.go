@@ -110,7 +110,7 @@ func TestPlaceReclaimsLeastRecentlyUsedIdle(t *testing.T) {
 		"recent": {InferenceID: "recent", Target: 1, Nodes: map[string]int{"n1": 1}},
 	}
 	wants := []Want{
-		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: 1},
 		{InferenceID: "old", Threads: 1, Target: 1, Idle: true, LastUsed: t0},
 		{InferenceID: "recent", Threads: 1, Target: 1, Idle: true, LastUsed: t0.Add(time.Minute)},
 		{InferenceID: "wanted", Threads: 1, Target: 1, Reclaim: true},
@@ -134,7 +134,7 @@ func TestPlaceReclaimsLeastRecentlyUsedIdle(t *testing.T) {
 	// it fits once "wanted" is idle.
 	prev = got
 	wants = []Want{
-		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "fixed", Threads: 1, Target: 1, Reclaim: true, Held: 1},
 		{InferenceID: "recent", Threads: 1, Target: 1, Idle: true, LastUsed: t0.Add(time.Minute)},
 		{InferenceID: "wanted", Threads: 1, Target: 1},
 		{InferenceID: "x", Threads: 1, Target: 1, Reclaim: true},
@@ -154,11 +154,25 @@ func TestPlaceReclaimsLeastRecentlyUsedIdle(t *testing.T) {
 	}
 	// Fixed allocations on every processor: never.
 	got = Place([]Want{
-		{InferenceID: "f1", Threads: 2, Target: 1, Reclaim: true, Held: true},
-		{InferenceID: "f2", Threads: 1, Target: 1, Reclaim: true, Held: true},
+		{InferenceID: "f1", Threads: 2, Target: 1, Reclaim: true, Held: 1},
+		{InferenceID: "f2", Threads: 1, Target: 1, Reclaim: true, Held: 1},
 		{InferenceID: "z", Threads: 1, Target: 1, Reclaim: true},
 	}, ns, nil)
 	if p := got["z"]; placed(p) != "map[] pending 1" || !p.NeverFits {
 		t.Errorf("z: %s, never fits %t; want pending for ever", placed(p), p.NeverFits)
+	}
+	// An adaptive endpoint above its minimum holds only the minimum: the
+	// rest comes free when it scales down.
+	prev = map[string]cluster.Plan{"busy": {InferenceID: "busy", Target: 3, Nodes: map[string]int{"n1": 2, "n2": 1}}}
+	got = Place([]Want{
+		{InferenceID: "busy", Threads: 1, Target: 3, Held: 1},
+		{InferenceID: "z", Threads: 1, Target: 1, Reclaim: true},
+	}, ns, prev)
+	if p := got["z"]; placed(p) != "map[] pending 1" || p.NeverFits {
+		t.Errorf("z beside an adaptive endpoint above its minimum: %s, never fits %t; want it to wait", placed(p), p.NeverFits)
+	}
+	// No node registered yet: nothing is known, nothing is refused.
+	if p := Place([]Want{{InferenceID: "z", Threads: 1, Target: 1, Reclaim: true}}, nil, nil)["z"]; p.NeverFits {
+		t.Error("with no node registered a request is refused for ever")
 	}
 }

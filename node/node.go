@@ -72,7 +72,10 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	if err := n.connect(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(n.nc)
+	// An async publish whose ack never comes (a stream leader lost it)
+	// must not stay pending for ever: pending ones are bounded, and a full
+	// set would stall every worker's results.
+	js, err := jetstream.New(n.nc, jetstream.WithPublishAsyncTimeout(cfg.AckWait))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -180,9 +183,17 @@ func (n *Node) migrateLegacyStreams(ctx, openCtx context.Context, js jetstream.J
 	if err != nil {
 		return fmt.Errorf("list endpoints: %w", err)
 	}
-	defined := make(map[string]bool, len(entries))
+	deployments, err := n.deployments.List(openCtx)
+	if err != nil {
+		return fmt.Errorf("list deployments: %w", err)
+	}
+	// Trained model deployments are served as endpoints too.
+	defined := make(map[string]bool, len(entries)+len(deployments))
 	for _, e := range entries {
 		defined[e.ID] = true
+	}
+	for _, d := range deployments {
+		defined[d.Deployment.Endpoint().InferenceID] = true
 	}
 	return wire.MigrateLegacyStreams(ctx, js, wire.MigrationConfig{
 		Queue: n.cfg.Queue(), Defined: func(id string) bool { return defined[id] }, Log: n.log,

@@ -39,7 +39,7 @@ import (
 // source field ({"<field>":[…]}); there are no fields here, so "chunks" holds
 // one array per input, in input order. Offsets are UTF-16 code-unit offsets
 // into the input. Rerank endpoints are not chunked and return an error.
-// A document served by Runner.Ingest whose input failed on its own has an
+// A document served by Runner.Ingest one of whose inputs panicked has an
 // empty chunk array for it and, after "chunks",
 // "input_errors":[{"input":<index>,"error":{…},"status":<status>},…].
 func ChunkedInfer(ctx context.Context, m *inference.Model, ep config.Endpoint, inputs []string, inputType inferapi.InputType) ([]byte, error) {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -88,14 +87,15 @@ func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, 
 	return out, nil
 }
 
-// ingestOne embeds one document's inputs together. When that fails (with an
-// error or a panic) and the document has several inputs, each is embedded
-// alone: one that fails gets its own error in the body's "input_errors",
-// with no chunks, as Elasticsearch's ChunkedInferenceError gives one input
-// its error, and the others keep their chunks. A document whose every input
-// fails fails as a whole (a panic panics again, for the caller to recover).
-// A refusal of the whole document (4xx: its result could not fit) or a
-// cancellation is not retried input by input.
+// ingestOne embeds one document's inputs together. When that panics (a
+// hostile input: the same input panics again, so no retry can mend it) and
+// the document has several inputs, each is embedded alone: one that panics
+// gets its own error in the body's "input_errors", with no chunks, as
+// Elasticsearch's ChunkedInferenceError gives one input its error, and the
+// others keep their chunks. An ordinary error (the engine, a timeout) may
+// pass: the document fails as a whole, to be attempted again, and so does
+// one whose every input panics (the panic is raised again, for the caller
+// to recover).
 func (r Runner) ingestOne(ctx context.Context, inputs []string, t inferapi.InputType) ([]byte, error) {
 	if len(inputs) < 2 {
 		bodies, err := chunkedInferDocs(ctx, r.Model, r.Endpoint, [][]string{inputs}, t, r.MaxResultBytes, r.splitter())
@@ -112,14 +112,15 @@ func (r Runner) ingestOne(ctx context.Context, inputs []string, t inferapi.Input
 	if err == nil {
 		return bodies[0], nil
 	}
-	if e := (*eserror.Error)(nil); ctx.Err() != nil || errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
+	if panicked == nil {
 		return nil, err
 	}
 	results := make([][]chunkResult, len(inputs))
 	errs := make([]error, len(inputs))
 	failed := 0
 	for i, in := range inputs {
-		_, errs[i] = r.caught(func() error {
+		var inputPanic any
+		inputPanic, errs[i] = r.caught(func() error {
 			c, err := newChunkedRun(r.Model, r.Endpoint, [][]string{{in}}, 0, r.splitter())
 			if err != nil {
 				return err
@@ -130,6 +131,9 @@ func (r Runner) ingestOne(ctx context.Context, inputs []string, t inferapi.Input
 			}
 			return err
 		})
+		if errs[i] != nil && inputPanic == nil {
+			return nil, errs[i] // may pass: the whole document is attempted again
+		}
 		if errs[i] != nil {
 			failed++
 		}

@@ -69,18 +69,22 @@ func releaseSubjects(ctx context.Context, js jetstream.JetStream, name string) (
 	if err != nil {
 		return nil, err
 	}
+	// Another node migrating at once may delete the stream meanwhile.
+	gone := func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }
 	names := s.ConsumerNames(ctx)
 	for cname := range names.Name() {
-		if err := s.DeleteConsumer(ctx, cname); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := s.DeleteConsumer(ctx, cname); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !gone(err) {
 			return nil, err
 		}
 	}
-	if err := names.Err(); err != nil {
+	if err := names.Err(); err != nil && !gone(err) {
 		return nil, err
 	}
 	sc := s.CachedInfo().Config
 	sc.Subjects = []string{"jetinfer.migrating." + name}
-	if _, err := js.UpdateStream(ctx, sc); err != nil {
+	if _, err := js.UpdateStream(ctx, sc); gone(err) {
+		return nil, nil
+	} else if err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -108,6 +112,9 @@ func moveMessages(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 		seq = m.Sequence + 1
 		id, ok := subjectEndpoint(m.Subject)
 		if !ok || !cfg.Defined(id) {
+			if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("delete message %d: %w", m.Sequence, err)
+			}
 			dropped++
 			continue
 		}
@@ -128,6 +135,11 @@ func moveMessages(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 		out.Data = m.Data
 		if _, err := js.PublishMsg(ctx, out); err != nil {
 			return fmt.Errorf("copy message %d to %s: %w", m.Sequence, m.Subject, err)
+		}
+		// Copied: gone from here, so that a migration broken off and run
+		// again (after the duplicate window) does not copy it twice.
+		if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("delete copied message %d: %w", m.Sequence, err)
 		}
 		moved++
 	}

@@ -42,9 +42,12 @@ type endpoint struct {
 	// started is when this node began to follow the endpoint.
 	started time.Time
 	dep     *consumer.Deployment
-	// deployment and threads are read by the heartbeat.
+	// deployment, threads and allocated are read by the heartbeat;
+	// allocated is set while the plan gives this node allocations
+	// (loading, or failed to load, included).
 	deployment atomic.Pointer[consumer.Deployment]
 	threads    atomic.Int64
+	allocated  atomic.Bool
 	model      Model
 	key        modelKey
 	release    func()
@@ -139,6 +142,7 @@ func (e *endpoint) run(ctx context.Context) {
 			e.ep, e.rev = entry.Endpoint, entry.Revision
 			e.threads.Store(int64(e.ep.ServiceSettings.NumThreads))
 		case e.want = <-e.planned:
+			e.allocated.Store(e.want > 0)
 		case <-retry:
 		case <-e.w.budget.freed():
 		case <-heartbeat.C:

@@ -70,10 +70,11 @@ func (w *Worker) describe() cluster.Node {
 			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
 			PeakPerMinute: peak, LastMinute: lastMinute, LastAccess: lastAccess, Started: e.started,
 		}
-		// A deployment that never ran here says nothing: leaving it out
+		// A deployment not planned here that never ran says nothing
+		// (a loading or failed one is planned): leaving it out
 		// keeps the entry (written every heartbeat, read by the
 		// controller) small on a node that knows a thousand endpoints.
-		if d.Allocations == 0 && d.Documents == 0 && d.Inferences == 0 && d.Errors == 0 && d.Rejected == 0 && d.Waiting == 0 {
+		if !e.allocated.Load() && d.Allocations == 0 && d.Documents == 0 && d.Inferences == 0 && d.Errors == 0 && d.Rejected == 0 && d.Waiting == 0 {
 			continue
 		}
 		n.Deployments[id] = d
