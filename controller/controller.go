@@ -70,9 +70,12 @@ type Controller struct {
 	// backlogs are the documents queued per endpoint at the last sweep
 	// (swept then), for endpoints with no allocation: one listing of every
 	// request stream every sweepEvery, not a request per endpoint per
-	// interval.
-	backlogs map[string]uint64
-	swept    time.Time
+	// interval. Between sweeps, listening is a subscription to the ingest
+	// subject of each endpoint at zero: a document published to one is its
+	// demand, at once.
+	backlogs  map[string]uint64
+	swept     time.Time
+	listening map[string]*nats.Subscription
 	// live is reconcile's set of the endpoints defined, kept between
 	// intervals.
 	live map[string]bool
@@ -151,6 +154,7 @@ func (c *Controller) Run(ctx context.Context) {
 			_ = sub.Unsubscribe()
 			sub = nil
 		}
+		c.listen(ctx, nil)
 		c.leader.Store(false)
 	}
 	defer func() {
@@ -348,6 +352,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	// measure or place: most of a thousand are, and each interval costs
 	// them a map lookup.
 	dormant := map[string]cluster.Plan{}
+	listen := map[string]bool{}
+	defer func() { c.listen(ctx, listen) }()
 	for _, u := range units {
 		ep := u.ep
 		live[ep.InferenceID] = true
@@ -370,6 +376,12 @@ func (c *Controller) reconcile(ctx context.Context) error {
 					p = cluster.Plan{InferenceID: ep.InferenceID, Revision: u.revision, Nodes: map[string]int{}}
 				}
 				dormant[ep.InferenceID] = p
+				if ep.ServiceSettings.DeploymentID == "" {
+					listen[ep.InferenceID] = true
+				}
+				for _, id := range attached[ep.InferenceID] {
+					listen[id] = true
+				}
 				continue
 			}
 			if measure || demand && w.Target == 0 {
@@ -557,8 +569,61 @@ func (c *Controller) sample(ctx context.Context, ids []string, nodes []cluster.N
 // ensure their endpoints' streams too).
 const maxEnsurePerPlan = 100
 
-// sweepEvery paces the listing of every endpoint's queue.
-const sweepEvery = 5 * time.Second
+// sweepEvery paces the listing of every endpoint's queue: it finds the
+// documents published while nobody listened (before this controller was
+// elected, or as an endpoint went to zero).
+const sweepEvery = time.Minute
+
+// listen makes the ingest subjects listened to those of ids, the
+// endpoints at zero (nil: none). Each document published to one is demand
+// for it; once it runs, its documents go to its consumer alone. A document
+// may have come between the endpoint's last allocation and the
+// subscription: the queue of an endpoint newly listened to is looked at
+// once (at most maxLookPerPlan of them per plan; a newly elected
+// controller's first sweep has just looked at all of them).
+func (c *Controller) listen(ctx context.Context, ids map[string]bool) {
+	for id, sub := range c.listening {
+		if !ids[id] {
+			_ = sub.Unsubscribe()
+			delete(c.listening, id)
+		}
+	}
+	if c.listening == nil {
+		c.listening = map[string]*nats.Subscription{}
+	}
+	ch := c.demand // becomeLeader replaces it; a late callback keeps this one
+	looked := 0
+	for id := range ids {
+		if c.listening[id] != nil {
+			continue
+		}
+		sub, err := c.cfg.NC.Subscribe(wire.IngestSubject(config.Token(id)), func(*nats.Msg) {
+			select {
+			case ch <- demand{id: id}:
+				c.poke()
+			default:
+			}
+		})
+		if err != nil {
+			c.log.Warn().Err(err).Str("inference_id", id).Msg("listen for documents at zero")
+			continue
+		}
+		c.listening[id] = sub
+		if looked < maxLookPerPlan {
+			looked++
+			if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil && info.NumPending+uint64(info.NumAckPending) > 0 {
+				select {
+				case ch <- demand{id: id}:
+					c.poke()
+				default:
+				}
+			}
+		}
+	}
+}
+
+// maxLookPerPlan bounds the queues listen looks at in one plan.
+const maxLookPerPlan = 20
 
 // sampleOne adds one endpoint's work and backlog to s.
 func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes []cluster.Node, active bool) {

@@ -63,19 +63,20 @@ func (w *Worker) describe() cluster.Node {
 			continue
 		}
 		st := dep.Stats()
+		// A deployment not planned here that never ran says nothing
+		// (a loading or failed one is planned): leaving it out keeps the
+		// entry (written every heartbeat, read by the controller) small,
+		// and the walk over a thousand endpoints cheap.
+		if !e.allocated.Load() && st.Documents.Load() == 0 && st.Inferences.Load() == 0 && st.Errors.Load() == 0 &&
+			st.Rejected.Load() == 0 && dep.Waiting() == 0 && dep.Allocations() == 0 {
+			continue
+		}
 		lastMinute, peak, lastAccess := st.Throughput()
 		d := cluster.DeploymentStats{
 			Allocations: dep.Allocations(), Threads: int(e.threads.Load()),
 			Documents: st.Documents.Load(), Inferences: st.Inferences.Load(), Errors: st.Errors.Load(),
 			Rejected: st.Rejected.Load(), BusyNanos: st.BusyNanos.Load(), Waiting: dep.Waiting(),
 			PeakPerMinute: peak, LastMinute: lastMinute, LastAccess: lastAccess, Started: e.started,
-		}
-		// A deployment not planned here that never ran says nothing
-		// (a loading or failed one is planned): leaving it out
-		// keeps the entry (written every heartbeat, read by the
-		// controller) small on a node that knows a thousand endpoints.
-		if !e.allocated.Load() && d.Allocations == 0 && d.Documents == 0 && d.Inferences == 0 && d.Errors == 0 && d.Rejected == 0 && d.Waiting == 0 {
-			continue
 		}
 		n.Deployments[id] = d
 	}
