@@ -141,7 +141,10 @@ func (d *Deployment) settleGroup(ctx context.Context, docs []*doc) {
 		out = append(out, p)
 	}
 	d.awaitPublished(ctx, out)
-	if slices.ContainsFunc(out, func(p *publishing) bool { return errors.Is(p.err, jetstream.ErrNoStreamResponse) }) {
+	d.mu.Lock()
+	stopping := d.stopping // a deleted endpoint's streams go while it stops
+	d.mu.Unlock()
+	if !stopping && slices.ContainsFunc(out, func(p *publishing) bool { return errors.Is(p.err, jetstream.ErrNoStreamResponse) }) {
 		// The results stream is gone: removed by a worker cleaning up
 		// after a delete of the same id that raced with its definition
 		// again. The endpoint exists, so its streams must too; the
