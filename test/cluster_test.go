@@ -196,9 +196,13 @@ func TestPlacementAcrossWorkers(t *testing.T) {
 	js := connectJS(t, hub.NATSURL())
 	body := strings.Replace(e5Body, `"num_allocations":2`, `"num_allocations":4`, 1)
 	hub.do(t, "PUT", "/_inference/text_embedding/spread?timeout=2m", body).mustStatus(t, 200)
-	want := map[string]int{"w1": 2, "w2": 1, "w3": 1}
-	planOf(t, js, 1, "spread", nodesAre(want))
-	running(t, js, 1, "spread", want)
+	// Spread over all three, w3 (one processor) holding one: w1 or w2 takes
+	// the fourth, whichever has the model cached by then (a tie otherwise
+	// goes to w1).
+	p := planOf(t, js, 1, "spread", func(p cluster.Plan) bool {
+		return p.Nodes["w3"] == 1 && p.Nodes["w1"]+p.Nodes["w2"] == 3 && p.Nodes["w1"] >= 1 && p.Nodes["w2"] >= 1
+	})
+	running(t, js, 1, "spread", p.Nodes)
 
 	// Two threads per allocation: no worker has two processors free.
 	two := `{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_allocations":1,"num_threads":2}}`
