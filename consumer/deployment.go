@@ -56,8 +56,9 @@ type DeploymentConfig struct {
 	// NakDelay is the redelivery delay after a failed attempt; 0 means
 	// DefaultNakDelay.
 	NakDelay time.Duration
-	// PollWait bounds one fetch, and so how long an idle deployment takes
-	// to notice it is stopping; 0 means DefaultPollWait.
+	// PollWait bounds one fetch, and so how long a serving deployment
+	// takes to notice it is stopping (one without lanes waits for a wake);
+	// 0 means DefaultPollWait.
 	PollWait time.Duration
 	// GroupDocs bounds the documents an allocation takes at once (and
 	// embeds in one engine call); 0 means DefaultGroupDocs.

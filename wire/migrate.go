@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-
-	"github.com/jetinfer/jetinfer/config"
 )
 
 // The streams every endpoint shared before each had its own.
@@ -148,18 +145,4 @@ func moveMessages(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 	}
 	cfg.Log.Info().Str("stream", name).Int("moved", moved).Int("dropped", dropped).Msg("legacy stream migrated to the endpoints' own streams")
 	return nil
-}
-
-// subjectEndpoint is the inference id of an ingest or results subject,
-// inference.<token>.ingest or inference.<token>.results.
-func subjectEndpoint(subject string) (string, bool) {
-	rest, ok := strings.CutPrefix(subject, "inference.")
-	if !ok {
-		return "", false
-	}
-	token, kind, ok := strings.Cut(rest, ".")
-	if !ok || (kind != "ingest" && kind != "results") {
-		return "", false
-	}
-	return config.IDFromToken(token), true
 }

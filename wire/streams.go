@@ -90,6 +90,20 @@ func InferSubject(token string) string { return "inference." + token + ".infer" 
 // ResultsSubject is the subject results for the endpoint token appear on.
 func ResultsSubject(token string) string { return "inference." + token + ".results" }
 
+// subjectEndpoint is the inference id of an ingest or results subject,
+// inference.<token>.ingest or inference.<token>.results.
+func subjectEndpoint(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, "inference.")
+	if !ok {
+		return "", false
+	}
+	token, kind, ok := strings.Cut(rest, ".")
+	if !ok || (kind != "ingest" && kind != "results") {
+		return "", false
+	}
+	return config.IDFromToken(token), true
+}
+
 // streamConfigs are the request and result streams of the endpoint token.
 //
 // The request stream uses work-queue retention: a document leaves the stream
