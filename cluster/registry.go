@@ -118,16 +118,20 @@ type Snapshot struct {
 	Nodes  []Node
 	Plans  map[string]Plan
 	States []State
+	// Downloads of built-in models running or recently failed, by model id.
+	Downloads map[string]Download
 }
 
 // View reads snapshots.
 type View struct {
-	Registry *Registry
-	Plans    *Plans
-	States   *States
+	Registry  *Registry
+	Plans     *Plans
+	States    *States
+	Downloads *Downloads
 }
 
-// Snapshot reads the registry, the plans and the deployment states.
+// Snapshot reads the registry, the plans, the deployment states and the
+// model downloads.
 func (v View) Snapshot(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
 	var err error
@@ -137,7 +141,12 @@ func (v View) Snapshot(ctx context.Context) (Snapshot, error) {
 	if s.Plans, err = v.Plans.All(ctx); err != nil {
 		return s, err
 	}
-	s.States, err = v.States.list(ctx, ">")
+	if s.States, err = v.States.list(ctx, ">"); err != nil {
+		return s, err
+	}
+	if v.Downloads != nil {
+		s.Downloads, err = v.Downloads.All(ctx)
+	}
 	return s, err
 }
 

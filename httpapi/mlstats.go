@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +30,24 @@ type modelStats struct {
 	ModelID         string           `json:"model_id"`
 	PipelineCount   int              `json:"pipeline_count"`
 	DeploymentStats *deploymentStats `json:"deployment_stats,omitempty"`
+	// Source is jetinfer's own: where a stored model came from.
+	Source *modelSource `json:"model_source,omitempty"`
+}
+
+// StoredModel is a model in the model store.
+type StoredModel struct {
+	ID string
+	// Source is the Hub file it was downloaded from (hf://…); empty for a
+	// directory import.
+	Source string
+	// StandsIn names the Elastic model an open model replaces under a
+	// built-in id.
+	StandsIn string
+}
+
+type modelSource struct {
+	URI      string `json:"uri"`
+	StandsIn string `json:"stands_in_for,omitempty"`
 }
 
 type deploymentStats struct {
@@ -50,6 +69,18 @@ type deploymentStats struct {
 	Nodes               []nodeStats                 `json:"nodes"`
 	// Scaler is jetinfer's own: the adaptive scaler's estimates.
 	Scaler *scalerStats `json:"adaptive_allocations_scaler,omitempty"`
+	// Download is jetinfer's own: the built-in model's download that the
+	// deployment waits for, or its recent failure.
+	Download *downloadStats `json:"model_download,omitempty"`
+}
+
+type downloadStats struct {
+	State  string `json:"state"`
+	Source string `json:"source"`
+	Node   string `json:"node"`
+	Done   int64  `json:"bytes_done"`
+	Total  int64  `json:"bytes_total"`
+	Error  string `json:"error,omitempty"`
 }
 
 type allocationStatus struct {
@@ -151,16 +182,23 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		out = append(out, modelStats{ModelID: ep.ServiceSettings.ModelID, DeploymentStats: d})
 	}
-	if a.cfg.ModelIDs != nil {
-		ids, err := a.cfg.ModelIDs(ctx)
+	if a.cfg.Models != nil {
+		stored, err := a.cfg.Models(ctx)
 		if err != nil {
 			a.writeError(w, r, storeError("_stats", err))
 			return
 		}
-		for _, m := range ids {
-			if !deployed[m] && (all || id == m) {
-				out = append(out, modelStats{ModelID: m})
+		sources := map[string]*modelSource{}
+		for _, m := range stored {
+			if m.Source != "" {
+				sources[m.ID] = &modelSource{URI: m.Source, StandsIn: m.StandsIn}
 			}
+			if !deployed[m.ID] && (all || id == m.ID) {
+				out = append(out, modelStats{ModelID: m.ID})
+			}
+		}
+		for i := range out {
+			out[i].Source = sources[out[i].ModelID]
 		}
 	}
 	if len(out) == 0 && !all {
@@ -274,6 +312,12 @@ func deploymentOf(ep config.Endpoint, snap cluster.Snapshot, attached []string, 
 		d.State, d.Reason = cluster.StateFailed, failed
 	default:
 		d.State = cluster.StateStarting
+	}
+	if dl, ok := snap.Downloads[d.ModelID]; ok && d.State != cluster.StateStarted {
+		d.Download = &downloadStats{State: dl.State, Source: dl.Source, Node: dl.Node, Done: dl.Done, Total: dl.Total, Error: dl.Error}
+		if dl.State == cluster.DownloadRunning && d.Reason == "" {
+			d.Reason = fmt.Sprintf("downloading model [%s] from [%s]: %d of %d bytes", dl.ModelID, dl.Source, dl.Done, dl.Total)
+		}
 	}
 	return d
 }

@@ -61,10 +61,10 @@ type Config struct {
 	// Trained, when set, holds the trained model deployments of the _ml
 	// API, which endpoints attach to with deployment_id.
 	Trained TrainedDeployments
-	// Stats, when set, serves GET _ml/trained_models/_stats; ModelIDs lists
+	// Stats, when set, serves GET _ml/trained_models/_stats; Models lists
 	// the models stored, deployed or not.
-	Stats    StatsSource
-	ModelIDs func(ctx context.Context) ([]string, error)
+	Stats  StatsSource
+	Models func(ctx context.Context) ([]StoredModel, error)
 	// ModelExists, when set, is asked before an endpoint on a user-imported
 	// model is stored, as Elasticsearch checks for the trained model.
 	ModelExists func(ctx context.Context, modelID string) (bool, error)

@@ -365,10 +365,18 @@ func (s *Spec) resolveInputs(names InputNames, inputs []tensorInfo) error {
 	for _, in := range inputs {
 		byName[in.Name] = in
 	}
-	pick := func(configured, conventional string, required bool) (string, error) {
+	// conventional lists the usual names, the first one named in errors;
+	// BERT exports of TensorFlow lineage say input_mask and segment_ids.
+	pick := func(configured string, conventional []string, required bool) (string, error) {
 		name := configured
 		if name == "" {
-			name = conventional
+			name = conventional[0]
+			for _, c := range conventional {
+				if _, ok := byName[c]; ok {
+					name = c
+					break
+				}
+			}
 		}
 		in, ok := byName[name]
 		switch {
@@ -384,13 +392,13 @@ func (s *Spec) resolveInputs(names InputNames, inputs []tensorInfo) error {
 		return name, nil
 	}
 	var err error
-	if s.Inputs.InputIDs, err = pick(names.InputIDs, "input_ids", true); err != nil {
+	if s.Inputs.InputIDs, err = pick(names.InputIDs, []string{"input_ids"}, true); err != nil {
 		return err
 	}
-	if s.Inputs.AttentionMask, err = pick(names.AttentionMask, "attention_mask", true); err != nil {
+	if s.Inputs.AttentionMask, err = pick(names.AttentionMask, []string{"attention_mask", "input_mask"}, true); err != nil {
 		return err
 	}
-	if s.Inputs.TokenTypeIDs, err = pick(names.TokenTypeIDs, "token_type_ids", false); err != nil {
+	if s.Inputs.TokenTypeIDs, err = pick(names.TokenTypeIDs, []string{"token_type_ids", "segment_ids"}, false); err != nil {
 		return err
 	}
 	for _, in := range inputs {
@@ -404,13 +412,18 @@ func (s *Spec) resolveInputs(names InputNames, inputs []tensorInfo) error {
 func (s *Spec) resolveOutput(configured string, outputs []tensorInfo) (tensorInfo, error) {
 	name := configured
 	if name == "" {
-		name = map[Task]string{TaskTextEmbedding: "last_hidden_state", TaskSparseEmbedding: "logits", TaskRerank: "logits"}[s.Task]
-		if s.Task == TaskTextEmbedding && len(outputs) > 0 && !slices.ContainsFunc(outputs, func(o tensorInfo) bool { return o.Name == name }) {
-			for _, alt := range []string{"sentence_embedding", "token_embeddings"} {
-				if slices.ContainsFunc(outputs, func(o tensorInfo) bool { return o.Name == alt }) {
-					name = alt
-					break
-				}
+		// The usual names by task, the first one named in errors; some
+		// exports (SPLADE_PP's) call their logits "output".
+		candidates := map[Task][]string{
+			TaskTextEmbedding:   {"last_hidden_state", "sentence_embedding", "token_embeddings"},
+			TaskSparseEmbedding: {"logits", "output"},
+			TaskRerank:          {"logits", "output"},
+		}[s.Task]
+		name = candidates[0]
+		for _, c := range candidates {
+			if slices.ContainsFunc(outputs, func(o tensorInfo) bool { return o.Name == c }) {
+				name = c
+				break
 			}
 		}
 	}

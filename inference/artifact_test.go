@@ -93,6 +93,13 @@ func TestResolveFromHuggingFaceConfig(t *testing.T) {
 				Output: "logits", MaxSequenceLength: 512, RerankScores: ScoreSigmoid},
 		},
 		{
+			name:    "TensorFlow-era names: input_mask, segment_ids, output (SPLADE_PP's export)",
+			files:   map[string]string{artifact.ConfigFile: `{"task_type":"sparse_embedding"}`},
+			outputs: []tensorInfo{{Name: "output", Type: "Float", Dims: []int64{-1, -1, 30522}}},
+			want: Spec{Task: TaskSparseEmbedding, Inputs: InputNames{"input_ids", "input_mask", "segment_ids"},
+				Output: "output", MaxSequenceLength: 512},
+		},
+		{
 			name:    "jetinfer.json alone: CLS pooling, E5 prefixes, no normalisation",
 			files:   map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","pooling":"cls","normalize":false,"max_sequence_length":128,"prefix_strings":{"search":"q: "},"similarity":"l2_norm"}`},
 			outputs: []tensorInfo{{Name: "last_hidden_state", Type: "Float", Dims: []int64{-1, -1, -1}}},
@@ -113,7 +120,15 @@ func TestResolveFromHuggingFaceConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := resolve(a, bertInputs, tt.outputs, 30522)
+			inputs := bertInputs
+			if tt.want.Inputs.AttentionMask == "input_mask" {
+				inputs = []tensorInfo{
+					{Name: "input_ids", Type: "Int64", Dims: []int64{-1, -1}},
+					{Name: "input_mask", Type: "Int64", Dims: []int64{-1, -1}},
+					{Name: "segment_ids", Type: "Int64", Dims: []int64{-1, -1}},
+				}
+			}
+			s, err := resolve(a, inputs, tt.outputs, 30522)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/ortlib"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
 )
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 // ortLibrary finds the ONNX Runtime library: $ONNXRUNTIME_LIB, or the
 // project-local copy, installed on demand.
 func ortLibrary() (string, error) {
-	if p := os.Getenv(LibraryEnv); p != "" {
+	if p := os.Getenv(ortlib.LibraryEnv); p != "" {
 		return p, nil
 	}
 	out, err := exec.Command("../scripts/install-ort.sh").Output()

@@ -3,39 +3,16 @@ package inference
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/jetinfer/jetinfer/inference/ortlib"
 )
-
-// ORTVersion is the ONNX Runtime release jetinfer is built and tested
-// against (C API 24, as github.com/yalue/onnxruntime_go v1.27.0 expects).
-const ORTVersion = "1.24.3"
-
-// LibraryEnv names the environment variable that overrides where the ONNX
-// Runtime shared library is loaded from.
-const LibraryEnv = "ONNXRUNTIME_LIB"
 
 // ErrRuntimeInUse is returned by NewRuntime when ONNX Runtime's
 // process-global environment already has an owner.
 var ErrRuntimeInUse = errors.New("onnx runtime environment already initialized in this process")
-
-// DefaultLibraryPath returns where the ONNX Runtime library is looked for
-// when no path is configured: $ONNXRUNTIME_LIB, else the project-local copy
-// that scripts/install-ort.sh installs under dir (the working directory for
-// the service), else the bare soname for the system loader to find.
-func DefaultLibraryPath(dir string) string {
-	if p := os.Getenv(LibraryEnv); p != "" {
-		return p
-	}
-	local := filepath.Join(dir, ".cache", "onnxruntime", ORTVersion, "libonnxruntime.so.1")
-	if _, err := os.Stat(local); err == nil {
-		return local
-	}
-	return "libonnxruntime.so.1"
-}
 
 // RuntimeConfig configures ONNX Runtime.
 type RuntimeConfig struct {
@@ -61,11 +38,11 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	}
 	ort.SetSharedLibraryPath(cfg.LibraryPath)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return nil, fmt.Errorf("onnx runtime: load %s: %w (run scripts/install-ort.sh, or set %s)", cfg.LibraryPath, err, LibraryEnv)
+		return nil, fmt.Errorf("onnx runtime: load %s: %w (jetinfer needs ONNX Runtime %s: run scripts/install-ort.sh, or pass --onnxruntime-lib)", cfg.LibraryPath, err, ortlib.Version)
 	}
-	if v := ort.GetVersion(); v != ORTVersion {
+	if v := ort.GetVersion(); v != ortlib.Version {
 		_ = ort.DestroyEnvironment()
-		return nil, fmt.Errorf("onnx runtime: %s is version %s; jetinfer needs %s", cfg.LibraryPath, v, ORTVersion)
+		return nil, fmt.Errorf("onnx runtime: %s is version %s; jetinfer needs %s", cfg.LibraryPath, v, ortlib.Version)
 	}
 	return &Runtime{}, nil
 }

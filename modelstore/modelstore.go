@@ -104,9 +104,26 @@ type Manifest struct {
 	Files      []File `json:"files"`
 	// Size is the sum of the files' sizes.
 	Size int64 `json:"size"`
+	// Origin says where the files came from; nil for a directory import.
+	Origin *Origin `json:"origin,omitempty"`
 	// Digest is the SHA-256 (hex) of the stored manifest itself, the
 	// version of the model; set when read back, not stored.
 	Digest string `json:"-"`
+}
+
+// Origin records the Hub repository an imported model came from.
+type Origin struct {
+	// URI is hf://org/name@commit/file.
+	URI  string `json:"uri"`
+	Repo string `json:"repo"`
+	// Revision is what was asked for, Commit what it resolved to.
+	Revision string `json:"revision"`
+	Commit   string `json:"commit"`
+	// File is the ONNX graph in the repository.
+	File string `json:"file"`
+	// StandsIn names the Elastic model this open model replaces under a
+	// built-in id, when it does.
+	StandsIn string `json:"stands_in,omitempty"`
 }
 
 func (m Manifest) objectName(f File) string {
@@ -151,6 +168,8 @@ type ImportOptions struct {
 	Replace bool
 	// Progress, if set, is called as bytes are uploaded.
 	Progress func(done, total int64)
+	// Origin is recorded in the manifest.
+	Origin *Origin
 }
 
 // Import uploads the artifact directory dir as modelID. dir must hold
@@ -187,6 +206,7 @@ func (s *Store) Import(ctx context.Context, modelID, dir string, opts ImportOpti
 		ModelID:    modelID,
 		Created:    created,
 		Generation: created.Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:]),
+		Origin:     opts.Origin,
 	}
 	progress := opts.Progress
 	if progress == nil {

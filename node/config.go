@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/hfhub"
+	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -40,8 +42,16 @@ type Config struct {
 	WorkerOnly bool
 	// Processors is the worker's processor budget; 0 means every core.
 	Processors int
-	// ModelRepository holds the built-in models as <dir>/<model_id>/.
+	// ModelRepository holds built-in models as <dir>/<model_id>/; a model
+	// there is used instead of its source in the table. An http(s) URL is a
+	// mirror in the same layout, the source of every built-in model.
 	ModelRepository string
+	// ModelSources overrides where built-in models come from.
+	ModelSources modelsource.Overrides
+	// Hub is where built-in models are downloaded from; DefaultConfig
+	// reads huggingface_hub's variables (HF_ENDPOINT, HF_TOKEN, HF_HOME,
+	// HF_HUB_CACHE, HF_HUB_OFFLINE).
+	Hub hfhub.Config
 	// ModelCacheDir keeps the models fetched from the model store; empty
 	// means <data-dir>/models.
 	ModelCacheDir string
@@ -91,6 +101,8 @@ func DefaultConfig() Config {
 		NodeName:          host,
 		ClusterName:       "jetinfer",
 		ModelRepository:   "models",
+		ModelSources:      modelsource.Overrides{},
+		Hub:               hfhub.ConfigFromEnv(os.LookupEnv),
 		QueueCapacity:     config.DefaultQueueCapacity,
 		ResultsMaxAge:     24 * time.Hour,
 		AckWait:           wire.DefaultAckWait,
@@ -119,7 +131,8 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&s.NodeName, "node-name", "name of this process in logs and GET /")
 	str(&s.ClusterName, "cluster-name", "cluster name reported by GET /")
 	fs.IntVar(&s.Processors, "processors", s.Processors, "processor budget of this worker: allocations × num_threads never exceed it; 0 means every core (env "+EnvName("processors")+")")
-	str(&s.ModelRepository, "model-repository", "`DIR` holding the built-in models as DIR/<model_id>/, imported on first use")
+	str(&s.ModelRepository, "model-repository", "`DIR` or http(s) URL holding built-in models as <model_id>/model.onnx, tokenizer.json, ...; used instead of the Hub")
+	fs.Var(s.ModelSources, "model-source", "where a built-in model comes from, `ID=SOURCE`[,...] with SOURCE hf://org/name[@revision][/file.onnx] or a directory; repeatable (env "+EnvName("model-source")+")")
 	str(&s.ModelCacheDir, "model-cache-dir", "`DIR` for models fetched from the model store (default <data-dir>/models)")
 	fs.IntVar(&s.QueueCapacity, "queue-capacity", s.QueueCapacity, "documents (and requests) that may wait per endpoint; more are refused with 429 (env "+EnvName("queue-capacity")+")")
 	fs.DurationVar(&s.AckWait, "ack-wait", s.AckWait, "how long a document of a worker that died waits before it is delivered again (env "+EnvName("ack-wait")+")")
@@ -192,6 +205,9 @@ func (s Config) Validate() error {
 		// The results stream deduplicates over two minutes and JetStream
 		// refuses a duplicate window longer than the stream's max age.
 		errs = append(errs, fmt.Errorf("--results-max-age must be at least 2m, got %s", s.ResultsMaxAge))
+	}
+	if _, err := modelsource.NewTable(s.ModelSources); err != nil {
+		errs = append(errs, fmt.Errorf("--model-source: %w", err))
 	}
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format must be json or console, got %q", s.LogFormat))

@@ -24,8 +24,10 @@ import (
 	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/controller"
 	"github.com/jetinfer/jetinfer/embeddednats"
+	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/httpapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/wire"
 	"github.com/jetinfer/jetinfer/worker"
@@ -111,8 +113,13 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	if err != nil {
 		return nil, err
 	}
+	downloads, err := cluster.OpenDownloads(openCtx, js, buckets, cfg.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	view := cluster.View{Registry: registry, Plans: plans, States: states, Downloads: downloads}
 	if rt != nil {
-		if err := n.startWorker(ctx, openCtx, js, models, cluster.View{Registry: registry, Plans: plans, States: states}, rt); err != nil {
+		if err := n.startWorker(ctx, openCtx, js, models, view, rt); err != nil {
 			return nil, err
 		}
 	}
@@ -121,7 +128,6 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		return n, nil
 	}
 
-	view := cluster.View{Registry: registry, Plans: plans, States: states}
 	api, err := httpapi.New(httpapi.Config{
 		Store:         n.store,
 		Inferer:       &wire.Client{NC: n.nc},
@@ -129,13 +135,16 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		Deployments:   view,
 		Trained:       n.deployments,
 		Stats:         view,
-		ModelIDs: func(ctx context.Context) ([]string, error) {
+		Models: func(ctx context.Context) ([]httpapi.StoredModel, error) {
 			ms, err := models.List(ctx)
-			ids := make([]string, len(ms))
+			out := make([]httpapi.StoredModel, len(ms))
 			for i, m := range ms {
-				ids[i] = m.ModelID
+				out[i].ID = m.ModelID
+				if o := m.Origin; o != nil {
+					out[i].Source, out[i].StandsIn = o.URI, o.StandsIn
+				}
 			}
-			return ids, err
+			return out, err
 		},
 		ModelExists: func(ctx context.Context, id string) (bool, error) {
 			_, err := models.Get(ctx, id)
@@ -224,8 +233,16 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	if cacheDir == "" {
 		cacheDir = filepath.Join(cfg.DataDir, "models")
 	}
-	cache, err := worker.NewModelCache(worker.ModelCacheConfig{Runtime: rt, Store: models, Repository: cfg.ModelRepository,
-		CacheDir: cacheDir, Log: n.log})
+	sources, err := modelsource.NewTable(cfg.ModelSources)
+	if err != nil {
+		return err
+	}
+	hub, err := hfhub.New(cfg.Hub)
+	if err != nil {
+		return err
+	}
+	cache, err := worker.NewModelCache(worker.ModelCacheConfig{Runtime: rt, Store: models, Sources: sources,
+		Repository: cfg.ModelRepository, Hub: hub, Downloads: view.Downloads, CacheDir: cacheDir, Log: n.log})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/node"
 	"github.com/jetinfer/jetinfer/xcontent"
@@ -42,6 +44,9 @@ func startNodeWith(t *testing.T, adjust func(*node.Config), rt *inference.Runtim
 	// not fail the cleanup.
 	cfg.ShutdownTimeout = time.Minute
 	cfg.ModelRepository = modelRepo
+	// No test reaches the real Hub: built-in models come from modelRepo,
+	// or from a fake Hub that a test starts.
+	cfg.Hub = hfhub.Config{Endpoint: "http://127.0.0.1:9", CacheDir: filepath.Join(cfg.DataDir, "huggingface"), Offline: true}
 	// The budget is a setting, not a measurement: tests deploy more
 	// endpoints at once than this machine has cores.
 	cfg.Processors = 64
@@ -115,6 +120,14 @@ func (r response) expect(t *testing.T, status int, body string) {
 func esError(status int, typ, reason string) string {
 	return `{"error":{"root_cause":[{"type":` + quote(typ) + `,"reason":` + quote(reason) + `}],"type":` +
 		quote(typ) + `,"reason":` + quote(reason) + `},"status":` + strconv.Itoa(status) + `}`
+}
+
+// esErrorCausedBy renders an exception with one cause, which Elasticsearch
+// leaves out of root_cause when the outer exception is the one thrown.
+func esErrorCausedBy(status int, typ, reason, causeType, causeReason string) string {
+	return `{"error":{"root_cause":[{"type":` + quote(typ) + `,"reason":` + quote(reason) + `}],"type":` +
+		quote(typ) + `,"reason":` + quote(reason) + `,"caused_by":{"type":` + quote(causeType) + `,"reason":` + quote(causeReason) +
+		`}},"status":` + strconv.Itoa(status) + `}`
 }
 
 func quote(s string) string {

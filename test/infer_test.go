@@ -150,18 +150,28 @@ func TestDefaultEndpointsDeployOnFirstUse(t *testing.T) {
 	}
 }
 
-// TestModelNotFound: a deployment whose model is nowhere fails with
-// Elasticsearch's messages, and the endpoint stays defined.
+// TestModelNotFound: a deployment whose model is nowhere (not in the model
+// repository, and the Hub offline with an empty cache) fails with
+// Elasticsearch's messages and the cause, and the endpoint stays defined.
 func TestModelNotFound(t *testing.T) {
-	n := startNode(t, func(c *node.Config) { c.ModelRepository = t.TempDir() })
-	elser := esError(404, "resource_not_found_exception",
-		"Could not start the ELSER service as the ELSER model for this platform cannot be found. ELSER needs to be downloaded before it can be started.")
+	hfCache := t.TempDir()
+	n := startNode(t, func(c *node.Config) {
+		c.ModelRepository = t.TempDir()
+		c.Hub.CacheDir = hfCache
+	})
+	offline := func(repo string) string {
+		return "offline mode and not in the cache: " + repo + "@main (HF_HUB_OFFLINE is set and the cache " + hfCache + " has no snapshot of it)"
+	}
+	elser := esErrorCausedBy(404, "resource_not_found_exception",
+		"Could not start the ELSER service as the ELSER model for this platform cannot be found. ELSER needs to be downloaded before it can be started.",
+		"resource_not_found_exception", offline("prithivida/Splade_PP_en_v1"))
 	n.do(t, "PUT", "/_inference/sparse_embedding/no-elser", elserBody).expect(t, 404, elser)
 	n.do(t, "GET", "/_inference/no-elser", "").mustStatus(t, 200)
 	n.do(t, "POST", "/_inference/no-elser", `{"input":"x"}`).expect(t, 404, elser)
 	n.do(t, "POST", "/_inference/.elser-2-elasticsearch", `{"input":"x"}`).expect(t, 404, elser)
-	n.do(t, "PUT", "/_inference/rerank/no-rerank", rerankBody).expect(t, 404, esError(404, "resource_not_found_exception",
-		"Could not start the Elastic Reranker Endpoint due to [Could not deploy model [.rerank-v1] as the model cannot be found.]"))
+	n.do(t, "PUT", "/_inference/rerank/no-rerank", rerankBody).expect(t, 404, esErrorCausedBy(404, "resource_not_found_exception",
+		"Could not start the Elastic Reranker Endpoint due to [Could not deploy model [.rerank-v1] as the model cannot be found.]",
+		"resource_not_found_exception", offline("Xenova/ms-marco-MiniLM-L-6-v2")))
 	n.do(t, "PUT", "/_inference/text_embedding/no-model", `{"service":"elasticsearch","service_settings":{"model_id":"my-model","num_allocations":1,"num_threads":1}}`).expect(t, 400,
 		esError(400, "status_exception", "Error parsing request config, model id does not match any models available on this platform. Was [my-model]. You may need to load it into the cluster using eland."))
 	n.do(t, "PUT", "/_inference/text_embedding/slow?timeout=1nanos", strings.Replace(e5Body, ".multilingual-e5-small", ".multilingual-e5-small_linux-x86_64", 1)).expect(t, 408,

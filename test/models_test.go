@@ -107,19 +107,27 @@ type testModel struct {
 	config string
 }
 
-func (tm testModel) write(dir string) error {
+// writeGraph writes the model's ONNX graph to path.
+func (tm testModel) writeGraph(path string) error {
 	sb, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
 		MaxPositions: 512, TypeVocabSize: 2, NumLabels: 1, Head: tm.head, Seed: tm.seed, WeightScale: 0.2, LayerNormEps: 1e-12})
 	if err != nil {
 		return err
 	}
+	return sb.WriteONNX(path)
+}
+
+// testTokenizer is the tokenizer of every generated model: bert-base-uncased's.
+const testTokenizer = "../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json"
+
+func (tm testModel) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := sb.WriteONNX(filepath.Join(dir, artifact.ONNXFile)); err != nil {
+	if err := tm.writeGraph(filepath.Join(dir, artifact.ONNXFile)); err != nil {
 		return err
 	}
-	tok, err := os.ReadFile("../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
+	tok, err := os.ReadFile(testTokenizer)
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,9 @@ func TestWorkerPausedPastItsHeartbeat(t *testing.T) {
 	allocations, before := w1Done()
 	time.Sleep(3 * testHeartbeat)
 	if _, after := w1Done(); allocations != 0 || after != before {
-		t.Fatalf("w1 after its pause: %d allocations, results published %d then %d; want 0 and no more work", allocations, before, after)
+		plan := planOf(t, js, 1, "paused", func(cluster.Plan) bool { return true })
+		t.Fatalf("w1 after its pause: %d allocations, results published %d then %d; want 0 and no more work (plan %v)\nw1 logs:\n%s",
+			allocations, before, after, plan.Nodes, logs1)
 	}
 	for _, w := range []struct {
 		cmd  *exec.Cmd

@@ -45,7 +45,7 @@ func (f *fakeModels) Acquire(_ context.Context, modelID string, threads int) (Mo
 }
 
 func (f *fakeModels) Cached() []string               { return nil }
-func (f *fakeModels) Wait(ctx context.Context) error { return nil }
+func (f *fakeModels) Close(ctx context.Context) error { return nil }
 
 type fakeModel struct{}
 

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,11 +12,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/pipeline"
 )
@@ -30,33 +32,48 @@ type ModelCacheConfig struct {
 	Runtime *inference.Runtime
 	// Store holds the imported models.
 	Store *modelstore.Store
-	// Repository holds built-in models as <dir>/<model_id>/ (ES's
-	// xpack.ml.model_repository); they are imported on first use.
+	// Sources says where each built-in model comes from when the model
+	// store does not have it yet; it is imported on first use.
+	Sources modelsource.Table
+	// Repository, a directory holding <dir>/<model_id>/, is that built-in
+	// model's source instead; an http(s) URL of a mirror in the same layout
+	// is the source of every built-in model (ES's
+	// xpack.ml.model_repository, for clusters without internet access).
 	Repository string
+	// Hub downloads built-in models from the Hugging Face Hub; nil means
+	// only Repository.
+	Hub *hfhub.Client
+	// Downloads makes one worker of the cluster download each model while
+	// the others wait; nil downloads without asking.
+	Downloads *cluster.Downloads
 	// CacheDir holds the models fetched from the model store.
 	CacheDir string
 	Log      zerolog.Logger
 }
 
 // ModelCache is the worker's Models: it fetches models from the model
-// store into a local cache (importing built-in ones from the repository on
-// first use), loads each once per thread count on ONNX Runtime and shares
-// it between the endpoints and allocations of this process; the last
-// release closes it.
+// store into a local cache (importing built-in ones from their source on
+// first use, once per cluster), loads each once per thread count on ONNX
+// Runtime and shares it between the endpoints and allocations of this
+// process; the last release closes it.
 type ModelCache struct {
 	rt         *inference.Runtime
 	store      *modelstore.Store
+	sources    modelsource.Table
 	repository string
+	hub        *hfhub.Client
+	downloads  *cluster.Downloads
 	cacheDir   string
 	log        zerolog.Logger
 
 	mu      sync.Mutex
 	entries map[modelKey]*modelEntry
-	// importing serialises imports from the model repository.
-	importing sync.Mutex
 	// work counts loads and closes in progress: ONNX Runtime must outlive
 	// them, so the worker waits for them before it returns from Close.
 	work sync.WaitGroup
+	// quit, closed by Close, cancels the loads in progress.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 type modelKey struct {
@@ -76,8 +93,8 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 	if cfg.Runtime == nil || cfg.Store == nil {
 		return nil, errors.New("worker: model cache needs the runtime and the model store")
 	}
-	return &ModelCache{rt: cfg.Runtime, store: cfg.Store, repository: cfg.Repository, cacheDir: cfg.CacheDir,
-		log: cfg.Log, entries: map[modelKey]*modelEntry{}}, nil
+	return &ModelCache{rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
+		downloads: cfg.Downloads, cacheDir: cfg.CacheDir, log: cfg.Log, entries: map[modelKey]*modelEntry{}, quit: make(chan struct{})}, nil
 }
 
 // loaded is an inference.Model as the worker uses it.
@@ -152,8 +169,10 @@ func (m *ModelCache) release(key modelKey, e *modelEntry) {
 	}()
 }
 
-// Wait returns when no load or close is in progress, or ctx ends.
-func (m *ModelCache) Wait(ctx context.Context) error {
+// Close cancels the loads in progress and returns when no load or close
+// is in progress, or ctx ends.
+func (m *ModelCache) Close(ctx context.Context) error {
+	m.quitOnce.Do(func() { close(m.quit) })
 	done := make(chan struct{})
 	go func() {
 		m.work.Wait()
@@ -171,7 +190,15 @@ func (m *ModelCache) Wait(ctx context.Context) error {
 // since callers that come later share the result.
 func (m *ModelCache) load(key modelKey, e *modelEntry) {
 	defer close(e.ready)
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // owned by load: ends with it
+		select {
+		case <-m.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var dir string
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -179,11 +206,14 @@ func (m *ModelCache) load(key modelKey, e *modelEntry) {
 		var es *eserror.Error
 		// A model that is nowhere stays so; a download cut short by a
 		// busy server usually succeeds the next time.
-		if err == nil || errors.As(err, &es) || attempt == fetchAttempts {
+		if err == nil || errors.As(err, &es) || attempt == fetchAttempts || ctx.Err() != nil {
 			break
 		}
 		m.log.Warn().Err(err).Str("model_id", key.id).Int("attempt", attempt).Msg("fetch model; retrying")
-		time.Sleep(time.Duration(attempt) * time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
 	}
 	if err != nil {
 		e.err = err
@@ -198,32 +228,114 @@ func (m *ModelCache) load(key modelKey, e *modelEntry) {
 }
 
 // fetch makes the model's files available locally: from the model store,
-// where built-in models are first imported from the model repository.
+// where built-in models are first imported from their source.
 func (m *ModelCache) fetch(ctx context.Context, modelID string) (string, error) {
 	dir, err := m.store.Fetch(ctx, modelID, m.cacheDir)
 	if !errors.Is(err, modelstore.ErrNotFound) {
 		return dir, err
 	}
-	if config.FamilyOf(modelID) == config.FamilyImported || m.repository == "" {
+	b, ok := m.builtIn(modelID)
+	if !ok {
 		return "", modelNotFound(modelID)
 	}
-	src := filepath.Join(m.repository, modelID)
-	if _, serr := os.Stat(filepath.Join(src, artifact.ONNXFile)); serr != nil {
-		return "", modelNotFound(modelID)
+	if err := m.importBuiltIn(ctx, b); err != nil {
+		return "", err
 	}
-	m.importing.Lock()
-	_, err = m.store.Import(ctx, modelID, src, modelstore.ImportOptions{})
-	m.importing.Unlock()
-	if err != nil && !errors.Is(err, modelstore.ErrExists) {
-		return "", fmt.Errorf("import %s from the model repository: %w", src, err)
-	}
-	m.log.Info().Str("model_id", modelID).Str("source", src).Msg("built-in model imported from the model repository")
 	return m.store.Fetch(ctx, modelID, m.cacheDir)
+}
+
+// builtIn returns where a built-in model comes from: the model
+// repository's directory when it has one, else the source table.
+func (m *ModelCache) builtIn(modelID string) (modelsource.BuiltIn, bool) {
+	b, ok := m.sources.Lookup(modelID)
+	if !ok {
+		return b, false
+	}
+	switch {
+	case modelsource.IsURL(m.repository):
+		// A mirror is the source of every built-in model, as
+		// xpack.ml.model_repository is.
+		b.Source, b.Config, b.StandsIn = modelsource.Source{URL: strings.TrimRight(m.repository, "/") + "/" + modelID}, "", ""
+	case m.repository != "":
+		dir := filepath.Join(m.repository, modelID)
+		if _, err := os.Stat(filepath.Join(dir, artifact.ONNXFile)); err == nil {
+			b.Source, b.Config, b.StandsIn = modelsource.Source{Dir: dir}, "", ""
+		}
+	}
+	if b.Source.Repo != "" && m.hub == nil {
+		return b, false
+	}
+	return b, true
+}
+
+// importBuiltIn imports a built-in model into the model store, once per
+// cluster: one worker downloads while the others wait for its result.
+func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) error {
+	log := m.log.With().Str("model_id", b.ModelID).Str("source", b.Source.String()).Logger()
+	stored := func(ctx context.Context) (bool, error) {
+		_, err := m.store.Get(ctx, b.ModelID)
+		if errors.Is(err, modelstore.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	fetch := func(ctx context.Context, progress func(done, total int64)) error {
+		if b.StandsIn != "" {
+			log.Info().Str("stands_in_for", b.StandsIn).Msg("downloading an open stand-in model for a built-in id")
+		} else {
+			log.Info().Msg("importing built-in model")
+		}
+		var last time.Time
+		start := time.Now()
+		_, err := modelsource.Import(ctx, m.store, m.hub, modelsource.Request{ModelID: b.ModelID, Source: b.Source,
+			Config: b.Config, StandsIn: b.StandsIn, StageDir: m.cacheDir,
+			Downloaded: func(done, total int64) {
+				progress(done, total)
+				if now := time.Now(); now.Sub(last) >= 5*time.Second || done == total {
+					last = now
+					log.Info().Int64("bytes_done", done).Int64("bytes_total", total).Msg("downloading model")
+				}
+			}})
+		if errors.Is(err, modelstore.ErrExists) { // another import won the race
+			err = nil
+		}
+		if err == nil {
+			log.Info().Dur("took", time.Since(start)).Msg("built-in model imported into the model store")
+		}
+		return err
+	}
+	var err error
+	if m.downloads == nil {
+		err = fetch(ctx, func(int64, int64) {})
+	} else {
+		err = m.downloads.Once(ctx, b.ModelID, b.Source.String(), stored, fetch)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("import built-in model")
+		return importFailed(b, err)
+	}
+	return nil
+}
+
+// importFailed is the Elasticsearch error of a built-in model that could
+// not be imported: "cannot be found" with the cause when the source does
+// not have a usable model (fixed only by the user), a 500 otherwise.
+func importFailed(b modelsource.BuiltIn, err error) error {
+	for _, userErr := range []error{hfhub.ErrRepoNotFound, hfhub.ErrRevisionNotFound, hfhub.ErrEntryNotFound,
+		hfhub.ErrUnauthorized, hfhub.ErrOffline, modelsource.ErrNoONNX, modelsource.ErrAmbiguousONNX,
+		modelsource.ErrNoTokenizer, modelsource.ErrBadTokenizer, modelstore.ErrInvalid} {
+		if errors.Is(err, userErr) {
+			e := modelNotFound(b.ModelID)
+			e.Cause = eserror.NotFound("%s", err.Error())
+			return e
+		}
+	}
+	return eserror.Internal(err, "Could not download model [%s] from [%s]", b.ModelID, b.Source)
 }
 
 // modelNotFound is Elasticsearch's error when a deployment's model cannot
 // be found, by model family.
-func modelNotFound(modelID string) error {
+func modelNotFound(modelID string) *eserror.Error {
 	switch config.FamilyOf(modelID) {
 	case config.FamilyELSER:
 		return eserror.New(http.StatusNotFound, eserror.TypeResourceNotFound,

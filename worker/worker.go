@@ -73,8 +73,10 @@ type Models interface {
 	// Cached lists the model ids this node has a local copy of (the
 	// controller prefers nodes that do).
 	Cached() []string
-	// Wait returns when no load or close is in progress, or ctx ends.
-	Wait(ctx context.Context) error
+	// Close abandons the loads in progress (a model download stops, to be
+	// resumed by the next start) and returns when no load or close is in
+	// progress, or ctx ends.
+	Close(ctx context.Context) error
 }
 
 // Model is a loaded model as the worker uses it.
@@ -260,9 +262,10 @@ func (w *Worker) Close(ctx context.Context) error {
 		abort() // the after-func may not have run yet
 		return fmt.Errorf("worker: %w", ctx.Err())
 	}
-	// Every model is released now; wait for loads still running and for
-	// the closes, so that ONNX Runtime can be shut down after Close.
-	if err := w.cfg.Models.Wait(ctx); err != nil {
+	// Every model is released now; stop the loads still running and wait
+	// for them and the closes, so that ONNX Runtime can be shut down after
+	// Close.
+	if err := w.cfg.Models.Close(ctx); err != nil {
 		return fmt.Errorf("worker: models: %w", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/jetinfer/jetinfer/benchmark"
 	"github.com/jetinfer/jetinfer/consumer"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/ortlib"
 )
 
 func main() {
@@ -42,7 +43,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.BulkDocs, "bulk-docs", 256, "long documents queued as the bulk ingest of the latency benchmark (those left when the searches end are not embedded)")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
-	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
+	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared `FILE` (default: $"+ortlib.LibraryEnv+", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
 	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile and many run only when named")
 	scaling := benchmark.DefaultScalingProfile()
 	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
@@ -73,11 +74,12 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *lib == "" {
-		wd, _ := os.Getwd()
-		*lib = inference.DefaultLibraryPath(wd)
+	path, err := ortlib.Find(ortlib.DefaultPlaces(*lib))
+	if err != nil {
+		fmt.Fprintf(stderr, "jetinfer-bench: %v\n", err)
+		return 1
 	}
-	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: *lib})
+	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: path})
 	if err != nil {
 		fmt.Fprintf(stderr, "jetinfer-bench: %v\n", err)
 		return 1
@@ -97,7 +99,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	fmt.Fprintf(stdout, "jetinfer-bench: %d cores (GOMAXPROCS %d), ONNX Runtime %s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), inference.ORTVersion)
+	fmt.Fprintf(stdout, "jetinfer-bench: %d cores (GOMAXPROCS %d), ONNX Runtime %s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), ortlib.Version)
 	for _, name := range strings.Split(*only, ",") {
 		var err error
 		switch name {

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/ortlib"
 	"github.com/jetinfer/jetinfer/node"
 )
 
@@ -80,7 +81,7 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 	fs := flag.NewFlagSet("jetinfer "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.RegisterFlags(fs)
-	ortLib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared library (default $"+inference.LibraryEnv+" or .cache/onnxruntime)")
+	ortLib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared `FILE` (default: $"+ortlib.LibraryEnv+", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: jetinfer %s [flags]\n\n%s\n\nFlags:\n", name, about)
 		fs.PrintDefaults()
@@ -103,10 +104,6 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 		fmt.Fprintln(stderr, "jetinfer: worker needs --nats-url: the NATS server that jetinfer serve or a cluster runs")
 		return 2
 	}
-	if *ortLib == "" {
-		wd, _ := os.Getwd()
-		*ortLib = inference.DefaultLibraryPath(wd)
-	}
 	log, err := newLogger(cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetinfer: %v\n", err)
@@ -115,7 +112,11 @@ func serve(args []string, stdout, stderr io.Writer, workerOnly bool) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: *ortLib})
+	lib, err := ortlib.Find(ortlib.DefaultPlaces(*ortLib))
+	var rt *inference.Runtime
+	if err == nil {
+		rt, err = inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib})
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("start failed")
 		return 1

@@ -16,17 +16,23 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetinfer/jetinfer/hfhub"
+	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/node"
 )
 
 const modelUsage = `Usage:
   jetinfer model import DIR --model-id ID [--replace] [flags]   upload a model artifact directory
+  jetinfer model import hf://ORG/NAME[@REVISION] --model-id ID [--file PATH] [--replace] [flags]
+                                                                 download a Hugging Face Hub model and upload it
   jetinfer model list [flags]                                    list the stored models
   jetinfer model delete ID [flags]                               delete a stored model
 
 Models live in the JetStream Object Store bucket ` + modelstore.Bucket + ` of the NATS server
 at --nats-url (a running 'jetinfer serve' with its embedded server listens on nats://127.0.0.1:4222).
+Hub downloads read HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE as huggingface_hub
+does, and keep the files in its cache.
 `
 
 // defaultNATSURL is the embedded nats-server's default client address.
@@ -52,13 +58,14 @@ func model(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	natsURL := fs.String("nats-url", defaultNATSURL, "`URL` of the NATS server or cluster (env "+node.EnvName("nats-url")+")")
 	creds := fs.String("nats-creds", "", "credentials `FILE` for --nats-url (env "+node.EnvName("nats-creds")+")")
-	var modelID string
+	var modelID, file string
 	var replace bool
 	wantArgs := 1
 	switch cmd {
 	case "import":
 		fs.StringVar(&modelID, "model-id", "", "`ID` to store the model under (required)")
 		fs.BoolVar(&replace, "replace", false, "replace a model already stored under the id")
+		fs.StringVar(&file, "file", "", "the ONNX `PATH` in a Hub repository (default onnx/model.onnx, else model.onnx, else the only .onnx file)")
 	case "list":
 		wantArgs = 0
 	}
@@ -89,6 +96,21 @@ func model(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	var src modelsource.Source
+	if cmd == "import" {
+		if src, err = modelsource.Parse(pos[0]); err != nil {
+			fmt.Fprintf(stderr, "jetinfer model import: %v\n", err)
+			return 2
+		}
+		if file != "" {
+			if src.Repo == "" {
+				fmt.Fprintf(stderr, "jetinfer model import: --file applies to hf:// sources only\n")
+				return 2
+			}
+			src.File = file
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	store, closeNATS, err := openModelStore(ctx, *natsURL, *creds)
@@ -100,7 +122,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "import":
-		err = modelImport(ctx, store, modelID, pos[0], replace, stdout, stderr)
+		err = modelImport(ctx, store, modelsource.Request{ModelID: modelID, Source: src, Replace: replace}, stdout, stderr)
 	case "list":
 		err = modelList(ctx, store, stdout)
 	case "delete":
@@ -159,21 +181,36 @@ func openModelStore(ctx context.Context, url, creds string) (*modelstore.Store, 
 	return store, func() { _ = nc.Drain() }, nil
 }
 
-func modelImport(ctx context.Context, store *modelstore.Store, modelID, dir string, replace bool, stdout, stderr io.Writer) error {
-	opts := modelstore.ImportOptions{Replace: replace}
-	var bar *progressBar
-	if isTerminal(stderr) {
-		bar = &progressBar{w: stderr}
-		opts.Progress = bar.update
+func modelImport(ctx context.Context, store *modelstore.Store, req modelsource.Request, stdout, stderr io.Writer) error {
+	var hub *hfhub.Client
+	if req.Source.Repo != "" {
+		var err error
+		if hub, err = hfhub.New(hfhub.ConfigFromEnv(os.LookupEnv)); err != nil {
+			return err
+		}
 	}
-	m, err := store.Import(ctx, modelID, dir, opts)
-	if bar != nil {
-		bar.finish()
+	var bars []*progressBar
+	if isTerminal(stderr) {
+		download, upload := &progressBar{w: stderr, label: "download"}, &progressBar{w: stderr, label: "upload  "}
+		bars = []*progressBar{download, upload}
+		req.Downloaded = download.update
+		req.Uploaded = func(done, total int64) {
+			download.finish() // the download is over once the upload starts
+			upload.update(done, total)
+		}
+	}
+	m, err := modelsource.Import(ctx, store, hub, req)
+	for _, b := range bars {
+		b.finish()
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "imported %s: %d files, %s, version %.12s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Digest)
+	from := ""
+	if m.Origin != nil {
+		from = " from " + m.Origin.URI
+	}
+	fmt.Fprintf(stdout, "imported %s%s: %d files, %s, version %.12s\n", m.ModelID, from, len(m.Files), humanBytes(m.Size), m.Digest)
 	return nil
 }
 
@@ -183,9 +220,16 @@ func modelList(ctx context.Context, store *modelstore.Store, stdout io.Writer) e
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODEL_ID\tFILES\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "MODEL_ID\tFILES\tSIZE\tCREATED\tSOURCE")
 	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Created.UTC().Format(time.RFC3339))
+		source := "-"
+		if m.Origin != nil {
+			source = m.Origin.URI
+			if m.Origin.StandsIn != "" {
+				source += " (stands in for " + m.Origin.StandsIn + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Created.UTC().Format(time.RFC3339), source)
 	}
 	return tw.Flush()
 }
@@ -204,6 +248,7 @@ func isTerminal(w io.Writer) bool {
 // the percentage, at most every 100ms.
 type progressBar struct {
 	w     io.Writer
+	label string
 	last  time.Time
 	drawn bool
 	done  int64
@@ -228,7 +273,7 @@ func (p *progressBar) draw() {
 		frac = float64(p.done) / float64(p.total)
 	}
 	filled := int(frac * barWidth)
-	fmt.Fprintf(p.w, "\r[%s%s] %s / %s %3.0f%%  ", strings.Repeat("#", filled), strings.Repeat(" ", barWidth-filled),
+	fmt.Fprintf(p.w, "\r%s [%s%s] %s / %s %3.0f%%  ", p.label, strings.Repeat("#", filled), strings.Repeat(" ", barWidth-filled),
 		humanBytes(p.done), humanBytes(p.total), frac*100)
 	p.drawn = true
 }
@@ -237,6 +282,7 @@ func (p *progressBar) finish() {
 	if p.drawn {
 		p.draw()
 		fmt.Fprintln(p.w)
+		p.drawn = false
 	}
 }
 

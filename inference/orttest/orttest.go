@@ -13,13 +13,14 @@ import (
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/ortlib"
 )
 
 // Run creates the environment, hands it to use, runs the tests and
 // destroys it; it returns the exit code for os.Exit. repoRoot is the path
 // from the test's package directory to the repository root.
 func Run(m *testing.M, repoRoot string, use func(*inference.Runtime)) int {
-	lib := os.Getenv(inference.LibraryEnv)
+	lib := os.Getenv(ortlib.LibraryEnv)
 	if lib == "" {
 		out, err := exec.Command(filepath.Join(repoRoot, "scripts", "install-ort.sh")).Output()
 		if err != nil {
@@ -28,7 +29,7 @@ func Run(m *testing.M, repoRoot string, use func(*inference.Runtime)) int {
 		}
 		lib = strings.TrimSpace(string(out))
 		// Binaries the tests start find the library the same way.
-		if err := os.Setenv(inference.LibraryEnv, lib); err != nil {
+		if err := os.Setenv(ortlib.LibraryEnv, lib); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

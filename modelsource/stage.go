@@ -1,0 +1,253 @@
+package modelsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/jetinfer/jetinfer/hfhub"
+	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
+	"github.com/jetinfer/jetinfer/modelstore"
+)
+
+// Errors about a repository's contents, which callers report as the
+// user's mistake rather than a failure to retry.
+var (
+	ErrNoONNX        = errors.New("no ONNX graph in the repository")
+	ErrAmbiguousONNX = errors.New("several ONNX graphs in the repository")
+	ErrNoTokenizer   = errors.New("no tokenizer.json in the repository")
+	ErrBadTokenizer  = errors.New("tokenizer.json cannot be loaded")
+)
+
+// sentence-transformers files the artifact format reads (see
+// inference.readSentenceTransformers), and its module directories such as
+// 1_Pooling/config.json.
+var (
+	stFiles    = []string{"modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"}
+	stModuleRe = regexp.MustCompile(`^[0-9]+_[A-Za-z]+/config\.json$`)
+)
+
+// link is one file of the artifact directory: the repository file From
+// appears as To.
+type link struct {
+	From, To string
+	Size     int64
+}
+
+// pickFiles chooses what a model artifact needs from a repository: the
+// ONNX graph (as model.onnx), its external data files (under their own
+// names, which the graph refers to), tokenizer.json, config.json and the
+// sentence-transformers files.
+func pickFiles(repo hfhub.Repo, onnxFile string) ([]link, error) {
+	var graphs []string
+	for _, f := range repo.Files {
+		if strings.HasSuffix(f.Path, ".onnx") {
+			graphs = append(graphs, f.Path)
+		}
+	}
+	if onnxFile == "" {
+		switch {
+		case hasFile(repo, "onnx/"+artifact.ONNXFile):
+			onnxFile = "onnx/" + artifact.ONNXFile
+		case hasFile(repo, artifact.ONNXFile):
+			onnxFile = artifact.ONNXFile
+		case len(graphs) == 1:
+			onnxFile = graphs[0]
+		case len(graphs) == 0:
+			return nil, fmt.Errorf("%w: %s@%s has no .onnx file; export the model to ONNX first", ErrNoONNX, repo.ID, repo.Commit)
+		default:
+			return nil, fmt.Errorf("%w: %s@%s has %s; choose one with --file (or hf://%s/FILE)", ErrAmbiguousONNX,
+				repo.ID, repo.Commit, strings.Join(graphs, ", "), repo.ID)
+		}
+	} else if !hasFile(repo, onnxFile) {
+		return nil, fmt.Errorf("%w: %s@%s has no %s (it has %s)", ErrNoONNX, repo.ID, repo.Commit, onnxFile, orNone(graphs))
+	}
+	add := func(out []link, from, to string) []link {
+		f, _ := repo.File(from)
+		return append(out, link{From: from, To: to, Size: f.Size})
+	}
+	out := add(nil, onnxFile, artifact.ONNXFile)
+	dir, base := path.Split(onnxFile)
+	for _, f := range repo.Files {
+		name, ok := strings.CutPrefix(f.Path, dir)
+		if ok && !strings.Contains(name, "/") && (strings.HasPrefix(name, base+"_data") || strings.HasPrefix(name, base+".data")) {
+			out = add(out, f.Path, name)
+		}
+	}
+	switch {
+	case hasFile(repo, artifact.TokenizerFile):
+		out = add(out, artifact.TokenizerFile, artifact.TokenizerFile)
+	case dir != "" && hasFile(repo, dir+artifact.TokenizerFile):
+		out = add(out, dir+artifact.TokenizerFile, artifact.TokenizerFile)
+	default:
+		return nil, fmt.Errorf("%w: %s@%s", ErrNoTokenizer, repo.ID, repo.Commit)
+	}
+	for _, f := range repo.Files {
+		if f.Path == artifact.HFConfigFile || f.Path == artifact.ConfigFile || slices.Contains(stFiles, f.Path) || stModuleRe.MatchString(f.Path) {
+			out = add(out, f.Path, f.Path)
+		}
+	}
+	return out, nil
+}
+
+func hasFile(repo hfhub.Repo, p string) bool {
+	_, ok := repo.File(p)
+	return ok
+}
+
+func orNone(list []string) string {
+	if len(list) == 0 {
+		return "no .onnx file"
+	}
+	return strings.Join(list, ", ")
+}
+
+// Hub is what staging needs of a Hub client.
+type Hub interface {
+	Resolve(ctx context.Context, repoID, revision string) (hfhub.Repo, error)
+	Download(ctx context.Context, repo hfhub.Repo, path string, progress func(int64)) (string, error)
+}
+
+// Staged is a Hub repository laid out as an artifact directory.
+type Staged struct {
+	// Dir holds links into the Hugging Face cache and the jetinfer.json
+	// of the source table; Close removes it.
+	Dir    string
+	Origin modelstore.Origin
+}
+
+// Close removes the staging directory (the cache keeps the files).
+func (s Staged) Close() error { return os.RemoveAll(s.Dir) }
+
+// StageHub downloads what the model needs from src's repository into the
+// Hugging Face cache and lays it out as an artifact directory. config,
+// if set, becomes its jetinfer.json. progress is told the bytes done of
+// the whole model as they arrive.
+func StageHub(ctx context.Context, hub Hub, src Source, config string, progress func(done, total int64)) (Staged, error) {
+	if src.Repo == "" {
+		return Staged{}, fmt.Errorf("%w: %s is not a Hub repository", ErrInvalid, src)
+	}
+	repo, err := hub.Resolve(ctx, src.Repo, src.Revision)
+	if err != nil {
+		return Staged{}, err
+	}
+	links, err := pickFiles(repo, src.File)
+	if err != nil {
+		return Staged{}, err
+	}
+	if config != "" { // the source table's jetinfer.json wins over the repository's
+		links = slices.DeleteFunc(links, func(l link) bool { return l.To == artifact.ConfigFile })
+	}
+	var total int64
+	for _, l := range links {
+		total += max(l.Size, 0)
+	}
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
+	var done atomic.Int64
+	progress(0, total)
+	dir, err := os.MkdirTemp("", "jetinfer-stage-")
+	if err != nil {
+		return Staged{}, err
+	}
+	staged := Staged{Dir: dir, Origin: modelstore.Origin{
+		URI:  (Source{Repo: repo.ID, Revision: repo.Commit, File: links[0].From}).String(),
+		Repo: repo.ID, Revision: repo.Revision, Commit: repo.Commit, File: links[0].From,
+	}}
+	fail := func(err error) (Staged, error) {
+		_ = staged.Close()
+		return Staged{}, err
+	}
+	for _, l := range links {
+		p, err := hub.Download(ctx, repo, l.From, func(n int64) { progress(done.Add(n), total) })
+		if err != nil {
+			return fail(err)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(l.To))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.Symlink(p, dst); err != nil {
+			return fail(err)
+		}
+	}
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(dir, artifact.ConfigFile), []byte(config), 0o644); err != nil {
+			return fail(err)
+		}
+	}
+	if err := checkTokenizer(dir, repo.ID+"@"+repo.Commit); err != nil {
+		return fail(err)
+	}
+	return staged, nil
+}
+
+// checkTokenizer refuses a tokenizer the engine cannot load, which would
+// only fail at deployment, on every worker.
+func checkTokenizer(dir, what string) error {
+	if _, err := tokenizer.Load(tokenizer.Config{Path: filepath.Join(dir, artifact.TokenizerFile), MaxLength: 512}); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadTokenizer, what, err)
+	}
+	return nil
+}
+
+// Request is one import into the model store.
+type Request struct {
+	ModelID string
+	Source  Source
+	// Config, if set, becomes a Hub model's jetinfer.json.
+	Config string
+	// StandsIn is recorded in the manifest's origin.
+	StandsIn string
+	Replace  bool
+	// Downloaded is told the bytes of a download, Uploaded the bytes
+	// written to the model store.
+	Downloaded, Uploaded func(done, total int64)
+	// StageDir holds what a mirror download stages (default: the system's
+	// temporary directory); Hub downloads stage in the Hugging Face cache.
+	StageDir string
+}
+
+// Import brings req.Source into the store as req.ModelID: a directory as
+// it is, a Hub repository through the Hugging Face cache. Nothing is
+// visible in the store before the whole model is (modelstore.Import).
+func Import(ctx context.Context, store *modelstore.Store, hub Hub, req Request) (modelstore.Manifest, error) {
+	opts := modelstore.ImportOptions{Replace: req.Replace, Progress: req.Uploaded}
+	if req.Source.Dir != "" {
+		return store.Import(ctx, req.ModelID, req.Source.Dir, opts)
+	}
+	if err := modelstore.ValidateModelID(req.ModelID); err != nil {
+		return modelstore.Manifest{}, err
+	}
+	var staged Staged
+	var err error
+	switch {
+	case req.Source.URL != "":
+		parent := req.StageDir
+		if parent == "" {
+			parent = os.TempDir()
+		}
+		staged, err = StageMirror(ctx, nil, req.Source.URL, parent, req.Downloaded)
+	case hub == nil:
+		return modelstore.Manifest{}, fmt.Errorf("%w: %s: no Hub client", ErrInvalid, req.Source)
+	default:
+		staged, err = StageHub(ctx, hub, req.Source, req.Config, req.Downloaded)
+	}
+	if err != nil {
+		return modelstore.Manifest{}, err
+	}
+	defer staged.Close()
+	origin := staged.Origin
+	origin.StandsIn = req.StandsIn
+	opts.Origin = &origin
+	return store.Import(ctx, req.ModelID, staged.Dir, opts)
+}
