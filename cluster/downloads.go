@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/kv"
 )
 
@@ -39,11 +41,15 @@ type Download struct {
 	State  string `json:"state"`
 	// Done and Total count the bytes of the whole model; Total is 0 until
 	// the repository was listed.
-	Done    int64     `json:"bytes_done"`
-	Total   int64     `json:"bytes_total"`
-	Error   string    `json:"error,omitempty"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
+	Done  int64  `json:"bytes_done"`
+	Total int64  `json:"bytes_total"`
+	Error string `json:"error,omitempty"`
+	// ErrorStatus and ErrorBody are the failure as the Elasticsearch error
+	// the downloading worker reported, passed on to the workers that waited.
+	ErrorStatus int             `json:"error_status,omitempty"`
+	ErrorBody   json.RawMessage `json:"error_body,omitempty"`
+	Started     time.Time       `json:"started"`
+	Updated     time.Time       `json:"updated"`
 }
 
 // Downloads coordinates downloads through DownloadBucket.
@@ -95,8 +101,9 @@ func (d *Downloads) All(ctx context.Context) (map[string]Download, error) {
 	return out, nil
 }
 
-// ErrDownloadFailed wraps the recorded failure of another worker's
-// download that a waiting worker returns.
+// ErrDownloadFailed is wrapped by the error a waiting worker returns when
+// the download it waited for failed; the error also holds that failure as
+// a *StartError, the Elasticsearch error the downloading worker reported.
 var ErrDownloadFailed = errors.New("model download failed")
 
 // Fetch is one download: it reports the bytes done of total as they come.
@@ -134,7 +141,8 @@ func (d *Downloads) Once(ctx context.Context, modelID, source string, stored fun
 					continue
 				}
 			case e.Err == nil && e.Value.State == DownloadFailed:
-				return fmt.Errorf("%w on %s: %s", ErrDownloadFailed, e.Value.Node, e.Value.Error)
+				return fmt.Errorf("%w on %s: %w", ErrDownloadFailed, e.Value.Node,
+					&StartError{Status: e.Value.ErrorStatus, Body: e.Value.ErrorBody})
 			default:
 				if err := d.wait(ctx, key); err != nil {
 					return err
@@ -146,7 +154,21 @@ func (d *Downloads) Once(ctx context.Context, modelID, source string, stored fun
 		if err != nil {
 			return err
 		}
+		// Another worker may have finished between the look and the take.
+		if ok, err := stored(ctx); err != nil || ok {
+			d.release(ctx, key, rev, modelID)
+			return err
+		}
 		return d.run(ctx, key, rev, mine, fetch)
+	}
+}
+
+// release deletes the key this worker holds, so that nobody waits on it.
+func (d *Downloads) release(ctx context.Context, key string, rev uint64, modelID string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.Timeout)
+	defer cancel()
+	if err := d.b.DeleteRevision(cctx, key, rev); err != nil && !errors.Is(err, kv.ErrConflict) {
+		d.log.Warn().Err(err).Str("model_id", modelID).Msg("clear model download")
 	}
 }
 
@@ -174,7 +196,8 @@ func (d *Downloads) wait(ctx context.Context, key string) error {
 }
 
 // run downloads while renewing the key with the progress, then deletes
-// the key, or records the failure in it.
+// the key, or records the failure in it. A download ended by ctx (this
+// worker stopping) deletes the key: a waiting worker takes over.
 func (d *Downloads) run(ctx context.Context, key string, rev uint64, rec Download, fetch Fetch) error {
 	var mu sync.Mutex
 	progress := func(done, total int64) {
@@ -182,7 +205,9 @@ func (d *Downloads) run(ctx context.Context, key string, rev uint64, rec Downloa
 		rec.Done, rec.Total = done, total
 		mu.Unlock()
 	}
-	renewCtx, stopRenew := context.WithCancel(ctx)
+	// The renewal stops on a channel, not by cancelling its context: an
+	// update in flight completes, so rev stays the key's revision.
+	stop := make(chan struct{})
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
@@ -190,7 +215,7 @@ func (d *Downloads) run(ctx context.Context, key string, rev uint64, rec Downloa
 		defer t.Stop()
 		for {
 			select {
-			case <-renewCtx.Done():
+			case <-stop:
 				return
 			case <-t.C:
 			}
@@ -198,34 +223,34 @@ func (d *Downloads) run(ctx context.Context, key string, rev uint64, rec Downloa
 			rec.Updated = time.Now().UTC()
 			v := rec
 			mu.Unlock()
-			next, err := d.b.Update(renewCtx, key, v, rev)
-			if err != nil {
-				if renewCtx.Err() == nil {
-					// Lost (a stall past the TTL): another worker may
-					// download too; the model store keeps one import.
-					d.log.Warn().Err(err).Str("model_id", rec.ModelID).Msg("model download lock lost")
-				}
-				continue
+			next, err := d.b.Update(ctx, key, v, rev)
+			if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
+				// Lost (a stall past the TTL): another worker may download
+				// too; the model store keeps one import.
+				d.log.Warn().Err(err).Str("model_id", rec.ModelID).Msg("model download lock lost")
+				return
 			}
-			rev = next
+			if err == nil {
+				rev = next
+			}
 		}
 	}()
 	err := fetch(ctx, progress)
-	stopRenew()
+	close(stop)
 	<-renewed
-	// The key is cleared even when ctx ended: waiters must not wait on it.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.Timeout)
-	defer cancel()
-	if err == nil {
-		if derr := d.b.DeleteRevision(cctx, key, rev); derr != nil && !errors.Is(derr, kv.ErrConflict) {
-			d.log.Warn().Err(derr).Str("model_id", rec.ModelID).Msg("clear model download")
-		}
-		return nil
+	if err == nil || ctx.Err() != nil {
+		d.release(ctx, key, rev, rec.ModelID)
+		return err
 	}
 	mu.Lock()
 	rec.State, rec.Error, rec.Updated = DownloadFailed, err.Error(), time.Now().UTC()
+	es := eserror.As(err)
+	rec.ErrorStatus = es.Status
+	rec.ErrorBody, _ = es.MarshalJSON()
 	v := rec
 	mu.Unlock()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.Timeout)
+	defer cancel()
 	if _, uerr := d.b.Update(cctx, key, v, rev); uerr != nil && !errors.Is(uerr, kv.ErrConflict) {
 		d.log.Warn().Err(uerr).Str("model_id", rec.ModelID).Msg("record failed model download")
 	}

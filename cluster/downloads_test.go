@@ -3,12 +3,14 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/kv"
 )
 
@@ -39,6 +41,13 @@ func TestDownloadOnce(t *testing.T) {
 		return err
 	}
 
+	// b must wait, never fetch: if it did (the test's timing failed), it
+	// says so instead of blocking.
+	fetchB := func(context.Context, func(int64, int64)) error {
+		fetches.Add(100)
+		return errors.New("b fetched")
+	}
+
 	// a downloads; b waits for it; the progress is readable meanwhile.
 	var wg sync.WaitGroup
 	results := make([]error, 2)
@@ -48,8 +57,8 @@ func TestDownloadOnce(t *testing.T) {
 		return d.Done == 40 && d.Total == 100 && d.Node == "a" && d.State == DownloadRunning
 	})
 	wg.Add(1)
-	go func() { defer wg.Done(); results[1] = b.Once(ctx, ".m", "hf://org/m", isStored, fetch) }()
-	time.Sleep(200 * time.Millisecond) // b is waiting, not fetching
+	go func() { defer wg.Done(); results[1] = b.Once(ctx, ".m", "hf://org/m", isStored, fetchB) }()
+	time.Sleep(200 * time.Millisecond) // b finds a's key and waits
 	release <- nil
 	wg.Wait()
 	if results[0] != nil || results[1] != nil || fetches.Load() != 1 {
@@ -70,15 +79,20 @@ func TestDownloadOnce(t *testing.T) {
 	go func() { defer wg.Done(); results[0] = a.Once(ctx, ".n", "hf://org/n", isStored, fetch) }()
 	waitDownload(t, a, ".n", func(d Download) bool { return d.State == DownloadRunning })
 	wg.Add(1)
-	go func() { defer wg.Done(); results[1] = b.Once(ctx, ".n", "hf://org/n", isStored, fetch) }()
+	go func() { defer wg.Done(); results[1] = b.Once(ctx, ".n", "hf://org/n", isStored, fetchB) }()
 	time.Sleep(200 * time.Millisecond)
-	release <- errors.New("checksum mismatch")
+	release <- eserror.Internal(errors.New("checksum mismatch"), "Could not download model [.n] from [hf://org/n]")
 	wg.Wait()
-	if results[0] == nil || results[0].Error() != "checksum mismatch" || !errors.Is(results[1], ErrDownloadFailed) ||
-		results[1].Error() != "model download failed on a: checksum mismatch" || fetches.Load() != 1 {
+	var start *StartError
+	if results[0] == nil || !strings.Contains(results[0].Error(), "checksum mismatch") || !errors.Is(results[1], ErrDownloadFailed) ||
+		!errors.As(results[1], &start) || start.Status != 500 || fetches.Load() != 1 {
 		t.Fatalf("results %v; %d fetches", results, fetches.Load())
 	}
-	if d, err := b.Get(ctx, ".n"); err != nil || d.State != DownloadFailed || d.Error != "checksum mismatch" {
+	// The waiter gets the downloader's Elasticsearch error as it was.
+	if want, _ := eserror.As(results[0]).MarshalJSON(); string(start.Body) != string(want) {
+		t.Errorf("waiter's error %s, want %s", start.Body, want)
+	}
+	if d, err := b.Get(ctx, ".n"); err != nil || d.State != DownloadFailed || !strings.Contains(d.Error, "checksum mismatch") {
 		t.Errorf("recorded failure %+v, %v", d, err)
 	}
 	all, err := a.All(ctx)
@@ -131,5 +145,53 @@ func TestDownloadTakenOverFromADeadWorker(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < time.Second {
 		t.Errorf("took over after %s, before the dead worker's record expired", waited)
+	}
+}
+
+// TestDownloadReleasedWhenItsWorkerStops: a download ended by its worker
+// stopping leaves no failure behind; a waiting worker takes over at once.
+func TestDownloadReleasedWhenItsWorkerStops(t *testing.T) {
+	js := startJS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := OpenDownloads(ctx, js, config.StoreConfig{Replicas: 1}, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenDownloads(ctx, js, config.StoreConfig{Replicas: 1}, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.poll = 20 * time.Millisecond
+	var stored atomic.Bool
+	isStored := func(context.Context) (bool, error) { return stored.Load(), nil }
+	stopA, cancelA := context.WithCancel(ctx)
+	aDone := make(chan error, 1)
+	go func() {
+		aDone <- a.Once(stopA, ".m", "hf://org/m", isStored, func(ctx context.Context, _ func(int64, int64)) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	waitDownload(t, a, ".m", func(d Download) bool { return d.Node == "a" })
+	bDone := make(chan error, 1)
+	go func() {
+		bDone <- b.Once(ctx, ".m", "hf://org/m", isStored, func(context.Context, func(int64, int64)) error {
+			stored.Store(true)
+			return nil
+		})
+	}()
+	time.Sleep(100 * time.Millisecond) // b waits on a's key
+	cancelA()
+	if err := <-aDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("a: %v", err)
+	}
+	select {
+	case err := <-bDone:
+		if err != nil || !stored.Load() {
+			t.Errorf("b: %v, stored %v; want b to download", err, stored.Load())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b still waits for a download whose worker stopped")
 	}
 }

@@ -158,3 +158,24 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 	})
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
 }
+
+// Parse reads an envelope that MarshalJSON wrote (another process's error,
+// passed on through NATS) back into an Error that renders the same.
+func Parse(data []byte) (*Error, error) {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("eserror: parse envelope: %w", err)
+	}
+	if env.Error.Type == "" || env.Status == 0 {
+		return nil, fmt.Errorf("eserror: %q is not an error envelope", data)
+	}
+	e := &Error{Status: env.Status, Type: env.Error.Type, Reason: env.Error.Reason}
+	for c, at := env.Error.CausedBy, e; c != nil; c = c.CausedBy {
+		at.Cause = &Error{Status: env.Status, Type: c.Type, Reason: c.Reason}
+		at = at.Cause
+	}
+	if len(env.Error.RootCause) == 1 && e.Cause != nil && env.Error.RootCause[0].Type != e.Type {
+		e.RootIsCause = true
+	}
+	return e, nil
+}

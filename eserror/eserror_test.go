@@ -34,3 +34,27 @@ func TestValidationAndAs(t *testing.T) {
 		t.Errorf("As(plain error) = %+v", e)
 	}
 }
+
+func TestParseRendersTheSame(t *testing.T) {
+	inner := NotFound("offline mode and not in the cache")
+	outer := New(404, TypeResourceNotFound, "Could not deploy model [x] as the model cannot be found.")
+	outer.Cause = inner
+	wrapping := Internal(errors.New("checksum mismatch"), "Could not download model [x]")
+	wrapping.RootIsCause = true
+	for _, e := range []*Error{BadRequest("plain"), outer, wrapping} {
+		want, err := e.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := back.MarshalJSON(); string(got) != string(want) || back.Status != e.Status {
+			t.Errorf("parsed back:\n%s\nwant\n%s", got, want)
+		}
+	}
+	if _, err := Parse([]byte(`{"acknowledged":true}`)); err == nil {
+		t.Error("a body without an error parsed")
+	}
+}

@@ -59,12 +59,12 @@ func (c *Client) cachedRepo(repoID, revision string) (Repo, error) {
 		}
 	}
 	root := filepath.Join(c.repoDir(repoID), "snapshots", commit)
-	r := Repo{ID: repoID, Revision: revision, Commit: commit}
+	r := Repo{ID: repoID, Revision: revision, Commit: commit, FromCache: true}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() {
+		if d.IsDir() || strings.Contains(d.Name(), ".link-") { // a link being made, or left by a crash
 			return nil
 		}
 		st, err := os.Stat(p) // snapshot files are symbolic links to blobs

@@ -48,6 +48,9 @@ func (c *Client) Download(ctx context.Context, repo Repo, path string, progress 
 	if err := validatePath(path); err != nil {
 		return "", err
 	}
+	if err := ValidateRepoID(repo.ID); err != nil {
+		return "", err
+	}
 	if !isCommit(repo.Commit) {
 		return "", fmt.Errorf("hfhub: %s: resolve the revision before downloading", repo.ID)
 	}
@@ -56,6 +59,7 @@ func (c *Client) Download(ctx context.Context, repo Repo, path string, progress 
 	}
 	snap := c.snapshotPath(repo.ID, repo.Commit, path)
 	if st, err := os.Stat(snap); err == nil && st.Mode().IsRegular() {
+		progress(st.Size()) // done already: the model's total counts it
 		return snap, nil
 	}
 	if c.cfg.Offline {
@@ -169,7 +173,18 @@ func normalizeETag(e string) string {
 func (c *Client) fetchBlob(ctx context.Context, repo Repo, path string, meta fileMeta, blob string, progress func(int64)) error {
 	part := blob + ".incomplete"
 	reported := int64(0) // bytes of part that progress was told about
+	stale := false       // the CDN refused meta.location
 	err := c.retry(ctx, "download "+path+" of "+repo.ID, func(ctx context.Context) error {
+		if stale {
+			fresh, err := c.fileMeta(ctx, repo, path)
+			if err != nil {
+				return err
+			}
+			if fresh.etag != meta.etag {
+				return fmt.Errorf("%w: %s of %s changed during the download (etag %s, was %s)", ErrUnavailable, path, repo.ID, fresh.etag, meta.etag)
+			}
+			meta.location, stale = fresh.location, false
+		}
 		f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
@@ -221,6 +236,7 @@ func (c *Client) fetchBlob(ctx context.Context, repo Repo, path string, meta fil
 			return retryable(fmt.Errorf("%w: %s: the server refused to resume", ErrUnavailable, path))
 		}
 		if err := c.statusError(resp, repo.ID, repo.Commit, path); err != nil {
+			stale = errors.Is(err, errStaleLocation)
 			return err
 		}
 		switch {

@@ -76,9 +76,11 @@ type Config struct {
 
 // ConfigFromEnv reads the environment variables huggingface_hub reads:
 // HF_ENDPOINT, HF_TOKEN (or HUGGING_FACE_HUB_TOKEN, or the file
-// HF_TOKEN_PATH, default $HF_HOME/token), HF_HOME (default
-// $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface), HF_HUB_CACHE
-// (default $HF_HOME/hub) and HF_HUB_OFFLINE.
+// HF_TOKEN_PATH, default $HF_HOME/token, unless
+// HF_HUB_DISABLE_IMPLICIT_TOKEN), HF_HOME (default
+// $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface), HF_HUB_CACHE (or
+// HUGGINGFACE_HUB_CACHE; default $HF_HOME/hub) and HF_HUB_OFFLINE (or
+// TRANSFORMERS_OFFLINE).
 func ConfigFromEnv(lookup func(string) (string, bool)) Config {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	cfg := Config{Endpoint: strings.TrimRight(get("HF_ENDPOINT"), "/")}
@@ -97,17 +99,27 @@ func ConfigFromEnv(lookup func(string) (string, bool)) Config {
 	}
 	cfg.CacheDir = get("HF_HUB_CACHE")
 	if cfg.CacheDir == "" {
+		cfg.CacheDir = get("HUGGINGFACE_HUB_CACHE") // the older name
+	}
+	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(home, "hub")
 	}
-	switch strings.ToLower(get("HF_HUB_OFFLINE")) {
-	case "1", "true", "yes", "on":
-		cfg.Offline = true
+	truthy := func(k string) bool {
+		switch strings.ToLower(get(k)) {
+		case "1", "true", "yes", "on":
+			return true
+		}
+		return false
 	}
+	cfg.Offline = truthy("HF_HUB_OFFLINE") || truthy("TRANSFORMERS_OFFLINE")
 	for _, k := range []string{"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} {
 		if v := strings.TrimSpace(get(k)); v != "" {
 			cfg.Token, cfg.TokenSource = v, k
 			return cfg
 		}
+	}
+	if truthy("HF_HUB_DISABLE_IMPLICIT_TOKEN") {
+		return cfg
 	}
 	tokenPath := get("HF_TOKEN_PATH")
 	if tokenPath == "" {
@@ -159,6 +171,19 @@ func New(cfg Config) (*Client, error) {
 			MaxIdleConnsPerHost:   4,
 		}}
 	}
+	// Go keeps Authorization on a redirect to the same host name on
+	// another port, or to a subdomain: only the endpoint itself gets it.
+	follow := *c.http
+	follow.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if !c.sameHost(req.URL) {
+			req.Header.Del("Authorization")
+		}
+		return nil
+	}
+	c.http = &follow
 	nr := *c.http
 	nr.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.noRedirect = &nr
@@ -176,6 +201,9 @@ type Repo struct {
 	ID string
 	// Revision is what was asked for: a branch, tag or commit.
 	Revision string
+	// FromCache is set when the Hub was not asked (offline, or
+	// unreachable): Files lists only what the cache holds.
+	FromCache bool
 	// Commit is the revision's 40-hex commit id.
 	Commit string
 	Files  []RepoFile
@@ -205,10 +233,10 @@ func ValidateRepoID(id string) error {
 		return fmt.Errorf("hfhub: repository id %q: want org/name", id)
 	}
 	for _, p := range parts {
-		if p == "" || p == "." || p == ".." || len(p) > 96 || strings.ContainsFunc(p, func(r rune) bool {
+		if p == "" || p == "." || p == ".." || len(p) > 96 || strings.Contains(p, "--") || strings.ContainsFunc(p, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 		}) {
-			return fmt.Errorf("hfhub: repository id %q: want org/name of letters, digits, '-', '_' and '.'", id)
+			return fmt.Errorf("hfhub: repository id %q: want org/name of letters, digits, '-', '_' and '.' (no \"--\")", id)
 		}
 	}
 	return nil
@@ -297,7 +325,7 @@ func validatePath(p string) error {
 }
 
 // send sends one request; Authorization goes only to the endpoint's host
-// (http.Client drops it on a redirect to another host).
+// (on redirects too: see New).
 func (c *Client) send(ctx context.Context, client *http.Client, method, u string, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
@@ -338,6 +366,12 @@ func (c *Client) statusError(resp *http.Response, repoID, revision, path string)
 	if resp.StatusCode < 400 {
 		return nil
 	}
+	if !c.sameHost(resp.Request.URL) {
+		// The CDN's 403/404/410 is most often a signed URL that expired
+		// (a long resume, a wait for another downloader): the next try
+		// asks the Hub for a fresh one.
+		return retryable(fmt.Errorf("%w: %w: %s answered %s", ErrUnavailable, errStaleLocation, redact(resp.Request.URL.String()), resp.Status))
+	}
 	what := repoID
 	if revision != "" {
 		what += "@" + revision
@@ -372,6 +406,10 @@ func (c *Client) statusError(resp *http.Response, repoID, revision, path string)
 	}
 	return fmt.Errorf("%w: %s answered %s%s", ErrUnavailable, redact(resp.Request.URL.String()), resp.Status, msg)
 }
+
+// errStaleLocation marks a failure of the CDN that a fresh download URL
+// from the Hub may cure.
+var errStaleLocation = errors.New("download URL refused")
 
 // retryableError marks a failure worth another try: the network, a 5xx or
 // 429, a cut or stalled body.

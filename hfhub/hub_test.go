@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,8 +224,7 @@ func TestDownloadRefusesBytesThatDoNotMatchTheEtag(t *testing.T) {
 	}
 }
 
-// assertNoPartials fails if a .incomplete file or a blob the snapshots do
-// not name is left in the cache.
+// assertNoPartials fails if a .incomplete file is left in the cache.
 func assertNoPartials(t *testing.T, cache string) {
 	t.Helper()
 	_ = filepath.WalkDir(cache, func(p string, d os.DirEntry, err error) error {
@@ -371,5 +372,111 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if cfg := hfhub.ConfigFromEnv(env("XDG_CACHE_HOME", "/x")); cfg.CacheDir != "/x/huggingface/hub" {
 		t.Errorf("XDG_CACHE_HOME: %+v", cfg)
+	}
+}
+
+func TestDownloadRecoversFromTheCDN(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(t, nil)
+	ctx := context.Background()
+	repo, err := c.Resolve(ctx, repoID, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const graph = "onnx/model.onnx"
+	heads := func() int {
+		n := 0
+		for _, r := range f.hub.Requests() {
+			if r.Method == "HEAD" && strings.HasSuffix(r.Path, "/"+graph) {
+				n++
+			}
+		}
+		return n
+	}
+
+	// A signed URL that expired: the Hub is asked for a fresh one.
+	f.hub.Expire(graph, 1)
+	if _, err := c.Download(ctx, repo, graph, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := heads(); n != 2 {
+		t.Errorf("%d metadata requests, want 2 (the second for a fresh URL)", n)
+	}
+
+	// A partial download left by an earlier run is resumed; a server that
+	// ignores Range sends the whole file again, and the file is right.
+	for _, ignore := range []bool{false, true} {
+		cache := t.TempDir()
+		c := f.client(t, func(c *hfhub.Config) { c.CacheDir = cache })
+		if ignore {
+			f.hub.IgnoreRange(graph)
+		}
+		want := f.files[graph]
+		blobs := filepath.Join(cache, "models--intfloat--multilingual-e5-small", "blobs")
+		if err := os.MkdirAll(blobs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(blobs, sha256Hex(want)+".incomplete"), want[:1000], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := len(f.hub.Requests())
+		var progressed atomic.Int64
+		p, err := c.Download(ctx, repo, graph, func(n int64) { progressed.Add(n) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(p); !bytes.Equal(data, want) {
+			t.Fatalf("ignore range %v: the file differs from the Hub's", ignore)
+		}
+		if progressed.Load() != int64(len(want)) {
+			t.Errorf("ignore range %v: progress %d, want %d", ignore, progressed.Load(), len(want))
+		}
+		var ranges []string
+		for _, r := range f.hub.Requests()[start:] {
+			if r.Host == "cdn" {
+				ranges = append(ranges, r.Range)
+			}
+		}
+		if len(ranges) != 1 || ranges[0] != "bytes=1000-" {
+			t.Errorf("ignore range %v: CDN ranges %q, want one resume at 1000", ignore, ranges)
+		}
+	}
+}
+
+func TestTokenStaysWithTheEndpoint(t *testing.T) {
+	f := newFixture(t)
+	// An endpoint that redirects everything to the fake Hub: the same host
+	// name on another port, which Go's client would send the token to.
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, f.hub.URL()+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(front.Close)
+	c := f.client(t, func(c *hfhub.Config) { c.Endpoint, c.Token = front.URL, "hf_secret" })
+	if _, err := c.Resolve(context.Background(), repoID, "main"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.hub.Requests()
+	if len(reqs) != 1 || reqs[0].Authorization != "" {
+		t.Errorf("the redirected listing reached another port with %+v", reqs)
+	}
+}
+
+func TestUnsafeNamesAreRefused(t *testing.T) {
+	f := newFixture(t)
+	f.hub.Add(hubtest.Repo{ID: "org/evil", Files: map[string][]byte{"../../escape.onnx": []byte("x"), "model.onnx": []byte("y")}})
+	c := f.client(t, nil)
+	ctx := context.Background()
+	repo, err := c.Resolve(ctx, "org/evil", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(repo.Files) != 1 || repo.Files[0].Path != "model.onnx" {
+		t.Errorf("listing kept %+v", repo.Files)
+	}
+	if _, err := c.Download(ctx, repo, "../../escape.onnx", nil); err == nil || !strings.Contains(err.Error(), `invalid file path "../../escape.onnx"`) {
+		t.Errorf("download of a path outside the snapshot: %v", err)
+	}
+	if _, err := c.Resolve(ctx, "a--b/c", "main"); err == nil {
+		t.Error(`"a--b/c" accepted: it shares models--a--b--c with "a/b--c"`)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,13 +33,29 @@ func mirrorFiles() []string {
 // mirrorAttempts bounds the tries of one mirror request.
 const mirrorAttempts = 3
 
+// NewMirrorClient returns the client StageMirror needs: connect and header
+// timeouts (each file's transfer is bounded by its size).
+func NewMirrorClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: time.Minute,
+		IdleConnTimeout:       time.Minute,
+	}}
+}
+
+// transferTimeout bounds one file's transfer: a minute plus the time it
+// takes at 1 MiB/s, far below what a mirror on the cluster's network
+// delivers; a stalled transfer is retried.
+func transferTimeout(size int64) time.Duration {
+	return time.Minute + time.Duration(max(size, 0)/(1<<20))*time.Second
+}
+
 // StageMirror downloads an artifact directory from a mirror URL into a new
 // directory under parent (files of hundreds of megabytes: not a tmpfs).
 // progress is told the bytes done of the whole model.
 func StageMirror(ctx context.Context, client *http.Client, base, parent string, progress func(done, total int64)) (Staged, error) {
-	if client == nil {
-		client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute}}
-	}
 	if progress == nil {
 		progress = func(int64, int64) {}
 	}
@@ -78,7 +95,7 @@ func StageMirror(ctx context.Context, client *http.Client, base, parent string, 
 			_ = staged.Close()
 			return Staged{}, err
 		}
-		n, err := mirrorGet(ctx, client, base+"/"+f, dst, func(n int64) { done += n; progress(done, total) })
+		n, err := mirrorGet(ctx, client, base+"/"+f, dst, sizes[f], func(n int64) { done += n; progress(done, total) })
 		if err == nil && sizes[f] >= 0 && n != sizes[f] {
 			err = fmt.Errorf("%w: %s/%s: got %d bytes, the mirror said %d", ErrMirror, base, f, n, sizes[f])
 		}
@@ -98,6 +115,8 @@ func StageMirror(ctx context.Context, client *http.Client, base, parent string, 
 func mirrorHead(ctx context.Context, client *http.Client, u string) (int64, error) {
 	var size int64
 	err := mirrorRetry(ctx, func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 		if err != nil {
 			return false, err
@@ -125,13 +144,15 @@ func mirrorHead(ctx context.Context, client *http.Client, u string) (int64, erro
 }
 
 // mirrorGet downloads u into dst, from the start on every try.
-func mirrorGet(ctx context.Context, client *http.Client, u, dst string, progress func(int64)) (int64, error) {
+func mirrorGet(ctx context.Context, client *http.Client, u, dst string, size int64, progress func(int64)) (int64, error) {
 	var written int64
 	err := mirrorRetry(ctx, func(ctx context.Context) (bool, error) {
 		if written > 0 {
 			progress(-written)
 			written = 0
 		}
+		ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
+		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return false, err
@@ -175,6 +196,9 @@ func mirrorRetry(ctx context.Context, op func(context.Context) (retry bool, err 
 	for attempt := 1; ; attempt++ {
 		retry, err := op(ctx)
 		if err == nil || !retry || attempt == mirrorAttempts || ctx.Err() != nil {
+			if err != nil && retry {
+				return fmt.Errorf("%d attempts: %w", attempt, err)
+			}
 			return err
 		}
 		select {

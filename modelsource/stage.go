@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -140,6 +141,11 @@ func StageHub(ctx context.Context, hub Hub, src Source, config string, progress 
 		return Staged{}, err
 	}
 	links, err := pickFiles(repo, src.File)
+	if err != nil && repo.FromCache {
+		// The cache may hold only part of the repository.
+		return Staged{}, fmt.Errorf("%w: %s@%s could not be listed on the Hub (offline or unreachable) and the cache does not hold a usable model: %w",
+			hfhub.ErrUnavailable, repo.ID, repo.Revision, err)
+	}
 	if err != nil {
 		return Staged{}, err
 	}
@@ -159,14 +165,20 @@ func StageHub(ctx context.Context, hub Hub, src Source, config string, progress 
 	if err != nil {
 		return Staged{}, err
 	}
+	graph := links[0].From // pickFiles puts it first
 	staged := Staged{Dir: dir, Origin: modelstore.Origin{
-		URI:  (Source{Repo: repo.ID, Revision: repo.Commit, File: links[0].From}).String(),
-		Repo: repo.ID, Revision: repo.Revision, Commit: repo.Commit, File: links[0].From,
+		URI:  (Source{Repo: repo.ID, Revision: repo.Commit, File: graph}).String(),
+		Repo: repo.ID, Revision: repo.Revision, Commit: repo.Commit, File: graph,
 	}}
 	fail := func(err error) (Staged, error) {
 		_ = staged.Close()
 		return Staged{}, err
 	}
+	// The tokenizer first: one the engine cannot load fails the import
+	// before the graph's hundreds of megabytes are fetched.
+	slices.SortStableFunc(links, func(a, b link) int {
+		return cmpBool(a.To != artifact.TokenizerFile, b.To != artifact.TokenizerFile)
+	})
 	for _, l := range links {
 		p, err := hub.Download(ctx, repo, l.From, func(n int64) { progress(done.Add(n), total) })
 		if err != nil {
@@ -179,16 +191,29 @@ func StageHub(ctx context.Context, hub Hub, src Source, config string, progress 
 		if err := os.Symlink(p, dst); err != nil {
 			return fail(err)
 		}
+		if l.To == artifact.TokenizerFile {
+			if err := checkTokenizer(dir, repo.ID+"@"+repo.Commit); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	if config != "" {
 		if err := os.WriteFile(filepath.Join(dir, artifact.ConfigFile), []byte(config), 0o644); err != nil {
 			return fail(err)
 		}
 	}
-	if err := checkTokenizer(dir, repo.ID+"@"+repo.Commit); err != nil {
-		return fail(err)
-	}
 	return staged, nil
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // checkTokenizer refuses a tokenizer the engine cannot load, which would
@@ -215,6 +240,8 @@ type Request struct {
 	// StageDir holds what a mirror download stages (default: the system's
 	// temporary directory); Hub downloads stage in the Hugging Face cache.
 	StageDir string
+	// HTTP is the client for mirrors; nil means NewMirrorClient().
+	HTTP *http.Client
 }
 
 // Import brings req.Source into the store as req.ModelID: a directory as
@@ -236,7 +263,12 @@ func Import(ctx context.Context, store *modelstore.Store, hub Hub, req Request) 
 		if parent == "" {
 			parent = os.TempDir()
 		}
-		staged, err = StageMirror(ctx, nil, req.Source.URL, parent, req.Downloaded)
+		client := req.HTTP
+		if client == nil {
+			client = NewMirrorClient()
+			defer client.CloseIdleConnections()
+		}
+		staged, err = StageMirror(ctx, client, req.Source.URL, parent, req.Downloaded)
 	case hub == nil:
 		return modelstore.Manifest{}, fmt.Errorf("%w: %s: no Hub client", ErrInvalid, req.Source)
 	default:

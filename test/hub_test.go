@@ -322,6 +322,46 @@ func TestBrokenDownloadIsReported(t *testing.T) {
 	}
 }
 
+// TestWaitingWorkerReportsTheDownloadFailure: the worker that waited for
+// another's download that failed reports the same Elasticsearch error, and
+// neither downloads again.
+func TestWaitingWorkerReportsTheDownloadFailure(t *testing.T) {
+	h := fakeHub(t)
+	h.Slow("onnx/model.onnx", 2*time.Second) // both workers start before it fails
+	h.Corrupt("onnx/model.onnx", 1)
+	front := startNodeWith(t, func(c *node.Config) { c.Heartbeat = testHeartbeat }, nil)
+	for _, name := range []string{"w1", "w2"} {
+		settings := workerSettings(name, 1, front.NATSURL())
+		startNodeWith(t, func(c *node.Config) {
+			settings(c)
+			fromHub(h, t.TempDir())(c)
+		}, testRuntime)
+	}
+	waitRegistered(t, connectJS(t, front.NATSURL()), 1, 2)
+	body := `{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_allocations":2,"num_threads":1}}`
+	r := front.do(t, "PUT", "/_inference/text_embedding/e5-broken?timeout=2m", body)
+	const reason = "Could not download model [.multilingual-e5-small] from [hf://" + e5Repo + "/onnx/model.onnx]"
+	if r.status != 500 || !strings.Contains(r.body, `"reason":"`+reason+`"`) || !strings.Contains(r.body, "does not match its checksum") {
+		t.Fatalf("PUT = %d %s", r.status, r.body)
+	}
+	// Both workers report it (the second as the first did), and the graph
+	// was fetched once.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := front.do(t, "GET", "/_ml/trained_models/e5-broken/_stats", "").body
+		if strings.Count(st, `"routing_state":{"routing_state":"failed","reason":"`+reason+`"}`) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the workers do not both report the failure: %s", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := h.Downloads(e5Repo, "onnx/model.onnx"); n != 1 {
+		t.Errorf("onnx/model.onnx fetched %d times, want 1", n)
+	}
+}
+
 // TestModelRepositoryMirror: --model-repository as an http(s) URL is the
 // source of every built-in model, as xpack.ml.model_repository is for
 // clusters without internet access; a model the mirror lacks is not found,

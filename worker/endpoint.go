@@ -119,7 +119,11 @@ func (e *endpoint) run(ctx context.Context) {
 
 	var retry <-chan time.Time
 	var failure error
+	// The state is rewritten while this node has allocations (its bucket
+	// expires what is not): a dormant endpoint, of which a node may have
+	// a thousand, keeps no timer.
 	heartbeat := time.NewTicker(cluster.StateHeartbeat)
+	heartbeat.Stop()
 	defer heartbeat.Stop()
 	redeploy := true
 	for {
@@ -130,8 +134,10 @@ func (e *endpoint) run(ctx context.Context) {
 					e.fail(failure)
 					retry = time.After(e.w.cfg.RetryInterval)
 				}
+				heartbeat.Reset(cluster.StateHeartbeat)
 			} else {
 				e.undeploy()
+				heartbeat.Stop()
 			}
 		}
 		redeploy = true

@@ -44,7 +44,7 @@ func (f *fakeModels) Acquire(_ context.Context, modelID string, threads int) (Mo
 	return fakeModel{}, func() { once.Do(func() { f.releases.Add(1) }) }, nil
 }
 
-func (f *fakeModels) Cached() []string               { return nil }
+func (f *fakeModels) Cached() []string                { return nil }
 func (f *fakeModels) Close(ctx context.Context) error { return nil }
 
 type fakeModel struct{}

@@ -63,6 +63,7 @@ type ModelCache struct {
 	repository string
 	hub        *hfhub.Client
 	downloads  *cluster.Downloads
+	mirror     *http.Client
 	cacheDir   string
 	log        zerolog.Logger
 
@@ -94,7 +95,7 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 		return nil, errors.New("worker: model cache needs the runtime and the model store")
 	}
 	return &ModelCache{rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
-		downloads: cfg.Downloads, cacheDir: cfg.CacheDir, log: cfg.Log, entries: map[modelKey]*modelEntry{}, quit: make(chan struct{})}, nil
+		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, log: cfg.Log, entries: map[modelKey]*modelEntry{}, quit: make(chan struct{})}, nil
 }
 
 // loaded is an inference.Model as the worker uses it.
@@ -173,6 +174,7 @@ func (m *ModelCache) release(key modelKey, e *modelEntry) {
 // is in progress, or ctx ends.
 func (m *ModelCache) Close(ctx context.Context) error {
 	m.quitOnce.Do(func() { close(m.quit) })
+	defer m.mirror.CloseIdleConnections()
 	done := make(chan struct{})
 	go func() {
 		m.work.Wait()
@@ -204,8 +206,9 @@ func (m *ModelCache) load(key modelKey, e *modelEntry) {
 	for attempt := 1; ; attempt++ {
 		dir, err = m.fetch(ctx, key.id)
 		var es *eserror.Error
-		// A model that is nowhere stays so; a download cut short by a
-		// busy server usually succeeds the next time.
+		// A model that is nowhere stays so, and a failed download has
+		// retried already (hfhub); a fetch from the model store cut short
+		// by a busy server usually succeeds the next time.
 		if err == nil || errors.As(err, &es) || attempt == fetchAttempts || ctx.Err() != nil {
 			break
 		}
@@ -288,7 +291,9 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 		var last time.Time
 		start := time.Now()
 		_, err := modelsource.Import(ctx, m.store, m.hub, modelsource.Request{ModelID: b.ModelID, Source: b.Source,
-			Config: b.Config, StandsIn: b.StandsIn, StageDir: m.cacheDir,
+			Config: b.Config, StandsIn: b.StandsIn, HTTP: m.mirror,
+			// A dot-named directory: cachedModels does not take it for a model.
+			StageDir: filepath.Join(m.cacheDir, ".staging"),
 			Downloaded: func(done, total int64) {
 				progress(done, total)
 				if now := time.Now(); now.Sub(last) >= 5*time.Second || done == total {
@@ -296,25 +301,30 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 					log.Info().Int64("bytes_done", done).Int64("bytes_total", total).Msg("downloading model")
 				}
 			}})
-		if errors.Is(err, modelstore.ErrExists) { // another import won the race
+		switch {
+		case errors.Is(err, modelstore.ErrExists): // another import won the race
 			err = nil
+		case err != nil:
+			log.Warn().Err(err).Msg("import built-in model")
+			// Recorded for the workers that wait on this download.
+			return importFailed(b, err)
 		}
-		if err == nil {
-			log.Info().Dur("took", time.Since(start)).Msg("built-in model imported into the model store")
-		}
-		return err
+		log.Info().Dur("took", time.Since(start)).Msg("built-in model imported into the model store")
+		return nil
 	}
-	var err error
 	if m.downloads == nil {
-		err = fetch(ctx, func(int64, int64) {})
-	} else {
-		err = m.downloads.Once(ctx, b.ModelID, b.Source.String(), stored, fetch)
+		return fetch(ctx, func(int64, int64) {})
 	}
-	if err != nil {
-		log.Warn().Err(err).Msg("import built-in model")
-		return importFailed(b, err)
+	err := m.downloads.Once(ctx, b.ModelID, b.Source.String(), stored, fetch)
+	// A failure of another worker's download comes as the Elasticsearch
+	// error that worker reported: answered here as it was there.
+	var other *cluster.StartError
+	if errors.As(err, &other) {
+		if es, perr := eserror.Parse(other.Body); perr == nil {
+			return es
+		}
 	}
-	return nil
+	return err
 }
 
 // importFailed is the Elasticsearch error of a built-in model that could

@@ -270,7 +270,9 @@ func (p *progressBar) update(done, total int64) {
 func (p *progressBar) draw() {
 	frac := 1.0
 	if p.total > 0 {
-		frac = float64(p.done) / float64(p.total)
+		// A file whose size the listing did not give adds bytes beyond
+		// the total.
+		frac = min(max(float64(p.done)/float64(p.total), 0), 1)
 	}
 	filled := int(frac * barWidth)
 	fmt.Fprintf(p.w, "\r%s [%s%s] %s / %s %3.0f%%  ", p.label, strings.Repeat("#", filled), strings.Repeat(" ", barWidth-filled),

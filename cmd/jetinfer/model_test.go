@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -113,6 +114,9 @@ func TestHumanBytesAndBar(t *testing.T) {
 	bar.update(0, 2048)
 	bar.update(2048, 2048)
 	bar.finish()
+	over := &progressBar{w: io.Discard}
+	over.update(3000, 2048) // more bytes than the total: no panic
+	over.finish()
 	if !strings.HasPrefix(b.String(), "\r [") || !strings.Contains(b.String(), "2.0 KiB / 2.0 KiB 100%") || !strings.HasSuffix(b.String(), "\n") {
 		t.Errorf("bar output %q", b.String())
 	}

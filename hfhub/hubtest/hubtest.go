@@ -70,6 +70,8 @@ type Hub struct {
 	fail     map[string]int
 	hangs    map[string]int
 	slow     map[string]time.Duration
+	expired  map[string]int
+	noRange  map[string]bool
 	hangAll  bool
 	requests []Request
 }
@@ -87,7 +89,8 @@ type Request struct {
 // Start runs the Hub and its CDN on two loopback ports.
 func Start() *Hub {
 	h := &Hub{repos: map[string]*Repo{}, tokens: map[string]bool{}, cuts: map[string][]int64{},
-		corrupt: map[string]int{}, fail: map[string]int{}, hangs: map[string]int{}, slow: map[string]time.Duration{}}
+		corrupt: map[string]int{}, fail: map[string]int{}, hangs: map[string]int{}, slow: map[string]time.Duration{},
+		expired: map[string]int{}, noRange: map[string]bool{}}
 	h.hub = httptest.NewServer(http.HandlerFunc(h.serveHub))
 	h.cdn = httptest.NewServer(http.HandlerFunc(h.serveCDN))
 	return h
@@ -177,6 +180,22 @@ func (h *Hub) Hang(path string, times int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.hangs[path] += times
+}
+
+// Expire makes the CDN refuse the next times downloads of path with 403,
+// as it does a signed URL past its expiry.
+func (h *Hub) Expire(path string, times int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.expired[path] += times
+}
+
+// IgnoreRange makes both hosts answer a ranged GET of path with the whole
+// file (200), as some proxies do.
+func (h *Hub) IgnoreRange(path string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.noRange[path] = true
 }
 
 // Slow makes every download of path send half of it, pause, then the
@@ -462,12 +481,22 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "<Error><Code>NoSuchKey</Code></Error>", http.StatusNotFound)
 		return
 	}
+	if h.take(h.expired, parts[3]) {
+		http.Error(w, "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", http.StatusForbidden)
+		return
+	}
 	h.serveBytes(w, r, parts[3], data)
 }
 
 // serveBytes answers a GET or HEAD for data, ranged if asked, with the
 // faults queued for path.
 func (h *Hub) serveBytes(w http.ResponseWriter, r *http.Request, path string, data []byte) {
+	h.mu.Lock()
+	ignoreRange := h.noRange[path]
+	h.mu.Unlock()
+	if ignoreRange {
+		r.Header.Del("Range")
+	}
 	if r.Method == http.MethodGet {
 		if h.take(h.fail, path) {
 			http.Error(w, "Internal Error", http.StatusInternalServerError)

@@ -41,7 +41,8 @@ type Places struct {
 func DefaultPlaces(flag string) Places {
 	exe, _ := os.Executable()
 	return Places{Flag: flag, Lookup: os.LookupEnv, Executable: exe,
-		SystemDirs: []string{"/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/lib"}}
+		SystemDirs: []string{"/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+			"/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/lib"}}
 }
 
 // CacheDir is where scripts/install-ort.sh installs the library:
