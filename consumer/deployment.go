@@ -63,7 +63,11 @@ type DeploymentConfig struct {
 	// GroupDocs bounds the documents an allocation takes at once (and
 	// embeds in one engine call); 0 means DefaultGroupDocs.
 	GroupDocs int
-	Log       zerolog.Logger
+	// FailedRequest, if set, is called when a request is answered with the
+	// deployment's failure (from the subscription's goroutine: it must not
+	// block), so that the owner can retry the deployment on demand.
+	FailedRequest func()
+	Log           zerolog.Logger
 }
 
 // Deployment serves one endpoint in this process: it pulls documents from

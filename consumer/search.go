@@ -21,6 +21,9 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 	}
 	if failure := d.current().failure; failure != nil {
 		d.replyError(msg, failure)
+		if d.cfg.FailedRequest != nil {
+			d.cfg.FailedRequest()
+		}
 		return
 	}
 	select {

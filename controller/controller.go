@@ -76,9 +76,13 @@ type Controller struct {
 	backlogs  map[string]uint64
 	swept     time.Time
 	listening map[string]*nats.Subscription
-	// live is reconcile's set of the endpoints defined, kept between
-	// intervals.
-	live map[string]bool
+	// live, dormant and listen are reconcile's sets of the endpoints
+	// defined, at zero with nothing to do, and listened to: kept between
+	// intervals, so that a thousand endpoints do not make a thousand-entry
+	// map of garbage every second.
+	live    map[string]bool
+	dormant map[string]cluster.Plan
+	listen  map[string]bool
 	// plans are the plans this controller last wrote (it is their only
 	// writer), read from the bucket when it is elected.
 	plans map[string]cluster.Plan
@@ -154,7 +158,7 @@ func (c *Controller) Run(ctx context.Context) {
 			_ = sub.Unsubscribe()
 			sub = nil
 		}
-		c.listen(ctx, nil)
+		c.listenTo(ctx, nil)
 		c.leader.Store(false)
 	}
 	defer func() {
@@ -342,18 +346,18 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}
 	var wants []Want
 	if c.live == nil {
-		c.live = map[string]bool{}
+		c.live, c.dormant, c.listen = map[string]bool{}, map[string]cluster.Plan{}, map[string]bool{}
 	}
-	live := c.live
+	live, dormant, listen := c.live, c.dormant, c.listen
 	clear(live)
+	clear(dormant)
+	clear(listen)
 	scalerStats := map[string]*cluster.ScalerStats{}
 	// An endpoint at zero that nothing asks for (no request, no document at
 	// the last sweep, nothing running from an earlier plan) has nothing to
 	// measure or place: most of a thousand are, and each interval costs
 	// them a map lookup.
-	dormant := map[string]cluster.Plan{}
-	listen := map[string]bool{}
-	defer func() { c.listen(ctx, listen) }()
+	defer func() { c.listenTo(ctx, listen) }()
 	for _, u := range units {
 		ep := u.ep
 		live[ep.InferenceID] = true
@@ -574,14 +578,14 @@ const maxEnsurePerPlan = 100
 // elected, or as an endpoint went to zero).
 const sweepEvery = time.Minute
 
-// listen makes the ingest subjects listened to those of ids, the
+// listenTo makes the ingest subjects listened to those of ids, the
 // endpoints at zero (nil: none). Each document published to one is demand
 // for it; once it runs, its documents go to its consumer alone. A document
 // may have come between the endpoint's last allocation and the
 // subscription: the queue of an endpoint newly listened to is looked at
 // once (at most maxLookPerPlan of them per plan; a newly elected
 // controller's first sweep has just looked at all of them).
-func (c *Controller) listen(ctx context.Context, ids map[string]bool) {
+func (c *Controller) listenTo(ctx context.Context, ids map[string]bool) {
 	for id, sub := range c.listening {
 		if !ids[id] {
 			_ = sub.Unsubscribe()

@@ -295,7 +295,10 @@ func TestBrokenDownloadIsReported(t *testing.T) {
 	h := fakeHub(t)
 	h.Corrupt(int8Graph, 1)
 	n := startNode(t, fromHub(h, t.TempDir()))
-	r := n.do(t, "POST", "/_inference/"+config.DefaultE5ID+"?timeout=2m", `{"input":"x"}`)
+	// Fixed allocations: no plan change retries the deployment, only the
+	// requests (or the deployment's own retry, 30 s after the failure).
+	r := n.do(t, "PUT", "/_inference/text_embedding/e5-fixed?timeout=2m",
+		`{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small_linux-x86_64","num_allocations":1,"num_threads":1}}`)
 	var e struct {
 		Error struct {
 			Type     string `json:"type"`
@@ -319,6 +322,23 @@ func TestBrokenDownloadIsReported(t *testing.T) {
 	}
 	if _, err := store.Get(context.Background(), config.ModelE5SmallLinux); !errors.Is(err, modelstore.ErrNotFound) {
 		t.Errorf("a model whose download failed is in the model store: %v", err)
+	}
+
+	// The next requests retry the download (the Hub serves good bytes
+	// now): well before the deployment's own retry, 30 s after the failure.
+	failed := time.Now()
+	for {
+		r := n.do(t, "POST", "/_inference/e5-fixed?timeout=1m", `{"input":"x"}`)
+		if r.status == 200 {
+			break
+		}
+		if r.status != 500 || time.Since(failed) > 25*time.Second {
+			t.Fatalf("retrying requests: %d %s after %s", r.status, r.body, time.Since(failed))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := h.Downloads(e5Repo, int8Graph); n != 2 {
+		t.Errorf("%s fetched %d times, want 2 (the corrupt one, the retry)", int8Graph, n)
 	}
 }
 

@@ -27,6 +27,7 @@ type endpoint struct {
 	log     zerolog.Logger
 	updates chan config.Entry // latest definition; capacity 1
 	planned chan int          // latest allocations the plan gives this node; capacity 1
+	asked   chan struct{}     // a request found the deployment failed; capacity 1
 	quit    chan struct{}     // closed to stop
 	done    chan struct{}     // closed when run has returned
 	// deleted and closing say why quit was closed (set before it is): the
@@ -53,12 +54,17 @@ type endpoint struct {
 	release    func()
 }
 
+// minRetryInterval spaces the retries of a failed deployment that
+// requests ask for.
+const minRetryInterval = 5 * time.Second
+
 func (w *Worker) newEndpoint(entry config.Entry) *endpoint {
 	e := &endpoint{
 		w: w, id: entry.ID, ep: entry.Endpoint, rev: entry.Revision, started: time.Now().UTC(), planKey: entry.ID,
 		log:     w.cfg.Log.With().Str("inference_id", entry.ID).Logger(),
 		updates: make(chan config.Entry, 1),
 		planned: make(chan int, 1),
+		asked:   make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -96,6 +102,12 @@ func (e *endpoint) plan(n int) {
 func (e *endpoint) run(ctx context.Context) {
 	cfg := e.w.cfg.Deployment
 	cfg.NC, cfg.JS, cfg.Endpoint, cfg.Log = e.w.cfg.NC, e.w.cfg.JS, e.ep, e.w.cfg.Log
+	cfg.FailedRequest = func() {
+		select {
+		case e.asked <- struct{}{}:
+		default:
+		}
+	}
 	dep, err := consumer.NewDeployment(cfg)
 	if err != nil {
 		e.log.Error().Err(err).Msg("deployment")
@@ -125,19 +137,30 @@ func (e *endpoint) run(ctx context.Context) {
 	heartbeat := time.NewTicker(cluster.StateHeartbeat)
 	heartbeat.Stop()
 	defer heartbeat.Stop()
+	// freed is taken before each deploy asks the budget for processors:
+	// taken after, a release between the two would be missed, and an
+	// endpoint short of processors would wait for the next event. It is
+	// taken again after this endpoint released its own.
+	freed := e.w.budget.freed()
+	var attempted time.Time
 	redeploy := true
 	for {
 		if redeploy {
+			freed = e.w.budget.freed()
+			attempted = time.Now()
 			retry, failure = nil, nil
 			if e.want > 0 {
 				if failure = e.deploy(); failure != nil {
 					e.fail(failure)
 					retry = time.After(e.w.cfg.RetryInterval)
+					// Its own release is not a reason to try again at once.
+					freed = e.w.budget.freed()
 				}
 				heartbeat.Reset(cluster.StateHeartbeat)
 			} else {
 				e.undeploy()
 				heartbeat.Stop()
+				freed = e.w.budget.freed()
 			}
 		}
 		redeploy = true
@@ -150,7 +173,13 @@ func (e *endpoint) run(ctx context.Context) {
 		case e.want = <-e.planned:
 			e.allocated.Store(e.want > 0)
 		case <-retry:
-		case <-e.w.budget.freed():
+		case <-e.asked:
+			// A request found the deployment failed: a download that
+			// failed (the network, a token added since) is retried on the
+			// next request, as Elasticsearch does, at most every
+			// minRetryInterval.
+			redeploy = failure != nil && time.Since(attempted) >= minRetryInterval
+		case <-freed:
 		case <-heartbeat.C:
 			// Keep the state fresh (its bucket expires what is not
 			// rewritten); a failed load waits for its retry.
