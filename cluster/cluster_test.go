@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +122,72 @@ func TestRegistryForgetsSilentNodes(t *testing.T) {
 			t.Fatalf("a silent node is still listed: %+v (%v)", nodes, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLiveNodes: the registry kept by a watch lists what Nodes lists: a
+// node silent past the TTL is dropped (its entry expires without a delete
+// marker), one that leaves is dropped at once, a new one appears.
+func TestLiveNodes(t *testing.T) {
+	js := startJS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const ttl = time.Second
+	r, err := OpenRegistry(ctx, js, config.StoreConfig{Replicas: 1}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if err := r.Announce(ctx, Node{Name: name, Processors: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := r.Live()
+	// Listed at once, before the watch runs: complete from the start.
+	names := func() string {
+		t.Helper()
+		nodes, err := live.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range nodes {
+			out = append(out, n.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	if got := names(); got != "a,b,c" {
+		t.Fatalf("seeded: %s", got)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); live.Keep(watchCtx) }()
+	defer func() { stopWatch(); <-done }()
+
+	// a keeps announcing, b stops, c leaves, d comes.
+	if err := r.Leave(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Announce(ctx, Node{Name: "d", Processors: 1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for got := names(); got != "a,d"; got = names() {
+		if time.Now().After(deadline) {
+			t.Fatalf("live nodes %s, want a,d", got)
+		}
+		if err := r.Announce(ctx, Node{Name: "a", Processors: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Announce(ctx, Node{Name: "d", Processors: 1}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// What the bucket itself says agrees.
+	listed, err := r.Nodes(ctx)
+	if err != nil || len(listed) != 2 {
+		t.Errorf("Nodes = %v, %v", listed, err)
 	}
 }

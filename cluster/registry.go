@@ -98,6 +98,11 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	return alive(entries, r.ttl), nil
+}
+
+// alive keeps the nodes whose entry was written within ttl of the newest.
+func alive(entries []kv.Entry[Node], ttl time.Duration) []Node {
 	var newest time.Time
 	for _, e := range entries {
 		if e.Err == nil && e.Created.After(newest) {
@@ -106,11 +111,83 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	}
 	var out []Node
 	for _, e := range entries {
-		if e.Err == nil && newest.Sub(e.Created) <= r.ttl {
+		if e.Err == nil && newest.Sub(e.Created) <= ttl {
 			out = append(out, e.Value)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// LiveNodes is the registry in memory, kept by a watch (Keep), so that
+// the controller reads no bucket every heartbeat. A node whose entry
+// expired leaves no delete marker for the watch: the rule of Nodes (alive
+// within the TTL of the newest entry) drops it, and an entry silent for
+// ten TTLs is forgotten.
+type LiveNodes struct {
+	r       *Registry
+	mu      sync.Mutex
+	entries map[string]kv.Entry[Node]
+	seeded  bool
+}
+
+// Live returns an empty LiveNodes of the registry.
+func (r *Registry) Live() *LiveNodes {
+	return &LiveNodes{r: r, entries: map[string]kv.Entry[Node]{}}
+}
+
+// Keep fills l from the registry's watch until ctx ends.
+func (l *LiveNodes) Keep(ctx context.Context) {
+	l.r.b.Watch(ctx, ">", func(c kv.Change[Node]) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		cur, ok := l.entries[c.Key]
+		switch {
+		case c.Deleted:
+			if ok && c.Revision >= cur.Revision {
+				delete(l.entries, c.Key)
+			}
+		case c.Err == nil && (!ok || c.Revision > cur.Revision):
+			l.entries[c.Key] = c.Entry
+		}
+	})
+}
+
+// Nodes returns the nodes alive; the first call lists the registry, so
+// that l is complete whatever the watch has delivered yet.
+func (l *LiveNodes) Nodes(ctx context.Context) ([]Node, error) {
+	l.mu.Lock()
+	seeded := l.seeded
+	l.mu.Unlock()
+	if !seeded {
+		listed, err := l.r.b.List(ctx, ">")
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		for _, e := range listed {
+			if cur, ok := l.entries[e.Key]; e.Err == nil && (!ok || e.Revision > cur.Revision) {
+				l.entries[e.Key] = e
+			}
+		}
+		l.seeded = true
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entries := make([]kv.Entry[Node], 0, len(l.entries))
+	var newest time.Time
+	for _, e := range l.entries {
+		entries = append(entries, e)
+		if e.Created.After(newest) {
+			newest = e.Created
+		}
+	}
+	for key, e := range l.entries {
+		if newest.Sub(e.Created) > 10*l.r.ttl {
+			delete(l.entries, key)
+		}
+	}
+	return alive(entries, l.r.ttl), nil
 }
 
 // Snapshot is what the cluster knows of its deployments at one moment.

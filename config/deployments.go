@@ -313,7 +313,8 @@ func (s *DeploymentStore) List(ctx context.Context) ([]DeploymentEntry, error) {
 // DeploymentChange is one update seen by Watch.
 type DeploymentChange struct {
 	DeploymentEntry
-	// ID is set on every change; Deployment only when not Deleted.
+	// ID and Revision are set on every change; Deployment only when not
+	// Deleted.
 	ID      string
 	Deleted bool
 }
@@ -326,7 +327,7 @@ func (s *DeploymentStore) Watch(ctx context.Context, fn func(DeploymentChange)) 
 		id := IDFromToken(c.Key)
 		switch {
 		case c.Deleted:
-			fn(DeploymentChange{ID: id, Deleted: true})
+			fn(DeploymentChange{ID: id, Deleted: true, DeploymentEntry: DeploymentEntry{Revision: c.Revision}})
 		case c.Err == nil:
 			fn(DeploymentChange{ID: id, DeploymentEntry: DeploymentEntry{Deployment: c.Value, Revision: c.Revision}})
 		}

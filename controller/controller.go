@@ -87,8 +87,11 @@ type Controller struct {
 	// writer), read from the bucket when it is elected.
 	plans map[string]cluster.Plan
 
-	// defs is kept by Run's watch, leader or not.
-	defs     *definitions
+	// defs, deps and nodes are kept by Run's watches, leader or not: the
+	// endpoint definitions, the trained model deployments, the registry.
+	defs     *mirror[config.Entry]
+	deps     *mirror[config.DeploymentEntry]
+	nodes    *cluster.LiveNodes
 	lastTick time.Time
 	kick     chan struct{}
 }
@@ -125,7 +128,8 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Scaling.DrainTime <= 0 {
 		cfg.Scaling.DrainTime = DefaultDrainTime
 	}
-	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger(), defs: newDefinitions()}, nil
+	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger(),
+		defs: newMirror[config.Entry](), deps: newMirror[config.DeploymentEntry](), nodes: cfg.Registry.Live()}, nil
 }
 
 // Leader reports whether this controller holds the lease.
@@ -144,13 +148,24 @@ func (c *Controller) Run(ctx context.Context) {
 	defer watch.Wait()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	watch.Add(1)
+	watch.Add(3)
 	go func() {
 		defer watch.Done()
 		c.cfg.Endpoints.Watch(watchCtx, func(ch config.Change) {
-			c.defs.apply(ch)
+			c.defs.apply(ch.ID, ch.Revision, ch.Deleted, ch.Entry)
 			c.poke()
 		})
+	}()
+	go func() {
+		defer watch.Done()
+		c.cfg.Deployments.Watch(watchCtx, func(ch config.DeploymentChange) {
+			c.deps.apply(ch.ID, ch.Revision, ch.Deleted, ch.DeploymentEntry)
+			c.poke()
+		})
+	}()
+	go func() {
+		defer watch.Done()
+		c.nodes.Keep(watchCtx)
 	}()
 	var sub *nats.Subscription
 	stepDown := func() {
@@ -261,7 +276,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if measure {
 		c.lastTick = now
 	}
-	nodes, err := c.cfg.Registry.Nodes(ctx)
+	nodes, err := c.nodes.Nodes(ctx)
 	if err != nil {
 		return fmt.Errorf("nodes: %w", err)
 	}
@@ -271,8 +286,13 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		c.swept = now
 	}
-	if err := c.defs.seed(ctx, c.cfg.Endpoints); err != nil {
+	if err := c.defs.seed(ctx, c.cfg.Endpoints.List, func(e config.Entry) (string, uint64) { return e.ID, e.Revision }); err != nil {
 		return fmt.Errorf("endpoints: %w", err)
+	}
+	if err := c.deps.seed(ctx, c.cfg.Deployments.List, func(d config.DeploymentEntry) (string, uint64) {
+		return d.Deployment.DeploymentID, d.Revision
+	}); err != nil {
+		return fmt.Errorf("deployments: %w", err)
 	}
 	entries := c.defs.all()
 	if c.plans == nil {
@@ -305,10 +325,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		caps = append(caps, NodeCap{Name: n.Name, Processors: n.Processors, Models: models})
 	}
-	deployments, err := c.cfg.Deployments.List(ctx)
-	if err != nil {
-		return fmt.Errorf("deployments: %w", err)
-	}
+	deployments := c.deps.all()
 	// Every endpoint gets its streams and consumer; one attached to a deployment runs
 	// on that deployment's allocations, and its load counts there.
 	// Units point into entries, which the mirror shares until the next

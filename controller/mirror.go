@@ -3,90 +3,95 @@ package controller
 import (
 	"context"
 	"sync"
-
-	"github.com/jetinfer/jetinfer/config"
 )
 
-// definitions mirrors the endpoint bucket in memory, kept by its watch, so
-// that planning reads no bucket every heartbeat: with a thousand endpoints
+// mirror keeps a bucket's values in memory, fed by its watch, so that
+// planning reads no bucket every heartbeat: with a thousand endpoints
 // re-reading (and re-parsing) every definition each second was most of an
-// idle node's CPU.
+// idle node's CPU. The controller mirrors the endpoint definitions and the
+// trained model deployments.
 //
-// The watch delivers every stored definition and then each change; a List
-// when the controller is elected makes the mirror complete at once
-// (seeded), whatever the watch has delivered by then. Both go through
-// apply, which keeps the newest revision of each id and remembers
-// deletions, so that an older listed definition cannot revive a deleted
-// one.
-type definitions struct {
+// The watch delivers every stored value and then each change; a List when
+// the controller is elected makes the mirror complete at once (seeded),
+// whatever the watch has delivered by then. Both go through apply, which
+// keeps the newest revision of each id and remembers deletions, so that an
+// older listed value cannot revive a deleted one.
+type mirror[E any] struct {
 	mu      sync.Mutex
-	entries map[string]config.Entry
+	entries map[string]versioned[E]
 	deleted map[string]uint64 // id → revision of its deletion
 	seeded  bool
 	// list is entries as a slice, built again only after a change.
-	list []config.Entry
+	list []E
 }
 
-func newDefinitions() *definitions {
-	return &definitions{entries: map[string]config.Entry{}, deleted: map[string]uint64{}}
+type versioned[E any] struct {
+	value    E
+	revision uint64
+}
+
+func newMirror[E any]() *mirror[E] {
+	return &mirror[E]{entries: map[string]versioned[E]{}, deleted: map[string]uint64{}}
 }
 
 // apply records one change seen by the watch or read by a List.
-func (d *definitions) apply(c config.Change) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.applyLocked(c)
+func (m *mirror[E]) apply(id string, revision uint64, deleted bool, value E) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applyLocked(id, revision, deleted, value)
 }
 
-func (d *definitions) applyLocked(c config.Change) {
-	cur, ok := d.entries[c.ID]
-	if c.Deleted {
-		if !ok || c.Revision >= cur.Revision {
-			delete(d.entries, c.ID)
-			d.deleted[c.ID] = max(d.deleted[c.ID], c.Revision)
-			d.list = nil
+func (m *mirror[E]) applyLocked(id string, revision uint64, deleted bool, value E) {
+	cur, ok := m.entries[id]
+	if deleted {
+		if !ok || revision >= cur.revision {
+			delete(m.entries, id)
+			m.deleted[id] = max(m.deleted[id], revision)
+			m.list = nil
 		}
 		return
 	}
-	if ok && c.Revision <= cur.Revision || c.Revision <= d.deleted[c.ID] {
+	if ok && revision <= cur.revision || revision <= m.deleted[id] {
 		return
 	}
-	d.entries[c.ID] = c.Entry
-	delete(d.deleted, c.ID)
-	d.list = nil
+	m.entries[id] = versioned[E]{value, revision}
+	delete(m.deleted, id)
+	m.list = nil
 }
 
-// seed makes the mirror complete with a List of the bucket, once.
-func (d *definitions) seed(ctx context.Context, store *config.Store) error {
-	d.mu.Lock()
-	seeded := d.seeded
-	d.mu.Unlock()
+// seed makes the mirror complete with list, once; key gives an entry's id
+// and revision.
+func (m *mirror[E]) seed(ctx context.Context, list func(context.Context) ([]E, error), key func(E) (string, uint64)) error {
+	m.mu.Lock()
+	seeded := m.seeded
+	m.mu.Unlock()
 	if seeded {
 		return nil
 	}
-	entries, err := store.List(ctx)
+	entries, err := list(ctx)
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, e := range entries {
-		d.applyLocked(config.Change{Entry: e})
+		id, rev := key(e)
+		m.applyLocked(id, rev, false, e)
 	}
-	d.seeded = true
+	m.seeded = true
 	return nil
 }
 
-// all returns every definition; the caller must not change the slice,
-// which is shared until the next change.
-func (d *definitions) all() []config.Entry {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.list == nil {
-		d.list = make([]config.Entry, 0, len(d.entries))
-		for _, e := range d.entries {
-			d.list = append(d.list, e)
+// all returns every value; the caller must not change the slice, which is
+// shared until the next change.
+func (m *mirror[E]) all() []E {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.list == nil {
+		m.list = make([]E, 0, len(m.entries))
+		for _, e := range m.entries {
+			m.list = append(m.list, e.value)
 		}
 	}
-	return d.list
+	return m.list
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,17 @@ func (f *fixture) client(t *testing.T, adjust func(*hfhub.Config)) *hfhub.Client
 		t.Fatal(err)
 	}
 	return c
+}
+
+// resolved is a client of the fixture's Hub and its repository at main.
+func (f *fixture) resolved(t *testing.T, adjust func(*hfhub.Config)) (*hfhub.Client, hfhub.Repo) {
+	t.Helper()
+	c := f.client(t, adjust)
+	repo, err := c.Resolve(context.Background(), repoID, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, repo
 }
 
 func TestDownloadIntoTheHuggingFaceCache(t *testing.T) {
@@ -197,12 +209,8 @@ func TestDownloadResumesACutConnection(t *testing.T) {
 
 func TestDownloadRefusesBytesThatDoNotMatchTheEtag(t *testing.T) {
 	f := newFixture(t)
-	c := f.client(t, nil)
+	c, repo := f.resolved(t, nil)
 	ctx := context.Background()
-	repo, err := c.Resolve(ctx, repoID, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, path := range []string{"onnx/model.onnx", "tokenizer.json"} {
 		f.hub.Corrupt(path, 1)
 		_, err := c.Download(ctx, repo, path, nil)
@@ -377,12 +385,8 @@ func TestConfigFromEnv(t *testing.T) {
 
 func TestDownloadRecoversFromTheCDN(t *testing.T) {
 	f := newFixture(t)
-	c := f.client(t, nil)
+	c, repo := f.resolved(t, nil)
 	ctx := context.Background()
-	repo, err := c.Resolve(ctx, repoID, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const graph = "onnx/model.onnx"
 	heads := func() int {
 		n := 0
@@ -478,5 +482,35 @@ func TestUnsafeNamesAreRefused(t *testing.T) {
 	}
 	if _, err := c.Resolve(ctx, "a--b/c", "main"); err == nil {
 		t.Error(`"a--b/c" accepted: it shares models--a--b--c with "a/b--c"`)
+	}
+}
+
+// TestFullDiskFailsAtOnce: a write that finds the disk full ends the
+// download with the cause, removes the partial file and is not retried.
+func TestFullDiskFailsAtOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	f := newFixture(t)
+	c, repo := f.resolved(t, nil)
+	ctx := context.Background()
+	// The partial file is /dev/full: every write fails with ENOSPC.
+	blobs := filepath.Join(f.cache, "models--intfloat--multilingual-e5-small", "blobs")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(blobs, sha256Hex(f.files["onnx/model.onnx"])+".incomplete")
+	if err := os.Symlink("/dev/full", part); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Download(ctx, repo, "onnx/model.onnx", nil)
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("got %v, want ENOSPC", err)
+	}
+	if n := f.hub.Downloads(repoID, "onnx/model.onnx"); n != 1 {
+		t.Errorf("%d downloads, want 1: a full disk is not retried", n)
+	}
+	if _, err := os.Lstat(part); !os.IsNotExist(err) {
+		t.Errorf("the partial file stays (%v)", err)
 	}
 }

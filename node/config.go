@@ -132,7 +132,7 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&s.ClusterName, "cluster-name", "cluster name reported by GET /")
 	fs.IntVar(&s.Processors, "processors", s.Processors, "processor budget of this worker: allocations × num_threads never exceed it; 0 means every core (env "+EnvName("processors")+")")
 	str(&s.ModelRepository, "model-repository", "`DIR` or http(s) URL holding built-in models as <model_id>/model.onnx, tokenizer.json, ...; used instead of the Hub")
-	fs.Var(s.ModelSources, "model-source", "where a built-in model comes from, `ID=SOURCE`[,...] with SOURCE hf://org/name[@revision][/file.onnx] or a directory; repeatable (env "+EnvName("model-source")+")")
+	fs.Var(s.ModelSources, "model-source", "where a built-in model comes from, `ID=SOURCE`[,...] with SOURCE hf://org/name[@revision][/file.onnx], an http(s) URL or a directory; repeatable (env "+EnvName("model-source")+")")
 	str(&s.ModelCacheDir, "model-cache-dir", "`DIR` for models fetched from the model store (default <data-dir>/models)")
 	fs.IntVar(&s.QueueCapacity, "queue-capacity", s.QueueCapacity, "documents (and requests) that may wait per endpoint; more are refused with 429 (env "+EnvName("queue-capacity")+")")
 	fs.DurationVar(&s.AckWait, "ack-wait", s.AckWait, "how long a document of a worker that died waits before it is delivered again (env "+EnvName("ack-wait")+")")
