@@ -118,7 +118,7 @@ type Fetch func(ctx context.Context, progress func(done, total int64)) error
 // recorded earlier does not stop a new call from trying again.
 func (d *Downloads) Once(ctx context.Context, modelID, source string, stored func(context.Context) (bool, error), fetch Fetch) error {
 	key := downloadKey(modelID)
-	retried := false
+	waited := false // for another worker's download: what it ended with is the answer
 	for {
 		if ok, err := stored(ctx); err != nil || ok {
 			return err
@@ -133,21 +133,22 @@ func (d *Downloads) Once(ctx context.Context, modelID, source string, stored fun
 				continue // ended meanwhile
 			case gerr != nil:
 				return gerr
-			case e.Err == nil && e.Value.State == DownloadFailed && !retried:
-				// The failure was reported to whoever waited then; this
-				// call is a new attempt.
+			case e.Err != nil || e.Value.State == DownloadFailed && !waited:
+				// A failure was reported to whoever waited then (and a
+				// value nobody can read helps nobody): this call is a new
+				// attempt.
 				rev, err = d.b.Update(ctx, key, mine, e.Revision)
 				if errors.Is(err, kv.ErrConflict) {
 					continue
 				}
-			case e.Err == nil && e.Value.State == DownloadFailed:
+			case e.Value.State == DownloadFailed:
 				return fmt.Errorf("%w on %s: %w", ErrDownloadFailed, e.Value.Node,
 					&StartError{Status: e.Value.ErrorStatus, Body: e.Value.ErrorBody})
 			default:
 				if err := d.wait(ctx, key); err != nil {
 					return err
 				}
-				retried = true // what the holder ended with is the answer
+				waited = true
 				continue
 			}
 		}

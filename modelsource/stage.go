@@ -176,9 +176,10 @@ func StageHub(ctx context.Context, hub Hub, src Source, config string, progress 
 	}
 	// The tokenizer first: one the engine cannot load fails the import
 	// before the graph's hundreds of megabytes are fetched.
-	slices.SortStableFunc(links, func(a, b link) int {
-		return cmpBool(a.To != artifact.TokenizerFile, b.To != artifact.TokenizerFile)
-	})
+	if i := slices.IndexFunc(links, func(l link) bool { return l.To == artifact.TokenizerFile }); i > 0 {
+		tok := links[i]
+		links = append([]link{tok}, slices.Delete(links, i, i+1)...)
+	}
 	for _, l := range links {
 		p, err := hub.Download(ctx, repo, l.From, func(n int64) { progress(done.Add(n), total) })
 		if err != nil {
@@ -203,17 +204,6 @@ func StageHub(ctx context.Context, hub Hub, src Source, config string, progress 
 		}
 	}
 	return staged, nil
-}
-
-// cmpBool orders false before true.
-func cmpBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
-	}
-	return 1
 }
 
 // checkTokenizer refuses a tokenizer the engine cannot load, which would

@@ -94,8 +94,11 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 	if cfg.Runtime == nil || cfg.Store == nil {
 		return nil, errors.New("worker: model cache needs the runtime and the model store")
 	}
-	return &ModelCache{rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
-		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, log: cfg.Log, entries: map[modelKey]*modelEntry{}, quit: make(chan struct{})}, nil
+	return &ModelCache{
+		rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
+		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, log: cfg.Log,
+		entries: map[modelKey]*modelEntry{}, quit: make(chan struct{}),
+	}, nil
 }
 
 // loaded is an inference.Model as the worker uses it.
