@@ -347,7 +347,7 @@ func TestBrokenDownloadIsReported(t *testing.T) {
 // neither downloads again.
 func TestWaitingWorkerReportsTheDownloadFailure(t *testing.T) {
 	h := fakeHub(t)
-	h.Slow("onnx/model.onnx", 2*time.Second) // both workers start before it fails
+	h.Slow("onnx/model.onnx", 5*time.Second) // both workers start before it fails, even on a loaded machine
 	h.Corrupt("onnx/model.onnx", 1)
 	front := startNodeWith(t, func(c *node.Config) { c.Heartbeat = testHeartbeat }, nil)
 	for _, name := range []string{"w1", "w2"} {
