@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -512,5 +513,38 @@ func TestFullDiskFailsAtOnce(t *testing.T) {
 	}
 	if _, err := os.Lstat(part); !os.IsNotExist(err) {
 		t.Errorf("the partial file stays (%v)", err)
+	}
+}
+
+// TestConcurrentDownloadsShareOneTransfer: two downloads of one file into
+// one cache (two goroutines here, two processes alike: the lock is a file
+// lock) transfer it once.
+func TestConcurrentDownloadsShareOneTransfer(t *testing.T) {
+	f := newFixture(t)
+	f.hub.Slow("onnx/model.onnx", 300*time.Millisecond) // the second asks while the first transfers
+	c1, repo := f.resolved(t, nil)
+	c2 := f.client(t, nil)
+	ctx := context.Background()
+	paths := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, c := range []*hfhub.Client{c1, c2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			paths[i], errs[i] = c.Download(ctx, repo, "onnx/model.onnx", nil)
+		}()
+	}
+	wg.Wait()
+	for i := range paths {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if data, _ := os.ReadFile(paths[i]); !bytes.Equal(data, f.files["onnx/model.onnx"]) {
+			t.Errorf("download %d differs from the Hub's file", i)
+		}
+	}
+	if n := f.hub.Downloads(repoID, "onnx/model.onnx"); n != 1 {
+		t.Errorf("transferred %d times, want 1", n)
 	}
 }
