@@ -3,9 +3,11 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +72,10 @@ type ModelCache struct {
 	mu      sync.Mutex
 	entries map[modelKey]*modelEntry
 	// work counts loads and closes in progress: ONNX Runtime must outlive
-	// them, so the worker waits for them before it returns from Close.
+	// them, so the worker waits for them before it returns from Close;
+	// busy names them (under mu), for a Close that times out.
 	work sync.WaitGroup
+	busy map[string]int
 	// quit, closed by Close, cancels the loads in progress.
 	quit     chan struct{}
 	quitOnce sync.Once
@@ -81,6 +85,8 @@ type modelKey struct {
 	id      string
 	threads int
 }
+
+func (k modelKey) String() string { return fmt.Sprintf("%s (%d threads)", k.id, k.threads) }
 
 type modelEntry struct {
 	ready chan struct{} // closed when model or err is set
@@ -97,7 +103,7 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 	return &ModelCache{
 		rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
 		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, log: cfg.Log,
-		entries: map[modelKey]*modelEntry{}, quit: make(chan struct{}),
+		entries: map[modelKey]*modelEntry{}, busy: map[string]int{}, quit: make(chan struct{}),
 	}, nil
 }
 
@@ -127,8 +133,9 @@ func (m *ModelCache) Acquire(ctx context.Context, modelID string, threads int) (
 		e = &modelEntry{ready: make(chan struct{})}
 		m.entries[key] = e
 		m.work.Add(1)
+		m.busy[key.String()+" loading"]++
 		go func() {
-			defer m.work.Done()
+			defer m.done(key.String() + " loading")
 			m.load(key, e)
 		}()
 	}
@@ -161,8 +168,11 @@ func (m *ModelCache) release(key modelKey, e *modelEntry) {
 		return
 	}
 	m.work.Add(1)
+	m.mu.Lock()
+	m.busy[key.String()+" closing"]++
+	m.mu.Unlock()
 	go func() {
-		defer m.work.Done()
+		defer m.done(key.String() + " closing")
 		<-e.ready
 		if e.model != nil {
 			// Close waits for the calls still running on the model.
@@ -187,8 +197,25 @@ func (m *ModelCache) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var busy []string
+		for what, n := range m.busy {
+			busy = append(busy, fmt.Sprintf("%s ×%d", what, n))
+		}
+		slices.Sort(busy)
+		return fmt.Errorf("%w (still running: %s)", ctx.Err(), strings.Join(busy, ", "))
 	}
+}
+
+// done ends one piece of work counted in work and busy.
+func (m *ModelCache) done(what string) {
+	m.mu.Lock()
+	if m.busy[what]--; m.busy[what] <= 0 {
+		delete(m.busy, what)
+	}
+	m.mu.Unlock()
+	m.work.Done()
 }
 
 // load fetches and loads a model; it runs detached from any one caller,
