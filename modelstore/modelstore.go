@@ -531,22 +531,44 @@ func (s *Store) download(ctx context.Context, m Manifest, f File, dir string) er
 	if err != nil {
 		return unavailable("get "+name, err)
 	}
-	defer obj.Close()
 	dst := filepath.Join(dir, filepath.FromSlash(f.Path))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		_ = obj.Close()
 		return err
 	}
 	out, err := os.Create(dst)
 	if err != nil {
+		_ = obj.Close()
 		return err
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), obj)
-	if err == nil {
-		err = out.Sync()
+	// nats.go's object reader waits for data until the context's deadline
+	// without noticing a cancellation, holding the lock Close needs (and a
+	// connection closed mid-file sends it nothing more): the copy runs
+	// beside, owns obj and out, and ends by that deadline at the latest,
+	// while a cancelled fetch returns at once.
+	type copied struct {
+		n   int64
+		err error
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	result := make(chan copied, 1)
+	h := sha256.New()
+	go func() {
+		defer obj.Close()
+		n, err := io.Copy(io.MultiWriter(out, h), obj)
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		result <- copied{n, err}
+	}()
+	var n int64
+	select {
+	case c := <-result:
+		n, err = c.n, c.err
+	case <-ctx.Done():
+		return fmt.Errorf("download %s: %w", name, ctx.Err())
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrDigestMismatch):

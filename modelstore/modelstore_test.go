@@ -360,3 +360,69 @@ func statAll(t *testing.T, dir string) map[string]os.FileInfo {
 	}
 	return out
 }
+
+// TestFetchCancelledMidFile: a fetch whose connection closes in the middle
+// of a file and whose context is then cancelled returns at once; nats.go's
+// reader alone would wait for the transfer's deadline (minutes for a large
+// model), holding up the worker's shutdown.
+func TestFetchCancelledMidFile(t *testing.T) {
+	url, js := startNATS(t)
+	store, err := modelstore.Open(ctxT(t), js, modelstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := map[string]string{"model.onnx": strings.Repeat("0123456789abcdef", 6<<20), "tokenizer.json": "{}"} // 96 MiB
+	if _, err := store.Import(ctxT(t), "big", writeArtifact(t, big), modelstore.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js2, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := modelstore.Open(ctxT(t), js2, modelstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := fetcher.Fetch(ctx, "big", cache)
+		done <- err
+	}()
+	// Wait until the graph is partly written, then cut the connection.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parts, _ := filepath.Glob(filepath.Join(cache, "big", ".fetch-*", "model.onnx"))
+		if len(parts) == 1 {
+			if st, err := os.Stat(parts[0]); err == nil && st.Size() > 0 {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the fetch ended before it could be cut: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never started writing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	nc.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("a cancelled fetch returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled fetch still waits 10 s later")
+	}
+}
