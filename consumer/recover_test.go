@@ -28,7 +28,7 @@ func TestPanicBecomesErrorResult(t *testing.T) {
 	} {
 		publishDoc(t, js, d.id, d.body)
 	}
-	var calls atomic.Int32
+	var boomCalls atomic.Int32 // runner calls that saw doc-2
 	boom := func(input []string) {
 		if slices.Contains(input, "boom") {
 			var none []string
@@ -37,7 +37,9 @@ func TestPanicBecomesErrorResult(t *testing.T) {
 	}
 	stop := startRun(t, nc, js, fakeRunner{
 		ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
-			calls.Add(1)
+			if slices.ContainsFunc(docs, func(d inferapi.Request) bool { return slices.Contains(d.Input, "boom") }) {
+				boomCalls.Add(1)
+			}
 			for _, d := range docs {
 				boom(d.Input)
 			}
@@ -81,10 +83,11 @@ func TestPanicBecomesErrorResult(t *testing.T) {
 			t.Errorf("result for %q", r.docID)
 		}
 	}
-	// The group once, then each document alone; the one that panicked gets
-	// its error result on its first delivery, not after MaxDeliver tries.
-	if n := calls.Load(); n != 4 {
-		t.Errorf("runner called %d times; want 4", n)
+	// The document that panicked ran in its group (when the fetch grouped
+	// it with others: that depends on timing), then alone, and got its
+	// error result then: on its first delivery, not after MaxDeliver tries.
+	if n := boomCalls.Load(); n < 1 || n > 2 {
+		t.Errorf("doc-2 ran %d times; want at most 2 (in its group, then alone)", n)
 	}
 	requireDrained(t, js, 0)
 

@@ -190,12 +190,6 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Endpoint is the Hub's base URL.
-func (c *Client) Endpoint() string { return c.cfg.Endpoint }
-
-// Offline reports whether the client never touches the network.
-func (c *Client) Offline() bool { return c.cfg.Offline }
-
 // Repo is one revision of a model repository, resolved to its commit.
 type Repo struct {
 	ID string
