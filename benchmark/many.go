@@ -36,18 +36,39 @@ func manyBody() []byte {
 		config.ModelE5Small)
 }
 
-// ManyEndpoints defines endpoints adaptive endpoints of one model on a node
-// whose processors are this machine's cores, then measures how long each
-// PUT took, the CPU the idle node uses, and how long requests to idle
+// ManyConfig shapes ManyEndpoints.
+type ManyConfig struct {
+	// Endpoints are defined; Requests go to idle ones, each a different one.
+	Endpoints, Requests int
+	// Settle passes between the last PUT and the idle window: the embedded
+	// nats-server writes the full state of each new stream once, two to
+	// two and a half minutes after its creation, which is the cost of
+	// creating it, not of keeping it idle.
+	Settle time.Duration
+	// Idle is the window the idle CPU is measured over; it should span
+	// nats-server's sync interval (two minutes), its periodic cost.
+	Idle time.Duration
+	// Profile, when set, is where the idle window's CPU profile is written.
+	Profile string
+}
+
+// DefaultManyConfig is what jetinfer-bench runs by default.
+func DefaultManyConfig() ManyConfig {
+	return ManyConfig{Endpoints: 1000, Requests: 50, Settle: 3 * time.Minute, Idle: 150 * time.Second}
+}
+
+// ManyEndpoints defines mc.Endpoints adaptive endpoints of one model on a
+// node whose processors are this machine's cores, then measures how long
+// each PUT took, the CPU the idle node uses, and how long requests to idle
 // endpoints take (each reclaims the allocation of one used before it).
-// With profile set, the idle window's CPU profile is written there.
-func ManyEndpoints(ctx context.Context, cfg Config, endpoints, requests int, idle time.Duration, profile string) (ManyResult, error) {
+func ManyEndpoints(ctx context.Context, cfg Config, mc ManyConfig) (ManyResult, error) {
 	cfg = cfg.withDefaults()
 	b, err := startNode(ctx, cfg)
 	if err != nil {
 		return ManyResult{}, err
 	}
 	defer func() { _ = b.close(ctx) }()
+	endpoints, requests, idle, profile := mc.Endpoints, mc.Requests, mc.Idle, mc.Profile
 	r := ManyResult{Endpoints: endpoints, Idle: idle}
 	id := func(i int) string { return fmt.Sprintf("many-%04d", i) }
 	// The first deploys the model (imports it into the store, loads it):
@@ -64,7 +85,11 @@ func ManyEndpoints(ctx context.Context, cfg Config, endpoints, requests int, idl
 	}
 	slices.Sort(r.Puts)
 
-	time.Sleep(idle / 4) // let the last definitions settle
+	select {
+	case <-time.After(mc.Settle):
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
 	before, err := cpuTime()
 	if err != nil {
 		return r, err

@@ -33,6 +33,13 @@ type Runner interface {
 	Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error)
 }
 
+// GiveBacks is the ledger of deliveries handed back unrun (wire.GiveBacks):
+// they do not count as attempts.
+type GiveBacks interface {
+	Add(ctx context.Context, token string, meta *jetstream.MsgMetadata) error
+	Count(ctx context.Context, token string, meta *jetstream.MsgMetadata) (uint64, error)
+}
+
 // Defaults of DeploymentConfig.
 const (
 	DefaultNakDelay  = time.Second
@@ -53,6 +60,9 @@ type DeploymentConfig struct {
 	// one publishes an error result); a document being worked on is kept
 	// alive (InProgress) every third of its AckWait.
 	Queue wire.QueueConfig
+	// GiveBacks records the documents handed back unrun when allocations
+	// stop; nil counts every delivery as an attempt.
+	GiveBacks GiveBacks
 	// NakDelay is the redelivery delay after a failed attempt; 0 means
 	// DefaultNakDelay.
 	NakDelay time.Duration

@@ -103,14 +103,12 @@ func publishDoc(t *testing.T, js jetstream.JetStream, msgID, body string) *jetst
 // stop is called; stop returns Stop's error.
 func startRun(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r Runner, maxDeliver int) (stop func() error) {
 	t.Helper()
-	d, err := NewDeployment(DeploymentConfig{
-		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID},
-		Queue:    wire.QueueConfig{MaxDeliver: maxDeliver, AckWait: 5 * time.Second, Capacity: queueCapacity(t, js)},
-		NakDelay: 20 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return startRunWith(t, newTestDeployment(t, nc, js, maxDeliver, nil), r)
+}
+
+// startRunWith runs d with one allocation of r, as startRun.
+func startRunWith(t *testing.T, d *Deployment, r Runner) (stop func() error) {
+	t.Helper()
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +125,42 @@ func startRun(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r Runner, max
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// deliver takes n deliveries from the test endpoint's consumer, one at a
+// time, and gives each to settle.
+func deliver(t *testing.T, js jetstream.JetStream, n int, settle func(jetstream.Msg)) {
+	t.Helper()
+	cons, err := js.Consumer(context.Background(), wire.RequestsStream(testToken), wire.ConsumerName(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, ok := <-batch.Messages()
+		if !ok {
+			t.Fatalf("delivery %d did not come: %v", i+1, batch.Error())
+		}
+		settle(msg)
+	}
+}
+
+// newTestDeployment is the test endpoint's deployment, not started.
+func newTestDeployment(t *testing.T, nc *nats.Conn, js jetstream.JetStream, maxDeliver int, giveBacks GiveBacks) *Deployment {
+	t.Helper()
+	d, err := NewDeployment(DeploymentConfig{
+		NC: nc, JS: js, Endpoint: config.Endpoint{InferenceID: testID},
+		Queue:     wire.QueueConfig{MaxDeliver: maxDeliver, AckWait: 5 * time.Second, Capacity: queueCapacity(t, js)},
+		GiveBacks: giveBacks,
+		NakDelay:  20 * time.Millisecond, PollWait: 100 * time.Millisecond, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 type result struct {
@@ -555,26 +589,13 @@ func TestUnstorableResultEndsAsErrorResult(t *testing.T) {
 // not run again: it ends as an error result at once.
 func TestAttemptsUsedUpWithoutSettling(t *testing.T) {
 	nc, js := startJS(t, 0)
-	ctx := context.Background()
 	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"kills workers"}`)
-	cons, err := js.Consumer(ctx, wire.RequestsStream(testToken), wire.ConsumerName(testToken))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Three deliveries that end without an ack, as a worker that dies.
-	for i := range 3 {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, ok := <-batch.Messages()
-		if !ok {
-			t.Fatalf("delivery %d did not come: %v", i+1, batch.Error())
-		}
+	deliver(t, js, 3, func(msg jetstream.Msg) {
 		if err := msg.Nak(); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	var calls atomic.Int32
 	stop := startRun(t, nc, js, fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 		calls.Add(1)
@@ -641,4 +662,107 @@ func TestHostileDocumentsFailAtOnce(t *testing.T) {
 		t.Errorf("the refused document was run %d times; want once or twice (its group, then alone)", n)
 	}
 	requireDrained(t, js, 0)
+}
+
+// TestGivenBackDeliveriesAreNotAttempts: a document handed back unrun more
+// often than it may be attempted (its allocations stopped each time before
+// a lane took it) is still served, once, when the give-backs are recorded;
+// TestAttemptsUsedUpWithoutSettling is the same deliveries unrecorded.
+func TestGivenBackDeliveriesAreNotAttempts(t *testing.T) {
+	nc, js := startJS(t, 0)
+	ctx := context.Background()
+	ledger, err := wire.OpenGiveBacks(ctx, js, 1, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishDoc(t, js, "m-1", `{"id":"doc-1","input":"patient"}`)
+	handing := newTestDeployment(t, nc, js, 2, ledger)
+	deliver(t, js, 3, func(msg jetstream.Msg) { handing.giveBack(ctx, msg) })
+	var calls atomic.Int32
+	stop := startRunWith(t, newTestDeployment(t, nc, js, 2, ledger), fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		calls.Add(1)
+		return echo(ctx, docs)
+	}})
+	got := collect(t, js, 1, 300*time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].docID != "doc-1" || got[0].body != `{"input_type":"unspecified","inputs":["patient"]}` {
+		t.Fatalf("results %+v; want doc-1 served", got)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("runner ran %d times; want 1", n)
+	}
+	requireDrained(t, js, 0)
+}
+
+// TestLanesGoneGiveBackRecorded: a document fetched while the only lane is
+// busy, whose allocation then stops, is handed back and recorded as such.
+func TestLanesGoneGiveBackRecorded(t *testing.T) {
+	nc, js := startJS(t, 0)
+	ctx := context.Background()
+	ledger, err := wire.OpenGiveBacks(ctx, js, 1, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDeployment(t, nc, js, 2, ledger)
+	d.cfg.GroupDocs = 1
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	running, release := make(chan string, 4), make(chan struct{})
+	var calls atomic.Int32
+	r := fakeRunner{ingest: func(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
+		calls.Add(1)
+		running <- docs[0].Input[0]
+		<-release
+		return echo(ctx, docs)
+	}}
+	d.SetRunner(r, 1)
+	publishDoc(t, js, "m-1", `{"id":"busy","input":"busy"}`)
+	if got := <-running; got != "busy" {
+		t.Fatalf("the lane runs %q, want busy", got)
+	}
+	ack := publishDoc(t, js, "m-2", `{"id":"waiting","input":"waiting"}`)
+	cons, err := js.Consumer(ctx, wire.RequestsStream(testToken), wire.ConsumerName(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 2 {
+			break // the second is in the fetcher's hands
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second document was not fetched: %+v", info)
+		}
+	}
+	wait := d.SetRunner(r, 0)
+	stored, err := js.Stream(ctx, wire.RequestsStream(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stored.GetMsg(ctx, ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: ack.Sequence}, Timestamp: raw.Time}
+	var n uint64
+	for deadline := time.Now().Add(30 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, err = ledger.Count(ctx, testToken, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	wait()
+	if n != 1 {
+		t.Fatalf("give-backs recorded for the waiting document: %d, want 1", n)
+	}
+	if c := calls.Load(); c != 1 {
+		t.Errorf("runner ran %d times; want 1 (the busy document)", c)
+	}
 }

@@ -60,12 +60,12 @@ func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) 
 	defer check.Stop()
 	giveBack := func() {
 		for _, msg := range pending {
-			_ = msg.Nak()
+			d.giveBack(ctx, msg)
 		}
 		pending = nil
 		if msgs != nil {
 			for msg := range msgs {
-				_ = msg.Nak()
+				d.giveBack(ctx, msg)
 			}
 			msgs = nil
 		}
@@ -100,4 +100,18 @@ func (d *Deployment) handOut(ctx context.Context, batch jetstream.MessageBatch) 
 		return err
 	}
 	return nil
+}
+
+// giveBack hands a document back for another worker, after recording that
+// this delivery was no attempt. A record that fails leaves the delivery
+// counted: the document then has one attempt fewer, never more.
+func (d *Deployment) giveBack(ctx context.Context, msg jetstream.Msg) {
+	if d.cfg.GiveBacks != nil {
+		if meta, err := msg.Metadata(); err == nil {
+			if err := d.cfg.GiveBacks.Add(context.WithoutCancel(ctx), d.token, meta); err != nil {
+				d.log.Warn().Err(err).Uint64("stream_seq", meta.Sequence.Stream).Msg("record a document handed back")
+			}
+		}
+	}
+	_ = msg.Nak()
 }

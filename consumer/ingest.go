@@ -21,10 +21,13 @@ import (
 type doc struct {
 	msg  jetstream.Msg
 	meta *jetstream.MsgMetadata
-	id   string
-	req  inferapi.Request
-	body []byte
-	err  error
+	// attempt is this delivery's number among the document's attempts: its
+	// deliveries less those handed back unrun.
+	attempt uint64
+	id      string
+	req     inferapi.Request
+	body    []byte
+	err     error
 }
 
 // errInvalid marks documents that can never succeed: they are terminated
@@ -48,7 +51,8 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
-		if dc.err == nil && dc.meta.NumDelivered > uint64(d.cfg.Queue.MaxDeliver) {
+		dc.attempt = d.attempt(ctx, dc.meta)
+		if dc.err == nil && dc.attempt > uint64(d.cfg.Queue.MaxDeliver) {
 			dc.err = d.errAttemptsUsedUp()
 		}
 		if dc.err == nil {
@@ -61,6 +65,21 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 	d.stats.BusyNanos.Add(int64(time.Since(start)))
 	stop()
 	d.settleGroup(context.WithoutCancel(ctx), docs)
+}
+
+// attempt numbers a delivery among its document's attempts. Only a delivery
+// that may be the last attempt looks up the give-backs: most never do.
+func (d *Deployment) attempt(ctx context.Context, meta *jetstream.MsgMetadata) uint64 {
+	n := meta.NumDelivered
+	if n < uint64(d.cfg.Queue.MaxDeliver) || d.cfg.GiveBacks == nil {
+		return n
+	}
+	back, err := d.cfg.GiveBacks.Count(ctx, d.token, meta)
+	if err != nil {
+		d.log.Warn().Err(err).Uint64("stream_seq", meta.Sequence.Stream).Msg("read the document's give-backs; counting every delivery")
+		return n
+	}
+	return n - min(back, n-1)
 }
 
 // errAttemptsUsedUp fails a document delivered more often than it may be

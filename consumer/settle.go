@@ -41,14 +41,14 @@ func (o outcome) String() string {
 }
 
 // decide settles a document that ran with err (nil when it succeeded) on
-// its delivered-th delivery of at most maxDeliver attempts: a success is
+// its attempt-th attempt of at most maxDeliver: a success is
 // acked, an invalid document (errInvalid) fails at once, another failure
 // is retried until its last attempt, which fails.
-func decide(err error, delivered uint64, maxDeliver int) outcome {
+func decide(err error, attempt uint64, maxDeliver int) outcome {
 	switch {
 	case err == nil:
 		return outcomeAck
-	case errors.Is(err, errInvalid), delivered >= uint64(maxDeliver):
+	case errors.Is(err, errInvalid), attempt >= uint64(maxDeliver):
 		return outcomeFail
 	}
 	return outcomeRetry
@@ -124,7 +124,7 @@ func (d *Deployment) settleGroup(ctx context.Context, docs []*doc) {
 			continue
 		}
 		log := d.docLog(dc)
-		o := decide(dc.err, dc.meta.NumDelivered, d.cfg.Queue.MaxDeliver)
+		o := decide(dc.err, dc.attempt, d.cfg.Queue.MaxDeliver)
 		if dc.err != nil {
 			log.Warn().Err(dc.err).Str("document_id", dc.id).Str("outcome", o.String()).Msg("document failed")
 		}
@@ -196,7 +196,7 @@ func (d *Deployment) finish(ctx context.Context, p *publishing) {
 	dc, o := p.dc, p.outcome
 	log := d.docLog(dc)
 	if p.err != nil {
-		o = afterPublishFailure(o, p.err, dc.meta.NumDelivered >= uint64(d.cfg.Queue.MaxDeliver))
+		o = afterPublishFailure(o, p.err, dc.attempt >= uint64(d.cfg.Queue.MaxDeliver))
 		if o == outcomeRetry {
 			log.Error().Err(p.err).Msg("publish result")
 			d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
@@ -221,7 +221,7 @@ func (d *Deployment) finish(ctx context.Context, p *publishing) {
 }
 
 func (d *Deployment) docLog(dc *doc) zerolog.Logger {
-	return d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Logger()
+	return d.log.With().Uint64("stream_seq", dc.meta.Sequence.Stream).Uint64("delivered", dc.meta.NumDelivered).Uint64("attempt", dc.attempt).Logger()
 }
 
 func (d *Deployment) settled(log zerolog.Logger, err error, op string) {

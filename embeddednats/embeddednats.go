@@ -5,6 +5,7 @@
 package embeddednats
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,20 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// Users, when set, are the only clients the server accepts, by user and
+	// password; NoAuthUser, when set, is the one a client that gives no
+	// credentials connects as.
+	Users      []User
+	NoAuthUser string
+	// TLS, when set, secures the client listener.
+	TLS *tls.Config
+}
+
+// User is a client the server accepts. Publish and Subscribe list the
+// subjects it may use; both nil allow every subject.
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
 }
 
 // Server is a running embedded nats-server.
@@ -60,6 +75,17 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		// Documents and their chunked results are larger than NATS's 1 MB
 		// default allows; 8 MB is the largest size NATS recommends.
 		MaxPayload: MaxPayload,
+	}
+	for _, u := range cfg.Users {
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if u.Publish != nil || u.Subscribe != nil {
+			su.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Allow: u.Publish}, Subscribe: &server.SubjectPermission{Allow: u.Subscribe}}
+		}
+		opts.Users = append(opts.Users, su)
+	}
+	opts.NoAuthUser = cfg.NoAuthUser
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = cfg.TLS, true, 2
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true

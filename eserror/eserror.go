@@ -33,6 +33,7 @@ const (
 	TypeContentTooLong          = "content_too_long_exception"
 	TypeRejectedExecution       = "es_rejected_execution_exception"
 	TypeModelDeploymentTimeout  = "model_deployment_timeout_exception"
+	TypeSecurity                = "security_exception"
 )
 
 // Error is one Elasticsearch exception. It implements error, so it travels
@@ -46,6 +47,12 @@ type Error struct {
 	// RootIsCause makes root_cause list the innermost cause instead of this
 	// exception, as Elasticsearch does for exceptions that merely wrap another.
 	RootIsCause bool
+	// UnsuccessfulCredentials is the security exception's
+	// additional_unsuccessful_credentials metadata.
+	UnsuccessfulCredentials []string
+	// Header holds the HTTP headers the exception carries (a 401's
+	// WWW-Authenticate): rendered as "header" and sent as response headers.
+	Header map[string][]string
 }
 
 // New returns an exception of the given type and status.
@@ -107,17 +114,55 @@ func As(err error) *Error {
 	return Internal(err, "%s", "internal error")
 }
 
+// Field order is Elasticsearch's: type, reason, metadata, caused_by, header.
 type cause struct {
-	Type     string `json:"type"`
-	Reason   string `json:"reason"`
-	CausedBy *cause `json:"caused_by,omitempty"`
+	Type                    string      `json:"type"`
+	Reason                  string      `json:"reason"`
+	UnsuccessfulCredentials stringOrAll `json:"additional_unsuccessful_credentials,omitempty"`
+	CausedBy                *cause      `json:"caused_by,omitempty"`
+	Header                  headers     `json:"header,omitempty"`
 }
 
 type body struct {
-	RootCause []cause `json:"root_cause"`
-	Type      string  `json:"type"`
-	Reason    string  `json:"reason"`
-	CausedBy  *cause  `json:"caused_by,omitempty"`
+	RootCause               []cause     `json:"root_cause"`
+	Type                    string      `json:"type"`
+	Reason                  string      `json:"reason"`
+	UnsuccessfulCredentials stringOrAll `json:"additional_unsuccessful_credentials,omitempty"`
+	CausedBy                *cause      `json:"caused_by,omitempty"`
+	Header                  headers     `json:"header,omitempty"`
+}
+
+// stringOrAll is a list rendered as Elasticsearch renders metadata and
+// headers: one value as a string, more as an array.
+type stringOrAll []string
+
+func (s stringOrAll) MarshalJSON() ([]byte, error) {
+	if len(s) == 1 {
+		return json.Marshal(s[0])
+	}
+	return json.Marshal([]string(s))
+}
+
+func (s *stringOrAll) UnmarshalJSON(data []byte) error {
+	var one string
+	if err := json.Unmarshal(data, &one); err == nil {
+		*s = stringOrAll{one}
+		return nil
+	}
+	return json.Unmarshal(data, (*[]string)(s))
+}
+
+type headers map[string]stringOrAll
+
+func toHeaders(h map[string][]string) headers {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(headers, len(h))
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
 }
 
 type envelope struct {
@@ -139,7 +184,7 @@ func (e *Error) rootCause() cause {
 			root = root.Cause
 		}
 	}
-	return cause{Type: root.Type, Reason: root.Reason}
+	return cause{Type: root.Type, Reason: root.Reason, UnsuccessfulCredentials: root.UnsuccessfulCredentials, Header: toHeaders(root.Header)}
 }
 
 // MarshalJSON renders the full Elasticsearch error envelope.
@@ -149,10 +194,12 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 	enc.SetEscapeHTML(false) // Elasticsearch leaves '<', '>' and '&' as they are
 	err := enc.Encode(envelope{
 		Error: body{
-			RootCause: []cause{e.rootCause()},
-			Type:      e.Type,
-			Reason:    e.Reason,
-			CausedBy:  e.Cause.causeChain(),
+			RootCause:               []cause{e.rootCause()},
+			Type:                    e.Type,
+			Reason:                  e.Reason,
+			UnsuccessfulCredentials: e.UnsuccessfulCredentials,
+			CausedBy:                e.Cause.causeChain(),
+			Header:                  toHeaders(e.Header),
 		},
 		Status: e.Status,
 	})
@@ -169,7 +216,13 @@ func Parse(data []byte) (*Error, error) {
 	if env.Error.Type == "" || env.Status == 0 {
 		return nil, fmt.Errorf("eserror: %q is not an error envelope", data)
 	}
-	e := &Error{Status: env.Status, Type: env.Error.Type, Reason: env.Error.Reason}
+	e := &Error{Status: env.Status, Type: env.Error.Type, Reason: env.Error.Reason, UnsuccessfulCredentials: env.Error.UnsuccessfulCredentials}
+	for k, v := range env.Error.Header {
+		if e.Header == nil {
+			e.Header = map[string][]string{}
+		}
+		e.Header[k] = v
+	}
 	for c, at := env.Error.CausedBy, e; c != nil; c = c.CausedBy {
 		at.Cause = &Error{Status: env.Status, Type: c.Type, Reason: c.Reason}
 		at = at.Cause

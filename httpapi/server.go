@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/auth"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
@@ -79,6 +80,15 @@ type Config struct {
 	ClusterName string
 	// ClusterUUID is reported by GET /; it identifies the NATS deployment.
 	ClusterUUID string
+	// Guard, when set, authenticates every request and authorizes its
+	// action (an auth.Action* name).
+	Guard Guard
+}
+
+// Guard authenticates a request and authorizes an action for it,
+// returning Elasticsearch's 401 or 403 security_exception otherwise.
+type Guard interface {
+	Check(r *http.Request, action string) error
 }
 
 // API is the HTTP handler of the REST API.
@@ -104,10 +114,12 @@ func New(cfg Config, log zerolog.Logger) (*API, error) {
 // commonParams are the URL parameters Elasticsearch accepts on every route.
 var commonParams = []string{"pretty", "human", "error_trace", "filter_path", "format"}
 
-// route is one matched request: a handler and the URL parameters it reads.
+// route is one matched request: a handler, the URL parameters it reads,
+// and the Elasticsearch action it is authorized as.
 type route struct {
 	handle func(w http.ResponseWriter, r *http.Request, p pathParams)
 	params []string
+	action string
 }
 
 type pathParams struct {
@@ -156,6 +168,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
 		return
 	}
+	if a.cfg.Guard != nil {
+		if err := a.cfg.Guard.Check(r, rt.action); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	}
 	if err := checkParams(r, rt.params); err != nil {
 		a.writeError(w, r, err)
 		return
@@ -187,19 +205,20 @@ func (a *API) routes(seg []string) map[string]route {
 	timeout, masterTimeout := []string{"timeout"}, []string{"master_timeout"}
 	switch {
 	case len(seg) == 0:
-		return map[string]route{http.MethodGet: {handle: a.root}}
+		return map[string]route{http.MethodGet: {handle: a.root, action: auth.ActionMain}}
 	case len(seg) == 5 && seg[0] == "_ml" && seg[1] == "trained_models" && seg[3] == "deployment":
 		id := seg[2]
 		switch seg[4] {
 		case "_start":
 			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.startDeployment(w, r, id) },
-				params: []string{"deployment_id", "number_of_allocations", "threads_per_allocation", "priority", "queue_capacity", "timeout", "wait_for", "cache_size"}}}
+				params: []string{"deployment_id", "number_of_allocations", "threads_per_allocation", "priority", "queue_capacity", "timeout", "wait_for", "cache_size"},
+				action: auth.ActionDeploymentStart}}
 		case "_stop":
 			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.stopDeployment(w, r, id) },
-				params: []string{"force", "allow_no_match"}}}
+				params: []string{"force", "allow_no_match"}, action: auth.ActionDeploymentStop}}
 		case "_update":
 			return map[string]route{http.MethodPost: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) { a.updateDeployment(w, r, id) },
-				params: []string{"number_of_allocations"}}}
+				params: []string{"number_of_allocations"}, action: auth.ActionDeploymentUpdate}}
 		}
 		return nil
 	case len(seg) >= 3 && seg[0] == "_ml" && seg[1] == "trained_models" && seg[len(seg)-1] == "_stats":
@@ -212,33 +231,22 @@ func (a *API) routes(seg []string) map[string]route {
 		}
 		return map[string]route{http.MethodGet: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) {
 			a.modelStats(w, r, id)
-		}, params: []string{"allow_no_match", "from", "size"}}}
+		}, params: []string{"allow_no_match", "from", "size"}, action: auth.ActionModelStats}}
 	case seg[0] != "_inference":
 		return nil
 	case len(seg) == 1:
-		return map[string]route{http.MethodGet: {handle: a.getEndpoints}}
-	case len(seg) == 2:
+		return map[string]route{http.MethodGet: {handle: a.getEndpoints, action: auth.ActionInferenceGet}}
+	case len(seg) == 2 || len(seg) == 3 && seg[2] != "_update" && seg[2] != "_stream":
 		return map[string]route{
-			http.MethodGet:    {handle: a.getEndpoints},
-			http.MethodPut:    {handle: a.putEndpoint, params: timeout},
-			http.MethodPost:   {handle: a.infer, params: timeout},
-			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
+			http.MethodGet:    {handle: a.getEndpoints, action: auth.ActionInferenceGet},
+			http.MethodPut:    {handle: a.putEndpoint, params: timeout, action: auth.ActionInferencePut},
+			http.MethodPost:   {handle: a.infer, params: timeout, action: auth.ActionInferencePost},
+			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}, action: auth.ActionInferenceDelete},
 		}
-	case len(seg) == 3 && seg[2] == "_update":
-		return map[string]route{http.MethodPut: {handle: a.updateEndpoint, params: masterTimeout}}
-	case len(seg) == 3 && seg[2] == "_stream":
-		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
-	case len(seg) == 3:
-		return map[string]route{
-			http.MethodGet:    {handle: a.getEndpoints},
-			http.MethodPut:    {handle: a.putEndpoint, params: timeout},
-			http.MethodPost:   {handle: a.infer, params: timeout},
-			http.MethodDelete: {handle: a.deleteEndpoint, params: []string{"force", "dry_run"}},
-		}
-	case len(seg) == 4 && seg[3] == "_update":
-		return map[string]route{http.MethodPut: {handle: a.updateEndpoint, params: masterTimeout}}
-	case len(seg) == 4 && seg[3] == "_stream":
-		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout}}
+	case (len(seg) == 3 || len(seg) == 4) && seg[len(seg)-1] == "_update":
+		return map[string]route{http.MethodPut: {handle: a.updateEndpoint, params: masterTimeout, action: auth.ActionInferenceUpdate}}
+	case (len(seg) == 3 || len(seg) == 4) && seg[len(seg)-1] == "_stream":
+		return map[string]route{http.MethodPost: {handle: a.stream, params: timeout, action: auth.ActionInferencePost}}
 	}
 	return nil
 }
@@ -419,6 +427,15 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 		ev.Msg("request failed")
+	}
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
+		// Elasticsearch's RestResponse drops the product header on both.
+		w.Header().Del("X-Elastic-Product")
 	}
 	a.writeJSON(w, r, e.Status, e)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/modelsource"
+	"github.com/jetinfer/jetinfer/natsauth"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -19,6 +21,18 @@ import (
 type Config struct {
 	// HTTPAddr is where the Elasticsearch-compatible API listens.
 	HTTPAddr string
+	// AuthFile holds the API keys and users of the HTTP API (see package
+	// auth); empty serves it without authentication, on loopback only
+	// unless InsecureListen.
+	AuthFile string
+	// AnonymousRoot lets GET / answer without credentials.
+	AnonymousRoot bool
+	// InsecureListen lets the HTTP API without an auth file listen beyond
+	// loopback.
+	InsecureListen bool
+	// TLSCert and TLSKey, PEM files, serve the HTTP API over TLS; they are
+	// reloaded when they change.
+	TLSCert, TLSKey string
 	// DataDir holds the embedded nats-server's JetStream store.
 	DataDir string
 	// NATSURL names an external NATS server; empty runs an embedded one.
@@ -26,8 +40,10 @@ type Config struct {
 	// NATSListen is the embedded server's client address, so that the nats
 	// CLI and other workers can reach it; "" disables client connections.
 	NATSListen string
-	// NATSCreds is a credentials file for the external server.
-	NATSCreds string
+	// NATS authenticates to the external server and verifies it; its
+	// TLSCert and TLSKey are the embedded server's certificate when jetinfer
+	// runs one.
+	NATS natsauth.ClientConfig
 	// KVReplicas is the replication factor of jetinfer's buckets.
 	KVReplicas int
 	// MaxBodyBytes caps HTTP request bodies.
@@ -121,10 +137,15 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.StringVar(p, name, *p, usage+" (env "+EnvName(name)+")")
 	}
 	str(&s.HTTPAddr, "http-addr", "`HOST:PORT` of the Elasticsearch-compatible HTTP API")
+	str(&s.AuthFile, "auth-file", "`FILE` of API keys and users (bcrypt hashes) the HTTP API requires, reloaded when it changes; create one with jetinfer auth")
+	fs.BoolVar(&s.AnonymousRoot, "auth-anonymous-root", s.AnonymousRoot, "with --auth-file, let GET / answer without credentials (env "+EnvName("auth-anonymous-root")+")")
+	fs.BoolVar(&s.InsecureListen, "insecure-listen", s.InsecureListen, "without --auth-file, listen on --http-addr as given instead of loopback only (env "+EnvName("insecure-listen")+")")
+	str(&s.TLSCert, "tls-cert", "PEM certificate `FILE` (chain) of the HTTP API; with --tls-key, serves HTTPS and reloads both when they change")
+	str(&s.TLSKey, "tls-key", "PEM private key `FILE` of --tls-cert")
 	str(&s.DataDir, "data-dir", "`DIR` for the embedded nats-server's JetStream data")
 	str(&s.NATSURL, "nats-url", "`URL` of an external NATS server or cluster; empty runs an embedded nats-server")
 	str(&s.NATSListen, "nats-listen", "`HOST:PORT` where the embedded nats-server accepts clients; empty accepts none")
-	str(&s.NATSCreds, "nats-creds", "credentials `FILE` for --nats-url")
+	s.NATS.RegisterFlags(fs, EnvName)
 	fs.IntVar(&s.KVReplicas, "kv-replicas", s.KVReplicas, "replicas of jetinfer's JetStream buckets (3 in a cluster) (env "+EnvName("kv-replicas")+")")
 	fs.Int64Var(&s.MaxBodyBytes, "max-body-bytes", s.MaxBodyBytes, "largest HTTP request body accepted; larger ones get 413 (env "+EnvName("max-body-bytes")+")")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long shutdown waits for in-flight work (env "+EnvName("shutdown-timeout")+")")
@@ -158,6 +179,39 @@ func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	return errors.Join(errs...)
 }
 
+// ListenAddr is where the HTTP API listens and, when that differs from
+// HTTPAddr, why: without an auth file it listens on loopback only, unless
+// InsecureListen.
+func (s Config) ListenAddr() (addr, why string) {
+	if s.AuthFile != "" || s.InsecureListen {
+		return s.HTTPAddr, ""
+	}
+	host, port, err := net.SplitHostPort(s.HTTPAddr)
+	if err != nil {
+		return s.HTTPAddr, "" // net.Listen reports it
+	}
+	if isLoopback(host) {
+		return s.HTTPAddr, ""
+	}
+	return net.JoinHostPort("127.0.0.1", port), "no --auth-file: the HTTP API listens on loopback only; create keys with jetinfer auth and pass --auth-file, or pass --insecure-listen to listen on " + s.HTTPAddr + " without authentication"
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// EmbeddedNATSOpen reports whether the embedded server accepts clients
+// without credentials: only while it listens on loopback (or not at all).
+func (s Config) EmbeddedNATSOpen() bool {
+	if s.NATSListen == "" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(s.NATSListen)
+	return err == nil && isLoopback(host)
+}
+
 // Queue is what the endpoints' streams and consumers are created with.
 func (s Config) Queue() wire.QueueConfig {
 	return wire.QueueConfig{Replicas: s.KVReplicas, Capacity: int64(s.QueueCapacity), ResultsMaxAge: s.ResultsMaxAge, AckWait: s.AckWait}
@@ -168,6 +222,12 @@ func (s Config) Validate() error {
 	var errs []error
 	if s.HTTPAddr == "" && !s.WorkerOnly {
 		errs = append(errs, errors.New("--http-addr must not be empty"))
+	}
+	if _, err := s.NATS.Options(); err != nil {
+		errs = append(errs, err)
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	if s.NATSURL == "" && s.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty when the embedded nats-server runs"))

@@ -67,3 +67,25 @@ func TestServiceEnvErrorsAndValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestListenAddr(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		cfg      Config
+		want     string
+		narrowed bool
+	}{
+		{"every interface without auth", Config{HTTPAddr: ":9200"}, "127.0.0.1:9200", true},
+		{"a public address without auth", Config{HTTPAddr: "10.1.2.3:9200"}, "127.0.0.1:9200", true},
+		{"loopback without auth", Config{HTTPAddr: "127.0.0.1:9300"}, "127.0.0.1:9300", false},
+		{"localhost without auth", Config{HTTPAddr: "localhost:9300"}, "localhost:9300", false},
+		{"IPv6 loopback without auth", Config{HTTPAddr: "[::1]:9200"}, "[::1]:9200", false},
+		{"with an auth file", Config{HTTPAddr: ":9200", AuthFile: "auth.json"}, ":9200", false},
+		{"insecure", Config{HTTPAddr: ":9200", InsecureListen: true}, ":9200", false},
+	} {
+		addr, why := tt.cfg.ListenAddr()
+		if addr != tt.want || (why != "") != tt.narrowed {
+			t.Errorf("%s: %q, %q; want %q, narrowed %v", tt.name, addr, why, tt.want, tt.narrowed)
+		}
+	}
+}

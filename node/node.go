@@ -6,11 +6,14 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/jetinfer/jetinfer/auth"
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/consumer"
@@ -29,6 +33,7 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/natsauth"
 	"github.com/jetinfer/jetinfer/wire"
 	"github.com/jetinfer/jetinfer/worker"
 )
@@ -60,6 +65,10 @@ type Node struct {
 // API only, and other processes' workers serve its requests.
 func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	guard, certs, err := httpSecurity(cfg, log)
+	if err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, errs: make(chan error, 1), ncClosed: make(chan struct{})}
@@ -157,12 +166,22 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		NodeName:     cfg.NodeName,
 		ClusterName:  cfg.ClusterName,
 		ClusterUUID:  "_na_",
+		Guard:        guard,
 	}, log)
 	if err != nil {
 		return nil, err
 	}
-	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	addr, why := cfg.ListenAddr()
+	if why != "" {
+		log.Warn().Str("http_addr", addr).Msg(why)
+	} else if cfg.AuthFile == "" {
+		log.Warn().Str("http_addr", addr).Msg("the HTTP API requires no authentication (--insecure-listen): anyone who reaches it can delete every endpoint")
+	}
+	if n.httpLn, err = net.Listen("tcp", addr); err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	if certs != nil {
+		n.httpLn = tls.NewListener(n.httpLn, certs.ServerConfig())
 	}
 	n.http = &http.Server{
 		Handler:           api,
@@ -170,6 +189,8 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		// A client trickling a large body must not hold a handler forever.
 		ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute,
+		// TLS handshake failures and the like, which net/http logs itself.
+		ErrorLog: stdlog.New(warnWriter{log.With().Str("component", "http").Logger()}, "", 0),
 	}
 
 	n.wg.Add(1)
@@ -181,6 +202,38 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	}()
 	log.Info().Str("http_addr", n.httpLn.Addr().String()).Str("nats_url", n.NATSURL()).Msg("jetinfer started")
 	return n, nil
+}
+
+// warnWriter logs each line written as a warning.
+type warnWriter struct{ log zerolog.Logger }
+
+func (w warnWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// httpSecurity loads what secures the HTTP API: the auth file's guard
+// (nil without one) and the TLS key pair (nil without one).
+func httpSecurity(cfg Config, log zerolog.Logger) (httpapi.Guard, *auth.Certificates, error) {
+	if cfg.WorkerOnly {
+		return nil, nil, nil
+	}
+	var guard httpapi.Guard
+	if cfg.AuthFile != "" {
+		g, err := auth.NewGuard(auth.GuardConfig{File: cfg.AuthFile, AnonymousRoot: cfg.AnonymousRoot, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		guard = g
+	}
+	var certs *auth.Certificates
+	if cfg.TLSCert != "" {
+		var err error
+		if certs, err = auth.LoadCertificates(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return nil, nil, err
+		}
+	}
+	return guard, certs, nil
 }
 
 // migrateLegacyStreams moves the documents and results of the streams
@@ -246,10 +299,14 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	if err != nil {
 		return err
 	}
+	giveBacks, err := wire.OpenGiveBacks(openCtx, js, cfg.KVReplicas, n.log)
+	if err != nil {
+		return err
+	}
 	n.worker, err = worker.Start(ctx, worker.Config{
 		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: cache, States: states, Registry: registry, Plans: plans,
 		NodeName: cfg.NodeName, Processors: cfg.Processors, Heartbeat: cfg.Heartbeat,
-		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, Queue: cfg.Queue()},
+		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, Queue: cfg.Queue(), GiveBacks: giveBacks},
 		Log:        n.log,
 	})
 	if err != nil {
@@ -316,18 +373,18 @@ func (n *Node) connect() error {
 	}
 	url := n.cfg.NATSURL
 	if url == "" {
-		srv, err := embeddednats.Start(embeddednats.Config{
-			StoreDir:   filepath.Join(n.cfg.DataDir, "jetstream"),
-			Listen:     n.cfg.NATSListen,
-			ServerName: n.cfg.NodeName,
-		}, n.log)
+		srv, users, err := n.startEmbedded()
 		if err != nil {
 			return err
 		}
 		n.embedded = srv
-		opts = append(opts, srv.ConnectOption())
-	} else if n.cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(n.cfg.NATSCreds))
+		opts = append(opts, srv.ConnectOption(), nats.UserInfo(users.Jetinfer.User, users.Jetinfer.Password), nats.CustomInboxPrefix(natsauth.InboxPrefix))
+	} else {
+		client, err := n.cfg.NATS.Options()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, client...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -335,6 +392,42 @@ func (n *Node) connect() error {
 	}
 	n.nc = nc
 	return nil
+}
+
+// startEmbedded starts the embedded nats-server with jetinfer's users
+// (generated into the data directory the first time). Listening beyond
+// loopback, it accepts only them.
+func (n *Node) startEmbedded() (*embeddednats.Server, natsauth.Users, error) {
+	users, err := natsauth.LoadOrCreateUsers(n.cfg.DataDir)
+	if err != nil {
+		return nil, users, fmt.Errorf("nats users: %w", err)
+	}
+	cfg := embeddednats.Config{
+		StoreDir:   filepath.Join(n.cfg.DataDir, "jetstream"),
+		Listen:     n.cfg.NATSListen,
+		ServerName: n.cfg.NodeName,
+		Users: []embeddednats.User{
+			{Name: users.Jetinfer.User, Password: users.Jetinfer.Password},
+			{Name: users.Publisher.User, Password: users.Publisher.Password, Publish: natsauth.PublisherPublish, Subscribe: natsauth.PublisherSubscribe},
+		},
+	}
+	if n.cfg.EmbeddedNATSOpen() {
+		// Local clients (the nats CLI, workers on this machine) connect
+		// as before, as jetinfer.
+		cfg.NoAuthUser = natsauth.UserJetinfer
+	} else {
+		n.log.Info().Str("nats_listen", n.cfg.NATSListen).Str("users", filepath.Join(n.cfg.DataDir, natsauth.UsersFile)).
+			Msg("the embedded nats-server listens beyond loopback: clients must authenticate")
+	}
+	if n.cfg.NATS.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(n.cfg.NATS.TLSCert, n.cfg.NATS.TLSKey)
+		if err != nil {
+			return nil, users, fmt.Errorf("nats tls: %w", err)
+		}
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	}
+	srv, err := embeddednats.Start(cfg, n.log)
+	return srv, users, err
 }
 
 // Abort drops the node's NATS connection at once, as a crash would: no

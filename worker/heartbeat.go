@@ -57,7 +57,7 @@ func (w *Worker) describe() cluster.Node {
 		Models: w.cfg.Models.Cached(), Deployments: map[string]cluster.DeploymentStats{}, Started: w.started}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, e := range w.endpoints {
+	for id, e := range w.served {
 		dep := e.deployment.Load()
 		if dep == nil {
 			continue
@@ -65,8 +65,7 @@ func (w *Worker) describe() cluster.Node {
 		st := dep.Stats()
 		// A deployment not planned here that never ran says nothing
 		// (a loading or failed one is planned): leaving it out keeps the
-		// entry (written every heartbeat, read by the controller) small,
-		// and the walk over a thousand endpoints cheap.
+		// entry (written every heartbeat, read by the controller) small.
 		if !e.allocated.Load() && st.Documents.Load() == 0 && st.Inferences.Load() == 0 && st.Errors.Load() == 0 &&
 			st.Rejected.Load() == 0 && dep.Waiting() == 0 && dep.Allocations() == 0 {
 			continue

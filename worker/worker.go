@@ -102,6 +102,10 @@ type Worker struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*endpoint
+	// served are the endpoints the plan has given this node allocations of
+	// since they were defined here: the only ones with anything to report,
+	// so that the heartbeat does not walk a thousand idle endpoints.
+	served map[string]*endpoint
 	// planned is this node's allocations per inference id, as the plan
 	// says; an endpoint seen later starts from it.
 	planned map[string]int
@@ -135,6 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 		abort:     make(chan struct{}),
 		budget:    newBudget(cfg.Processors),
 		endpoints: map[string]*endpoint{},
+		served:    map[string]*endpoint{},
 		stopped:   map[string]chan struct{}{},
 		planned:   map[string]int{},
 		started:   time.Now().UTC(),
@@ -193,6 +198,9 @@ func (w *Worker) watchPlans(ctx context.Context) {
 		for _, e := range w.endpoints {
 			if e.planKey == c.InferenceID {
 				e.plan(n)
+				if n > 0 {
+					w.served[e.id] = e
+				}
 			}
 		}
 	})
@@ -210,13 +218,18 @@ func (w *Worker) apply(ctx context.Context, c config.Change) {
 		}
 		if e != nil {
 			delete(w.endpoints, c.ID)
+			delete(w.served, c.ID)
 			w.stopped[c.ID] = e.done
 			e.stop(c.Deleted)
 		}
 	case e == nil:
 		e = w.newEndpoint(c.Entry)
-		e.plan(w.planned[e.planKey])
+		n := w.planned[e.planKey]
+		e.plan(n)
 		w.endpoints[c.ID] = e
+		if n > 0 {
+			w.served[c.ID] = e
+		}
 		prev := w.stopped[c.ID]
 		delete(w.stopped, c.ID)
 		w.running.Add(1)
@@ -250,6 +263,7 @@ func (w *Worker) Close(ctx context.Context) error {
 		e.stop(false)
 		delete(w.endpoints, id)
 	}
+	clear(w.served)
 	w.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

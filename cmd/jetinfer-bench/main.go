@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jetinfer/jetinfer/benchmark"
 	"github.com/jetinfer/jetinfer/consumer"
@@ -57,10 +56,12 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&scaling.Cooldown, "scaling-scale-down-cooldown", scaling.Cooldown, "scaling: the node's --scale-down-cooldown")
 	endpoints := fs.Int("endpoints", 8, "endpoints: how many endpoints the documents are spread over")
 	endpointDocs := fs.Int("endpoints-docs", 4000, "endpoints: short documents published")
-	many := fs.Int("many-endpoints", 1000, "many: adaptive endpoints defined on the node")
-	manyRequests := fs.Int("many-requests", 50, "many: requests to idle endpoints, each a different one")
-	manyIdle := fs.Duration("many-idle", 30*time.Second, "many: how long the idle CPU is measured")
-	manyProfile := fs.String("many-cpu-profile", "", "many: `FILE` to write the idle window's CPU profile to")
+	many := benchmark.DefaultManyConfig()
+	fs.IntVar(&many.Endpoints, "many-endpoints", many.Endpoints, "many: adaptive endpoints defined on the node")
+	fs.IntVar(&many.Requests, "many-requests", many.Requests, "many: requests to idle endpoints, each a different one")
+	fs.DurationVar(&many.Settle, "many-settle", many.Settle, "many: wait between the last PUT and the idle window (nats-server writes each new stream's state once, 2 to 2.5 minutes after it is created)")
+	fs.DurationVar(&many.Idle, "many-idle", many.Idle, "many: how long the idle CPU is measured (spanning nats-server's 2-minute sync interval)")
+	fs.StringVar(&many.Profile, "many-cpu-profile", "", "many: `FILE` to write the idle window's CPU profile to")
 	scalingPNG := fs.String("scaling-png", "docs/scaling.png", "scaling: `FILE` the plot is written to")
 	probe := fs.Int("memory-probe", 0, "internal: run one memory probe with this many allocations and print its peak RSS")
 	separate := fs.Bool("separate-sessions", false, "internal: with --memory-probe, one session per allocation")
@@ -120,7 +121,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		case "hostile":
 			err = benchHostile(ctx, cfg, stdout)
 		case "many":
-			err = benchMany(ctx, cfg, *many, *manyRequests, *manyIdle, *manyProfile, stdout)
+			err = benchMany(ctx, cfg, many, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -249,12 +250,12 @@ func benchHostile(ctx context.Context, cfg benchmark.Config, out io.Writer) erro
 	return nil
 }
 
-func benchMany(ctx context.Context, cfg benchmark.Config, endpoints, requests int, idle time.Duration, profile string, out io.Writer) error {
-	r, err := benchmark.ManyEndpoints(ctx, cfg, endpoints, requests, idle, profile)
+func benchMany(ctx context.Context, cfg benchmark.Config, mc benchmark.ManyConfig, out io.Writer) error {
+	r, err := benchmark.ManyEndpoints(ctx, cfg, mc)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Many endpoints: %d adaptive endpoints (0 to 1 allocation) of the dense model on a node whose processors are the %d cores: PUT latency, idle CPU with all defined, and requests to idle endpoints one after another (each takes the processor of an idle one)\n\n", endpoints, runtime.NumCPU())
+	fmt.Fprintf(out, "Many endpoints: %d adaptive endpoints (0 to 1 allocation) of the dense model on a node whose processors are the %d cores: PUT latency, idle CPU with all defined (measured %s after the last PUT), and requests to idle endpoints one after another (each takes the processor of an idle one)\n\n", mc.Endpoints, runtime.NumCPU(), mc.Settle)
 	benchmark.WriteMany(out, r)
 	fmt.Fprintln(out)
 	return nil

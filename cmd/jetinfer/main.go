@@ -4,6 +4,7 @@
 //	jetinfer serve [flags]   run the service (embedded NATS by default)
 //	jetinfer worker [flags]  run a worker only, on a shared NATS (--nats-url)
 //	jetinfer model ...       import, list and delete stored model artifacts
+//	jetinfer auth ...        create API keys and users of the HTTP API
 //
 // Every flag can also be set with an environment variable, JETINFER_ plus the
 // flag name in upper case with '-' as '_' (--http-addr: JETINFER_HTTP_ADDR).
@@ -38,9 +39,11 @@ Usage:
   jetinfer worker [flags]   run a worker only (no HTTP API) on --nats-url
   jetinfer model import DIR --model-id ID | list | delete ID
                             manage the model artifacts stored in NATS
+  jetinfer auth create-key | invalidate-key ID | add-user | list
+                            manage the API keys and users of --auth-file
   jetinfer help [command]   show help
 
-Run 'jetinfer serve --help' or 'jetinfer model help' for the flags.
+Run 'jetinfer serve --help', 'jetinfer model help' or 'jetinfer auth help' for the flags.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -55,12 +58,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr, true)
 	case "model":
 		return model(args[1:], stdout, stderr)
+	case "auth":
+		return authCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 && (args[1] == "serve" || args[1] == "worker") {
 			return serve([]string{"--help"}, stdout, stderr, args[1] == "worker")
 		}
 		if len(args) > 1 && args[1] == "model" {
 			return model([]string{"help"}, stdout, stderr)
+		}
+		if len(args) > 1 && args[1] == "auth" {
+			return authCmd([]string{"help"}, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

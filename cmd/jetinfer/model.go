@@ -19,6 +19,7 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
+	"github.com/jetinfer/jetinfer/natsauth"
 	"github.com/jetinfer/jetinfer/node"
 )
 
@@ -57,7 +58,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("jetinfer model "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	natsURL := fs.String("nats-url", defaultNATSURL, "`URL` of the NATS server or cluster (env "+node.EnvName("nats-url")+")")
-	creds := fs.String("nats-creds", "", "credentials `FILE` for --nats-url (env "+node.EnvName("nats-creds")+")")
+	var client natsauth.ClientConfig
+	client.RegisterFlags(fs, node.EnvName)
 	var modelID, file string
 	var replace bool
 	wantArgs := 1
@@ -75,11 +77,11 @@ func model(args []string, stdout, stderr io.Writer) int {
 	}
 	// Only the connection is shared with serve's environment; a stray
 	// JETINFER_REPLACE or JETINFER_MODEL_ID must not change a command.
-	for _, name := range []string{"nats-url", "nats-creds"} {
-		if v, ok := os.LookupEnv(node.EnvName(name)); ok {
-			_ = fs.Set(name, v) // string flags accept any value
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(node.EnvName(f.Name)); ok && strings.HasPrefix(f.Name, "nats-") {
+			_ = fs.Set(f.Name, v) // string flags accept any value
 		}
-	}
+	})
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -113,7 +115,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	store, closeNATS, err := openModelStore(ctx, *natsURL, *creds)
+	store, closeNATS, err := openModelStore(ctx, *natsURL, client)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetinfer model %s: %v\n", cmd, err)
 		return 1
@@ -157,11 +159,12 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func openModelStore(ctx context.Context, url, creds string) (*modelstore.Store, func(), error) {
-	opts := []nats.Option{nats.Name("jetinfer model"), nats.Timeout(10 * time.Second)}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
+func openModelStore(ctx context.Context, url string, client natsauth.ClientConfig) (*modelstore.Store, func(), error) {
+	copts, err := client.Options()
+	if err != nil {
+		return nil, nil, err
 	}
+	opts := append([]nats.Option{nats.Name("jetinfer model"), nats.Timeout(10 * time.Second)}, copts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
