@@ -69,6 +69,7 @@ func startNode(ctx context.Context, cfg Config, adjust ...func(*node.Config)) (_
 	}
 	sc := node.DefaultConfig()
 	sc.HTTPAddr = "127.0.0.1:0"
+	sc.MetricsAddr = "" // several benchmark nodes may run at once
 	// The benchmark publishes and consumes through a client connection, as
 	// producers do, so the embedded server listens on a random port.
 	sc.NATSListen = "127.0.0.1:0"

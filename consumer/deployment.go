@@ -96,7 +96,7 @@ type Deployment struct {
 	token string
 	log   zerolog.Logger
 
-	searchQ chan *nats.Msg
+	searchQ chan search
 	ingestQ chan []jetstream.Msg
 	// wake tells the fetcher that the runner or the lanes changed.
 	wake chan struct{}
@@ -121,7 +121,7 @@ type Deployment struct {
 	// deadline cancels their work.
 	running map[*lane]int
 
-	stats DeploymentStats
+	stats *DeploymentStats
 }
 
 // lane is one goroutine of an allocation. Closing quit asks it to finish
@@ -159,12 +159,13 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		cfg:      cfg,
 		token:    config.Token(cfg.Endpoint.InferenceID),
 		log:      cfg.Log.With().Str("inference_id", cfg.Endpoint.InferenceID).Logger(),
-		searchQ:  make(chan *nats.Msg, cfg.SearchCapacity),
+		searchQ:  make(chan search, cfg.SearchCapacity),
 		ingestQ:  make(chan []jetstream.Msg),
 		wake:     make(chan struct{}, 1),
 		draining: make(chan struct{}),
 		gen:      new(sync.WaitGroup),
 		running:  map[*lane]int{},
+		stats:    newDeploymentStats(cfg.Endpoint.InferenceID),
 	}, nil
 }
 
@@ -297,8 +298,8 @@ func (d *Deployment) Fail(err error) (wait func()) {
 	d.mu.Unlock()
 	for {
 		select {
-		case msg := <-d.searchQ:
-			d.replyError(msg, err)
+		case s := <-d.searchQ:
+			d.replyError(s.msg, err)
 		default:
 			return wait
 		}
@@ -313,7 +314,7 @@ func (d *Deployment) Allocations() int {
 }
 
 // Stats returns the deployment's counters.
-func (d *Deployment) Stats() *DeploymentStats { return &d.stats }
+func (d *Deployment) Stats() *DeploymentStats { return d.stats }
 
 // Waiting is the number of infer requests waiting in this process.
 func (d *Deployment) Waiting() int { return len(d.searchQ) }

@@ -50,6 +50,10 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 			docs[i] = nil
 			continue
 		}
+		d.stats.Deliveries.Add(1)
+		if dc.meta.NumDelivered > 1 {
+			d.stats.Redeliveries.Add(1)
+		}
 		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
 		dc.attempt = d.attempt(ctx, dc.meta)
 		if dc.err == nil && dc.attempt > uint64(d.cfg.Queue.MaxDeliver) {

@@ -13,8 +13,8 @@ import (
 func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-chan []jetstream.Msg) {
 	for {
 		select {
-		case msg := <-d.searchQ:
-			d.serveSearch(ctx, msg)
+		case s := <-d.searchQ:
+			d.serveSearch(ctx, s)
 			continue
 		default:
 		}
@@ -25,8 +25,8 @@ func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-ch
 		case <-d.draining:
 			d.drainSearches(ctx)
 			return
-		case msg := <-d.searchQ:
-			d.serveSearch(ctx, msg)
+		case s := <-d.searchQ:
+			d.serveSearch(ctx, s)
 		case group := <-groups:
 			d.serveGroup(ctx, group)
 		}
@@ -37,8 +37,8 @@ func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-ch
 func (d *Deployment) drainSearches(ctx context.Context) {
 	for {
 		select {
-		case msg := <-d.searchQ:
-			d.serveSearch(ctx, msg)
+		case s := <-d.searchQ:
+			d.serveSearch(ctx, s)
 		default:
 			return
 		}

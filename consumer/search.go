@@ -27,7 +27,7 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 		return
 	}
 	select {
-	case d.searchQ <- msg:
+	case d.searchQ <- search{msg: msg, queued: time.Now()}:
 	default:
 		d.stats.Rejected.Add(1)
 		d.replyError(msg, ErrQueueFull)
@@ -38,9 +38,18 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
 	"inference process queue is full. Unable to execute command")
 
+// search is an infer request waiting for a lane.
+type search struct {
+	msg    *nats.Msg
+	queued time.Time
+}
+
 // serveSearch answers one infer request. A request whose client has
 // already given up (its deadline passed) is dropped unanswered.
-func (d *Deployment) serveSearch(laneCtx context.Context, msg *nats.Msg) {
+func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
+	d.stats.queueWait.Observe(time.Since(s.queued).Seconds())
+	defer func() { d.stats.duration.Observe(time.Since(s.queued).Seconds()) }()
+	msg := s.msg
 	ctx := laneCtx
 	if dl, ok := wire.Deadline(msg); ok {
 		if time.Until(dl) <= 0 {
@@ -65,6 +74,7 @@ func (d *Deployment) serveSearch(laneCtx context.Context, msg *nats.Msg) {
 		d.stats.BusyNanos.Add(int64(time.Since(start)))
 		if err == nil {
 			d.stats.Inferences.Add(1)
+			d.stats.requests.WithLabelValues("ok").Inc()
 			d.stats.done(1)
 			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
 				d.log.Error().Err(err).Msg("reply")
@@ -84,6 +94,7 @@ func (d *Deployment) serveSearch(laneCtx context.Context, msg *nats.Msg) {
 func (d *Deployment) replyError(msg *nats.Msg, err error) {
 	d.stats.Inferences.Add(1)
 	e := eserror.As(err)
+	d.stats.requests.WithLabelValues(e.Type).Inc()
 	if e.Status >= 500 {
 		d.log.Error().Err(err).Msg("inference failed")
 	}

@@ -214,6 +214,7 @@ func (d *Deployment) finish(ctx context.Context, p *publishing) {
 	d.stats.done(1)
 	if o == outcomeFail {
 		d.stats.Errors.Add(1)
+		d.stats.Terminated.Add(1)
 		d.settled(log, dc.msg.TermWithReason(dc.err.Error()), "term")
 		return
 	}

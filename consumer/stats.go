@@ -4,9 +4,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetinfer/jetinfer/metrics"
 )
 
-// DeploymentStats counts what a deployment did in this process.
+// DeploymentStats counts what a deployment did in this process. It is a
+// prometheus.Collector of the deployment's metrics, labelled with its
+// inference id.
 type DeploymentStats struct {
 	Documents  atomic.Int64 // results published, errors included
 	Errors     atomic.Int64 // error results published
@@ -14,12 +20,66 @@ type DeploymentStats struct {
 	Rejected   atomic.Int64 // infer requests refused with 429
 	// BusyNanos is the time spent computing documents and requests.
 	BusyNanos atomic.Int64
+	// Deliveries counts documents taken from the queue, Redeliveries those
+	// delivered before, Terminated those ended for good after an error
+	// result (invalid, or out of attempts).
+	Deliveries, Redeliveries, Terminated atomic.Int64
+
+	id string
+	// requests counts infer requests by outcome ("ok", or the error type);
+	// queueWait is how long they waited for a lane, duration how long they
+	// took in this process, waiting included.
+	requests            *prometheus.CounterVec
+	queueWait, duration prometheus.Histogram
 
 	mu sync.Mutex
 	// minute is the minute (Unix time / 60) count belongs to; last the
 	// count of the minute before; peak the highest whole-minute count.
 	minute, count, last, peak int64
 	lastAccess                time.Time
+}
+
+func newDeploymentStats(inferenceID string) *DeploymentStats {
+	labels := prometheus.Labels{"inference_id": inferenceID}
+	return &DeploymentStats{
+		id: inferenceID,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Name: "inference_requests_total",
+			Help: "Infer requests answered by this process, by outcome: ok, or the Elasticsearch error type.", ConstLabels: labels}, []string{"outcome"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_queue_wait_seconds",
+			Help: "Time infer requests waited for a lane.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_request_duration_seconds",
+			Help: "Time infer requests took in the worker, waiting for a lane included.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
+	}
+}
+
+var (
+	docsDesc = prometheus.NewDesc(metrics.Namespace+"_documents_total",
+		"Documents taken from the endpoint's queue (deliveries), by whether it was a redelivery.", []string{"inference_id", "delivery"}, nil)
+	resultsDesc = prometheus.NewDesc(metrics.Namespace+"_document_results_total",
+		"Results stored for documents, by outcome: ok, or error (an error result).", []string{"inference_id", "outcome"}, nil)
+	terminatedDesc = prometheus.NewDesc(metrics.Namespace+"_documents_terminated_total",
+		"Documents ended for good after their error result (invalid, or out of attempts).", []string{"inference_id"}, nil)
+	busyDesc = prometheus.NewDesc(metrics.Namespace+"_busy_seconds_total",
+		"Time spent computing documents and requests.", []string{"inference_id"}, nil)
+)
+
+// Describe sends nothing: the deployments of a process come and go, so
+// their collector is unchecked.
+func (s *DeploymentStats) Describe(chan<- *prometheus.Desc) {}
+
+// Collect sends the deployment's metrics.
+func (s *DeploymentStats) Collect(ch chan<- prometheus.Metric) {
+	s.requests.Collect(ch)
+	s.queueWait.Collect(ch)
+	s.duration.Collect(ch)
+	redelivered := s.Redeliveries.Load()
+	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(s.Deliveries.Load()-redelivered), s.id, "first")
+	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(redelivered), s.id, "redelivery")
+	errs := s.Errors.Load()
+	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(s.Documents.Load()-errs), s.id, "ok")
+	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(errs), s.id, "error")
+	ch <- prometheus.MustNewConstMetric(terminatedDesc, prometheus.CounterValue, float64(s.Terminated.Load()), s.id)
+	ch <- prometheus.MustNewConstMetric(busyDesc, prometheus.CounterValue, time.Duration(s.BusyNanos.Load()).Seconds(), s.id)
 }
 
 // done counts n documents or requests finished now.

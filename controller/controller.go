@@ -18,11 +18,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/metrics"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -94,6 +96,11 @@ type Controller struct {
 	nodes    *cluster.LiveNodes
 	lastTick time.Time
 	kick     chan struct{}
+
+	// planned is a copy of plans for the metrics, replaced when a plan is
+	// written; planDuration observes each plan's making.
+	planned      atomic.Pointer[map[string]cluster.Plan]
+	planDuration prometheus.Histogram
 }
 
 // activity is what the controller last saw of an adaptive endpoint's work.
@@ -129,7 +136,10 @@ func New(cfg Config) (*Controller, error) {
 		cfg.Scaling.DrainTime = DefaultDrainTime
 	}
 	return &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "controller").Logger(),
-		defs: newMirror[config.Entry](), deps: newMirror[config.DeploymentEntry](), nodes: cfg.Registry.Live()}, nil
+		defs: newMirror[config.Entry](), deps: newMirror[config.DeploymentEntry](), nodes: cfg.Registry.Live(),
+		planDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "controller_plan_duration_seconds",
+			Help: "Time the controller took to make and write one plan.", Buckets: metrics.DurationBuckets}),
+	}, nil
 }
 
 // Leader reports whether this controller holds the lease.
@@ -212,9 +222,11 @@ func (c *Controller) Run(ctx context.Context) {
 			c.log.Warn().Err(err).Msg("renew controller lease; retrying")
 		}
 		if c.leader.Load() {
+			start := time.Now()
 			if err := c.reconcile(opCtx); err != nil && ctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("plan")
 			}
+			c.planDuration.Observe(time.Since(start).Seconds())
 		}
 		cancel()
 		select {
@@ -301,6 +313,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			return fmt.Errorf("plans: %w", err)
 		}
 		c.plans = all
+		c.publishPlans()
 	}
 	prev := c.plans
 	demanded := map[string]bool{}
@@ -470,6 +483,12 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	defer c.answer(replies, plans, attached)
 	var errs []error
 	// c.plans (prev) follows what is written, in place.
+	changed := false
+	defer func() {
+		if changed {
+			c.publishPlans()
+		}
+	}()
 	write := func(id string, p cluster.Plan) {
 		p.Scaler = scalerStats[id]
 		old, ok := prev[id]
@@ -485,6 +504,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		written, err := c.cfg.Plans.Put(ctx, p)
 		if err == nil {
 			prev[id] = written
+			changed = true
 		}
 		errs = append(errs, err)
 	}
@@ -504,6 +524,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			continue
 		}
 		delete(prev, id)
+		changed = true
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/metrics"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -83,6 +85,8 @@ type Config struct {
 	// Guard, when set, authenticates every request and authorizes its
 	// action (an auth.Action* name).
 	Guard Guard
+	// Metrics, when set, counts requests by action, status and error type.
+	Metrics *metrics.Metrics
 }
 
 // Guard authenticates a request and authorizes an action for it,
@@ -167,6 +171,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", strings.Join(allowed, ","))
 		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
 		return
+	}
+	if m := a.cfg.Metrics; m != nil {
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		w = rec
+		start := time.Now()
+		defer func() {
+			m.HTTPRequests.WithLabelValues(rt.action, strconv.Itoa(rec.status), rec.errType).Inc()
+			m.HTTPDuration.WithLabelValues(rt.action).Observe(time.Since(start).Seconds())
+		}()
 	}
 	if a.cfg.Guard != nil {
 		if err := a.cfg.Guard.Check(r, rt.action); err != nil {
@@ -409,12 +422,20 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if errors.As(err, &raw) {
 		// An error envelope made by a worker, passed on as it came.
+		if rec, ok := w.(*recorder); ok {
+			if e, perr := eserror.Parse(raw.HTTPBody()); perr == nil {
+				rec.errType = e.Type
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(raw.HTTPStatus())
 		_, _ = w.Write(raw.HTTPBody())
 		return
 	}
 	e := eserror.As(err)
+	if rec, ok := w.(*recorder); ok {
+		rec.errType = e.Type
+	}
 	if e.Type == "" { // RestController's plain errors carry no exception type
 		writeRawError(w, e.Status, e.Reason)
 		return
@@ -439,6 +460,24 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	a.writeJSON(w, r, e.Status, e)
 }
+
+// recorder remembers a response's status and, for an error, its type.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	errType     string
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(status int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = status, true
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // writeRawError writes the flat {"error":"…","status":N} body that
 // Elasticsearch's RestController uses outside any handler.

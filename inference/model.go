@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
@@ -66,6 +67,10 @@ type Stats struct {
 	Inputs       atomic.Int64
 	RealTokens   atomic.Int64
 	PaddedTokens atomic.Int64
+	// TokenizeNanos and RunNanos split the model's time between the
+	// tokenizer and ONNX Runtime.
+	TokenizeNanos atomic.Int64
+	RunNanos      atomic.Int64
 }
 
 // LoadModel loads the artifact in dir and validates it against the graph.
@@ -179,6 +184,7 @@ func (m *Model) prefixed(texts []string, it InputType) []string {
 }
 
 func (m *Model) encode(texts []string) ([]tokenizer.Encoding, error) {
+	defer m.timeTokenizer(time.Now())
 	encs := make([]tokenizer.Encoding, len(texts))
 	for i, t := range texts {
 		e, err := m.tok.Encode(t)
@@ -189,6 +195,8 @@ func (m *Model) encode(texts []string) ([]tokenizer.Encoding, error) {
 	}
 	return encs, nil
 }
+
+func (m *Model) timeTokenizer(start time.Time) { m.stats.TokenizeNanos.Add(int64(time.Since(start))) }
 
 // outShape is the output shape of a batch, or nil when it is not known
 // before the run (an embedding size still to be measured).
@@ -236,7 +244,9 @@ func (m *Model) batches(encs []tokenizer.Encoding) iter.Seq2[[]int, PaddedBatch]
 // batch's output to emit with the inputs' indices.
 func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emit func(idx []int, in batchInput, out []float32) error) error {
 	for idx, b := range m.batches(encs) {
+		start := time.Now()
 		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
+		m.stats.RunNanos.Add(int64(time.Since(start)))
 		if err != nil {
 			return err
 		}
@@ -334,6 +344,7 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 	if m.spec.Task != TaskRerank {
 		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
 	}
+	start := time.Now()
 	encs := make([]tokenizer.Encoding, len(docs))
 	for i, d := range docs {
 		e, err := m.tok.EncodePair(query, d)
@@ -342,6 +353,7 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 		}
 		encs[i] = e
 	}
+	m.timeTokenizer(start)
 	scores := make([]float32, len(docs))
 	err := m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
 		for j, i := range idx {

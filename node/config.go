@@ -21,6 +21,8 @@ import (
 type Config struct {
 	// HTTPAddr is where the Elasticsearch-compatible API listens.
 	HTTPAddr string
+	// MetricsAddr is where /metrics is served; empty serves none.
+	MetricsAddr string
 	// AuthFile holds the API keys and users of the HTTP API (see package
 	// auth); empty serves it without authentication, on loopback only
 	// unless InsecureListen.
@@ -92,6 +94,10 @@ type Config struct {
 	LogFormat string
 }
 
+// DefaultMetricsAddr serves /metrics on loopback: the metrics name the
+// endpoints, and the port is not the API's, which needs credentials.
+const DefaultMetricsAddr = "127.0.0.1:9464"
+
 // EnvPrefix prefixes the environment variable of every flag:
 // --http-addr is JETINFER_HTTP_ADDR.
 const EnvPrefix = "JETINFER_"
@@ -109,6 +115,7 @@ func DefaultConfig() Config {
 	}
 	return Config{
 		HTTPAddr:          ":9200",
+		MetricsAddr:       DefaultMetricsAddr,
 		DataDir:           "data",
 		NATSListen:        "127.0.0.1:4222",
 		KVReplicas:        1,
@@ -137,6 +144,7 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.StringVar(p, name, *p, usage+" (env "+EnvName(name)+")")
 	}
 	str(&s.HTTPAddr, "http-addr", "`HOST:PORT` of the Elasticsearch-compatible HTTP API")
+	str(&s.MetricsAddr, "metrics-addr", "`HOST:PORT` serving Prometheus metrics at /metrics; empty for none (each process of a machine needs its own)")
 	str(&s.AuthFile, "auth-file", "`FILE` of API keys and users (bcrypt hashes) the HTTP API requires, reloaded when it changes; create one with jetinfer auth")
 	fs.BoolVar(&s.AnonymousRoot, "auth-anonymous-root", s.AnonymousRoot, "with --auth-file, let GET / answer without credentials (env "+EnvName("auth-anonymous-root")+")")
 	fs.BoolVar(&s.InsecureListen, "insecure-listen", s.InsecureListen, "without --auth-file, listen on --http-addr as given instead of loopback only (env "+EnvName("insecure-listen")+")")

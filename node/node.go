@@ -31,6 +31,7 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/httpapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/metrics"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/natsauth"
@@ -55,6 +56,9 @@ type Node struct {
 	ctrlDone       chan struct{}
 	http           *http.Server
 	httpLn         net.Listener
+	metrics        *metrics.Metrics
+	metricsSrv     *http.Server
+	metricsLn      net.Listener
 
 	wg   sync.WaitGroup
 	errs chan error
@@ -71,14 +75,20 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, errs: make(chan error, 1), ncClosed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, errs: make(chan error, 1), ncClosed: make(chan struct{}), metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			// A start that failed half way stops what it started.
 			n.stopWorker(context.Background())
 			n.closeNATS()
+			if n.metricsSrv != nil {
+				_ = n.metricsSrv.Close()
+			}
 		}
 	}()
+	if err := n.serveMetrics(); err != nil {
+		return nil, err
+	}
 
 	if err := n.connect(); err != nil {
 		return nil, err
@@ -167,15 +177,19 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		ClusterName:  cfg.ClusterName,
 		ClusterUUID:  "_na_",
 		Guard:        guard,
+		Metrics:      n.metrics,
 	}, log)
 	if err != nil {
 		return nil, err
 	}
 	addr, why := cfg.ListenAddr()
-	if why != "" {
+	switch {
+	case why != "":
 		log.Warn().Str("http_addr", addr).Msg(why)
-	} else if cfg.AuthFile == "" {
+	case cfg.AuthFile == "" && cfg.InsecureListen:
 		log.Warn().Str("http_addr", addr).Msg("the HTTP API requires no authentication (--insecure-listen): anyone who reaches it can delete every endpoint")
+	case cfg.AuthFile == "":
+		log.Warn().Str("http_addr", addr).Msg("no --auth-file: the HTTP API requires no authentication, and listens on loopback only")
 	}
 	if n.httpLn, err = net.Listen("tcp", addr); err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
@@ -295,7 +309,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 		return err
 	}
 	cache, err := worker.NewModelCache(worker.ModelCacheConfig{Runtime: rt, Store: models, Sources: sources,
-		Repository: cfg.ModelRepository, Hub: hub, Downloads: view.Downloads, CacheDir: cacheDir, Log: n.log})
+		Repository: cfg.ModelRepository, Hub: hub, Downloads: view.Downloads, CacheDir: cacheDir, Metrics: n.metrics, Log: n.log})
 	if err != nil {
 		return err
 	}
@@ -311,6 +325,9 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	})
 	if err != nil {
 		return err
+	}
+	if err := errors.Join(n.metrics.Register(n.worker), n.metrics.Register(cache), n.metrics.Register(ctrl)); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	ctrlCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopController = cancel
@@ -351,11 +368,14 @@ func (n *Node) connect() error {
 		// with one, a PUT answered 503 could still be stored after reconnect.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			n.metrics.NATSConnected.Set(0)
 			if err != nil { // nil when the node closes the connection itself
 				n.log.Warn().Err(err).Msg("nats disconnected")
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
+			n.metrics.NATSConnected.Set(1)
+			n.metrics.NATSReconnects.Inc()
 			n.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
 		}),
 		nats.ClosedHandler(func(c *nats.Conn) {
@@ -391,7 +411,40 @@ func (n *Node) connect() error {
 		return fmt.Errorf("connect to nats %s: %w", url, err)
 	}
 	n.nc = nc
+	n.metrics.NATSConnected.Set(1)
 	return nil
+}
+
+// serveMetrics serves /metrics on --metrics-addr, a listener of its own so
+// that scrapes need no API credentials and never reach the API.
+func (n *Node) serveMetrics() error {
+	if n.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s (give each process of a machine its own --metrics-addr, or empty for none): %w", n.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metrics.Handler())
+	n.metricsLn = ln
+	n.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.metricsSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			n.fail(fmt.Errorf("metrics server: %w", err))
+		}
+	}()
+	return nil
+}
+
+// MetricsAddr returns the address /metrics is served on ("" for none).
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
 }
 
 // startEmbedded starts the embedded nats-server with jetinfer's users
@@ -479,6 +532,9 @@ func (n *Node) Close(ctx context.Context) error {
 			// NATS goes away under them.
 			_ = n.http.Close()
 		}
+	}
+	if n.metricsSrv != nil {
+		_ = n.metricsSrv.Close()
 	}
 	n.wg.Wait()
 	err = errors.Join(err, n.stopWorker(ctx))

@@ -20,7 +20,7 @@ func TestServeBinary(t *testing.T) {
 	base := "http://" + addr
 
 	serve := func() (*exec.Cmd, *strings.Builder) {
-		cmd := exec.Command(bin, "serve", "--http-addr", addr, "--data-dir", dataDir, "--model-repository", modelRepo)
+		cmd := exec.Command(bin, "serve", "--http-addr", addr, "--metrics-addr", "127.0.0.1:0", "--data-dir", dataDir, "--model-repository", modelRepo)
 		cmd.Env = append(os.Environ(), "JETINFER_NATS_LISTEN=127.0.0.1:0", "JETINFER_LOG_LEVEL=warn")
 		var logs strings.Builder
 		cmd.Stdout, cmd.Stderr = &logs, &logs

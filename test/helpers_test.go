@@ -37,6 +37,7 @@ func startNodeWith(t *testing.T, adjust func(*node.Config), rt *inference.Runtim
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.NodeName = "test-node"

@@ -227,12 +227,13 @@ func TestBuiltInModelDownloadedOncePerCluster(t *testing.T) {
 	h := fakeHub(t)
 	h.Slow("onnx/model.onnx", 4*time.Second)
 	front := startNodeWith(t, func(c *node.Config) { c.Heartbeat = testHeartbeat }, nil)
+	var workers []*testNode
 	for _, name := range []string{"w1", "w2"} {
 		settings := workerSettings(name, 1, front.NATSURL())
-		startNodeWith(t, func(c *node.Config) {
+		workers = append(workers, startNodeWith(t, func(c *node.Config) {
 			settings(c)
 			fromHub(h, t.TempDir())(c) // each worker its own machine
-		}, testRuntime)
+		}, testRuntime))
 	}
 	js := connectJS(t, front.NATSURL())
 	waitRegistered(t, js, 1, 2)
@@ -285,6 +286,17 @@ func TestBuiltInModelDownloadedOncePerCluster(t *testing.T) {
 	running(t, js, 1, "e5-both", map[string]int{"w1": 1, "w2": 1})
 	if got := h.Downloads(e5Repo, "onnx/model.onnx"); got != 1 {
 		t.Errorf("onnx/model.onnx downloaded %d times by two workers, want 1", got)
+	}
+	// The bytes downloaded, as the workers' metrics count them: the model
+	// once, by one of them.
+	var downloaded float64
+	for _, w := range workers {
+		if v := value(scrape(t, w.MetricsAddr()), "jetinfer_model_download_bytes_total", "model_id=.multilingual-e5-small"); v > 0 {
+			downloaded += v
+		}
+	}
+	if downloaded != float64(total) {
+		t.Errorf("jetinfer_model_download_bytes_total over both workers = %v; want %d", downloaded, total)
 	}
 }
 

@@ -24,7 +24,7 @@ func TestWorkerPausedPastItsHeartbeat(t *testing.T) {
 	bin := jetinferBinary(t)
 	hub := startNodeWith(t, func(c *node.Config) { c.Heartbeat = testHeartbeat }, nil)
 	startWorker := func(name string) (*exec.Cmd, *strings.Builder) {
-		cmd := exec.Command(bin, "worker", "--nats-url", hub.NATSURL(), "--data-dir", t.TempDir(),
+		cmd := exec.Command(bin, "worker", "--nats-url", hub.NATSURL(), "--metrics-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 			"--model-repository", modelRepo, "--ack-wait", "2s", "--heartbeat", testHeartbeat.String(),
 			"--node-name", name, "--processors", "2", "--log-level", "warn")
 		var logs strings.Builder

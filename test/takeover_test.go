@@ -19,7 +19,7 @@ func TestWorkerKilledMidway(t *testing.T) {
 	bin := jetinferBinary(t)
 	hub := startNodeWith(t, nil, nil) // HTTP API and NATS, no worker
 	startWorker := func(name string) (*exec.Cmd, *strings.Builder) {
-		cmd := exec.Command(bin, "worker", "--nats-url", hub.NATSURL(), "--data-dir", t.TempDir(),
+		cmd := exec.Command(bin, "worker", "--nats-url", hub.NATSURL(), "--metrics-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 			"--model-repository", modelRepo, "--ack-wait", "2s", "--node-name", name, "--processors", "2", "--log-level", "warn")
 		var logs strings.Builder
 		cmd.Stdout, cmd.Stderr = &logs, &logs

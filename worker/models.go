@@ -21,6 +21,7 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/metrics"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/pipeline"
@@ -50,7 +51,9 @@ type ModelCacheConfig struct {
 	Downloads *cluster.Downloads
 	// CacheDir holds the models fetched from the model store.
 	CacheDir string
-	Log      zerolog.Logger
+	// Metrics, when set, records model loads.
+	Metrics *metrics.Metrics
+	Log     zerolog.Logger
 }
 
 // ModelCache is the worker's Models: it fetches models from the model
@@ -67,6 +70,7 @@ type ModelCache struct {
 	downloads  *cluster.Downloads
 	mirror     *http.Client
 	cacheDir   string
+	metrics    *metrics.Metrics
 	log        zerolog.Logger
 
 	mu      sync.Mutex
@@ -102,7 +106,7 @@ func NewModelCache(cfg ModelCacheConfig) (*ModelCache, error) {
 	}
 	return &ModelCache{
 		rt: cfg.Runtime, store: cfg.Store, sources: cfg.Sources, repository: cfg.Repository, hub: cfg.Hub,
-		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, log: cfg.Log,
+		downloads: cfg.Downloads, mirror: modelsource.NewMirrorClient(), cacheDir: cfg.CacheDir, metrics: cfg.Metrics, log: cfg.Log,
 		entries: map[modelKey]*modelEntry{}, busy: map[string]int{}, quit: make(chan struct{}),
 	}, nil
 }
@@ -222,6 +226,7 @@ func (m *ModelCache) done(what string) {
 // since callers that come later share the result.
 func (m *ModelCache) load(key modelKey, e *modelEntry) {
 	defer close(e.ready)
+	defer m.recordLoad(key.id, time.Now(), e)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // owned by load: ends with it
@@ -319,6 +324,7 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 			log.Info().Msg("importing built-in model")
 		}
 		var last time.Time
+		var counted int64
 		start := time.Now()
 		_, err := modelsource.Import(ctx, m.store, m.hub, modelsource.Request{ModelID: b.ModelID, Source: b.Source,
 			Config: b.Config, StandsIn: b.StandsIn, HTTP: m.mirror,
@@ -326,6 +332,10 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 			StageDir: filepath.Join(m.cacheDir, ".staging"),
 			Downloaded: func(done, total int64) {
 				progress(done, total)
+				if m.metrics != nil && done > counted {
+					m.metrics.ModelDownloadBytes.WithLabelValues(b.ModelID).Add(float64(done - counted))
+				}
+				counted = done
 				if now := time.Now(); now.Sub(last) >= 5*time.Second || done == total {
 					last = now
 					log.Info().Int64("bytes_done", done).Int64("bytes_total", total).Msg("downloading model")
