@@ -62,6 +62,8 @@ func (c *Certificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 			// A pair half-written (the certificate renewed, its key not
 			// yet) fails to load: the old pair serves until both agree.
 			if err := c.load(); err != nil {
+				// Tried again when either file changes next.
+				c.certStat, c.keyStat = certStat, keyStat
 				c.log.Warn().Err(err).Msg("TLS files changed but do not load; serving the pair loaded before")
 			} else {
 				c.log.Info().Str("certificate", c.certFile).Msg("TLS certificate reloaded")

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -50,13 +51,25 @@ type Guard struct {
 	file    os.FileInfo // the auth file as last read; nil if absent
 	checked time.Time   // when the file was last looked at
 	// verified maps a credential to the digest of the secret that last
-	// verified against its bcrypt hash, so that a client's requests pay
-	// for bcrypt once. Cleared when the file changes.
-	verified map[string][sha256.Size]byte
-	// gen counts reloads: a verification begun before one is not cached.
-	gen uint64
+	// verified against its bcrypt hash, and that hash: a client's requests
+	// pay for bcrypt once, until the credential's hash changes.
+	verified map[string]verifiedSecret
+	// failed is the auth file as last seen unusable, so that it is
+	// reported once, and read again when it changes.
+	failed os.FileInfo
+	// dummyHash is compared with for unknown users and key ids, so that
+	// they cost what known ones do.
+	dummyHash []byte
+	// hashing bounds the bcrypt comparisons running at once: requests with
+	// unknown secrets must not take every core.
+	hashing chan struct{}
 
 	hashChecks atomic.Int64
+}
+
+type verifiedSecret struct {
+	hash   string
+	digest [sha256.Size]byte
 }
 
 // reloadEvery bounds how often a request looks at the auth file.
@@ -67,8 +80,13 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.File == "" {
 		return nil, fmt.Errorf("auth: an auth file is required")
 	}
-	g := &Guard{cfg: cfg, log: cfg.Log.With().Str("component", "auth").Logger(), macKey: make([]byte, 32), verified: map[string][sha256.Size]byte{}}
+	g := &Guard{cfg: cfg, log: cfg.Log.With().Str("component", "auth").Logger(), macKey: make([]byte, 32), verified: map[string]verifiedSecret{},
+		hashing: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	if _, err := rand.Read(g.macKey); err != nil {
+		return nil, err
+	}
+	var err error
+	if g.dummyHash, err = hash(string(g.macKey), DefaultHashCost); err != nil {
 		return nil, err
 	}
 	fi, err := os.Stat(cfg.File)
@@ -99,21 +117,22 @@ func (g *Guard) refresh(now time.Time) Credentials {
 	if err != nil {
 		fi = nil
 	}
-	if sameFile(g.file, fi) {
+	if sameFile(g.file, fi) || fi != nil && sameFile(g.failed, fi) {
 		return g.creds
 	}
-	g.file = fi
 	creds, err := LoadCredentials(g.cfg.File)
 	if err != nil {
+		// Looked at again once it changes; until then the credentials
+		// loaded before stay in force.
+		g.failed = fi
 		g.log.Error().Err(err).Msg("auth file changed but cannot be used; keeping the credentials loaded before")
 		return g.creds
 	}
+	g.file, g.failed = fi, nil
 	if fi == nil {
 		g.log.Warn().Str("file", g.cfg.File).Msg("auth file removed: every request is refused")
 	}
 	g.creds = creds
-	clear(g.verified)
-	g.gen++
 	g.log.Info().Int("api_keys", len(creds.APIKeys)).Int("users", len(creds.Users)).Msg("auth file reloaded")
 	return g.creds
 }
@@ -137,7 +156,8 @@ type subject struct {
 }
 
 // Check authenticates r and authorizes action for it: nil, or a 401 or 403
-// *eserror.Error.
+// *eserror.Error. An empty action only authenticates (a request that
+// matches no route is answered only to those who authenticate).
 func (g *Guard) Check(r *http.Request, action string) error {
 	now := time.Now()
 	creds := g.refresh(now)
@@ -167,7 +187,7 @@ func (g *Guard) Check(r *http.Request, action string) error {
 	if err != nil {
 		return err
 	}
-	if allows(sub.privileges, action) {
+	if action == "" || allows(sub.privileges, action) {
 		return nil
 	}
 	return eserror.New(http.StatusForbidden, eserror.TypeSecurity, "action [%s] is unauthorized for %s, this action is granted by the cluster privileges [%s]",
@@ -198,7 +218,11 @@ func (g *Guard) basic(creds Credentials, value, uri string) (subject, *eserror.E
 		return subject{}, unauthenticated("invalid basic authentication header value")
 	}
 	i := slices.IndexFunc(creds.Users, func(u User) bool { return u.Username == username })
-	if i < 0 || !g.verify("user:"+username, creds.Users[i].Hash, password) {
+	known := ""
+	if i >= 0 {
+		known = creds.Users[i].Hash
+	}
+	if !g.verify("user:"+username, known, password) {
 		return subject{}, unauthenticated("unable to authenticate user [%s] for REST request [%s]", username, uri)
 	}
 	u := creds.Users[i]
@@ -220,6 +244,9 @@ func (g *Guard) apiKey(creds Credentials, value string, now time.Time) (subject,
 	}
 	i := slices.IndexFunc(creds.APIKeys, func(k APIKey) bool { return k.ID == id })
 	if i < 0 {
+		// Elasticsearch tells an unknown id apart in its message anyway;
+		// the dummy comparison keeps the CPU cost of guessing the same.
+		g.verify("key:"+id, "", secret)
 		return subject{}, unsuccessful(fmt.Sprintf("%s: unable to find apikey with id %s", name, id))
 	}
 	k := creds.APIKeys[i]
@@ -235,8 +262,10 @@ func (g *Guard) apiKey(creds Credentials, value string, now time.Time) (subject,
 }
 
 // verify checks secret against the bcrypt hash of credential key. A secret
-// that verified before is recognized by its digest, compared in constant
-// time; any other costs a bcrypt comparison, itself constant-time.
+// that verified against the same hash before is recognized by its digest,
+// compared in constant time; any other costs a bcrypt comparison, itself
+// constant-time, at most len(hashing) at once. An unknown credential
+// (hash "") is compared with a dummy hash: it costs the same and fails.
 func (g *Guard) verify(key, hash, secret string) bool {
 	mac := hmac.New(sha256.New, g.macKey)
 	mac.Write([]byte(key + "\x00" + secret))
@@ -244,19 +273,23 @@ func (g *Guard) verify(key, hash, secret string) bool {
 	mac.Sum(digest[:0])
 	g.mu.Lock()
 	known, ok := g.verified[key]
-	gen := g.gen
 	g.mu.Unlock()
-	if ok && subtle.ConstantTimeCompare(known[:], digest[:]) == 1 {
+	if ok && hash != "" && known.hash == hash && subtle.ConstantTimeCompare(known.digest[:], digest[:]) == 1 {
 		return true
 	}
+	against := []byte(hash)
+	if hash == "" {
+		against = g.dummyHash
+	}
+	g.hashing <- struct{}{}
 	g.hashChecks.Add(1)
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(secret)) != nil {
+	err := bcrypt.CompareHashAndPassword(against, []byte(secret))
+	<-g.hashing
+	if err != nil || hash == "" {
 		return false
 	}
 	g.mu.Lock()
-	if g.gen == gen {
-		g.verified[key] = digest
-	}
+	g.verified[key] = verifiedSecret{hash: hash, digest: digest}
 	g.mu.Unlock()
 	return true
 }

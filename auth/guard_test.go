@@ -217,6 +217,12 @@ func TestSecretsCostTheSameWhateverTheyShare(t *testing.T) {
 		err := f.guard.Check(request("/_inference/x", "ApiKey "+base64.StdEncoding.EncodeToString([]byte(f.manage.ID+":"+secret))), ActionInferencePut)
 		return f.guard.HashChecks() - before, err == nil
 	}
+	// An unknown user costs a comparison too (with a dummy hash), so that
+	// timing does not tell which users exist.
+	before := f.guard.HashChecks()
+	if err := f.guard.Check(request("/", basic("nobody", "x")), ActionMain); err == nil || f.guard.HashChecks()-before != 1 {
+		t.Errorf("unknown user: %v, %d comparisons; want refused after 1", err, f.guard.HashChecks()-before)
+	}
 	for _, tt := range []struct {
 		name, secret string
 		checks       int64
@@ -264,6 +270,28 @@ func TestReload(t *testing.T) {
 	f.guard.mu.Unlock()
 	if allowed(f.monitor) || !allowed(added) {
 		t.Error("after the change: want the invalidated key refused and the new one allowed")
+	}
+	// A password changed in the file is in force at once: the old one, which
+	// verified before, is refused although its digest is remembered.
+	bob := func(password string) bool {
+		return f.guard.Check(request("/_inference/x", basic("bob", password)), ActionInferencePost) == nil
+	}
+	if !bob(f.userPassword) {
+		t.Fatal("bob's password refused")
+	}
+	newHash, err := bcrypt.GenerateFromPassword([]byte("rotated"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Users[0].Hash = string(newHash)
+	if err := c.Save(f.path); err != nil {
+		t.Fatal(err)
+	}
+	f.guard.mu.Lock()
+	f.guard.checked = time.Time{}
+	f.guard.mu.Unlock()
+	if bob(f.userPassword) || !bob("rotated") {
+		t.Error("after the password change: want the old password refused and the new one allowed")
 	}
 	if err := os.WriteFile(f.path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)

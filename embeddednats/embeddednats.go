@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -38,20 +40,16 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
-	// Users, when set, are the only clients the server accepts, by user and
-	// password; NoAuthUser, when set, is the one a client that gives no
-	// credentials connects as.
-	Users      []User
-	NoAuthUser string
+	// Accounts, when set, is nats-server configuration text of the
+	// accounts, their users, exports and imports (and no_auth_user): then
+	// only those users connect.
+	Accounts string
+	// MoveGlobalTo names the account that takes over the JetStream data of
+	// the global account, from before the server had accounts (a
+	// standalone server only: a cluster's metadata names the account).
+	MoveGlobalTo string
 	// TLS, when set, secures the client listener.
 	TLS *tls.Config
-}
-
-// User is a client the server accepts. Publish and Subscribe list the
-// subjects it may use; both nil allow every subject.
-type User struct {
-	Name, Password     string
-	Publish, Subscribe []string
 }
 
 // Server is a running embedded nats-server.
@@ -67,23 +65,24 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 30 * time.Second
 	}
-	opts := &server.Options{
-		ServerName: cfg.ServerName,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		NoSigs:     true, // the jetinfer process owns signal handling
-		// Documents and their chunked results are larger than NATS's 1 MB
-		// default allows; 8 MB is the largest size NATS recommends.
-		MaxPayload: MaxPayload,
-	}
-	for _, u := range cfg.Users {
-		su := &server.User{Username: u.Name, Password: u.Password}
-		if u.Publish != nil || u.Subscribe != nil {
-			su.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Allow: u.Publish}, Subscribe: &server.SubjectPermission{Allow: u.Subscribe}}
+	opts := &server.Options{}
+	if cfg.Accounts != "" {
+		if err := opts.ProcessConfigString(cfg.Accounts); err != nil {
+			return nil, fmt.Errorf("embedded nats-server: accounts: %w", err)
 		}
-		opts.Users = append(opts.Users, su)
 	}
-	opts.NoAuthUser = cfg.NoAuthUser
+	opts.ServerName = cfg.ServerName
+	opts.JetStream = true
+	opts.StoreDir = cfg.StoreDir
+	opts.NoSigs = true // the jetinfer process owns signal handling
+	// Documents and their chunked results are larger than NATS's 1 MB
+	// default allows; 8 MB is the largest size NATS recommends.
+	opts.MaxPayload = MaxPayload
+	if cfg.MoveGlobalTo != "" && cfg.ClusterName == "" {
+		if err := moveAccountData(cfg.StoreDir, server.DEFAULT_GLOBAL_ACCOUNT, cfg.MoveGlobalTo, log); err != nil {
+			return nil, fmt.Errorf("embedded nats-server: %w", err)
+		}
+	}
 	if cfg.TLS != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSTimeout = cfg.TLS, true, 2
 	}
@@ -132,6 +131,23 @@ func Start(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("embedded nats-server: not ready after %s", cfg.ReadyTimeout)
 	}
 	return &Server{srv: srv}, nil
+}
+
+// moveAccountData renames the JetStream directory of account from to that
+// of account to, unless to has one already.
+func moveAccountData(storeDir, from, to string, log zerolog.Logger) error {
+	src, dst := filepath.Join(storeDir, server.JetStreamStoreDir, from), filepath.Join(storeDir, server.JetStreamStoreDir, to)
+	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("move the JetStream data of account %s to %s: %w", from, to, err)
+	}
+	log.Info().Str("from", from).Str("to", to).Msg("JetStream data moved to the account that now holds it")
+	return nil
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -147,6 +147,18 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	routes := a.routes(segments)
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if _, ok := routes[method]; !ok && a.cfg.Guard != nil {
+		// Only those who authenticate learn which paths and methods exist,
+		// as Elasticsearch authenticates before it routes.
+		if err := a.cfg.Guard.Check(r, ""); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	}
 	if len(routes) == 0 {
 		// RestController's answer carries no "status" field here.
 		w.Header().Set("Content-Type", "application/json")
@@ -155,10 +167,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"error": fmt.Sprintf("no handler found for uri [%s] and method [%s]", r.URL.RequestURI(), r.Method),
 		}))
 		return
-	}
-	method := r.Method
-	if method == http.MethodHead {
-		method = http.MethodGet
 	}
 	rt, ok := routes[method]
 	if !ok {

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/jetinfer/jetinfer/wire"
 )
 
 // The users of the embedded server.
@@ -26,21 +28,42 @@ const (
 	UserPublisher = "publisher"
 )
 
-// InboxPrefix is the prefix of jetinfer's own reply subjects. Publishers
-// may subscribe to _INBOX.> for the acknowledgements of what they publish;
-// jetinfer's replies (bucket reads among them) never go there.
-const InboxPrefix = "_INBOX_jetinfer"
-
-// PublisherPublish and PublisherSubscribe are the subjects the publisher
-// user may publish to and subscribe to: documents in, results out as they
-// are stored, and the replies to its own publishes. NATS permissions match
-// whole tokens, so stream names (INFERENCE_RESULTS_<token>) cannot be
-// granted by prefix: reading a results stream with a JetStream consumer
-// needs that endpoint's stream named in the server's configuration.
-var (
-	PublisherPublish   = []string{"inference.*.ingest"}
-	PublisherSubscribe = []string{"inference.*.results", "_INBOX.>"}
+// The accounts of the embedded server. Account holds everything jetinfer
+// keeps (streams, buckets, object store) and its user; PublisherAccount
+// holds the publisher, which reaches Account only through what it exports:
+// documents in (a service, so the server chooses the reply subject of the
+// publish acknowledgement: a publisher that sets its own cannot make
+// JetStream write the acknowledgement into a bucket) and results out (a
+// stream). Nothing else of Account, its replies included, is visible.
+const (
+	Account          = "JETINFER"
+	PublisherAccount = "PUBLISHERS"
 )
+
+// ServerConfig is the embedded server's accounts and users as nats-server
+// configuration text; open lets clients without credentials in as
+// jetinfer (for a server that listens on loopback only).
+// deploy/nats-server.conf configures the same for docker-compose.yml.
+func ServerConfig(u Users, open bool) string {
+	ingest, results := wire.IngestSubject("*"), wire.ResultsSubject("*")
+	conf := fmt.Sprintf(`accounts {
+  %s: {
+    jetstream: enabled
+    users: [{user: %q, password: %q}]
+    exports: [{service: %q}, {stream: %q}]
+  }
+  %s: {
+    users: [{user: %q, password: %q}]
+    imports: [{service: {account: %s, subject: %q}}, {stream: {account: %s, subject: %q}}]
+  }
+}
+`, Account, u.Jetinfer.User, u.Jetinfer.Password, ingest, results,
+		PublisherAccount, u.Publisher.User, u.Publisher.Password, Account, ingest, Account, results)
+	if open {
+		conf += fmt.Sprintf("no_auth_user: %q\n", u.Jetinfer.User)
+	}
+	return conf
+}
 
 // Password is one user's credentials.
 type Password struct {
@@ -90,19 +113,31 @@ func LoadOrCreateUsers(dir string) (Users, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return u, err
 	}
-	// O_EXCL: of two processes starting on one directory, one writes.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return LoadOrCreateUsers(dir)
-	}
+	// Written whole under another name, then linked into place: of two
+	// processes starting on one directory, one file wins, and nobody
+	// reads a half-written one.
+	f, err := os.CreateTemp(dir, "."+UsersFile+".*")
 	if err != nil {
 		return u, err
 	}
+	defer os.Remove(f.Name())
 	if _, err := f.Write(append(data, '\n')); err != nil {
 		f.Close()
 		return u, err
 	}
-	return u, f.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return u, err
+	}
+	if err := f.Close(); err != nil {
+		return u, err
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+		return LoadOrCreateUsers(dir)
+	} else if err != nil {
+		return u, err
+	}
+	return u, nil
 }
 
 // ClientConfig is how a jetinfer process authenticates to, and trusts, a
@@ -133,9 +168,9 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet, envName func(string) stri
 	str(&c.TLSKey, "nats-tls-key", "PEM key `FILE` of --nats-tls-cert")
 }
 
-// Options are the nats.Connect options of c, with jetinfer's inbox prefix.
+// Options are the nats.Connect options of c.
 func (c ClientConfig) Options() ([]nats.Option, error) {
-	opts := []nats.Option{nats.CustomInboxPrefix(InboxPrefix)}
+	var opts []nats.Option
 	methods := 0
 	if c.CredsFile != "" {
 		methods++

@@ -398,7 +398,7 @@ func (n *Node) connect() error {
 			return err
 		}
 		n.embedded = srv
-		opts = append(opts, srv.ConnectOption(), nats.UserInfo(users.Jetinfer.User, users.Jetinfer.Password), nats.CustomInboxPrefix(natsauth.InboxPrefix))
+		opts = append(opts, srv.ConnectOption(), nats.UserInfo(users.Jetinfer.User, users.Jetinfer.Password))
 	} else {
 		client, err := n.cfg.NATS.Options()
 		if err != nil {
@@ -455,22 +455,23 @@ func (n *Node) startEmbedded() (*embeddednats.Server, natsauth.Users, error) {
 	if err != nil {
 		return nil, users, fmt.Errorf("nats users: %w", err)
 	}
+	open := n.cfg.EmbeddedNATSOpen()
 	cfg := embeddednats.Config{
 		StoreDir:   filepath.Join(n.cfg.DataDir, "jetstream"),
 		Listen:     n.cfg.NATSListen,
 		ServerName: n.cfg.NodeName,
-		Users: []embeddednats.User{
-			{Name: users.Jetinfer.User, Password: users.Jetinfer.Password},
-			{Name: users.Publisher.User, Password: users.Publisher.Password, Publish: natsauth.PublisherPublish, Subscribe: natsauth.PublisherSubscribe},
-		},
-	}
-	if n.cfg.EmbeddedNATSOpen() {
 		// Local clients (the nats CLI, workers on this machine) connect
-		// as before, as jetinfer.
-		cfg.NoAuthUser = natsauth.UserJetinfer
-	} else {
+		// without credentials, as jetinfer, while the server listens on
+		// loopback only.
+		Accounts:     natsauth.ServerConfig(users, open),
+		MoveGlobalTo: natsauth.Account,
+	}
+	if !open {
 		n.log.Info().Str("nats_listen", n.cfg.NATSListen).Str("users", filepath.Join(n.cfg.DataDir, natsauth.UsersFile)).
 			Msg("the embedded nats-server listens beyond loopback: clients must authenticate")
+		if n.cfg.NATS.TLSCert == "" {
+			n.log.Warn().Str("nats_listen", n.cfg.NATSListen).Msg("the embedded nats-server listens beyond loopback without TLS (--nats-tls-cert): passwords and documents cross the network in clear")
+		}
 	}
 	if n.cfg.NATS.TLSCert != "" {
 		pair, err := tls.LoadX509KeyPair(n.cfg.NATS.TLSCert, n.cfg.NATS.TLSKey)

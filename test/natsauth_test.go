@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -22,8 +23,8 @@ import (
 // TestEmbeddedNATSRefusesStrangers: an embedded nats-server listening beyond
 // loopback, over TLS, refuses clients without credentials or without TLS;
 // its generated publisher user publishes documents and reads their results
-// but cannot read the buckets, call an endpoint's infer subject, or see
-// jetinfer's replies.
+// but cannot read the buckets, call an endpoint's infer subject, see
+// jetinfer's replies, or have a publish acknowledged into a bucket.
 func TestEmbeddedNATSRefusesStrangers(t *testing.T) {
 	var dataDir string
 	ca := newTestCA(t)
@@ -122,31 +123,30 @@ func TestEmbeddedNATSRefusesStrangers(t *testing.T) {
 		}
 	}
 
+	// Its account sees nothing of jetinfer's but the documents it sends and
+	// the results: no bucket, no infer subject, and a reply subject of its
+	// choosing does not make JetStream write there.
 	kvCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if _, err := pjs.KeyValue(kvCtx, config.Bucket); err == nil {
-		t.Error("publisher opened the endpoint bucket")
+	if _, err := pjs.KeyValue(kvCtx, config.Bucket); err == nil || !strings.Contains(err.Error(), "JetStream not enabled for account") {
+		t.Errorf("publisher opens the endpoint bucket: %v", err)
 	}
-	if _, err := pub.Request(wire.InferSubject(token), []byte(`{"input":"x"}`), 2*time.Second); err == nil {
-		t.Error("publisher called the infer subject")
+	if _, err := pub.Request(wire.InferSubject(token), []byte(`{"input":"x"}`), 2*time.Second); !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("publisher calls the infer subject: %v; want no answer", err)
 	}
-	want := map[string]bool{
-		`Permissions Violation for Publish to "$JS.API.STREAM.INFO.KV_` + config.Bucket + `"`: false,
-		`Permissions Violation for Publish to "` + wire.InferSubject(token) + `"`:             false,
+	before := n.do(t, "GET", "/_inference/published", "")
+	abuse := nats.NewMsg(wire.IngestSubject(token))
+	abuse.Reply = "$KV." + config.Bucket + "." + token
+	abuse.Header.Set("Nats-Msg-Id", "doc-2")
+	abuse.Data = []byte(`{"id":"doc-2","input":"with a reply subject of the publisher's choosing"}`)
+	if err := pub.PublishMsg(abuse); err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.After(10 * time.Second)
-	for seen := 0; seen < len(want); {
-		select {
-		case e := <-asyncErrs:
-			for k, ok := range want {
-				if !ok && strings.Contains(e, k) {
-					want[k] = true
-					seen++
-				}
-			}
-		case <-deadline:
-			t.Fatalf("permission violations reported: %v", want)
-		}
+	if _, err := results.NextMsg(time.Minute); err != nil {
+		t.Fatalf("the second document's result: %v", err)
+	}
+	if after := n.do(t, "GET", "/_inference/published", ""); after.status != 200 || after.body != before.body {
+		t.Errorf("the definition after the publisher's reply subject: %d %s; want %s", after.status, after.body, before.body)
 	}
 
 	// jetinfer's own user reaches everything, from another process's view.

@@ -193,6 +193,21 @@ func TestSecuredAPIWithOfficialClient(t *testing.T) {
 		resp.Header.Get("X-Elastic-Product") != "" {
 		t.Errorf("401 headers: %d %v", resp.StatusCode, resp.Header)
 	}
+	// Unknown paths and methods are not told apart without credentials.
+	for _, probe := range []struct{ method, path string }{{"GET", "/_nope"}, {"DELETE", "/"}, {"HEAD", "/_inference"}} {
+		req, err := http.NewRequest(probe.method, base+probe.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || resp.Header.Get("Allow") != "" {
+			t.Errorf("%s %s without credentials: %d %v; want 401", probe.method, probe.path, resp.StatusCode, resp.Header)
+		}
+	}
 	// A client that does not trust the CA, or speaks plain HTTP, gets nowhere.
 	if _, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/"); err == nil {
 		t.Error("a client without the CA completed a TLS handshake")

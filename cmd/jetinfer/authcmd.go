@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +67,14 @@ func authCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jetinfer auth %s: unexpected argument %q\n", cmd, positional[0])
 		return 2
 	}
+	// One command at a time changes the file: two at once would each
+	// save what they read, and one change (an invalidation) be lost.
+	unlock, err := lockFile(*file + ".lock")
+	if err != nil {
+		fmt.Fprintf(stderr, "jetinfer auth: %v\n", err)
+		return 1
+	}
+	defer unlock()
 	creds, err := auth.LoadCredentials(*file)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetinfer auth: %v\n", err)
@@ -164,6 +173,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// lockFile holds an exclusive lock on path until unlock.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // ownerName is the user a key is created by, named in 403 texts.
