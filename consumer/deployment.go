@@ -17,10 +17,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -63,6 +66,9 @@ type DeploymentConfig struct {
 	// GiveBacks records the documents handed back unrun when allocations
 	// stop; nil counts every delivery as an attempt.
 	GiveBacks GiveBacks
+	// Tracer traces requests and documents, continuing the trace their
+	// messages carry; nil traces nothing.
+	Tracer trace.TracerProvider
 	// NakDelay is the redelivery delay after a failed attempt; 0 means
 	// DefaultNakDelay.
 	NakDelay time.Duration
@@ -154,6 +160,9 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 	}
 	if cfg.GroupDocs <= 0 {
 		cfg.GroupDocs = DefaultGroupDocs
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
 	}
 	return &Deployment{
 		cfg:      cfg,
@@ -300,6 +309,7 @@ func (d *Deployment) Fail(err error) (wait func()) {
 		select {
 		case s := <-d.searchQ:
 			d.replyError(s.msg, err)
+			tracing.End(s.span, err)
 		default:
 			return wait
 		}

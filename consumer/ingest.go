@@ -11,9 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -24,10 +27,13 @@ type doc struct {
 	// attempt is this delivery's number among the document's attempts: its
 	// deliveries less those handed back unrun.
 	attempt uint64
-	id      string
-	req     inferapi.Request
-	body    []byte
-	err     error
+	// span follows the document through this worker, in the trace its
+	// message carries (a publisher's traceparent), else in one of its own.
+	span trace.Span
+	id   string
+	req  inferapi.Request
+	body []byte
+	err  error
 }
 
 // errInvalid marks documents that can never succeed: they are terminated
@@ -38,6 +44,7 @@ var errInvalid = errors.New("invalid document")
 // acked (after its result is stored), terminated or nakked. ctx cancels the
 // work (a stop past its deadline); what was computed is still settled.
 func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
+	tracer := d.cfg.Tracer.Tracer(tracing.Name)
 	docs := make([]*doc, len(msgs))
 	var valid []*doc
 	for i, msg := range msgs {
@@ -54,7 +61,11 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 		if dc.meta.NumDelivered > 1 {
 			d.stats.Redeliveries.Add(1)
 		}
+		_, dc.span = tracer.Start(tracing.Extract(context.Background(), msg.Headers()), "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID), attribute.Int64("messaging.message.stream_sequence", int64(dc.meta.Sequence.Stream)),
+				attribute.Int64("messaging.message.delivery_count", int64(dc.meta.NumDelivered))))
 		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
+		dc.span.SetAttributes(attribute.String("document_id", dc.id))
 		dc.attempt = d.attempt(ctx, dc.meta)
 		if dc.err == nil && dc.attempt > uint64(d.cfg.Queue.MaxDeliver) {
 			dc.err = d.errAttemptsUsedUp()
@@ -65,10 +76,23 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	stop := d.keepAlive(valid)
 	start := time.Now()
-	d.run(ctx, valid)
+	// One engine call embeds the group: its span links the documents'.
+	links := make([]trace.Link, 0, len(valid))
+	for _, dc := range valid {
+		links = append(links, trace.Link{SpanContext: dc.span.SpanContext()})
+	}
+	runCtx, group := tracer.Start(ctx, "embed group", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID), attribute.Int("documents", len(valid))))
+	d.run(runCtx, valid)
+	group.End()
 	d.stats.BusyNanos.Add(int64(time.Since(start)))
 	stop()
 	d.settleGroup(context.WithoutCancel(ctx), docs)
+	for _, dc := range docs {
+		if dc != nil {
+			tracing.End(dc.span, dc.err)
+		}
+	}
 }
 
 // attempt numbers a delivery among its document's attempts. Only a delivery
@@ -229,6 +253,7 @@ func (d *Deployment) resultMsg(dc *doc, body []byte) *nats.Msg {
 		out.Header.Set(wire.HeaderRequestMsgID, reqID)
 	}
 	out.Header.Set(jetstream.MsgIDHeader, resultID(dc.meta))
+	tracing.Inject(trace.ContextWithSpan(context.Background(), dc.span), out)
 	out.Data = body
 	return out
 }

@@ -7,10 +7,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/wire"
 )
 
@@ -26,11 +29,14 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 		}
 		return
 	}
+	_, span := d.cfg.Tracer.Tracer(tracing.Name).Start(tracing.Extract(context.Background(), msg.Header), "process "+msg.Subject,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID)))
 	select {
-	case d.searchQ <- search{msg: msg, queued: time.Now()}:
+	case d.searchQ <- search{msg: msg, queued: time.Now(), span: span}:
 	default:
 		d.stats.Rejected.Add(1)
 		d.replyError(msg, ErrQueueFull)
+		tracing.End(span, ErrQueueFull)
 	}
 }
 
@@ -38,17 +44,25 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
 	"inference process queue is full. Unable to execute command")
 
-// search is an infer request waiting for a lane.
+// search is an infer request waiting for a lane, and its span (begun when
+// it arrived).
 type search struct {
 	msg    *nats.Msg
 	queued time.Time
+	span   trace.Span
 }
 
 // serveSearch answers one infer request. A request whose client has
 // already given up (its deadline passed) is dropped unanswered.
 func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 	d.stats.queueWait.Observe(time.Since(s.queued).Seconds())
-	defer func() { d.stats.duration.Observe(time.Since(s.queued).Seconds()) }()
+	s.span.AddEvent("lane taken")
+	var err error
+	defer func() {
+		d.stats.duration.Observe(time.Since(s.queued).Seconds())
+		tracing.End(s.span, err)
+	}()
+	laneCtx = trace.ContextWithSpan(laneCtx, s.span)
 	msg := s.msg
 	ctx := laneCtx
 	if dl, ok := wire.Deadline(msg); ok {

@@ -19,12 +19,16 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetinfer/jetinfer/auth"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/metrics"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -87,6 +91,9 @@ type Config struct {
 	Guard Guard
 	// Metrics, when set, counts requests by action, status and error type.
 	Metrics *metrics.Metrics
+	// Tracer, when set, traces every routed request, continuing a client's
+	// trace (its traceparent header).
+	Tracer trace.TracerProvider
 }
 
 // Guard authenticates a request and authorizes an action for it,
@@ -180,14 +187,30 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
 		return
 	}
-	if m := a.cfg.Metrics; m != nil {
+	if a.cfg.Metrics != nil || a.cfg.Tracer != nil {
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		w = rec
-		start := time.Now()
-		defer func() {
-			m.HTTPRequests.WithLabelValues(rt.action, strconv.Itoa(rec.status), rec.errType).Inc()
-			m.HTTPDuration.WithLabelValues(rt.action).Observe(time.Since(start).Seconds())
-		}()
+		if m := a.cfg.Metrics; m != nil {
+			start := time.Now()
+			defer func() {
+				m.HTTPRequests.WithLabelValues(rt.action, strconv.Itoa(rec.status), rec.errType).Inc()
+				m.HTTPDuration.WithLabelValues(rt.action).Observe(time.Since(start).Seconds())
+			}()
+		}
+		if tp := a.cfg.Tracer; tp != nil {
+			// A client's traceparent makes this request part of its trace.
+			ctx, span := tp.Tracer(tracing.Name).Start(tracing.ExtractHTTP(r.Context(), r.Header), r.Method+" "+rt.action,
+				trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			r = r.WithContext(ctx)
+			defer func() {
+				span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+				if rec.status >= 500 {
+					span.SetStatus(codes.Error, rec.errType)
+				}
+				span.End()
+			}()
+		}
 	}
 	if a.cfg.Guard != nil {
 		if err := a.cfg.Guard.Check(r, rt.action); err != nil {

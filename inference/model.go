@@ -12,6 +12,8 @@ import (
 
 	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrClosed is wrapped by the error of every call on a Model after Close.
@@ -183,8 +185,8 @@ func (m *Model) prefixed(texts []string, it InputType) []string {
 	return out
 }
 
-func (m *Model) encode(texts []string) ([]tokenizer.Encoding, error) {
-	defer m.timeTokenizer(time.Now())
+func (m *Model) encode(ctx context.Context, texts []string) ([]tokenizer.Encoding, error) {
+	defer m.timeTokenizer(ctx, len(texts))()
 	encs := make([]tokenizer.Encoding, len(texts))
 	for i, t := range texts {
 		e, err := m.tok.Encode(t)
@@ -196,7 +198,33 @@ func (m *Model) encode(texts []string) ([]tokenizer.Encoding, error) {
 	return encs, nil
 }
 
-func (m *Model) timeTokenizer(start time.Time) { m.stats.TokenizeNanos.Add(int64(time.Since(start))) }
+func (m *Model) encodePairs(ctx context.Context, query string, docs []string) ([]tokenizer.Encoding, error) {
+	defer m.timeTokenizer(ctx, len(docs))()
+	encs := make([]tokenizer.Encoding, len(docs))
+	for i, d := range docs {
+		e, err := m.tok.EncodePair(query, d)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize document %d: %w", i, err)
+		}
+		encs[i] = e
+	}
+	return encs, nil
+}
+
+// timeTokenizer measures (and traces, under ctx's span) tokenizing n
+// inputs until the returned func is called.
+func (m *Model) timeTokenizer(ctx context.Context, n int) (done func()) {
+	start := time.Now()
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "tokenize", trace.WithAttributes(attribute.Int("inputs", n)))
+	return func() {
+		m.stats.TokenizeNanos.Add(int64(time.Since(start)))
+		span.End()
+	}
+}
+
+// tracerName is the instrumentation scope of the engine's spans, which it
+// starts only under a span it is given.
+const tracerName = "github.com/jetinfer/jetinfer/inference"
 
 // outShape is the output shape of a batch, or nil when it is not known
 // before the run (an embedding size still to be measured).
@@ -245,8 +273,11 @@ func (m *Model) batches(encs []tokenizer.Encoding) iter.Seq2[[]int, PaddedBatch]
 func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emit func(idx []int, in batchInput, out []float32) error) error {
 	for idx, b := range m.batches(encs) {
 		start := time.Now()
+		_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "run batch", trace.WithAttributes(
+			attribute.Int("rows", b.Rows()), attribute.Int("tokens", b.RealTokens()), attribute.Int("padded_tokens", b.PaddedTokens())))
 		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
 		m.stats.RunNanos.Add(int64(time.Since(start)))
+		span.End()
 		if err != nil {
 			return err
 		}
@@ -270,7 +301,7 @@ func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]fl
 	if m.spec.Task != TaskTextEmbedding {
 		return nil, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
 	}
-	encs, err := m.encode(m.prefixed(texts, it))
+	encs, err := m.encode(ctx, m.prefixed(texts, it))
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +346,7 @@ func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) (
 	if m.spec.Task != TaskSparseEmbedding {
 		return nil, fmt.Errorf("inference: model %s computes %s, not sparse_embedding", m.dir, m.spec.Task)
 	}
-	encs, err := m.encode(m.prefixed(texts, it))
+	encs, err := m.encode(ctx, m.prefixed(texts, it))
 	if err != nil {
 		return nil, err
 	}
@@ -344,18 +375,12 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 	if m.spec.Task != TaskRerank {
 		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
 	}
-	start := time.Now()
-	encs := make([]tokenizer.Encoding, len(docs))
-	for i, d := range docs {
-		e, err := m.tok.EncodePair(query, d)
-		if err != nil {
-			return nil, fmt.Errorf("tokenize document %d: %w", i, err)
-		}
-		encs[i] = e
+	encs, err := m.encodePairs(ctx, query, docs)
+	if err != nil {
+		return nil, err
 	}
-	m.timeTokenizer(start)
 	scores := make([]float32, len(docs))
-	err := m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
+	err = m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
 		for j, i := range idx {
 			s := out[j]
 			if m.spec.RerankScores == ScoreSigmoid {
@@ -390,7 +415,7 @@ func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, err
 		return nil, err
 	}
 	defer m.mu.RUnlock()
-	encs, err := m.encode(m.prefixed(texts, it))
+	encs, err := m.encode(context.Background(), m.prefixed(texts, it))
 	if err != nil {
 		return nil, err
 	}

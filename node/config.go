@@ -13,7 +13,9 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/natsauth"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/wire"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config holds the settings of one jetinfer process: its flags and
@@ -23,6 +25,12 @@ type Config struct {
 	HTTPAddr string
 	// MetricsAddr is where /metrics is served; empty serves none.
 	MetricsAddr string
+	// OTLPEndpoint, when set (else $OTEL_EXPORTER_OTLP_ENDPOINT), is the
+	// OTLP/HTTP collector spans are exported to.
+	OTLPEndpoint string
+	// Tracer, when set, is used instead of an exporter to OTLPEndpoint
+	// (tests give an in-memory one). Not a flag.
+	Tracer trace.TracerProvider
 	// AuthFile holds the API keys and users of the HTTP API (see package
 	// auth); empty serves it without authentication, on loopback only
 	// unless InsecureListen.
@@ -126,6 +134,7 @@ func DefaultConfig() Config {
 		ModelRepository:   "models",
 		ModelSources:      modelsource.Overrides{},
 		Hub:               hfhub.ConfigFromEnv(os.LookupEnv),
+		OTLPEndpoint:      os.Getenv(tracing.EndpointEnv),
 		QueueCapacity:     config.DefaultQueueCapacity,
 		ResultsMaxAge:     24 * time.Hour,
 		AckWait:           wire.DefaultAckWait,
@@ -145,6 +154,7 @@ func (s *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	str(&s.HTTPAddr, "http-addr", "`HOST:PORT` of the Elasticsearch-compatible HTTP API")
 	str(&s.MetricsAddr, "metrics-addr", "`HOST:PORT` serving Prometheus metrics at /metrics; empty for none (each process of a machine needs its own)")
+	fs.StringVar(&s.OTLPEndpoint, "otlp-endpoint", s.OTLPEndpoint, "`URL` of an OTLP/HTTP collector (http://collector:4318) that spans are exported to; empty exports none (env "+EnvName("otlp-endpoint")+" or "+tracing.EndpointEnv+")")
 	str(&s.AuthFile, "auth-file", "`FILE` of API keys and users (bcrypt hashes) the HTTP API requires, reloaded when it changes; create one with jetinfer auth")
 	fs.BoolVar(&s.AnonymousRoot, "auth-anonymous-root", s.AnonymousRoot, "with --auth-file, let GET / answer without credentials (env "+EnvName("auth-anonymous-root")+")")
 	fs.BoolVar(&s.InsecureListen, "insecure-listen", s.InsecureListen, "without --auth-file, listen on --http-addr as given instead of loopback only (env "+EnvName("insecure-listen")+")")

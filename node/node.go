@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetinfer/jetinfer/auth"
 	"github.com/jetinfer/jetinfer/cluster"
@@ -35,6 +36,7 @@ import (
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/natsauth"
+	"github.com/jetinfer/jetinfer/tracing"
 	"github.com/jetinfer/jetinfer/wire"
 	"github.com/jetinfer/jetinfer/worker"
 )
@@ -59,6 +61,8 @@ type Node struct {
 	metrics        *metrics.Metrics
 	metricsSrv     *http.Server
 	metricsLn      net.Listener
+	tracer         trace.TracerProvider
+	stopTracing    func(context.Context) error
 
 	wg   sync.WaitGroup
 	errs chan error
@@ -88,6 +92,12 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 	}()
 	if err := n.serveMetrics(); err != nil {
 		return nil, err
+	}
+	n.tracer, n.stopTracing = cfg.Tracer, func(context.Context) error { return nil }
+	if n.tracer == nil {
+		if n.tracer, n.stopTracing, err = tracing.Setup(ctx, cfg.OTLPEndpoint, cfg.NodeName); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := n.connect(); err != nil {
@@ -178,6 +188,7 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 		ClusterUUID:  "_na_",
 		Guard:        guard,
 		Metrics:      n.metrics,
+		Tracer:       n.tracer,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -320,7 +331,7 @@ func (n *Node) startWorker(ctx, openCtx context.Context, js jetstream.JetStream,
 	n.worker, err = worker.Start(ctx, worker.Config{
 		NC: n.nc, JS: js, Endpoints: n.store, Deployments: n.deployments, Models: cache, States: states, Registry: registry, Plans: plans,
 		NodeName: cfg.NodeName, Processors: cfg.Processors, Heartbeat: cfg.Heartbeat,
-		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, Queue: cfg.Queue(), GiveBacks: giveBacks},
+		Deployment: consumer.DeploymentConfig{SearchCapacity: cfg.QueueCapacity, Queue: cfg.Queue(), GiveBacks: giveBacks, Tracer: n.tracer},
 		Log:        n.log,
 	})
 	if err != nil {
@@ -540,6 +551,9 @@ func (n *Node) Close(ctx context.Context) error {
 	n.wg.Wait()
 	err = errors.Join(err, n.stopWorker(ctx))
 	n.closeNATS()
+	if n.stopTracing != nil {
+		err = errors.Join(err, n.stopTracing(ctx))
+	}
 	n.log.Info().Msg("jetinfer stopped")
 	return err
 }

@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/tracing"
 )
 
 // Headers of the infer subject.
@@ -98,15 +101,21 @@ func (e *ReplyError) HTTPBody() []byte { return e.Body }
 // reply body; a reply with another status than 200 is a *ReplyError. When
 // no process serves the endpoint the error is ErrNotDeployed's. ctx bounds
 // the wait, and its deadline travels with the request.
-func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte) ([]byte, error) {
+func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte) (_ []byte, err error) {
+	subject := InferSubject(config.Token(inferenceID))
+	ctx, span := tracing.Tracer(ctx).Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
+			attribute.String("inference_id", inferenceID)))
+	defer func() { tracing.End(span, err) }()
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	msg := nats.NewMsg(InferSubject(config.Token(inferenceID)))
+	msg := nats.NewMsg(subject)
 	msg.Reply = inbox
+	tracing.Inject(ctx, msg)
 	msg.Data = body
 	if dl, ok := ctx.Deadline(); ok {
 		msg.Header.Set(HeaderDeadline, strconv.FormatInt(dl.UnixNano(), 10))
@@ -136,6 +145,7 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 		if err != nil {
 			return nil, eserror.Internal(errors.New("infer reply without a status"), "internal error")
 		}
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
 		if status != http.StatusOK {
 			return nil, &ReplyError{Status: status, Body: out}
 		}
