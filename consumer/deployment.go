@@ -174,7 +174,7 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		draining: make(chan struct{}),
 		gen:      new(sync.WaitGroup),
 		running:  map[*lane]int{},
-		stats:    newDeploymentStats(cfg.Endpoint.InferenceID),
+		stats:    newDeploymentStats(cfg.Endpoint.InferenceID, cfg.Endpoint.TaskType),
 	}, nil
 }
 

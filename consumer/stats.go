@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/metrics"
 )
 
@@ -39,12 +40,13 @@ type DeploymentStats struct {
 	lastAccess                time.Time
 }
 
-func newDeploymentStats(inferenceID string) *DeploymentStats {
+func newDeploymentStats(inferenceID string, task config.TaskType) *DeploymentStats {
 	labels := prometheus.Labels{"inference_id": inferenceID}
 	return &DeploymentStats{
 		id: inferenceID,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Name: "inference_requests_total",
-			Help: "Infer requests answered by this process, by outcome: ok, or the Elasticsearch error type.", ConstLabels: labels}, []string{"outcome"}),
+			Help:        "Infer requests answered by this process, by task type and outcome: ok, or the Elasticsearch error type.",
+			ConstLabels: prometheus.Labels{"inference_id": inferenceID, "task_type": string(task)}}, []string{"outcome"}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_queue_wait_seconds",
 			Help: "Time infer requests waited for a lane.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_request_duration_seconds",

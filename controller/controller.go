@@ -101,6 +101,16 @@ type Controller struct {
 	// written; planDuration observes each plan's making.
 	planned      atomic.Pointer[map[string]cluster.Plan]
 	planDuration prometheus.Histogram
+	// queues are the endpoints' queues as last looked at (an allocated
+	// endpoint's consumer each interval, the others' streams at each
+	// sweep), for the metrics.
+	queueMu sync.Mutex
+	queues  map[string]queueDepth
+}
+
+// queueDepth is an endpoint's documents waiting, and in workers' hands.
+type queueDepth struct {
+	pending, unacknowledged uint64
 }
 
 // activity is what the controller last saw of an adaptive endpoint's work.
@@ -296,6 +306,12 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		if c.backlogs, err = wire.Backlogs(ctx, c.cfg.JS); err != nil {
 			c.log.Warn().Err(err).Msg("read the endpoints' queues")
 		}
+		c.queueMu.Lock()
+		c.queues = make(map[string]queueDepth, len(c.backlogs))
+		for id, n := range c.backlogs {
+			c.queues[id] = queueDepth{pending: n}
+		}
+		c.queueMu.Unlock()
 		c.swept = now
 	}
 	if err := c.defs.seed(ctx, c.cfg.Endpoints.List, func(e config.Entry) (string, uint64) { return e.ID, e.Revision }); err != nil {
@@ -471,6 +487,13 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			delete(c.activity, id)
 		}
 	}
+	c.queueMu.Lock()
+	for id := range c.queues {
+		if !live[id] {
+			delete(c.queues, id)
+		}
+	}
+	c.queueMu.Unlock()
 
 	plans := Place(wants, caps, prev)
 	// An adaptive endpoint planned below its scaler's count (it started at
@@ -691,6 +714,7 @@ func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes 
 	if active {
 		if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil {
 			s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
+			c.setQueue(id, queueDepth{pending: info.NumPending, unacknowledged: uint64(info.NumAckPending)})
 		}
 	} else if n := c.backlogs[id]; n > 0 {
 		// Used once: the endpoint scales up and is measured as active.

@@ -18,6 +18,8 @@ var (
 		"The adaptive scaler's estimate of the time one document or request takes.", []string{"inference_id"}, nil)
 	scalerBacklogDesc = prometheus.NewDesc(metrics.Namespace+"_scaler_backlog",
 		"Documents queued or in progress and requests waiting, as the adaptive scaler last measured them.", []string{"inference_id"}, nil)
+	queueDesc = prometheus.NewDesc(metrics.Namespace+"_queue_documents",
+		"Documents of the endpoint's queue: pending (not yet delivered) and unacknowledged (in a worker's hands), as the controller last looked (each interval while it has allocations, each minute otherwise).", []string{"inference_id", "state"}, nil)
 	scalerNeededDesc = prometheus.NewDesc(metrics.Namespace+"_scaler_needed_allocations",
 		"The allocations the adaptive scaler estimates the load needs.", []string{"inference_id"}, nil)
 )
@@ -36,6 +38,12 @@ func (c *Controller) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(leaderDesc, prometheus.GaugeValue, 1)
+	c.queueMu.Lock()
+	for id, q := range c.queues {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(q.pending), id, "pending")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(q.unacknowledged), id, "unacknowledged")
+	}
+	c.queueMu.Unlock()
 	snap := c.planned.Load()
 	if snap == nil {
 		return
@@ -55,6 +63,15 @@ func (c *Controller) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(scalerNeededDesc, prometheus.GaugeValue, float64(s.Needed), id)
 		}
 	}
+}
+
+func (c *Controller) setQueue(id string, q queueDepth) {
+	c.queueMu.Lock()
+	defer c.queueMu.Unlock()
+	if c.queues == nil {
+		c.queues = map[string]queueDepth{}
+	}
+	c.queues[id] = q
 }
 
 // publishPlans makes a copy of the plans written for Collect; called only

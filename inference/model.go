@@ -37,6 +37,17 @@ type LoadOptions struct {
 	// MaxTokens must be at least 1, and so must MaxRows unless it is zero
 	// (DefaultBatch's MaxRows).
 	Batch BatchConfig
+	// Timings, when set, is told how long each tokenization and each
+	// forward pass took.
+	Timings Timings
+}
+
+// Timings observes the model's work (the worker's metrics).
+type Timings interface {
+	// Tokenized: the inputs of one call were tokenized in d.
+	Tokenized(d time.Duration)
+	// Ran: a forward pass over rows sequences took d.
+	Ran(rows int, d time.Duration)
 }
 
 // sparseOutputBudget caps the output of one sparse batch (rows × seq ×
@@ -54,13 +65,14 @@ type Model struct {
 	mu     sync.RWMutex
 	closed bool
 
-	spec  Spec
-	tok   *tokenizer.Tokenizer
-	sess  *session
-	batch BatchConfig
-	padID int64
-	stats Stats
-	dir   string
+	spec    Spec
+	tok     *tokenizer.Tokenizer
+	sess    *session
+	batch   BatchConfig
+	padID   int64
+	stats   Stats
+	timings Timings
+	dir     string
 }
 
 // Stats counts what a model computed, for benchmarks and metrics.
@@ -121,7 +133,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	m := &Model{spec: spec, tok: tok, sess: sess, batch: opts.Batch, padID: tok.PadID(), dir: dir}
+	m := &Model{spec: spec, tok: tok, sess: sess, batch: opts.Batch, padID: tok.PadID(), dir: dir, timings: opts.Timings}
 	if spec.Task == TaskSparseEmbedding {
 		m.batch.MaxTokens = max(spec.MaxSequenceLength, min(m.batch.MaxTokens, sparseOutputBudget/4/tok.VocabSize()))
 	}
@@ -217,7 +229,11 @@ func (m *Model) timeTokenizer(ctx context.Context, n int) (done func()) {
 	start := time.Now()
 	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "tokenize", trace.WithAttributes(attribute.Int("inputs", n)))
 	return func() {
-		m.stats.TokenizeNanos.Add(int64(time.Since(start)))
+		d := time.Since(start)
+		m.stats.TokenizeNanos.Add(int64(d))
+		if m.timings != nil {
+			m.timings.Tokenized(d)
+		}
 		span.End()
 	}
 }
@@ -276,7 +292,11 @@ func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emi
 		_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "run batch", trace.WithAttributes(
 			attribute.Int("rows", b.Rows()), attribute.Int("tokens", b.RealTokens()), attribute.Int("padded_tokens", b.PaddedTokens())))
 		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
-		m.stats.RunNanos.Add(int64(time.Since(start)))
+		d := time.Since(start)
+		m.stats.RunNanos.Add(int64(d))
+		if m.timings != nil {
+			m.timings.Ran(b.Rows(), d)
+		}
 		span.End()
 		if err != nil {
 			return err

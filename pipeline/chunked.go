@@ -14,6 +14,8 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/pipeline/chunking"
 	"github.com/jetinfer/jetinfer/xcontent"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ChunkedInfer is what an ingest document's inputs become as Elasticsearch's
@@ -70,7 +72,11 @@ func ChunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 type splitFunc func(input string, settings config.ChunkingSettings) ([]chunking.Chunk, error)
 
 func chunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType, maxResultBytes int64, split splitFunc) ([][]byte, error) {
+	// Traced under the caller's span, if it has one.
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/jetinfer/jetinfer/pipeline").Start(ctx, "chunk",
+		trace.WithAttributes(attribute.Int("documents", len(docs))))
 	c, err := newChunkedRun(m, ep, docs, maxResultBytes, split)
+	span.End()
 	if err != nil {
 		return nil, err
 	}

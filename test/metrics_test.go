@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/jetinfer/jetinfer/auth"
+	"github.com/jetinfer/jetinfer/node"
 )
 
 // scrape reads a node's /metrics and parses it as Prometheus does.
@@ -74,7 +75,10 @@ func value(families map[string]*dto.MetricFamily, family string, want ...string)
 // poison, search requests, a bad request) the scraped counters are those
 // numbers.
 func TestMetricsCountTheWork(t *testing.T) {
-	n := startNode(t, nil)
+	// Two processors: the endpoint measured and one with a fixed
+	// allocation hold them, so a request to a third, at zero, can never be
+	// served: Elasticsearch's 429, at once.
+	n := startNode(t, func(c *node.Config) { c.Processors = 2 })
 	const id = "metered"
 	n.do(t, "PUT", "/_inference/text_embedding/"+id+"?timeout=2m",
 		`{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_threads":1,`+
@@ -90,8 +94,23 @@ func TestMetricsCountTheWork(t *testing.T) {
 		n.do(t, "POST", "/_inference/"+id, fmt.Sprintf(`{"input":"search %d"}`, i)).mustStatus(t, 200)
 	}
 	n.do(t, "POST", "/_inference/"+id, `{"input":[]}`).mustStatus(t, 400)
+	n.do(t, "PUT", "/_inference/text_embedding/blocker?timeout=2m",
+		`{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_allocations":1,"num_threads":1}}`).mustStatus(t, 200)
+	n.do(t, "PUT", "/_inference/text_embedding/starved",
+		`{"service":"elasticsearch","service_settings":{"model_id":".multilingual-e5-small","num_threads":1,`+
+			`"adaptive_allocations":{"enabled":true,"min_number_of_allocations":0,"max_number_of_allocations":1}}}`).mustStatus(t, 200)
+	n.do(t, "POST", "/_inference/starved?timeout=30s", `{"input":"never served"}`).mustStatus(t, 429)
 
+	// Acks are not awaited, and the controller looks at the queue every
+	// interval: its last look may predate the last ack.
 	m := scrape(t, n.MetricsAddr())
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if value(m, "jetinfer_queue_documents", "inference_id="+id, "state=unacknowledged") == 0 &&
+			value(m, "jetinfer_queue_documents", "inference_id="+id, "state=pending") == 0 {
+			break
+		}
+		m = scrape(t, n.MetricsAddr())
+	}
 	for _, c := range []struct {
 		family string
 		labels []string
@@ -102,15 +121,21 @@ func TestMetricsCountTheWork(t *testing.T) {
 		{"jetinfer_document_results_total", []string{"inference_id=" + id, "outcome=ok"}, docs},
 		{"jetinfer_document_results_total", []string{"inference_id=" + id, "outcome=error"}, 1},
 		{"jetinfer_documents_terminated_total", []string{"inference_id=" + id}, 1},
-		{"jetinfer_inference_requests_total", []string{"inference_id=" + id, "outcome=ok"}, requests},
+		{"jetinfer_inference_requests_total", []string{"inference_id=" + id, "task_type=text_embedding", "outcome=ok"}, requests},
 		{"jetinfer_inference_queue_wait_seconds", []string{"inference_id=" + id}, requests},
 		{"jetinfer_inference_request_duration_seconds", []string{"inference_id=" + id}, requests},
 		{"jetinfer_inference_requests_waiting", []string{"inference_id=" + id}, 0},
 		{"jetinfer_node_allocations", []string{"inference_id=" + id}, 1},
 		{"jetinfer_http_requests_total", []string{"action=" + auth.ActionInferencePost, "status=200", "error_type="}, requests},
 		{"jetinfer_http_requests_total", []string{"action=" + auth.ActionInferencePost, "status=400", "error_type=action_request_validation_exception"}, 1},
-		{"jetinfer_http_requests_total", []string{"action=" + auth.ActionInferencePut, "status=200"}, 1},
-		{"jetinfer_http_request_duration_seconds", []string{"action=" + auth.ActionInferencePost}, requests + 1},
+		{"jetinfer_http_requests_total", []string{"action=" + auth.ActionInferencePost, "status=429", "error_type=status_exception"}, 1},
+		{"jetinfer_http_requests_total", []string{"action=" + auth.ActionInferencePut, "status=200"}, 3},
+		{"jetinfer_http_request_duration_seconds", []string{"action=" + auth.ActionInferencePost}, requests + 2},
+		{"jetinfer_queue_documents", []string{"inference_id=" + id, "state=pending"}, 0},
+		{"jetinfer_queue_documents", []string{"inference_id=" + id, "state=unacknowledged"}, 0},
+		{"jetinfer_model_tokenize_duration_seconds", []string{"model_id=.multilingual-e5-small", "threads=1"}, -2},
+		{"jetinfer_model_run_duration_seconds", []string{"model_id=.multilingual-e5-small", "threads=1"}, -2},
+		{"jetinfer_model_batch_rows", []string{"model_id=.multilingual-e5-small", "threads=1"}, -2},
 		{"jetinfer_model_loads_total", []string{"model_id=.multilingual-e5-small", "outcome=ok"}, 1},
 		{"jetinfer_model_load_duration_seconds", []string{"model_id=.multilingual-e5-small"}, 1},
 		{"jetinfer_model_inputs_total", []string{"model_id=.multilingual-e5-small", "threads=1"}, docs + requests},
@@ -121,7 +146,14 @@ func TestMetricsCountTheWork(t *testing.T) {
 		{"jetinfer_allocations", []string{"inference_id=" + id, "state=pending"}, 0},
 		{"jetinfer_scaler_needed_allocations", []string{"inference_id=" + id}, 1},
 	} {
-		if got := value(m, c.family, c.labels...); got != c.want {
+		got := value(m, c.family, c.labels...)
+		if c.want == -2 { // a histogram that must have observations
+			if got < 1 {
+				t.Errorf("%s%v has %v observations; want some", c.family, c.labels, got)
+			}
+			continue
+		}
+		if got != c.want {
 			t.Errorf("%s%v = %v; want %v", c.family, c.labels, got, c.want)
 		}
 	}

@@ -77,7 +77,34 @@ func (m *ModelCache) Collect(ch chan<- prometheus.Metric) {
 		for _, c := range modelCounters {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, c.read(st), key.id, strconv.Itoa(key.threads))
 		}
+		e.timings.tokenize.Collect(ch)
+		e.timings.run.Collect(ch)
+		e.timings.rows.Collect(ch)
 	}
+}
+
+// modelTimings are a loaded model's latency histograms (inference.Timings).
+type modelTimings struct {
+	tokenize, run, rows prometheus.Histogram
+}
+
+func newModelTimings(key modelKey) *modelTimings {
+	labels := prometheus.Labels{"model_id": key.id, "threads": strconv.Itoa(key.threads)}
+	return &modelTimings{
+		tokenize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "model_tokenize_duration_seconds",
+			Help: "Time to tokenize the inputs of one request or group of documents.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
+		run: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "model_run_duration_seconds",
+			Help: "Time of one forward pass in ONNX Runtime.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
+		rows: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "model_batch_rows",
+			Help: "Sequences per forward pass.", ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+	}
+}
+
+func (t *modelTimings) Tokenized(d time.Duration) { t.tokenize.Observe(d.Seconds()) }
+
+func (t *modelTimings) Ran(rows int, d time.Duration) {
+	t.run.Observe(d.Seconds())
+	t.rows.Observe(float64(rows))
 }
 
 // recordLoad counts a load that began at start and has ended in e.

@@ -93,10 +93,11 @@ type modelKey struct {
 func (k modelKey) String() string { return fmt.Sprintf("%s (%d threads)", k.id, k.threads) }
 
 type modelEntry struct {
-	ready chan struct{} // closed when model or err is set
-	model *inference.Model
-	err   error
-	refs  int
+	ready   chan struct{} // closed when model or err is set
+	model   *inference.Model
+	timings *modelTimings
+	err     error
+	refs    int
 }
 
 // NewModelCache returns an empty cache.
@@ -257,7 +258,8 @@ func (m *ModelCache) load(key modelKey, e *modelEntry) {
 		e.err = err
 		return
 	}
-	e.model, e.err = inference.LoadModel(ctx, m.rt, dir, inference.LoadOptions{Threads: key.threads})
+	e.timings = newModelTimings(key)
+	e.model, e.err = inference.LoadModel(ctx, m.rt, dir, inference.LoadOptions{Threads: key.threads, Timings: e.timings})
 	if e.err != nil {
 		e.err = eserror.Internal(e.err, "Could not deploy model [%s]: %s", key.id, e.err.Error())
 		return
