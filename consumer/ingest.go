@@ -44,7 +44,6 @@ var errInvalid = errors.New("invalid document")
 // acked (after its result is stored), terminated or nakked. ctx cancels the
 // work (a stop past its deadline); what was computed is still settled.
 func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
-	tracer := d.cfg.Tracer.Tracer(tracing.Name)
 	docs := make([]*doc, len(msgs))
 	var valid []*doc
 	for i, msg := range msgs {
@@ -57,15 +56,17 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 			docs[i] = nil
 			continue
 		}
-		d.stats.Deliveries.Add(1)
 		if dc.meta.NumDelivered > 1 {
 			d.stats.Redeliveries.Add(1)
+		} else {
+			d.stats.FirstDeliveries.Add(1)
 		}
-		_, dc.span = tracer.Start(tracing.Extract(context.Background(), msg.Headers()), "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID), attribute.Int64("messaging.message.stream_sequence", int64(dc.meta.Sequence.Stream)),
-				attribute.Int64("messaging.message.delivery_count", int64(dc.meta.NumDelivered))))
+		dc.span = d.startSpan(msg.Headers(), "process ingest", trace.SpanKindConsumer, msg.Subject())
 		dc.id, dc.req, dc.err = d.parseDoc(msg.Data())
-		dc.span.SetAttributes(attribute.String("document_id", dc.id))
+		if dc.span.IsRecording() {
+			dc.span.SetAttributes(attribute.String("document_id", dc.id), attribute.Int64("messaging.message.stream_sequence", int64(dc.meta.Sequence.Stream)),
+				attribute.Int64("messaging.message.delivery_count", int64(dc.meta.NumDelivered)))
+		}
 		dc.attempt = d.attempt(ctx, dc.meta)
 		if dc.err == nil && dc.attempt > uint64(d.cfg.Queue.MaxDeliver) {
 			dc.err = d.errAttemptsUsedUp()
@@ -76,13 +77,16 @@ func (d *Deployment) serveGroup(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	stop := d.keepAlive(valid)
 	start := time.Now()
-	// One engine call embeds the group: its span links the documents'.
-	links := make([]trace.Link, 0, len(valid))
-	for _, dc := range valid {
-		links = append(links, trace.Link{SpanContext: dc.span.SpanContext()})
+	runCtx, group := ctx, trace.SpanFromContext(context.Background())
+	if d.cfg.Tracer != nil && len(valid) > 0 {
+		// One engine call embeds the group: its span links the documents'.
+		links := make([]trace.Link, 0, len(valid))
+		for _, dc := range valid {
+			links = append(links, trace.Link{SpanContext: dc.span.SpanContext()})
+		}
+		runCtx, group = d.cfg.Tracer.Tracer(tracing.Name).Start(ctx, "embed group", trace.WithLinks(links...),
+			trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID), attribute.Int("documents", len(valid))))
 	}
-	runCtx, group := tracer.Start(ctx, "embed group", trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID), attribute.Int("documents", len(valid))))
 	d.run(runCtx, valid)
 	group.End()
 	d.stats.BusyNanos.Add(int64(time.Since(start)))
@@ -253,7 +257,9 @@ func (d *Deployment) resultMsg(dc *doc, body []byte) *nats.Msg {
 		out.Header.Set(wire.HeaderRequestMsgID, reqID)
 	}
 	out.Header.Set(jetstream.MsgIDHeader, resultID(dc.meta))
-	tracing.Inject(trace.ContextWithSpan(context.Background(), dc.span), out)
+	if dc.span.IsRecording() {
+		tracing.Inject(trace.ContextWithSpan(context.Background(), dc.span), out)
+	}
 	out.Data = body
 	return out
 }

@@ -29,8 +29,7 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 		}
 		return
 	}
-	_, span := d.cfg.Tracer.Tracer(tracing.Name).Start(tracing.Extract(context.Background(), msg.Header), "process "+msg.Subject,
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("inference_id", d.cfg.Endpoint.InferenceID)))
+	span := d.startSpan(msg.Header, "process infer", trace.SpanKindServer, msg.Subject)
 	select {
 	case d.searchQ <- search{msg: msg, queued: time.Now(), span: span}:
 	default:
@@ -43,6 +42,19 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 // ErrQueueFull is Elasticsearch's answer when a deployment's queue is full.
 var ErrQueueFull = eserror.New(http.StatusTooManyRequests, eserror.TypeRejectedExecution,
 	"inference process queue is full. Unable to execute command")
+
+// startSpan starts a span named name of a message to subject, in the trace
+// its headers carry (else a trace of its own); without a tracer it returns
+// one that records nothing, having done no work.
+func (d *Deployment) startSpan(h nats.Header, name string, kind trace.SpanKind, subject string) trace.Span {
+	if d.cfg.Tracer == nil {
+		return trace.SpanFromContext(context.Background())
+	}
+	_, span := d.cfg.Tracer.Tracer(tracing.Name).Start(tracing.Extract(context.Background(), h), name, trace.WithSpanKind(kind),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
+			attribute.String("inference_id", d.cfg.Endpoint.InferenceID)))
+	return span
+}
 
 // search is an infer request waiting for a lane, and its span (begun when
 // it arrived).
@@ -88,7 +100,7 @@ func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 		d.stats.BusyNanos.Add(int64(time.Since(start)))
 		if err == nil {
 			d.stats.Inferences.Add(1)
-			d.stats.requests.WithLabelValues("ok").Inc()
+			d.stats.request("ok")
 			d.stats.done(1)
 			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
 				d.log.Error().Err(err).Msg("reply")
@@ -108,7 +120,7 @@ func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 func (d *Deployment) replyError(msg *nats.Msg, err error) {
 	d.stats.Inferences.Add(1)
 	e := eserror.As(err)
-	d.stats.requests.WithLabelValues(e.Type).Inc()
+	d.stats.request(e.Type)
 	if e.Status >= 500 {
 		d.log.Error().Err(err).Msg("inference failed")
 	}

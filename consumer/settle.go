@@ -199,6 +199,7 @@ func (d *Deployment) finish(ctx context.Context, p *publishing) {
 		o = afterPublishFailure(o, p.err, dc.attempt >= uint64(d.cfg.Queue.MaxDeliver))
 		if o == outcomeRetry {
 			log.Error().Err(p.err).Msg("publish result")
+			dc.span.RecordError(p.err)
 			d.settled(log, dc.msg.NakWithDelay(d.cfg.NakDelay), "nak")
 			return
 		}
@@ -218,6 +219,7 @@ func (d *Deployment) finish(ctx context.Context, p *publishing) {
 		d.settled(log, dc.msg.TermWithReason(dc.err.Error()), "term")
 		return
 	}
+	d.stats.ResultsOK.Add(1)
 	d.settled(log, dc.msg.Ack(), "ack")
 }
 

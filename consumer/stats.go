@@ -21,15 +21,20 @@ type DeploymentStats struct {
 	Rejected   atomic.Int64 // infer requests refused with 429
 	// BusyNanos is the time spent computing documents and requests.
 	BusyNanos atomic.Int64
-	// Deliveries counts documents taken from the queue, Redeliveries those
-	// delivered before, Terminated those ended for good after an error
-	// result (invalid, or out of attempts).
-	Deliveries, Redeliveries, Terminated atomic.Int64
+	// FirstDeliveries and Redeliveries count documents taken from the
+	// queue; ResultsOK the results stored that are not error results;
+	// Terminated the documents ended for good after an error result
+	// (invalid, or out of attempts). Each event adds to one of them only, so
+	// that no counter a scrape reads can appear to go back.
+	FirstDeliveries, Redeliveries, ResultsOK, Terminated atomic.Int64
 
 	id string
-	// requests counts infer requests by outcome ("ok", or the error type);
-	// queueWait is how long they waited for a lane, duration how long they
-	// took in this process, waiting included.
+	// task is the endpoint's task type, known for a trained model
+	// deployment only once its model is loaded (SetTask).
+	task atomic.Pointer[string]
+	// requests counts infer requests by task type and outcome ("ok", or
+	// the error type); queueWait is how long they waited for a lane,
+	// duration how long they took in this process, waiting included.
 	requests            *prometheus.CounterVec
 	queueWait, duration prometheus.Histogram
 
@@ -42,16 +47,29 @@ type DeploymentStats struct {
 
 func newDeploymentStats(inferenceID string, task config.TaskType) *DeploymentStats {
 	labels := prometheus.Labels{"inference_id": inferenceID}
-	return &DeploymentStats{
+	s := &DeploymentStats{
 		id: inferenceID,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Name: "inference_requests_total",
 			Help:        "Infer requests answered by this process, by task type and outcome: ok, or the Elasticsearch error type.",
-			ConstLabels: prometheus.Labels{"inference_id": inferenceID, "task_type": string(task)}}, []string{"outcome"}),
+			ConstLabels: labels}, []string{"task_type", "outcome"}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_queue_wait_seconds",
 			Help: "Time infer requests waited for a lane.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metrics.Namespace, Name: "inference_request_duration_seconds",
 			Help: "Time infer requests took in the worker, waiting for a lane included.", ConstLabels: labels, Buckets: metrics.DurationBuckets}),
 	}
+	s.SetTask(task)
+	return s
+}
+
+// SetTask records the endpoint's task type.
+func (s *DeploymentStats) SetTask(task config.TaskType) {
+	t := string(task)
+	s.task.Store(&t)
+}
+
+// request counts an infer request answered with outcome.
+func (s *DeploymentStats) request(outcome string) {
+	s.requests.WithLabelValues(*s.task.Load(), outcome).Inc()
 }
 
 var (
@@ -74,12 +92,10 @@ func (s *DeploymentStats) Collect(ch chan<- prometheus.Metric) {
 	s.requests.Collect(ch)
 	s.queueWait.Collect(ch)
 	s.duration.Collect(ch)
-	redelivered := s.Redeliveries.Load()
-	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(s.Deliveries.Load()-redelivered), s.id, "first")
-	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(redelivered), s.id, "redelivery")
-	errs := s.Errors.Load()
-	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(s.Documents.Load()-errs), s.id, "ok")
-	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(errs), s.id, "error")
+	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(s.FirstDeliveries.Load()), s.id, "first")
+	ch <- prometheus.MustNewConstMetric(docsDesc, prometheus.CounterValue, float64(s.Redeliveries.Load()), s.id, "redelivery")
+	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(s.ResultsOK.Load()), s.id, "ok")
+	ch <- prometheus.MustNewConstMetric(resultsDesc, prometheus.CounterValue, float64(s.Errors.Load()), s.id, "error")
 	ch <- prometheus.MustNewConstMetric(terminatedDesc, prometheus.CounterValue, float64(s.Terminated.Load()), s.id)
 	ch <- prometheus.MustNewConstMetric(busyDesc, prometheus.CounterValue, time.Duration(s.BusyNanos.Load()).Seconds(), s.id)
 }

@@ -67,7 +67,7 @@ func (a *API) startDeployment(w http.ResponseWriter, r *http.Request, modelID st
 		a.writeError(w, r, err)
 		return
 	}
-	body, err := a.readBody(w, r)
+	body, err := a.readBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -174,7 +174,7 @@ func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, id string
 		a.writeError(w, r, err)
 		return
 	}
-	body, err := a.readBody(w, r)
+	body, err := a.readBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

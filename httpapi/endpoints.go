@@ -142,7 +142,7 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, p pathParams) 
 		a.writeError(w, r, err)
 		return
 	}
-	body, err := a.readBody(w, r)
+	body, err := a.readBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -344,7 +344,7 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p pathParam
 			return
 		}
 	}
-	body, err := a.readBody(w, r)
+	body, err := a.readBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -25,7 +25,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		a.writeError(w, r, err)
 		return
 	}
-	body, err := a.readBody(w, r)
+	body, err := a.readBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -142,10 +142,31 @@ type pathParams struct {
 // answering unknown paths and methods in its formats.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	// Bodies are capped on the server's own writer: net/http then closes
+	// the connection after a 413.
+	r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	w = rec
+	start := time.Now()
+	// action names the request in metrics and traces: "" until routed.
+	var action string
+	var span trace.Span
 	defer func() {
+		// A panic is answered first, so that what is recorded is the 500.
 		if p := recover(); p != nil {
 			a.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("handler panicked")
 			a.writeError(w, r, eserror.Internal(fmt.Errorf("%v", p), "internal error"))
+		}
+		if m := a.cfg.Metrics; m != nil {
+			m.HTTPRequests.WithLabelValues(action, strconv.Itoa(rec.status), rec.errType).Inc()
+			m.HTTPDuration.WithLabelValues(action).Observe(time.Since(start).Seconds())
+		}
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+			if rec.status >= 500 {
+				span.SetStatus(codes.Error, rec.errType)
+			}
+			span.End()
 		}
 	}()
 	segments, err := splitPath(r.URL.EscapedPath())
@@ -187,30 +208,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
 		return
 	}
-	if a.cfg.Metrics != nil || a.cfg.Tracer != nil {
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		w = rec
-		if m := a.cfg.Metrics; m != nil {
-			start := time.Now()
-			defer func() {
-				m.HTTPRequests.WithLabelValues(rt.action, strconv.Itoa(rec.status), rec.errType).Inc()
-				m.HTTPDuration.WithLabelValues(rt.action).Observe(time.Since(start).Seconds())
-			}()
-		}
-		if tp := a.cfg.Tracer; tp != nil {
-			// A client's traceparent makes this request part of its trace.
-			ctx, span := tp.Tracer(tracing.Name).Start(tracing.ExtractHTTP(r.Context(), r.Header), r.Method+" "+rt.action,
-				trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
-			r = r.WithContext(ctx)
-			defer func() {
-				span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
-				if rec.status >= 500 {
-					span.SetStatus(codes.Error, rec.errType)
-				}
-				span.End()
-			}()
-		}
+	action = rt.action
+	if tp := a.cfg.Tracer; tp != nil {
+		// A client's traceparent makes this request part of its trace.
+		var ctx context.Context
+		ctx, span = tp.Tracer(tracing.Name).Start(tracing.ExtractHTTP(r.Context(), r.Header), r.Method+" "+rt.action,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		r = r.WithContext(ctx)
 	}
 	if a.cfg.Guard != nil {
 		if err := a.cfg.Guard.Check(r, rt.action); err != nil {
@@ -381,8 +386,8 @@ func timeoutParam(r *http.Request) (time.Duration, string, error) {
 
 // readBody reads the request body under the size cap and checks its
 // content type as Elasticsearch does.
-func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+func (a *API) readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body) // capped by ServeHTTP
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

@@ -291,13 +291,7 @@ func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emi
 		start := time.Now()
 		_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "run batch", trace.WithAttributes(
 			attribute.Int("rows", b.Rows()), attribute.Int("tokens", b.RealTokens()), attribute.Int("padded_tokens", b.PaddedTokens())))
-		out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
-		d := time.Since(start)
-		m.stats.RunNanos.Add(int64(d))
-		if m.timings != nil {
-			m.timings.Ran(b.Rows(), d)
-		}
-		span.End()
+		out, err := m.runBatch(ctx, b, span, start)
 		if err != nil {
 			return err
 		}
@@ -310,6 +304,18 @@ func (m *Model) forEachBatch(ctx context.Context, encs []tokenizer.Encoding, emi
 		}
 	}
 	return nil
+}
+
+// runBatch runs one batch and ends its span, even when the run panics.
+func (m *Model) runBatch(ctx context.Context, b PaddedBatch, span trace.Span, start time.Time) ([]float32, error) {
+	defer span.End()
+	out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
+	d := time.Since(start)
+	m.stats.RunNanos.Add(int64(d))
+	if m.timings != nil {
+		m.timings.Ran(b.Rows(), d)
+	}
+	return out, err
 }
 
 // Embed returns one dense embedding per text, in order.

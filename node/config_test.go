@@ -76,6 +76,8 @@ func TestListenAddr(t *testing.T) {
 		narrowed bool
 	}{
 		{"every interface without auth", Config{HTTPAddr: ":9200"}, "127.0.0.1:9200", true},
+		{"0.0.0.0 without auth", Config{HTTPAddr: "0.0.0.0:9200"}, "127.0.0.1:9200", true},
+		{"every IPv6 interface without auth", Config{HTTPAddr: "[::]:9200"}, "127.0.0.1:9200", true},
 		{"a public address without auth", Config{HTTPAddr: "10.1.2.3:9200"}, "127.0.0.1:9200", true},
 		{"loopback without auth", Config{HTTPAddr: "127.0.0.1:9300"}, "127.0.0.1:9300", false},
 		{"localhost without auth", Config{HTTPAddr: "localhost:9300"}, "localhost:9300", false},
@@ -86,6 +88,17 @@ func TestListenAddr(t *testing.T) {
 		addr, why := tt.cfg.ListenAddr()
 		if addr != tt.want || (why != "") != tt.narrowed {
 			t.Errorf("%s: %q, %q; want %q, narrowed %v", tt.name, addr, why, tt.want, tt.narrowed)
+		}
+	}
+}
+
+func TestEmbeddedNATSOpen(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"": true, "127.0.0.1:4222": true, "localhost:4222": true, "[::1]:4222": true,
+		":4222": false, "0.0.0.0:4222": false, "[::]:4222": false, "10.0.0.5:4222": false, "no-port": false,
+	} {
+		if got := (Config{NATSListen: listen}).EmbeddedNATSOpen(); got != want {
+			t.Errorf("--nats-listen %q: open %v; want %v", listen, got, want)
 		}
 	}
 }

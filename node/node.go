@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,6 +88,9 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 			n.closeNATS()
 			if n.metricsSrv != nil {
 				_ = n.metricsSrv.Close()
+			}
+			if n.stopTracing != nil {
+				_ = n.stopTracing(context.Background())
 			}
 		}
 	}()
@@ -433,6 +437,12 @@ func (n *Node) serveMetrics() error {
 		return nil
 	}
 	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
+	if errors.Is(err, syscall.EADDRINUSE) && n.cfg.MetricsAddr == DefaultMetricsAddr {
+		// A second process on the machine, started without its own
+		// address: it runs, unscraped, rather than not at all.
+		n.log.Warn().Str("metrics_addr", n.cfg.MetricsAddr).Msg("the default metrics address is taken (another jetinfer process on this machine?): no /metrics here; give this process its own --metrics-addr")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("metrics listen %s (give each process of a machine its own --metrics-addr, or empty for none): %w", n.cfg.MetricsAddr, err)
 	}

@@ -73,10 +73,7 @@ type splitFunc func(input string, settings config.ChunkingSettings) ([]chunking.
 
 func chunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, inputType inferapi.InputType, maxResultBytes int64, split splitFunc) ([][]byte, error) {
 	// Traced under the caller's span, if it has one.
-	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/jetinfer/jetinfer/pipeline").Start(ctx, "chunk",
-		trace.WithAttributes(attribute.Int("documents", len(docs))))
-	c, err := newChunkedRun(m, ep, docs, maxResultBytes, split)
-	span.End()
+	c, err := chunk(ctx, m, ep, docs, maxResultBytes, split)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +98,15 @@ func chunkedInferDocs(ctx context.Context, m *inference.Model, ep config.Endpoin
 		start = end
 	}
 	return bodies, nil
+}
+
+// chunk is newChunkedRun, traced under the caller's span if it has one
+// (ended even when chunking a hostile input panics).
+func chunk(ctx context.Context, m *inference.Model, ep config.Endpoint, docs [][]string, maxResultBytes int64, split splitFunc) (*chunkedRun, error) {
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/jetinfer/jetinfer/pipeline").Start(ctx, "chunk",
+		trace.WithAttributes(attribute.Int("documents", len(docs))))
+	defer span.End()
+	return newChunkedRun(m, ep, docs, maxResultBytes, split)
 }
 
 // chunkedRun is ChunkedInferDocs's documents chunked, and measured against

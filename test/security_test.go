@@ -163,10 +163,17 @@ func TestSecuredAPIWithOfficialClient(t *testing.T) {
 	if err != nil || len(res.TextEmbedding) != 1 || len(res.TextEmbedding[0].Embedding) == 0 {
 		t.Fatalf("TextEmbedding with monitor_inference: %+v, %v", res, err)
 	}
-	_, err = searchES.Inference.Delete("secured").Do(ctx)
-	if status, reason := esStatus(err); status != 403 || reason != "security_exception: action [cluster:admin/xpack/inference/delete] is unauthorized for API key id ["+
+	_, err = searchES.Inference.Put("not-allowed").TaskType("text_embedding").Request(&put.Request{
+		Service:         "elasticsearch",
+		ServiceSettings: json.RawMessage(`{"model_id":".multilingual-e5-small","num_allocations":1,"num_threads":1}`),
+	}).Do(ctx)
+	if status, reason := esStatus(err); status != 403 || reason != "security_exception: action [cluster:admin/xpack/inference/put] is unauthorized for API key id ["+
 		searcher.ID+"] of user [ops], this action is granted by the cluster privileges [manage_inference,manage,all]" {
-		t.Errorf("Delete with monitor_inference: %d %q (%v)", status, reason, err)
+		t.Errorf("Put with monitor_inference: %d %q (%v)", status, reason, err)
+	}
+	_, err = searchES.Inference.Delete("secured").Do(ctx)
+	if status, _ := esStatus(err); status != 403 {
+		t.Errorf("Delete with monitor_inference: %d (%v)", status, err)
 	}
 
 	bobES := client(elasticsearch.WithBasicAuth("bob", password))

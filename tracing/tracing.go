@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -19,7 +20,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // EndpointEnv is OpenTelemetry's standard variable for the OTLP endpoint;
@@ -31,17 +31,26 @@ const Name = "github.com/jetinfer/jetinfer"
 
 // Setup returns the tracer provider of a process named node: spans
 // exported over OTLP/HTTP to endpoint (a URL such as http://collector:4318),
-// or, when endpoint is empty, a provider that records nothing. shutdown
-// flushes what is buffered.
+// or nil when endpoint is empty: nothing is traced then, at no cost.
+// shutdown flushes what is buffered.
 func Setup(ctx context.Context, endpoint, node string) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
 	if endpoint == "" {
-		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, fmt.Errorf("otlp endpoint %q: want an http:// or https:// URL such as http://collector:4318", endpoint)
 	}
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("otlp exporter: %w", err)
 	}
-	res := resource.NewSchemaless(semconv.ServiceName("jetinfer"), semconv.ServiceInstanceID(node))
+	// The SDK's defaults (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the
+	// SDK's own attributes) under jetinfer's name and the node's.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName("jetinfer"), semconv.ServiceInstanceID(node)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("otlp resource: %w", err)
+	}
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return sdk, sdk.Shutdown, nil
 }

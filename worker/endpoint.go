@@ -243,6 +243,7 @@ func (e *endpoint) deploy() error {
 	if e.ep.TaskType == "" {
 		// A trained model deployment serves its model's task.
 		e.ep.TaskType = e.model.Task()
+		e.dep.Stats().SetTask(e.ep.TaskType)
 	}
 	if err := checkTask(e.ep, e.model); err != nil {
 		return err

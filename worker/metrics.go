@@ -62,17 +62,21 @@ func (m *ModelCache) Describe(chan<- *prometheus.Desc) {}
 
 // Collect sends the counters of the models loaded.
 func (m *ModelCache) Collect(ch chan<- prometheus.Metric) {
+	// Sent after the lock is released: a slow scrape must not hold up
+	// loads and releases.
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	ready := make(map[modelKey]*modelEntry, len(m.entries))
 	for key, e := range m.entries {
 		select {
 		case <-e.ready:
+			if e.model != nil {
+				ready[key] = e
+			}
 		default:
-			continue
 		}
-		if e.model == nil {
-			continue
-		}
+	}
+	m.mu.Unlock()
+	for key, e := range ready {
 		st := e.model.Stats()
 		for _, c := range modelCounters {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, c.read(st), key.id, strconv.Itoa(key.threads))
