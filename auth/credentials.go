@@ -179,9 +179,13 @@ func (c *Credentials) AddKey(req NewKey, now time.Time) (CreatedKey, error) {
 	if err := CheckPrivileges(req.Privileges); err != nil {
 		return CreatedKey{}, err
 	}
-	id, err := randomToken(15) // 20 characters, as Elasticsearch's ids
-	if err != nil {
-		return CreatedKey{}, err
+	// 20 characters, as Elasticsearch's ids; never starting with '-',
+	// which a command line would read as a flag.
+	id, err := "-", error(nil)
+	for strings.HasPrefix(id, "-") {
+		if id, err = randomToken(15); err != nil {
+			return CreatedKey{}, err
+		}
 	}
 	secret, err := randomToken(16) // 22 characters, as Elasticsearch's secrets
 	if err != nil {

@@ -341,3 +341,18 @@ func TestCredentialsFile(t *testing.T) {
 		t.Errorf("credentials %+v; want the one key created", c)
 	}
 }
+
+// TestKeyIDsAreNotFlags: an id never starts with '-', so that
+// "jetinfer auth invalidate-key ID" never reads it as a flag.
+func TestKeyIDsAreNotFlags(t *testing.T) {
+	var c Credentials
+	for range 200 {
+		k, err := c.AddKey(NewKey{Name: "k", Privileges: []string{"monitor"}, HashCost: bcrypt.MinCost}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(k.ID, "-") || len(k.ID) != 20 {
+			t.Fatalf("id %q", k.ID)
+		}
+	}
+}
