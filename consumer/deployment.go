@@ -101,7 +101,7 @@ type Deployment struct {
 	token string
 	log   zerolog.Logger
 
-	searchQ chan search
+	searchQ *searchQueue
 	ingestQ chan []jetstream.Msg
 	// wake tells the fetcher that the runner or the lanes changed.
 	wake chan struct{}
@@ -164,7 +164,7 @@ func NewDeployment(cfg DeploymentConfig) (*Deployment, error) {
 		cfg:      cfg,
 		token:    config.Token(cfg.Endpoint.InferenceID),
 		log:      cfg.Log.With().Str("inference_id", cfg.Endpoint.InferenceID).Logger(),
-		searchQ:  make(chan search, cfg.SearchCapacity),
+		searchQ:  newSearchQueue(cfg.SearchCapacity),
 		ingestQ:  make(chan []jetstream.Msg),
 		wake:     make(chan struct{}, 1),
 		draining: make(chan struct{}),
@@ -302,13 +302,12 @@ func (d *Deployment) Fail(err error) (wait func()) {
 	d.failure = err // also while stopping
 	d.mu.Unlock()
 	for {
-		select {
-		case s := <-d.searchQ:
-			d.replyError(s.msg, err)
-			tracing.End(s.span, err)
-		default:
+		s, ok := d.searchQ.pop()
+		if !ok {
 			return wait
 		}
+		d.replyError(s.msg, err)
+		tracing.End(s.span, err)
 	}
 }
 
@@ -323,7 +322,7 @@ func (d *Deployment) Allocations() int {
 func (d *Deployment) Stats() *DeploymentStats { return d.stats }
 
 // Waiting is the number of infer requests waiting in this process.
-func (d *Deployment) Waiting() int { return len(d.searchQ) }
+func (d *Deployment) Waiting() int { return d.searchQ.len() }
 
 // Stop stops taking work and finishes what is in hand: infer requests
 // already received are answered, documents being embedded are published

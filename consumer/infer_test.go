@@ -123,6 +123,17 @@ func TestInferRequestReply(t *testing.T) {
 	if _, err := wire.Request(short, nc, testID, []byte(`{"input":"late"}`)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("expired request: %v", err)
 	}
+	// The queue holds one: let a lane drop the late one first (the flush
+	// makes sure the server has passed it on).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); d.Waiting() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired request is still waiting")
+		}
+	}
 	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"after"}`)); err != nil {
 		t.Fatal(err)
 	}

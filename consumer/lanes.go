@@ -12,11 +12,9 @@ import (
 // closed, after answering the infer requests waiting.
 func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-chan []jetstream.Msg) {
 	for {
-		select {
-		case s := <-d.searchQ:
+		if s, ok := d.searchQ.pop(); ok {
 			d.serveSearch(ctx, s)
 			continue
-		default:
 		}
 		select {
 		case <-quit:
@@ -25,8 +23,10 @@ func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-ch
 		case <-d.draining:
 			d.drainSearches(ctx)
 			return
-		case s := <-d.searchQ:
-			d.serveSearch(ctx, s)
+		case <-d.searchQ.ready:
+			if s, ok := d.searchQ.pop(); ok {
+				d.serveSearch(ctx, s)
+			}
 		case group := <-groups:
 			d.serveGroup(ctx, group)
 		}
@@ -36,11 +36,10 @@ func (d *Deployment) lane(ctx context.Context, quit <-chan struct{}, groups <-ch
 // drainSearches answers the infer requests waiting, then returns.
 func (d *Deployment) drainSearches(ctx context.Context) {
 	for {
-		select {
-		case s := <-d.searchQ:
-			d.serveSearch(ctx, s)
-		default:
+		s, ok := d.searchQ.pop()
+		if !ok {
 			return
 		}
+		d.serveSearch(ctx, s)
 	}
 }

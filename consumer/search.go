@@ -30,9 +30,7 @@ func (d *Deployment) onInfer(msg *nats.Msg) {
 		return
 	}
 	span := d.startSpan(msg.Header, "process infer", trace.SpanKindServer, msg.Subject)
-	select {
-	case d.searchQ <- search{msg: msg, queued: time.Now(), span: span}:
-	default:
+	if !d.searchQ.push(search{msg: msg, queued: time.Now(), span: span}) {
 		d.stats.Rejected.Add(1)
 		d.replyError(msg, ErrQueueFull)
 		tracing.End(span, ErrQueueFull)
