@@ -110,11 +110,8 @@ func TestEmbeddedNATSRefusesStrangers(t *testing.T) {
 	// The acknowledgement of its publish came to its inbox; nothing else
 	// (the node read its buckets meanwhile) did.
 	n.do(t, "GET", "/_inference/published", "").mustStatus(t, 200)
-	if m, err := inbox.NextMsg(500 * time.Millisecond); err == nil && !strings.Contains(string(m.Data), `"stream":"`+wire.RequestsStream(token)+`"`) {
-		t.Errorf("publisher's inbox received %s %q", m.Subject, m.Data)
-	}
-	for {
-		m, err := inbox.NextMsg(200 * time.Millisecond)
+	for range 100 { // ends at the first quiet half second
+		m, err := inbox.NextMsg(500 * time.Millisecond)
 		if err != nil {
 			break
 		}

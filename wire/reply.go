@@ -103,9 +103,11 @@ func (e *ReplyError) HTTPBody() []byte { return e.Body }
 // the wait, and its deadline travels with the request.
 func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte) (_ []byte, err error) {
 	subject := InferSubject(config.Token(inferenceID))
-	ctx, span := tracing.Tracer(ctx).Start(ctx, "send infer", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
-			attribute.String("inference_id", inferenceID)))
+	ctx, span := tracing.Tracer(ctx).Start(ctx, "send infer", trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() { // nothing to build when tracing is off
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
+			attribute.String("inference_id", inferenceID))
+	}
 	defer func() { tracing.End(span, err) }()
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
