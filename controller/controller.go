@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,13 +80,25 @@ type Controller struct {
 	backlogs  map[string]uint64
 	swept     time.Time
 	listening map[string]*nats.Subscription
-	// live, dormant and listen are reconcile's sets of the endpoints
-	// defined, at zero with nothing to do, and listened to: kept between
-	// intervals, so that a thousand endpoints do not make a thousand-entry
-	// map of garbage every second.
-	live    map[string]bool
-	dormant map[string]cluster.Plan
+	// asleep are the units at zero with nothing to do, by plan key, and
+	// awake the others: between full passes reconcile visits only these
+	// (see reconcile). listen are the ingest subjects' endpoints listened
+	// to, those of the units asleep; dormant is a plan's set of the units
+	// that fell asleep. All are kept between intervals, so that a thousand
+	// endpoints do not make a thousand entries of garbage every second.
+	asleep  map[string]unit
+	awake   []unit
 	listen  map[string]bool
+	dormant map[string]cluster.Plan
+	// attached are the endpoints attached to each trained model
+	// deployment, and deploymentOf the other way round, as of the last
+	// full pass; generations are the mirrors' then.
+	attached     map[string][]string
+	deploymentOf map[string]string
+	generations  [2]uint64
+	// ensuredAll: every endpoint's streams were ensured at the last full
+	// pass (false makes the next pass a full one).
+	ensuredAll bool
 	// plans are the plans this controller last wrote (it is their only
 	// writer), read from the bucket when it is elected.
 	plans map[string]cluster.Plan
@@ -272,6 +286,9 @@ func (c *Controller) becomeLeader() {
 	c.plans = nil
 	c.backlogs, c.swept = nil, time.Time{}
 	c.lastTick = time.Time{}
+	c.asleep, c.awake, c.listen, c.dormant = map[string]unit{}, nil, map[string]bool{}, map[string]cluster.Plan{}
+	c.attached, c.deploymentOf = map[string][]string{}, map[string]string{}
+	c.ensuredAll = false
 	c.leader.Store(true)
 	c.log.Info().Msg("controller elected")
 }
@@ -285,7 +302,24 @@ func (c *Controller) onDemand(msg *nats.Msg) {
 	}
 }
 
+// unit is what allocations are planned for: an endpoint of its own, or a
+// trained model deployment, which the endpoints attached to it share. ep
+// points into the mirror's entries, shared until the next change: a
+// thousand definitions are not copied every interval.
+type unit struct {
+	ep       *config.Endpoint
+	revision uint64
+}
+
 // reconcile makes one plan of every endpoint and writes what changed.
+//
+// A full pass visits every endpoint: after a definition changed, at each
+// sweep of the queues (every sweepEvery, and the first plan of a newly
+// elected controller) and while streams are left to ensure. Between full
+// passes only the awake endpoints are visited, and those asleep that
+// demand wakes (a request, or a document published to one listened to):
+// nothing else can change an asleep endpoint's plan, and a thousand of
+// them then cost nothing each interval.
 func (c *Controller) reconcile(ctx context.Context) error {
 	now := time.Now()
 	elapsed := c.cfg.Interval
@@ -302,6 +336,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodes: %w", err)
 	}
+	swept := false
 	if measure && now.Sub(c.swept) >= sweepEvery {
 		if c.backlogs, err = wire.Backlogs(ctx, c.cfg.JS); err != nil {
 			c.log.Warn().Err(err).Msg("read the endpoints' queues")
@@ -312,7 +347,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			c.queues[id] = queueDepth{pending: n}
 		}
 		c.queueMu.Unlock()
-		c.swept = now
+		c.swept, swept = now, true
 	}
 	if err := c.defs.seed(ctx, c.cfg.Endpoints.List, func(e config.Entry) (string, uint64) { return e.ID, e.Revision }); err != nil {
 		return fmt.Errorf("endpoints: %w", err)
@@ -322,7 +357,6 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("deployments: %w", err)
 	}
-	entries := c.defs.all()
 	if c.plans == nil {
 		all, err := c.cfg.Plans.All(ctx)
 		if err != nil {
@@ -354,65 +388,42 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		caps = append(caps, NodeCap{Name: n.Name, Processors: n.Processors, Models: models})
 	}
-	deployments := c.deps.all()
-	// Every endpoint gets its streams and consumer; one attached to a deployment runs
-	// on that deployment's allocations, and its load counts there.
-	// Units point into entries, which the mirror shares until the next
-	// change: a thousand definitions are not copied every interval.
-	type unit struct {
-		ep       *config.Endpoint
-		revision uint64
+	full := swept || !c.ensuredAll ||
+		c.defs.generation() != c.generations[0] || c.deps.generation() != c.generations[1]
+	var units []unit
+	if full {
+		units = c.allUnits(ctx)
+		clear(c.asleep)
+		clear(c.listen)
+	} else {
+		units = c.wokenUnits(demanded)
 	}
-	units := make([]unit, 0, len(entries)+len(deployments))
-	ensuring := 0
-	attached := map[string][]string{}
-	for i := range entries {
-		e := &entries[i]
-		if e.Err != nil {
-			continue
-		}
-		ep := &e.Endpoint
-		if c.ensured[ep.InferenceID] != e.Revision && ensuring < maxEnsurePerPlan {
-			ensuring++
-			if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
-				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
-			} else {
-				c.ensured[ep.InferenceID] = e.Revision
-			}
-		}
-		if d := ep.ServiceSettings.DeploymentID; d != "" {
-			attached[d] = append(attached[d], ep.InferenceID)
-			continue
-		}
-		units = append(units, unit{ep, e.Revision})
-	}
-	for _, d := range deployments {
-		ep := d.Deployment.Endpoint()
-		units = append(units, unit{&ep, d.Revision})
-	}
+	c.awake = c.awake[:0]
 	var wants []Want
-	if c.live == nil {
-		c.live, c.dormant, c.listen = map[string]bool{}, map[string]cluster.Plan{}, map[string]bool{}
-	}
-	live, dormant, listen := c.live, c.dormant, c.listen
-	clear(live)
+	dormant := c.dormant
 	clear(dormant)
-	clear(listen)
+	listenChanged := full
 	scalerStats := map[string]*cluster.ScalerStats{}
-	// An endpoint at zero that nothing asks for (no request, no document at
-	// the last sweep, nothing running from an earlier plan) has nothing to
-	// measure or place: most of a thousand are, and each interval costs
-	// them a map lookup.
-	defer func() { c.listenTo(ctx, listen) }()
+	defer func() {
+		if listenChanged {
+			c.listenTo(ctx, c.listen)
+		}
+	}()
 	for _, u := range units {
 		ep := u.ep
-		live[ep.InferenceID] = true
 		w := Want{InferenceID: ep.InferenceID, Revision: u.revision, ModelID: ep.ServiceSettings.ModelID, Threads: ep.ServiceSettings.NumThreads}
 		// The endpoints attached to a deployment bring it their load and
 		// their requests' demand.
+		attached := c.attached[ep.InferenceID]
 		demand, queued := demanded[ep.InferenceID], c.backlogs[ep.InferenceID] > 0
-		for _, id := range attached[ep.InferenceID] {
+		for _, id := range attached {
 			demand, queued = demand || demanded[id], queued || c.backlogs[id] > 0
+		}
+		// The ingest subjects listened to are those of the endpoints
+		// asleep; an awake one is served by its consumer.
+		listened := ep.InferenceID
+		if ep.ServiceSettings.DeploymentID != "" {
+			listened = "" // a deployment has no subject of its own
 		}
 		if n := ep.ServiceSettings.NumAllocations; n != nil {
 			w.Target, w.Reclaim, w.Held = *n, true, *n
@@ -421,21 +432,26 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			s := c.scaler(ep, prev)
 			w.Target = s.Current()
 			act := c.activity[ep.InferenceID]
+			// An endpoint at zero that nothing asks for (no request, no
+			// document at the last sweep, nothing running from an earlier
+			// plan) has nothing to measure or place: it sleeps.
 			if p, ok := prev[ep.InferenceID]; w.Target == 0 && !demand && !queued && !act.queued && len(p.Nodes) == 0 {
 				if !ok || p.Revision != u.revision || p.Target != 0 || p.Pending != 0 {
 					p = cluster.Plan{InferenceID: ep.InferenceID, Revision: u.revision, Nodes: map[string]int{}}
 				}
 				dormant[ep.InferenceID] = p
-				if ep.ServiceSettings.DeploymentID == "" {
-					listen[ep.InferenceID] = true
+				c.asleep[ep.InferenceID] = u
+				if listened != "" {
+					c.listen[listened] = true
 				}
-				for _, id := range attached[ep.InferenceID] {
-					listen[id] = true
+				for _, id := range attached {
+					c.listen[id] = true
 				}
+				listenChanged = true
 				continue
 			}
 			if measure || demand && w.Target == 0 {
-				ids := append([]string{ep.InferenceID}, attached[ep.InferenceID]...)
+				ids := append([]string{ep.InferenceID}, attached...)
 				sample := c.sample(ctx, ids, nodes, elapsed, demand, demand || prev[ep.InferenceID].Target > 0)
 				act.busy, act.queued = sample.Completed > 0 || sample.Backlog > 0, sample.Backlog > 0
 				if act.busy {
@@ -460,40 +476,18 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			w.Idle = elastic && !wanted && !act.busy
 			w.LastUsed = act.lastUsed
 		}
+		c.awake = append(c.awake, u)
+		for _, id := range append([]string{listened}, attached...) {
+			if c.listen[id] {
+				delete(c.listen, id)
+				listenChanged = true
+			}
+		}
 		wants = append(wants, w)
 	}
-	for _, ids := range attached {
-		for _, id := range ids {
-			live[id] = true
-		}
+	if full {
+		c.forgetDeleted()
 	}
-	for id := range c.scalers {
-		if !live[id] {
-			delete(c.scalers, id)
-		}
-	}
-	for id := range c.counters {
-		if !live[id] {
-			delete(c.counters, id)
-		}
-	}
-	for id := range c.ensured {
-		if !live[id] {
-			delete(c.ensured, id)
-		}
-	}
-	for id := range c.activity {
-		if !live[id] {
-			delete(c.activity, id)
-		}
-	}
-	c.queueMu.Lock()
-	for id := range c.queues {
-		if !live[id] {
-			delete(c.queues, id)
-		}
-	}
-	c.queueMu.Unlock()
 
 	plans := Place(wants, caps, prev)
 	// An adaptive endpoint planned below its scaler's count (it started at
@@ -503,7 +497,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			s.Set(p.Target)
 		}
 	}
-	defer c.answer(replies, plans, attached)
+	defer c.answer(replies, plans)
 	var errs []error
 	// c.plans (prev) follows what is written, in place.
 	changed := false
@@ -512,14 +506,14 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			c.publishPlans()
 		}
 	}()
-	write := func(id string, p cluster.Plan) {
+	write := func(id string, p cluster.Plan) error {
 		p.Scaler = scalerStats[id]
 		old, ok := prev[id]
 		// The scaler's estimates are refreshed at most every ten
 		// intervals, and only when they moved: an idle endpoint's plan is
 		// not rewritten (and sent to every worker) for nothing.
 		if ok && old.Same(p) && (p.Scaler == nil || now.Sub(old.Updated) < 10*c.cfg.Interval || old.Scaler.Close(*p.Scaler)) {
-			return
+			return nil
 		}
 		if !ok || !old.Same(p) {
 			c.log.Info().Str("inference_id", id).Int("target", p.Target).Interface("nodes", p.Nodes).Int("pending", p.Pending).Msg("allocations planned")
@@ -530,12 +524,22 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			changed = true
 		}
 		errs = append(errs, err)
+		return err
 	}
 	for id, p := range plans {
-		write(id, p)
+		_ = write(id, p) // in errs; tried again next interval
 	}
 	for id, p := range dormant {
-		write(id, p)
+		if write(id, p) != nil {
+			// Asleep, it would not be visited again until the next full
+			// pass: it stays awake until its plan is written.
+			c.awake = append(c.awake, c.asleep[id])
+			delete(c.asleep, id)
+		}
+	}
+	if !full {
+		// Only a full pass sees an endpoint deleted.
+		return errors.Join(errs...)
 	}
 	for id := range prev {
 		_, placed := plans[id]
@@ -552,21 +556,98 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// allUnits is every unit defined, for a full pass; it ensures the streams
+// of the endpoints defined or changed since (at most maxEnsurePerPlan) and
+// records which endpoints are attached to which deployment.
+func (c *Controller) allUnits(ctx context.Context) []unit {
+	entries, defsGen := c.defs.all()
+	deployments, depsGen := c.deps.all()
+	c.generations = [2]uint64{defsGen, depsGen}
+	units := make([]unit, 0, len(entries)+len(deployments))
+	ensuring := 0
+	c.ensuredAll = true
+	clear(c.attached)
+	clear(c.deploymentOf)
+	for i := range entries {
+		e := &entries[i]
+		if e.Err != nil {
+			continue
+		}
+		ep := &e.Endpoint
+		if c.ensured[ep.InferenceID] != e.Revision {
+			if ensuring == maxEnsurePerPlan {
+				c.ensuredAll = false
+			} else if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
+				ensuring++
+				c.ensuredAll = false
+				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
+			} else {
+				ensuring++
+				c.ensured[ep.InferenceID] = e.Revision
+			}
+		}
+		// One attached to a deployment runs on that deployment's
+		// allocations, and its load counts there.
+		if d := ep.ServiceSettings.DeploymentID; d != "" {
+			c.attached[d] = append(c.attached[d], ep.InferenceID)
+			c.deploymentOf[ep.InferenceID] = d
+			continue
+		}
+		units = append(units, unit{ep, e.Revision})
+	}
+	for i := range deployments {
+		ep := deployments[i].Deployment.Endpoint()
+		units = append(units, unit{&ep, deployments[i].Revision})
+	}
+	return units
+}
+
+// wokenUnits is, between full passes, the units awake at the last pass and
+// those asleep that demand woke.
+func (c *Controller) wokenUnits(demanded map[string]bool) []unit {
+	units := slices.Clone(c.awake)
+	for id := range demanded {
+		if d, ok := c.deploymentOf[id]; ok {
+			id = d
+		}
+		if u, ok := c.asleep[id]; ok {
+			delete(c.asleep, id)
+			units = append(units, u)
+		}
+	}
+	return units
+}
+
+// forgetDeleted drops, after a full pass, what the controller kept of
+// endpoints no longer defined.
+func (c *Controller) forgetDeleted() {
+	awake := make(map[string]bool, len(c.awake))
+	for _, u := range c.awake {
+		awake[u.ep.InferenceID] = true
+	}
+	gone := func(id string) bool {
+		_, asleep := c.asleep[id]
+		_, attached := c.deploymentOf[id]
+		return !asleep && !awake[id] && !attached
+	}
+	maps.DeleteFunc(c.scalers, func(id string, _ *Scaler) bool { return gone(id) })
+	maps.DeleteFunc(c.counters, func(id string, _ map[string]cluster.DeploymentStats) bool { return gone(id) })
+	maps.DeleteFunc(c.ensured, func(id string, _ uint64) bool { return gone(id) })
+	maps.DeleteFunc(c.activity, func(id string, _ activity) bool { return gone(id) })
+	c.queueMu.Lock()
+	maps.DeleteFunc(c.queues, func(id string, _ queueDepth) bool { return gone(id) })
+	c.queueMu.Unlock()
+}
+
 // answer tells each request that waits for an allocation whether one can
 // come: when none is placed and none could ever be (fixed allocations hold
 // the processors), the requester gets Elasticsearch's 429 at once instead
 // of waiting out its timeout. Room held by busy adaptive endpoints comes
 // free when they go idle: those requests wait.
-func (c *Controller) answer(replies []demand, plans map[string]cluster.Plan, attached map[string][]string) {
-	planKey := map[string]string{}
-	for d, ids := range attached {
-		for _, id := range ids {
-			planKey[id] = d
-		}
-	}
+func (c *Controller) answer(replies []demand, plans map[string]cluster.Plan) {
 	for _, d := range replies {
 		key := d.id
-		if k, ok := planKey[key]; ok {
+		if k, ok := c.deploymentOf[key]; ok {
 			key = k
 		}
 		status, body := http.StatusOK, []byte("{}")

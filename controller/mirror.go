@@ -23,6 +23,9 @@ type mirror[E any] struct {
 	seeded  bool
 	// list is entries as a slice, built again only after a change.
 	list []E
+	// gen counts the changes, so that a reader knows whether anything
+	// changed since it last looked.
+	gen uint64
 }
 
 type versioned[E any] struct {
@@ -48,6 +51,7 @@ func (m *mirror[E]) applyLocked(id string, revision uint64, deleted bool, value 
 			delete(m.entries, id)
 			m.deleted[id] = max(m.deleted[id], revision)
 			m.list = nil
+			m.gen++
 		}
 		return
 	}
@@ -57,6 +61,7 @@ func (m *mirror[E]) applyLocked(id string, revision uint64, deleted bool, value 
 	m.entries[id] = versioned[E]{value, revision}
 	delete(m.deleted, id)
 	m.list = nil
+	m.gen++
 }
 
 // seed makes the mirror complete with list, once; key gives an entry's id
@@ -82,9 +87,10 @@ func (m *mirror[E]) seed(ctx context.Context, list func(context.Context) ([]E, e
 	return nil
 }
 
-// all returns every value; the caller must not change the slice, which is
-// shared until the next change.
-func (m *mirror[E]) all() []E {
+// all returns every value and the mirror's generation, which changes with
+// every change; the caller must not change the slice, which is shared
+// until the next change.
+func (m *mirror[E]) all() ([]E, uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.list == nil {
@@ -93,5 +99,12 @@ func (m *mirror[E]) all() []E {
 			m.list = append(m.list, e.value)
 		}
 	}
-	return m.list
+	return m.list, m.gen
+}
+
+// generation is what all would return with the values.
+func (m *mirror[E]) generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
 }

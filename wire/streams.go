@@ -241,9 +241,11 @@ func Backlogs(ctx context.Context, js jetstream.JetStream) (map[string]uint64, e
 // pending and unacknowledged.
 func Info(ctx context.Context, js jetstream.JetStream, inferenceID string) (*jetstream.ConsumerInfo, error) {
 	token := config.Token(inferenceID)
+	// Getting the consumer is one info request already; asking again
+	// would double what the controller sends every interval.
 	cons, err := js.Consumer(ctx, RequestsStream(token), ConsumerName(token))
 	if err != nil {
 		return nil, err
 	}
-	return cons.Info(ctx)
+	return cons.CachedInfo(), nil
 }
