@@ -77,7 +77,7 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 	}
 	engine := func() (time.Duration, error) {
 		start := time.Now()
-		_, err := pipeline.Infer(ctx, m, ep, req)
+		_, err := pipeline.Infer(ctx, m, ep, req, inferapi.Options{})
 		return time.Since(start), err
 	}
 	search := func() (time.Duration, error) { return b.infer(ctx, searchBody) }
@@ -86,7 +86,7 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 	client := wire.Client{NC: b.nc}
 	viaNATS := func() (time.Duration, error) {
 		start := time.Now()
-		_, err := client.Infer(ctx, ep, req)
+		_, err := client.Infer(ctx, ep, req, inferapi.Options{})
 		return time.Since(start), err
 	}
 	ls, err := interleave(cfg.LatencyRequests, search, viaNATS, engine)

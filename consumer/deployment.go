@@ -30,7 +30,7 @@ import (
 // (pipeline.Runner).
 type Runner interface {
 	// Infer answers a validated POST _inference request.
-	Infer(ctx context.Context, req inferapi.Request) ([]byte, error)
+	Infer(ctx context.Context, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error)
 	// Ingest returns one result body per document.
 	Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error)
 }

@@ -62,11 +62,15 @@ type fakeRunner struct {
 	infer  func(ctx context.Context, req inferapi.Request) ([]byte, error)
 }
 
-func (f fakeRunner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
+func (f fakeRunner) Infer(ctx context.Context, req inferapi.Request, _ inferapi.Options) (inferapi.Result, error) {
+	var body []byte
+	var err error
 	if f.infer != nil {
-		return f.infer(ctx, req)
+		body, err = f.infer(ctx, req)
+	} else {
+		body, err = json.Marshal(map[string]any{"inputs": req.Input, "input_type": req.InputType})
 	}
-	return json.Marshal(map[string]any{"inputs": req.Input, "input_type": req.InputType})
+	return inferapi.Result{Body: body}, err
 }
 
 func (f fakeRunner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {

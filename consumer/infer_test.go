@@ -27,8 +27,9 @@ type inferRunner struct {
 	infer func(ctx context.Context, req inferapi.Request) ([]byte, error)
 }
 
-func (r inferRunner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
-	return r.infer(ctx, req)
+func (r inferRunner) Infer(ctx context.Context, req inferapi.Request, _ inferapi.Options) (inferapi.Result, error) {
+	body, err := r.infer(ctx, req)
+	return inferapi.Result{Body: body}, err
 }
 
 func TestInferRequestReply(t *testing.T) {
@@ -43,7 +44,7 @@ func TestInferRequestReply(t *testing.T) {
 	ctx := context.Background()
 
 	// Nothing subscribed yet: no responders.
-	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`), inferapi.Options{})
 	if e := eserror.As(err); e.Status != http.StatusConflict || e.Reason != "Trained model deployment [my.endpoint] is not allocated to any nodes" {
 		t.Fatalf("no deployment: %v", err)
 	}
@@ -70,16 +71,16 @@ func TestInferRequestReply(t *testing.T) {
 		}
 		return json.Marshal(req.Input)
 	}}, 1)
-	got, err := wire.Request(ctx, nc, testID, []byte(`{"input":"big"}`))
-	if err != nil || string(got) != big {
-		t.Fatalf("big reply: %d bytes, %v", len(got), err)
+	got, err := wire.Request(ctx, nc, testID, []byte(`{"input":"big"}`), inferapi.Options{})
+	if err != nil || string(got.Body) != big {
+		t.Fatalf("big reply: %d bytes, %v", len(got.Body), err)
 	}
-	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"fail"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"fail"}`), inferapi.Options{})
 	var re *wire.ReplyError
 	if !errors.As(err, &re) || re.Status != 400 || !strings.Contains(string(re.Body), `"reason":"no good"`) {
 		t.Fatalf("error reply: %v", err)
 	}
-	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x","bad":1}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x","bad":1}`), inferapi.Options{})
 	if !errors.As(err, &re) || re.Status != 400 || !strings.Contains(string(re.Body), "unknown field [bad]") {
 		t.Fatalf("invalid body: %v", err)
 	}
@@ -92,13 +93,13 @@ func TestInferRequestReply(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, results[i] = wire.Request(ctx, nc, testID, []byte(`{"input":"block"}`))
+			_, results[i] = wire.Request(ctx, nc, testID, []byte(`{"input":"block"}`), inferapi.Options{})
 		}()
 		<-started
 	}
 	queued := make(chan error, 1)
 	go func() {
-		_, err := wire.Request(ctx, nc, testID, []byte(`{"input":"queued"}`))
+		_, err := wire.Request(ctx, nc, testID, []byte(`{"input":"queued"}`), inferapi.Options{})
 		queued <- err
 	}()
 	for deadline := time.Now().Add(time.Minute); d.Waiting() != 1; time.Sleep(time.Millisecond) {
@@ -106,7 +107,7 @@ func TestInferRequestReply(t *testing.T) {
 			t.Fatalf("%d requests waiting, want 1", d.Waiting())
 		}
 	}
-	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"refused"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"refused"}`), inferapi.Options{})
 	if !errors.As(err, &re) || re.Status != 429 || !strings.Contains(string(re.Body), "inference process queue is full. Unable to execute command") {
 		t.Fatalf("full queue: %v", err)
 	}
@@ -120,7 +121,7 @@ func TestInferRequestReply(t *testing.T) {
 	before := calls.Load()
 	short, cancel := context.WithTimeout(ctx, time.Nanosecond)
 	defer cancel()
-	if _, err := wire.Request(short, nc, testID, []byte(`{"input":"late"}`)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := wire.Request(short, nc, testID, []byte(`{"input":"late"}`), inferapi.Options{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("expired request: %v", err)
 	}
 	// The queue holds one: let a lane drop the late one first (the flush
@@ -134,7 +135,7 @@ func TestInferRequestReply(t *testing.T) {
 			t.Fatal("the expired request is still waiting")
 		}
 	}
-	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"after"}`)); err != nil {
+	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"after"}`), inferapi.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load() - before; n != 1 {
@@ -143,7 +144,7 @@ func TestInferRequestReply(t *testing.T) {
 
 	// A failed deployment answers with its failure.
 	d.Fail(eserror.NotFound("model gone"))
-	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`))
+	_, err = wire.Request(ctx, nc, testID, []byte(`{"input":"x"}`), inferapi.Options{})
 	if !errors.As(err, &re) || re.Status != 404 || !strings.Contains(string(re.Body), "model gone") {
 		t.Fatalf("failed deployment: %v", err)
 	}

@@ -23,9 +23,9 @@ func (d *Deployment) ingest(ctx context.Context, r Runner, docs []inferapi.Reque
 }
 
 // infer is runner.Infer, a panic made an error reply.
-func (d *Deployment) infer(ctx context.Context, r Runner, req inferapi.Request) (body []byte, err error) {
+func (d *Deployment) infer(ctx context.Context, r Runner, req inferapi.Request, opts inferapi.Options) (res inferapi.Result, err error) {
 	defer d.recovered("infer", &err)
-	return r.Infer(ctx, req)
+	return r.Infer(ctx, req, opts)
 }
 
 // recovered turns a panic into *err; it must be deferred.

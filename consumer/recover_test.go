@@ -94,11 +94,11 @@ func TestPanicBecomesErrorResult(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var reply *wire.ReplyError
-	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"boom"}`)); !errors.As(err, &reply) || reply.Status != http.StatusInternalServerError {
+	if _, err := wire.Request(ctx, nc, testID, []byte(`{"input":"boom"}`), inferapi.Options{}); !errors.As(err, &reply) || reply.Status != http.StatusInternalServerError {
 		t.Fatalf("infer request that panics = %v; want a 500 reply", err)
 	}
-	if out, err := wire.Request(ctx, nc, testID, []byte(`{"input":"fine"}`)); err != nil || string(out) != `{"ok":true}` {
-		t.Fatalf("infer request after the panic = %s, %v", out, err)
+	if out, err := wire.Request(ctx, nc, testID, []byte(`{"input":"fine"}`), inferapi.Options{}); err != nil || string(out.Body) != `{"ok":true}` {
+		t.Fatalf("infer request after the panic = %s, %v", out.Body, err)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -91,16 +91,23 @@ func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 		return
 	}
 	req, err := d.parse(msg.Data)
+	var opts inferapi.Options
 	if err == nil {
-		var body []byte
+		opts, err = wire.Options(msg)
+		if err != nil {
+			err = eserror.BadRequest("%s", err.Error())
+		}
+	}
+	if err == nil {
+		var res inferapi.Result
 		start := time.Now()
-		body, err = d.infer(ctx, runner, req)
+		res, err = d.infer(ctx, runner, req, opts)
 		d.stats.BusyNanos.Add(int64(time.Since(start)))
 		if err == nil {
 			d.stats.Inferences.Add(1)
 			d.stats.request("ok")
 			d.stats.done(1)
-			if err := wire.Reply(d.cfg.NC, msg.Reply, http.StatusOK, body, false); err != nil {
+			if err := wire.ReplyResult(d.cfg.NC, msg.Reply, res, opts); err != nil {
 				d.log.Error().Err(err).Msg("reply")
 			}
 			return

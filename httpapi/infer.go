@@ -73,7 +73,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	resp, err := a.cfg.Inferer.Infer(ctx, ep, req)
+	resp, err := a.cfg.Inferer.Infer(ctx, ep, req, inferapi.Options{})
 	switch {
 	case r.Context().Err() != nil:
 	case errors.Is(err, wire.ErrNoAllocationInTime):
@@ -87,7 +87,7 @@ func (a *API) infer(w http.ResponseWriter, r *http.Request, p pathParams) {
 		a.writeError(w, r, err)
 		return
 	}
-	a.writeBody(w, r, http.StatusOK, resp)
+	a.writeBody(w, r, http.StatusOK, resp.Body)
 }
 
 // inferable resolves id to a valid endpoint.

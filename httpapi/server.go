@@ -42,9 +42,9 @@ type EndpointStore interface {
 }
 
 // Inferer runs a validated POST _inference request on an endpoint and
-// returns the response body.
+// returns the response body (and the tokens read, when opts ask).
 type Inferer interface {
-	Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request) ([]byte, error)
+	Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error)
 }
 
 // Deployments is what the API learns of the endpoints' deployments.
@@ -131,6 +131,9 @@ type route struct {
 	handle func(w http.ResponseWriter, r *http.Request, p pathParams)
 	params []string
 	action string
+	// fail writes the route's errors in its API's envelope;
+	// Elasticsearch's when nil.
+	fail func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 type pathParams struct {
@@ -148,14 +151,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	w = rec
 	start := time.Now()
-	// action names the request in metrics and traces: "" until routed.
+	// action names the request in metrics and traces: "" until routed;
+	// fail is then the route's error writer.
 	var action string
 	var span trace.Span
+	fail := a.writeError
 	defer func() {
 		// A panic is answered first, so that what is recorded is the 500.
 		if p := recover(); p != nil {
 			a.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("handler panicked")
-			a.writeError(w, r, eserror.Internal(fmt.Errorf("%v", p), "internal error"))
+			fail(w, r, eserror.Internal(fmt.Errorf("%v", p), "internal error"))
 		}
 		if m := a.cfg.Metrics; m != nil {
 			m.HTTPRequests.WithLabelValues(action, strconv.Itoa(rec.status), rec.errType).Inc()
@@ -209,6 +214,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action = rt.action
+	if rt.fail != nil {
+		fail = rt.fail
+	}
 	if tp := a.cfg.Tracer; tp != nil {
 		// A client's traceparent makes this request part of its trace.
 		var ctx context.Context
@@ -219,12 +227,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.cfg.Guard != nil {
 		if err := a.cfg.Guard.Check(r, rt.action); err != nil {
-			a.writeError(w, r, err)
+			fail(w, r, err)
 			return
 		}
 	}
 	if err := checkParams(r, rt.params); err != nil {
-		a.writeError(w, r, err)
+		fail(w, r, err)
 		return
 	}
 	rt.handle(w, r, a.pathParams(segments))
@@ -281,6 +289,8 @@ func (a *API) routes(seg []string) map[string]route {
 		return map[string]route{http.MethodGet: {handle: func(w http.ResponseWriter, r *http.Request, _ pathParams) {
 			a.modelStats(w, r, id)
 		}, params: []string{"allow_no_match", "from", "size"}, action: auth.ActionModelStats}}
+	case seg[0] == "v1" || seg[0] == "v2":
+		return a.otherRoutes(seg)
 	case seg[0] != "_inference":
 		return nil
 	case len(seg) == 1:
@@ -444,14 +454,6 @@ func (a *API) writeBody(w http.ResponseWriter, r *http.Request, status int, body
 // writeError writes err in Elasticsearch's error envelope. Errors that are
 // not Elasticsearch exceptions are server faults: logged, and sent as 500.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	// A client that went away cut short whatever failed: no server fault to
-	// log. It is answered all the same: one that only half-closed (a body
-	// shorter than its Content-Length) still reads the answer, and a
-	// handler that writes nothing makes Go send an empty 200.
-	gone := r.Context().Err() != nil
-	if gone {
-		a.log.Debug().Err(err).Str("path", r.URL.Path).Msg("client gone")
-	}
 	var raw interface {
 		HTTPStatus() int
 		HTTPBody() []byte
@@ -468,13 +470,47 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		_, _ = w.Write(raw.HTTPBody())
 		return
 	}
-	e := eserror.As(err)
-	if rec, ok := w.(*recorder); ok {
-		rec.errType = e.Type
-	}
+	e := a.failed(w, r, err)
 	if e.Type == "" { // RestController's plain errors carry no exception type
 		writeRawError(w, e.Status, e.Reason)
 		return
+	}
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
+		// Elasticsearch's RestResponse drops the product header on both.
+		w.Header().Del("X-Elastic-Product")
+	}
+	a.writeJSON(w, r, e.Status, e)
+}
+
+// failed is err as an Elasticsearch exception (a worker's envelope read
+// back), recorded for the metrics, logged when it is a server fault, its
+// headers (a 401's WWW-Authenticate) set on w: what every route's error
+// writer does before writing its own body.
+func (a *API) failed(w http.ResponseWriter, r *http.Request, err error) *eserror.Error {
+	// A client that went away cut short whatever failed: no server fault to
+	// log. It is answered all the same: one that only half-closed (a body
+	// shorter than its Content-Length) still reads the answer, and a
+	// handler that writes nothing makes Go send an empty 200.
+	gone := r.Context().Err() != nil
+	if gone {
+		a.log.Debug().Err(err).Str("path", r.URL.Path).Msg("client gone")
+	}
+	var e *eserror.Error
+	var raw interface {
+		HTTPStatus() int
+		HTTPBody() []byte
+	}
+	if errors.As(err, &raw) {
+		var perr error
+		if e, perr = eserror.Parse(raw.HTTPBody()); perr != nil {
+			e = eserror.Internal(perr, "internal error")
+		}
+		e.Status = raw.HTTPStatus()
+	} else {
+		e = eserror.As(err)
+	}
+	if rec, ok := w.(*recorder); ok {
+		rec.errType = e.Type
 	}
 	if e.Status >= 500 && !gone {
 		ev := a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path)
@@ -490,11 +526,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Add(k, v)
 		}
 	}
-	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
-		// Elasticsearch's RestResponse drops the product header on both.
-		w.Header().Del("X-Elastic-Product")
-	}
-	a.writeJSON(w, r, e.Status, e)
+	return e
 }
 
 // recorder remembers a response's status and, for an error, its type.

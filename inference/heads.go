@@ -45,8 +45,8 @@ func clsPool(hidden []float32, rows, seq, dim int) [][]float32 {
 	return out
 }
 
-// normalize scales v to unit L2 norm in place; a zero vector stays zero.
-func normalize(v []float32) {
+// Normalize scales v to unit L2 norm in place; a zero vector stays zero.
+func Normalize(v []float32) {
 	var ss float64
 	for _, x := range v {
 		ss += float64(x) * float64(x)

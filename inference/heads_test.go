@@ -51,14 +51,14 @@ func TestPooling(t *testing.T) {
 		t.Errorf("clsPool = %v; want %v", got, want)
 	}
 	v := []float32{3, 4}
-	normalize(v)
+	Normalize(v)
 	if v[0] != 0.6 || v[1] != 0.8 {
 		t.Errorf("normalize = %v", v)
 	}
 	zero := []float32{0, 0}
-	normalize(zero)
+	Normalize(zero)
 	if zero[0] != 0 || zero[1] != 0 {
-		t.Errorf("normalize(zero) = %v", zero)
+		t.Errorf("Normalize(zero) = %v", zero)
 	}
 }
 
@@ -107,7 +107,7 @@ func FuzzHeads(f *testing.F) {
 			mask[i] = int64(raw[seq*dim+i] % 2)
 		}
 		mean := meanPool(hidden, 1, seq, dim, mask)[0]
-		normalize(mean)
+		Normalize(mean)
 		var ss float64
 		for _, v := range mean {
 			if math.IsNaN(float64(v)) {
@@ -128,7 +128,7 @@ func FuzzHeads(f *testing.F) {
 			}
 		}
 		again := meanPool(changed, 1, seq, dim, mask)[0]
-		normalize(again)
+		Normalize(again)
 		if !slices.Equal(mean, again) {
 			t.Fatal("masked positions changed the mean")
 		}

@@ -351,7 +351,7 @@ func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]fl
 		}
 		for j, i := range idx {
 			if m.spec.Normalize {
-				normalize(vecs[j])
+				Normalize(vecs[j])
 			}
 			result[i] = vecs[j]
 		}
@@ -361,6 +361,22 @@ func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]fl
 		return nil, err
 	}
 	return result, nil
+}
+
+// CountTokens returns how many tokens Embed or SparseEmbed feed the model
+// for texts: prefixes and special tokens included, truncated to its limit,
+// no padding. It tokenizes again, so only the requests that report usage
+// (OpenAI's) pay for it.
+func (m *Model) CountTokens(texts []string, it InputType) (int, error) {
+	n := 0
+	for i, t := range m.prefixed(texts, it) {
+		e, err := m.tok.Encode(t)
+		if err != nil {
+			return 0, fmt.Errorf("tokenize input %d: %w", i, err)
+		}
+		n += len(e.IDs)
+	}
+	return n, nil
 }
 
 // SparseEmbed returns one sparse embedding per text, in order.

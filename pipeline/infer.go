@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/xcontent"
@@ -16,32 +17,70 @@ import (
 // {"text_embedding":[{"embedding":[…]}]}, {"sparse_embedding":[{"is_truncated":…,
 // "embedding":{token:weight}}]} or {"rerank":[{"index":…,"relevance_score":…,"text":…}]}.
 // Like Elasticsearch's inference API it does not chunk: inputs longer than
-// the model's limit are truncated.
-func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req inferapi.Request) ([]byte, error) {
+// the model's limit are truncated. opts come from the other APIs' routes:
+// dimensions apply to dense embeddings only.
+func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error) {
+	var res inferapi.Result
+	if opts.Dimensions > 0 && ep.TaskType != config.TextEmbedding {
+		return res, eserror.BadRequest("[dimensions] applies to text_embedding endpoints only, not to [%s]", ep.TaskType)
+	}
 	switch ep.TaskType {
 	case config.TextEmbedding:
 		vecs, err := m.Embed(ctx, req.Input, modelInputType(req.InputType))
 		if err != nil {
-			return nil, err
+			return res, err
 		}
-		return denseResponse(vecs), nil
+		if opts.Dimensions > 0 {
+			if err := truncateDimensions(vecs, opts.Dimensions, m.Spec().Normalize); err != nil {
+				return res, err
+			}
+		}
+		res.Body = denseResponse(vecs)
 	case config.SparseEmbedding:
 		embs, err := m.SparseEmbed(ctx, req.Input, modelInputType(req.InputType))
 		if err != nil {
-			return nil, err
+			return res, err
 		}
-		return sparseResponse(embs), nil
+		res.Body = sparseResponse(embs)
 	case config.Rerank:
 		if req.Query == nil {
-			return nil, fmt.Errorf("rerank request without a query")
+			return res, fmt.Errorf("rerank request without a query")
 		}
 		scores, err := m.Rerank(ctx, *req.Query, req.Input)
 		if err != nil {
-			return nil, err
+			return res, err
 		}
-		return inferapi.RerankResponse(inferapi.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
+		res.Body = inferapi.RerankResponse(inferapi.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings))
+		return res, nil // rerank reports no usage
+	default:
+		return res, fmt.Errorf("task type %s has no inference", ep.TaskType)
 	}
-	return nil, fmt.Errorf("task type %s has no inference", ep.TaskType)
+	if opts.CountTokens {
+		n, err := m.CountTokens(req.Input, modelInputType(req.InputType))
+		if err != nil {
+			return res, err
+		}
+		res.Tokens = n
+	}
+	return res, nil
+}
+
+// truncateDimensions keeps the first dims values of each vector
+// (Matryoshka truncation) and, for a model that normalizes, normalizes
+// them again: the same as truncating before the normalization, since
+// scaling a vector does not change its normalized truncation.
+func truncateDimensions(vecs [][]float32, dims int, normalized bool) error {
+	for i, v := range vecs {
+		if dims > len(v) {
+			return eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", len(v), dims)
+		}
+		v = v[:dims]
+		if normalized {
+			inference.Normalize(v)
+		}
+		vecs[i] = v
+	}
+	return nil
 }
 
 // modelInputType maps the request's input_type to the model's prefixes:

@@ -67,7 +67,8 @@ func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference
 func TestInferTextEmbedding(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadHidden, `{"task_type":"text_embedding","max_sequence_length":32,"prefix_strings":{"search":"query: "}}`)
 	ep := config.Endpoint{TaskType: config.TextEmbedding}
-	body, err := Infer(context.Background(), m, ep, inferapi.Request{Input: []string{"first", "second text"}, InputType: inferapi.InputSearch})
+	res, err := Infer(context.Background(), m, ep, inferapi.Request{Input: []string{"first", "second text"}, InputType: inferapi.InputSearch}, inferapi.Options{})
+	body := res.Body
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,8 @@ func TestInferTextEmbedding(t *testing.T) {
 func TestInferSparseEmbedding(t *testing.T) {
 	m := loadTiny(t, synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":32}`)
 	long := strings.Repeat("many words ", 40)
-	body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.SparseEmbedding}, inferapi.Request{Input: []string{"short", long}})
+	res, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.SparseEmbedding}, inferapi.Request{Input: []string{"short", long}}, inferapi.Options{})
+	body := res.Body
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,8 @@ func TestInferRerank(t *testing.T) {
 		{"request turns documents off", &config.RerankTaskSettings{ReturnDocuments: true}, inferapi.Request{Input: docs, Query: &query, ReturnDocuments: new(bool)}, 4, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.Rerank, TaskSettings: tc.endpoint}, tc.req)
+			res, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.Rerank, TaskSettings: tc.endpoint}, tc.req, inferapi.Options{})
+			body := res.Body
 			if err != nil {
 				t.Fatal(err)
 			}

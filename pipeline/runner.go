@@ -35,8 +35,8 @@ func (r Runner) splitter() splitFunc {
 }
 
 // Infer answers a validated POST _inference request (see Infer).
-func (r Runner) Infer(ctx context.Context, req inferapi.Request) ([]byte, error) {
-	return Infer(ctx, r.Model, r.Endpoint, req)
+func (r Runner) Infer(ctx context.Context, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error) {
+	return Infer(ctx, r.Model, r.Endpoint, req, opts)
 }
 
 // Ingest returns one result body per ingest document: the ChunkedInfer
@@ -46,11 +46,11 @@ func (r Runner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, 
 	out := make([][]byte, len(docs))
 	if r.Endpoint.TaskType == config.Rerank {
 		for i, d := range docs {
-			body, err := Infer(ctx, r.Model, r.Endpoint, d)
+			res, err := Infer(ctx, r.Model, r.Endpoint, d, inferapi.Options{})
 			if err != nil {
 				return nil, err
 			}
-			out[i] = body
+			out[i] = res.Body
 		}
 		return out, nil
 	}

@@ -30,17 +30,17 @@ func TestSplitEqualsWhole(t *testing.T) {
 		{synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`, config.Endpoint{TaskType: config.Rerank}, inferapi.Request{Input: inputs, Query: &q}},
 	} {
 		m := loadTiny(t, tc.head, tc.cfg)
-		whole, err := Infer(ctx, m, tc.ep, tc.req)
+		whole, err := Infer(ctx, m, tc.ep, tc.req, inferapi.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var answers [][]byte
 		for _, p := range inferapi.SplitRequest(tc.req, 4, 12) {
-			a, err := Infer(ctx, m, tc.ep, p)
+			a, err := Infer(ctx, m, tc.ep, p, inferapi.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			answers = append(answers, a)
+			answers = append(answers, a.Body)
 		}
 		if len(answers) < 2 {
 			t.Fatalf("%d parts", len(answers))
@@ -49,8 +49,8 @@ func TestSplitEqualsWhole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !closeJSON(t, merged, whole) {
-			t.Errorf("%s: merged %s\nwhole %s", tc.ep.TaskType, merged, whole)
+		if !closeJSON(t, merged, whole.Body) {
+			t.Errorf("%s: merged %s\nwhole %s", tc.ep.TaskType, merged, whole.Body)
 		}
 	}
 }
@@ -140,9 +140,9 @@ func TestRunnerIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := Infer(ctx, rm, rep, rdocs[0])
-	if err != nil || string(got[0]) != string(want) {
-		t.Fatalf("rerank document %s, %v; want %s", got[0], err, want)
+	want, err := Infer(ctx, rm, rep, rdocs[0], inferapi.Options{})
+	if err != nil || string(got[0]) != string(want.Body) {
+		t.Fatalf("rerank document %s, %v; want %s", got[0], err, want.Body)
 	}
 }
 

@@ -171,9 +171,9 @@ func directInfer(t *testing.T, m *inference.Model, ep config.Endpoint, body stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := pipeline.Infer(context.Background(), m, ep, req)
+	out, err := pipeline.Infer(context.Background(), m, ep, req, inferapi.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out)
+	return string(out.Body)
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v9"
 	"github.com/elastic/go-elasticsearch/v9/typedapi/inference/put"
 	"github.com/elastic/go-elasticsearch/v9/typedapi/types"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/jetinfer/jetinfer/auth"
 	"github.com/jetinfer/jetinfer/node"
@@ -187,6 +189,26 @@ func TestSecuredAPIWithOfficialClient(t *testing.T) {
 	_, err = client().Inference.Get().Do(ctx)
 	if status, reason := esStatus(err); status != 401 || reason != "security_exception: missing authentication credentials for REST request [/_inference]" {
 		t.Errorf("Get without credentials: %d %q (%v)", status, reason, err)
+	}
+
+	// The OpenAI route takes the same API key as its bearer token, and
+	// answers a wrong one in OpenAI's envelope.
+	openAIClient := func(key string) *openai.Client {
+		c := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0),
+			option.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool(t, ca.pem)}}, Timeout: 30 * time.Second}))
+		return &c
+	}
+	emb, err := openAIClient(searcher.Encoded).Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "secured",
+		Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("a search")}})
+	if err != nil || len(emb.Data) != 1 || len(emb.Data[0].Embedding) != len(res.TextEmbedding[0].Embedding) {
+		t.Fatalf("OpenAI embeddings with the searcher's key: %+v, %v", emb, err)
+	}
+	_, err = openAIClient("bm90LWE6a2V5").Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "secured",
+		Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("a search")}})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 401 || apiErr.Code != "invalid_api_key" || apiErr.Type != "invalid_request_error" ||
+		apiErr.Message != "unable to authenticate with provided credentials and anonymous access is not allowed for this request" {
+		t.Errorf("OpenAI embeddings with an unknown key: %v (%s)", err, apiErr.RawJSON())
 	}
 
 	// The raw answer: WWW-Authenticate lines, no product header.

@@ -43,32 +43,29 @@ type Client struct {
 // Infer splits a request too large for one message (or one allocation)
 // into parts, sends them at once, so that several allocations serve them,
 // and merges the answers. The first failing part's error is returned.
-func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request) ([]byte, error) {
+func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error) {
 	maxInputs := c.PartInputs
 	if maxInputs <= 0 {
 		maxInputs = DefaultPartInputs
 	}
 	// Half the payload for input text leaves room for JSON escaping.
 	parts := inferapi.SplitRequest(req, maxInputs, int(c.NC.MaxPayload())/2)
-	bodies := make([][]byte, len(parts))
 	if len(parts) == 1 {
 		body, err := req.Marshal()
 		if err != nil {
-			return nil, err
+			return inferapi.Result{}, err
 		}
-		if bodies[0], err = c.request(ctx, ep.InferenceID, body); err != nil {
-			return nil, err
-		}
-		return bodies[0], nil
+		return c.request(ctx, ep.InferenceID, body, opts)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	results := make([]inferapi.Result, len(parts))
 	errs := make(chan error, len(parts))
 	for i, p := range parts {
 		go func() {
 			body, err := p.Marshal()
 			if err == nil {
-				bodies[i], err = c.request(ctx, ep.InferenceID, body)
+				results[i], err = c.request(ctx, ep.InferenceID, body, opts)
 			}
 			if err != nil {
 				cancel()
@@ -85,26 +82,33 @@ func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req inferapi.Req
 		}
 	}
 	if first != nil {
-		return nil, first
+		return inferapi.Result{}, first
 	}
-	return inferapi.MergeResponses(ep, req, bodies)
+	bodies := make([][]byte, len(parts))
+	tokens := 0
+	for i, r := range results {
+		bodies[i] = r.Body
+		tokens += r.Tokens
+	}
+	body, err := inferapi.MergeResponses(ep, req, bodies)
+	return inferapi.Result{Body: body, Tokens: tokens}, err
 }
 
 // request is Request, waiting for an allocation when there is none.
-func (c *Client) request(ctx context.Context, inferenceID string, body []byte) ([]byte, error) {
-	out, err := Request(ctx, c.NC, inferenceID, body)
+func (c *Client) request(ctx context.Context, inferenceID string, body []byte, opts inferapi.Options) (inferapi.Result, error) {
+	out, err := Request(ctx, c.NC, inferenceID, body, opts)
 	if !errors.Is(err, ErrNoAllocation) {
 		return out, err
 	}
 	if c.waiting.Add(1) > MaxWaitingForAllocation {
 		c.waiting.Add(-1)
-		return nil, eserror.New(http.StatusTooManyRequests, eserror.TypeStatus,
+		return inferapi.Result{}, eserror.New(http.StatusTooManyRequests, eserror.TypeStatus,
 			"Rejected inference request waiting for an allocation of deployment [%s]. Too many pending requests", inferenceID)
 	}
 	defer c.waiting.Add(-1)
 	demand := DemandSubject(config.Token(inferenceID))
 	if err := c.announce(ctx, demand); err != nil {
-		return nil, err
+		return inferapi.Result{}, err
 	}
 	wait := 20 * time.Millisecond
 	for {
@@ -113,11 +117,11 @@ func (c *Client) request(ctx context.Context, inferenceID string, body []byte) (
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w: %w", ErrNoAllocationInTime, ctx.Err())
+			return inferapi.Result{}, fmt.Errorf("%w: %w", ErrNoAllocationInTime, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 500*time.Millisecond)
-		out, err = Request(ctx, c.NC, inferenceID, body)
+		out, err = Request(ctx, c.NC, inferenceID, body, opts)
 		if !errors.Is(err, ErrNoAllocation) {
 			return out, err
 		}

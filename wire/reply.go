@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/tracing"
 )
 
@@ -32,7 +33,40 @@ const (
 	// HeaderDeadline is the time (Unix nanoseconds) after which the
 	// requester no longer waits; a request found expired is not served.
 	HeaderDeadline = "Jetinfer-Deadline"
+	// HeaderDimensions and HeaderCountTokens carry a request's
+	// inferapi.Options; HeaderTokens answers CountTokens on the last part
+	// of a reply.
+	HeaderDimensions  = "Jetinfer-Dimensions"
+	HeaderCountTokens = "Jetinfer-Count-Tokens"
+	HeaderTokens      = "Jetinfer-Tokens"
 )
+
+// SetOptions writes opts into an infer request's headers.
+func SetOptions(msg *nats.Msg, opts inferapi.Options) {
+	if opts.Dimensions > 0 {
+		msg.Header.Set(HeaderDimensions, strconv.Itoa(opts.Dimensions))
+	}
+	if opts.CountTokens {
+		msg.Header.Set(HeaderCountTokens, "true")
+	}
+}
+
+// Options reads an infer request's inferapi.Options.
+func Options(msg *nats.Msg) (inferapi.Options, error) {
+	var opts inferapi.Options
+	if msg.Header == nil {
+		return opts, nil
+	}
+	if v := msg.Header.Get(HeaderDimensions); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return opts, fmt.Errorf("%s header [%s] is not a positive number", HeaderDimensions, v)
+		}
+		opts.Dimensions = n
+	}
+	opts.CountTokens = msg.Header.Get(HeaderCountTokens) == "true"
+	return opts, nil
+}
 
 // replyOverhead leaves room for the headers in each part of a reply.
 const replyOverhead = 512
@@ -40,6 +74,21 @@ const replyOverhead = 512
 // Reply sends an infer reply of the given status, in parts when it does
 // not fit in one message; notAllocated marks it as HeaderNotAllocated says.
 func Reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
+	return reply(nc, subject, status, body, notAllocated, -1)
+}
+
+// ReplyResult sends a successful infer reply, with the tokens counted
+// when the request asked for them.
+func ReplyResult(nc *nats.Conn, subject string, res inferapi.Result, opts inferapi.Options) error {
+	tokens := -1
+	if opts.CountTokens {
+		tokens = res.Tokens
+	}
+	return reply(nc, subject, http.StatusOK, res.Body, false, tokens)
+}
+
+// reply is Reply with HeaderTokens on the last part unless tokens < 0.
+func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool, tokens int) error {
 	partSize := int(nc.MaxPayload()) - replyOverhead
 	if partSize < 1024 {
 		partSize = 1024
@@ -54,6 +103,8 @@ func Reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated 
 		if len(part) > partSize {
 			part = body[:partSize]
 			msg.Header.Set(HeaderMore, "true")
+		} else if tokens >= 0 {
+			msg.Header.Set(HeaderTokens, strconv.Itoa(tokens))
 		}
 		msg.Data = part
 		if err := nc.PublishMsg(msg); err != nil {
@@ -101,7 +152,7 @@ func (e *ReplyError) HTTPBody() []byte { return e.Body }
 // reply body; a reply with another status than 200 is a *ReplyError. When
 // no process serves the endpoint the error is ErrNotDeployed's. ctx bounds
 // the wait, and its deadline travels with the request.
-func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte) (_ []byte, err error) {
+func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte, opts inferapi.Options) (_ inferapi.Result, err error) {
 	subject := InferSubject(config.Token(inferenceID))
 	ctx, span := tracing.Tracer(ctx).Start(ctx, "send infer", trace.WithSpanKind(trace.SpanKindClient))
 	if span.IsRecording() { // nothing to build when tracing is off
@@ -112,32 +163,33 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, err
+		return inferapi.Result{}, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	msg := nats.NewMsg(subject)
 	msg.Reply = inbox
 	tracing.Inject(ctx, msg)
 	msg.Data = body
+	SetOptions(msg, opts)
 	if dl, ok := ctx.Deadline(); ok {
 		msg.Header.Set(HeaderDeadline, strconv.FormatInt(dl.UnixNano(), 10))
 	}
 	if err := nc.PublishMsg(msg); err != nil {
-		return nil, err
+		return inferapi.Result{}, err
 	}
 	var out []byte
 	for {
 		part, err := sub.NextMsgWithContext(ctx)
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
-			return nil, ErrNotDeployed(inferenceID)
+			return inferapi.Result{}, ErrNotDeployed(inferenceID)
 		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
+			return inferapi.Result{}, ctx.Err()
 		case err != nil:
-			return nil, err
+			return inferapi.Result{}, err
 		}
 		if part.Header.Get(HeaderNotAllocated) != "" {
-			return nil, ErrNotDeployed(inferenceID)
+			return inferapi.Result{}, ErrNotDeployed(inferenceID)
 		}
 		out = append(out, part.Data...)
 		if part.Header.Get(HeaderMore) != "" {
@@ -145,13 +197,19 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 		}
 		status, err := strconv.Atoi(part.Header.Get(HeaderStatus))
 		if err != nil {
-			return nil, eserror.Internal(errors.New("infer reply without a status"), "internal error")
+			return inferapi.Result{}, eserror.Internal(errors.New("infer reply without a status"), "internal error")
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", status))
 		if status != http.StatusOK {
-			return nil, &ReplyError{Status: status, Body: out}
+			return inferapi.Result{}, &ReplyError{Status: status, Body: out}
 		}
-		return out, nil
+		res := inferapi.Result{Body: out}
+		if opts.CountTokens {
+			if res.Tokens, err = strconv.Atoi(part.Header.Get(HeaderTokens)); err != nil {
+				return inferapi.Result{}, eserror.Internal(errors.New("infer reply without the tokens asked for"), "internal error")
+			}
+		}
+		return res, nil
 	}
 }
 

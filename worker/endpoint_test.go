@@ -58,14 +58,16 @@ func (fakeModel) Runner(ep config.Endpoint, _ int64) consumer.Runner {
 // echoRunner answers with the endpoint's id and the inputs.
 type echoRunner struct{ id string }
 
-func (r echoRunner) Infer(_ context.Context, req inferapi.Request) ([]byte, error) {
-	return json.Marshal(map[string]any{"endpoint": r.id, "input": req.Input})
+func (r echoRunner) Infer(_ context.Context, req inferapi.Request, _ inferapi.Options) (inferapi.Result, error) {
+	body, err := json.Marshal(map[string]any{"endpoint": r.id, "input": req.Input})
+	return inferapi.Result{Body: body}, err
 }
 
 func (r echoRunner) Ingest(ctx context.Context, docs []inferapi.Request) ([][]byte, error) {
 	out := make([][]byte, len(docs))
 	for i, d := range docs {
-		out[i], _ = r.Infer(ctx, d)
+		res, _ := r.Infer(ctx, d, inferapi.Options{})
+		out[i] = res.Body
 	}
 	return out, nil
 }
@@ -172,7 +174,7 @@ func TestEndpointLifecycle(t *testing.T) {
 		t.Fatalf("failed state %+v; want status 404, 0 of 1 allocations", st)
 	}
 	var reply *wire.ReplyError
-	if _, err := wire.Request(ctx, b.nc, id, []byte(`{"input":"x"}`)); !errors.As(err, &reply) || reply.Status != http.StatusNotFound {
+	if _, err := wire.Request(ctx, b.nc, id, []byte(`{"input":"x"}`), inferapi.Options{}); !errors.As(err, &reply) || reply.Status != http.StatusNotFound {
 		t.Fatalf("request to the failed deployment = %v; want its 404", err)
 	}
 
@@ -185,9 +187,9 @@ func TestEndpointLifecycle(t *testing.T) {
 	if got := models.acquires.Load(); got != 1 || models.failures.Load() == 0 {
 		t.Fatalf("%d loads after %d failed ones; want 1 after at least 1", got, models.failures.Load())
 	}
-	out, err := wire.Request(ctx, b.nc, id, []byte(`{"input":"x"}`))
-	if err != nil || string(out) != `{"endpoint":"lifecycle","input":["x"]}` {
-		t.Fatalf("request = %s, %v; want the runner's answer", out, err)
+	out, err := wire.Request(ctx, b.nc, id, []byte(`{"input":"x"}`), inferapi.Options{})
+	if err != nil || string(out.Body) != `{"endpoint":"lifecycle","input":["x"]}` {
+		t.Fatalf("request = %s, %v; want the runner's answer", out.Body, err)
 	}
 
 	// → undeploy: the plan takes this node's allocation away; the state

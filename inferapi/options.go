@@ -1,0 +1,23 @@
+package inferapi
+
+// Options are what the other APIs' routes (OpenAI, Cohere and the like)
+// ask of an inference beyond a POST _inference body; the NATS protocol
+// carries them in headers, so that a request body stays exactly
+// Elasticsearch's.
+type Options struct {
+	// Dimensions, when positive, keeps the first Dimensions values of each
+	// dense embedding (Matryoshka truncation), normalized again when the
+	// model normalizes its embeddings: the same as truncating before the
+	// normalization.
+	Dimensions int
+	// CountTokens asks for the tokens the model read (special tokens and
+	// prefixes included, after truncation), which OpenAI's usage reports.
+	CountTokens bool
+}
+
+// Result is an inference's answer: the POST _inference response body and,
+// when Options.CountTokens asked, the tokens read.
+type Result struct {
+	Body   []byte
+	Tokens int
+}
