@@ -91,7 +91,19 @@ type ServiceSettings struct {
 	Dimensions  *int
 	Similarity  string
 	ElementType string
+	// LongDocumentStrategy and MaxChunksPerDoc are Elastic Rerank's
+	// (ElasticRerankerServiceSettings): "" or LongDocumentTruncate keeps
+	// the beginning of each document; LongDocumentChunk scores a document
+	// by its best chunk, of at most MaxChunksPerDoc (nil: all of them).
+	LongDocumentStrategy string
+	MaxChunksPerDoc      *int
 }
+
+// Values of ServiceSettings.LongDocumentStrategy.
+const (
+	LongDocumentTruncate = "truncate"
+	LongDocumentChunk    = "chunk"
+)
 
 // AdaptiveAllocations bounds the allocation count that load decides.
 type AdaptiveAllocations struct {
@@ -164,19 +176,23 @@ type serviceSettingsJSON struct {
 	Dimensions          *int          `json:"dimensions,omitempty"`
 	Similarity          string        `json:"similarity,omitempty"`
 	ElementType         string        `json:"element_type,omitempty"`
+	LongDocument        string        `json:"long_document_strategy,omitempty"`
+	MaxChunksPerDoc     *int          `json:"max_chunks_per_doc,omitempty"`
 }
 
 // MarshalJSON writes the settings in Elasticsearch's field order, omitting
 // what Elasticsearch omits when null.
 func (s ServiceSettings) MarshalJSON() ([]byte, error) {
 	out := serviceSettingsJSON{
-		NumAllocations: s.NumAllocations,
-		NumThreads:     s.NumThreads,
-		ModelID:        s.ModelID,
-		DeploymentID:   s.DeploymentID,
-		Dimensions:     s.Dimensions,
-		Similarity:     s.Similarity,
-		ElementType:    s.ElementType,
+		NumAllocations:  s.NumAllocations,
+		NumThreads:      s.NumThreads,
+		ModelID:         s.ModelID,
+		DeploymentID:    s.DeploymentID,
+		Dimensions:      s.Dimensions,
+		Similarity:      s.Similarity,
+		ElementType:     s.ElementType,
+		LongDocument:    s.LongDocumentStrategy,
+		MaxChunksPerDoc: s.MaxChunksPerDoc,
 	}
 	if a := s.AdaptiveAllocations; a != nil {
 		out.AdaptiveAllocations = &adaptiveJSON{Enabled: a.Enabled, Min: a.Min, Max: a.Max}

@@ -244,6 +244,9 @@ func parseServiceSettings(ep *Endpoint, ss *xcontent.Object, service string, ctx
 			s.Dimensions, _ = v.optionalPositiveInt(ss, "dimensions", scope)
 		}
 	}
+	if family == FamilyRerank {
+		v.longDocuments(s, ss)
+	}
 	if err := v.err(eserror.TypeValidation); err != nil {
 		return err
 	}
@@ -259,6 +262,25 @@ func parseServiceSettings(ep *Endpoint, ss *xcontent.Object, service string, ctx
 		return eserror.BadRequest("Model [%s] serves task type [%s] and cannot be used for task type [%s]", s.ModelID, want, ep.TaskType)
 	}
 	return nil
+}
+
+// longDocuments reads Elastic Rerank's long document settings as
+// ElasticRerankerServiceSettings.fromMap does.
+func (v *validation) longDocuments(s *ServiceSettings, ss *xcontent.Object) {
+	const scope = "service_settings"
+	if raw, ok := v.optionalString(ss, "long_document_strategy", scope); ok {
+		// LongDocumentStrategy.fromString: trimmed, any case.
+		switch n := strings.ToLower(strings.TrimSpace(raw)); n {
+		case LongDocumentTruncate, LongDocumentChunk:
+			s.LongDocumentStrategy = n
+		default:
+			v.add("[%s] Invalid value [%s] received. [long_document_strategy] must be one of [chunk, truncate]", scope, raw)
+		}
+	}
+	s.MaxChunksPerDoc, _ = v.optionalPositiveInt(ss, "max_chunks_per_doc", scope)
+	if s.MaxChunksPerDoc != nil && s.LongDocumentStrategy != LongDocumentChunk {
+		v.add("The [max_chunks_per_doc] setting requires [long_document_strategy] to be set to [chunk]")
+	}
 }
 
 // adaptiveAllocations follows ServiceUtils.removeAsAdaptiveAllocationsSettings

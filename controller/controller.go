@@ -83,8 +83,9 @@ type Controller struct {
 	// asleep are the units at zero with nothing to do, by plan key, and
 	// awake the others: between full passes reconcile visits only these
 	// (see reconcile). listen are the ingest subjects' endpoints listened
-	// to, those of the units asleep; dormant is a plan's set of the units
-	// that fell asleep. All are kept between intervals, so that a thousand
+	// to: those of the units at zero with nothing to do (asleep, or awake
+	// until their zero plan is written); dormant is a plan's set of the
+	// units found so. All are kept between intervals, so that a thousand
 	// endpoints do not make a thousand entries of garbage every second.
 	asleep  map[string]unit
 	awake   []unit
@@ -97,8 +98,9 @@ type Controller struct {
 	deploymentOf map[string]string
 	generations  [2]uint64
 	// ensuredAll: every endpoint's streams were ensured at the last full
-	// pass (false makes the next pass a full one).
-	ensuredAll bool
+	// pass; unsettled: something only a full pass retries failed (a plan's
+	// removal, a subscription). Either makes the next pass a full one.
+	ensuredAll, unsettled bool
 	// plans are the plans this controller last wrote (it is their only
 	// writer), read from the bucket when it is elected.
 	plans map[string]cluster.Plan
@@ -311,11 +313,12 @@ type unit struct {
 	revision uint64
 }
 
-// reconcile makes one plan of every endpoint and writes what changed.
+// reconcile plans the endpoints and writes what changed.
 //
 // A full pass visits every endpoint: after a definition changed, at each
 // sweep of the queues (every sweepEvery, and the first plan of a newly
-// elected controller) and while streams are left to ensure. Between full
+// elected controller), while streams are left to ensure and after a failure
+// only a full pass retries (a plan's removal, a subscription). Between full
 // passes only the awake endpoints are visited, and those asleep that
 // demand wakes (a request, or a document published to one listened to):
 // nothing else can change an asleep endpoint's plan, and a thousand of
@@ -388,10 +391,11 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		caps = append(caps, NodeCap{Name: n.Name, Processors: n.Processors, Models: models})
 	}
-	full := swept || !c.ensuredAll ||
+	full := swept || !c.ensuredAll || c.unsettled ||
 		c.defs.generation() != c.generations[0] || c.deps.generation() != c.generations[1]
 	var units []unit
 	if full {
+		c.unsettled = false
 		units = c.allUnits(ctx)
 		clear(c.asleep)
 		clear(c.listen)
@@ -548,6 +552,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 		if err := c.cfg.Plans.Remove(ctx, id); err != nil {
 			errs = append(errs, err)
+			c.unsettled = true
 			continue
 		}
 		delete(prev, id)
@@ -751,6 +756,7 @@ func (c *Controller) listenTo(ctx context.Context, ids map[string]bool) {
 			}
 		})
 		if err != nil {
+			c.unsettled = true // tried again by the next pass, a full one
 			c.log.Warn().Err(err).Str("inference_id", id).Msg("listen for documents at zero")
 			continue
 		}

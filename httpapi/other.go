@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/jetinfer/jetinfer/auth"
@@ -38,8 +39,11 @@ func (a *API) otherRoutes(seg []string) map[string]route {
 }
 
 // otherTimeout bounds an inference on the other APIs, which have no
-// timeout parameter: Elasticsearch's default.
-const otherTimeout = DefaultTimeout
+// timeout parameter: Elasticsearch's default, as its errors print it.
+const (
+	otherTimeout     = DefaultTimeout
+	otherTimeoutText = "30s"
+)
 
 // openAIEmbeddings serves POST /v1/embeddings on a text_embedding endpoint.
 func (a *API) openAIEmbeddings(w http.ResponseWriter, r *http.Request, _ pathParams) {
@@ -72,8 +76,15 @@ func (a *API) openAIEmbeddings(w http.ResponseWriter, r *http.Request, _ pathPar
 		return
 	}
 	vecs, err := openaiapi.DenseVectors(res.Body)
+	if err == nil && len(vecs) != len(req.Input) {
+		err = fmt.Errorf("%d embeddings for %d inputs", len(vecs), len(req.Input))
+	}
+	if err == nil && req.Dimensions > 0 && len(vecs) > 0 && len(vecs[0]) != req.Dimensions {
+		// A worker older than the dimensions header (a rolling upgrade).
+		err = fmt.Errorf("a worker answered %d dimensions for %d: it does not apply dimensions yet", len(vecs[0]), req.Dimensions)
+	}
 	if err != nil {
-		a.writeOpenAIError(w, r, eserror.Internal(err, "internal error"))
+		a.writeOpenAIError(w, r, eserror.Internal(err, "internal error: %s", err.Error()))
 		return
 	}
 	writeOther(w, http.StatusOK, openaiapi.EmbeddingsResponse(req, vecs, res.Tokens))
@@ -176,9 +187,9 @@ func (a *API) inferOther(ctx context.Context, ep config.Endpoint, req inferapi.R
 	switch {
 	case errors.Is(err, wire.ErrNoAllocationInTime):
 		err = eserror.New(http.StatusRequestTimeout, eserror.TypeModelDeploymentTimeout,
-			"Timed out after [30s] waiting for the deployment of [%s] to start", ep.InferenceID)
+			"Timed out after [%s] waiting for the deployment of [%s] to start", otherTimeoutText, ep.InferenceID)
 	case errors.Is(err, context.DeadlineExceeded):
-		err = eserror.New(http.StatusRequestTimeout, eserror.TypeStatus, "timeout [30s] waiting for inference result")
+		err = eserror.New(http.StatusRequestTimeout, eserror.TypeStatus, "timeout [%s] waiting for inference result", otherTimeoutText)
 	}
 	return res, err
 }
@@ -201,12 +212,21 @@ func (a *API) writeRerankError(w http.ResponseWriter, r *http.Request, err error
 	var re *rerankapi.Error
 	if errors.As(err, &re) {
 		if rec, ok := w.(*recorder); ok {
-			rec.errType = "invalid_request"
+			rec.errType = rerankErrorType(re.Status)
 		}
 	} else {
 		re = rerankapi.FromES(a.failed(w, r, err))
 	}
 	writeOther(w, re.Status, mustMarshal(re))
+}
+
+// rerankErrorType names a rerank route's own error for the metrics: Cohere's
+// body has no type, so the Elasticsearch type of that status.
+func rerankErrorType(status int) string {
+	if status == http.StatusNotFound {
+		return eserror.TypeResourceNotFound
+	}
+	return eserror.TypeIllegalArgument
 }
 
 // writeOther writes another API's JSON body: not Elasticsearch's, so

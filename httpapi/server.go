@@ -184,11 +184,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if method == http.MethodHead {
 		method = http.MethodGet
 	}
+	// A path's routes share one API, and so one error envelope.
+	for _, rt := range routes {
+		if rt.fail != nil {
+			fail = rt.fail
+		}
+	}
 	if _, ok := routes[method]; !ok && a.cfg.Guard != nil {
 		// Only those who authenticate learn which paths and methods exist,
 		// as Elasticsearch authenticates before it routes.
 		if err := a.cfg.Guard.Check(r, ""); err != nil {
-			a.writeError(w, r, err)
+			fail(w, r, err)
 			return
 		}
 	}
@@ -210,13 +216,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		w.Header().Set("Allow", strings.Join(allowed, ","))
-		writeRawError(w, http.StatusMethodNotAllowed, fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
+		// An exception without a type: RestController's raw error body.
+		fail(w, r, eserror.New(http.StatusMethodNotAllowed, "", "Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", ")))
 		return
 	}
 	action = rt.action
-	if rt.fail != nil {
-		fail = rt.fail
-	}
 	if tp := a.cfg.Tracer; tp != nil {
 		// A client's traceparent makes this request part of its trace.
 		var ctx context.Context
@@ -514,7 +518,7 @@ func (a *API) failed(w http.ResponseWriter, r *http.Request, err error) *eserror
 	}
 	if e.Status >= 500 && !gone {
 		ev := a.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path)
-		if seg, perr := splitPath(r.URL.EscapedPath()); perr == nil {
+		if seg, perr := splitPath(r.URL.EscapedPath()); perr == nil && len(seg) > 0 && seg[0] == "_inference" {
 			if id := a.pathParams(seg).id; id != "" {
 				ev = ev.Str("inference_id", id)
 			}

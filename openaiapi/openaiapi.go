@@ -63,8 +63,8 @@ func ParseEmbeddingsRequest(body []byte) (EmbeddingsRequest, error) {
 	}
 	for _, name := range embeddingsFields {
 		raw, ok := fields[name]
-		if !ok {
-			continue
+		if !ok || name != "input" && name != "model" && isNull(raw) {
+			continue // null is the default of an optional field
 		}
 		var err error
 		switch name {
@@ -78,9 +78,6 @@ func ParseEmbeddingsRequest(body []byte) (EmbeddingsRequest, error) {
 				err = invalid(name, fmt.Sprintf("'%s' is not one of ['float', 'base64'] - 'encoding_format'", req.EncodingFormat))
 			}
 		case "dimensions":
-			if isNull(raw) {
-				continue
-			}
 			err = unmarshalField(raw, name, "integer", &req.Dimensions)
 			if err == nil && req.Dimensions < 1 {
 				err = invalid(name, fmt.Sprintf("Invalid value for 'dimensions': %d. It must be at least 1.", req.Dimensions))

@@ -13,7 +13,7 @@ func TestParseEmbeddingsRequest(t *testing.T) {
 	if err != nil || req.Model != "e5" || len(req.Input) != 2 || req.EncodingFormat != FormatBase64 || req.Dimensions != 8 || req.User != "u1" {
 		t.Fatalf("%+v, %v", req, err)
 	}
-	req, err = ParseEmbeddingsRequest([]byte(`{"model":"e5","input":"one","dimensions":null}`))
+	req, err = ParseEmbeddingsRequest([]byte(`{"model":"e5","input":"one","dimensions":null,"encoding_format":null,"user":null}`))
 	if err != nil || len(req.Input) != 1 || req.Input[0] != "one" || req.EncodingFormat != FormatFloat || req.Dimensions != 0 {
 		t.Fatalf("%+v, %v", req, err)
 	}

@@ -16,13 +16,17 @@ import (
 // model and returns the response body exactly as Elasticsearch writes it:
 // {"text_embedding":[{"embedding":[…]}]}, {"sparse_embedding":[{"is_truncated":…,
 // "embedding":{token:weight}}]} or {"rerank":[{"index":…,"relevance_score":…,"text":…}]}.
-// Like Elasticsearch's inference API it does not chunk: inputs longer than
-// the model's limit are truncated. opts come from the other APIs' routes:
+// Like Elasticsearch's inference API it does not chunk (inputs longer than
+// the model's limit are truncated) except for an Elastic Rerank endpoint
+// whose long_document_strategy is chunk (see rerankChunked). opts come from the other APIs' routes:
 // dimensions apply to dense embeddings only.
 func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error) {
 	var res inferapi.Result
 	if opts.Dimensions > 0 && ep.TaskType != config.TextEmbedding {
 		return res, eserror.BadRequest("[dimensions] applies to text_embedding endpoints only, not to [%s]", ep.TaskType)
+	}
+	if d := m.Spec().Dimensions; opts.Dimensions > d && d > 0 {
+		return res, dimensionsTooLarge(d, opts.Dimensions)
 	}
 	switch ep.TaskType {
 	case config.TextEmbedding:
@@ -46,7 +50,13 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 		if req.Query == nil {
 			return res, fmt.Errorf("rerank request without a query")
 		}
-		scores, err := m.Rerank(ctx, *req.Query, req.Input)
+		var scores []float32
+		var err error
+		if ss := ep.ServiceSettings; ss.LongDocumentStrategy == config.LongDocumentChunk {
+			scores, err = rerankChunked(ctx, m, *req.Query, req.Input, ss.MaxChunksPerDoc)
+		} else {
+			scores, err = m.Rerank(ctx, *req.Query, req.Input)
+		}
 		if err != nil {
 			return res, err
 		}
@@ -65,6 +75,10 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	return res, nil
 }
 
+func dimensionsTooLarge(size, asked int) error {
+	return eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", size, asked)
+}
+
 // truncateDimensions keeps the first dims values of each vector
 // (Matryoshka truncation) and, for a model that normalizes, normalizes
 // them again: the same as truncating before the normalization, since
@@ -72,7 +86,7 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 func truncateDimensions(vecs [][]float32, dims int, normalized bool) error {
 	for i, v := range vecs {
 		if dims > len(v) {
-			return eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", len(v), dims)
+			return dimensionsTooLarge(len(v), dims)
 		}
 		v = v[:dims]
 		if normalized {

@@ -52,8 +52,8 @@ func ParseRequest(body []byte) (Request, error) {
 	}
 	for _, name := range requestFields {
 		raw, ok := fields[name]
-		if !ok {
-			continue
+		if !ok || (name == "top_n" || name == "return_documents") && isNull(raw) {
+			continue // null is the default of an optional field
 		}
 		var err error
 		switch name {
@@ -64,11 +64,9 @@ func ParseRequest(body []byte) (Request, error) {
 		case "documents":
 			req.Documents, err = parseDocuments(raw)
 		case "top_n":
-			if !isNull(raw) {
-				err = field(raw, name, &req.TopN)
-				if err == nil && req.TopN < 1 {
-					err = invalid(fmt.Sprintf("invalid request: top_n must be greater than 0, got %d", req.TopN))
-				}
+			err = field(raw, name, &req.TopN)
+			if err == nil && req.TopN < 1 {
+				err = invalid(fmt.Sprintf("invalid request: top_n must be greater than 0, got %d", req.TopN))
 			}
 		case "return_documents":
 			err = field(raw, name, &req.ReturnDocuments)

@@ -10,6 +10,9 @@ func TestParseRequest(t *testing.T) {
 	if err != nil || req.Model != "r" || req.Query != "q" || len(req.Documents) != 2 || req.Documents[1] != "b" || req.TopN != 1 || !req.ReturnDocuments {
 		t.Fatalf("%+v, %v", req, err)
 	}
+	if req, err := ParseRequest([]byte(`{"model":"r","query":"q","documents":["a"],"top_n":null,"return_documents":null}`)); err != nil || req.TopN != 0 || req.ReturnDocuments {
+		t.Fatalf("nulls: %+v, %v", req, err)
+	}
 	for _, c := range []struct{ body, message string }{
 		{`"x"`, "invalid request: the body must be a JSON object"},
 		{`{"query":"q","documents":["a"]}`, "invalid request: model must be specified"},

@@ -236,3 +236,28 @@ func TestSearchQueueFull(t *testing.T) {
 		t.Fatalf("%d of %d requests refused; want at least %d", rejected, clients, clients-4)
 	}
 }
+
+// TestRerankLongDocumentsByChunk: an Elastic Rerank endpoint defined with
+// long_document_strategy chunk shows its settings and ranks long documents
+// as the engine does with them, through NATS and across request parts.
+func TestRerankLongDocumentsByChunk(t *testing.T) {
+	n := startNode(t, nil)
+	body := `{"service":"elasticsearch","service_settings":{"model_id":".rerank-v1","num_allocations":1,"num_threads":1,"long_document_strategy":"chunk","max_chunks_per_doc":2}}`
+	n.do(t, "PUT", "/_inference/rerank/long-ranker", body).mustStatus(t, 200)
+	n.do(t, "GET", "/_inference/long-ranker", "").expect(t, 200,
+		`{"endpoints":[{"inference_id":"long-ranker","task_type":"rerank","service":"elasticsearch","service_settings":{"num_allocations":1,"num_threads":1,"model_id":".rerank-v1","long_document_strategy":"chunk","max_chunks_per_doc":2},"task_settings":{"return_documents":true}}]}`)
+	ep := parseEndpoint(t, "long-ranker", config.Rerank, body)
+	var inputs []string
+	for i := range 70 {
+		inputs = append(inputs, document(i))
+	}
+	in, _ := json.Marshal(inputs)
+	req := `{"query":"quick fox","input":` + string(in) + `,"top_n":5}`
+	r := n.do(t, "POST", "/_inference/long-ranker?timeout=5m", req)
+	r.mustStatus(t, 200)
+	if err := sameFloats(r.body, directInfer(t, directModel(t, ".rerank-v1"), ep, req)); err != nil {
+		t.Fatalf("chunked rerank over HTTP: %v", err)
+	}
+	n.do(t, "PUT", "/_inference/rerank/bad-ranker", strings.Replace(body, `"chunk"`, `"truncate"`, 1)).expect(t, 400,
+		esError(400, "validation_exception", "Validation Failed: 1: The [max_chunks_per_doc] setting requires [long_document_strategy] to be set to [chunk];"))
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -101,6 +102,43 @@ func TestOpenAIEmbeddingsWithOfficialClient(t *testing.T) {
 	for j, x := range want[0][:16] {
 		if math.Abs(got[j]-float64(x)/norm) > 1e-6 {
 			t.Fatalf("truncated value %d = %v; want %v", j, got[j], float64(x)/norm)
+		}
+	}
+
+	// 70 inputs go to the workers in two parts: the tokens of both count,
+	// and each part truncates.
+	many := make([]string, 70)
+	manyTokens := 0
+	for i := range many {
+		many[i] = fmt.Sprintf("input number %d of a large request", i)
+		e, err := tok.Encode(many[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		manyTokens += len(e.IDs)
+	}
+	wantMany, err := directModel(t, ".multilingual-e5-small").Embed(ctx, many, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = client.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "dense",
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: many}, Dimensions: openai.Int(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Data) != len(many) || resp.Usage.PromptTokens != int64(manyTokens) {
+		t.Fatalf("70 inputs: %d embeddings, %d tokens; want 70, %d", len(resp.Data), resp.Usage.PromptTokens, manyTokens)
+	}
+	for i, d := range resp.Data {
+		var norm float64
+		for _, x := range wantMany[i][:8] {
+			norm += float64(x) * float64(x)
+		}
+		norm = math.Sqrt(norm)
+		for j, x := range wantMany[i][:8] {
+			if len(d.Embedding) != 8 || math.Abs(d.Embedding[j]-float64(x)/norm) > 1e-6 {
+				t.Fatalf("input %d of 70: %v; want the first 8 values of %v normalized", i, d.Embedding, wantMany[i][:8])
+			}
 		}
 	}
 
@@ -245,10 +283,11 @@ func TestRerankCohereAndJinaRoutes(t *testing.T) {
 	} {
 		n.do(t, "POST", "/v2/rerank", c.body).expectOther(t, c.status, c.want)
 	}
-	// The API's own failures come in Cohere's body too.
+	// The router's own failures come in Cohere's body too.
 	r := n.do(t, "GET", "/v2/rerank", "")
-	if r.status != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /v2/rerank: %d %s", r.status, r.body)
+	r.expectOther(t, http.StatusMethodNotAllowed, `{"message":"Incorrect HTTP method for uri [/v2/rerank] and method [GET], allowed: [POST]"}`)
+	if r.header.Get("Allow") != "POST" {
+		t.Errorf("Allow = %q; want POST", r.header.Get("Allow"))
 	}
 }
 

@@ -205,9 +205,9 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 		}
 		res := inferapi.Result{Body: out}
 		if opts.CountTokens {
-			if res.Tokens, err = strconv.Atoi(part.Header.Get(HeaderTokens)); err != nil {
-				return inferapi.Result{}, eserror.Internal(errors.New("infer reply without the tokens asked for"), "internal error")
-			}
+			// A worker older than the header answers without it (during
+			// a rolling upgrade): the count is unknown, reported as 0.
+			res.Tokens, _ = strconv.Atoi(part.Header.Get(HeaderTokens))
 		}
 		return res, nil
 	}
