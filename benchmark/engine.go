@@ -138,6 +138,14 @@ func modelDir(cfg Config, name string, sc synthbert.Config, jetinferJSON string)
 	return dir, nil
 }
 
+// The sparse model: BERT-base sized, ELSER v2's architecture.
+const (
+	sparseName   = "bert-base-mlm"
+	sparseConfig = `{"task_type":"sparse_embedding","max_sequence_length":256}`
+)
+
+var sparseSynth = synthbert.BERTBase(synthbert.HeadMaskedLM, 43)
+
 const denseConfig = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512}`
 
 func denseModel(ctx context.Context, cfg Config, threads int) (*inference.Model, error) {
@@ -242,8 +250,7 @@ func measureDense(ctx context.Context, m *inference.Model, corpus []string, requ
 // per core.
 func Sparse(ctx context.Context, cfg Config, allocations int) (Throughput, error) {
 	cfg = cfg.withDefaults()
-	m, err := model(ctx, cfg, "bert-base-mlm", synthbert.BERTBase(synthbert.HeadMaskedLM, 43),
-		`{"task_type":"sparse_embedding","max_sequence_length":256}`, 1)
+	m, err := model(ctx, cfg, sparseName, sparseSynth, sparseConfig, 1)
 	if err != nil {
 		return Throughput{}, err
 	}

@@ -40,6 +40,10 @@ type LoadOptions struct {
 	// Timings, when set, is told how long each tokenization and each
 	// forward pass took.
 	Timings Timings
+	// GraphCache, when set, is a directory where the graphs ONNX Runtime
+	// optimized are kept, so that loading a model again skips the
+	// optimization (see graphCache).
+	GraphCache string
 }
 
 // Timings observes the model's work (the worker's metrics).
@@ -129,7 +133,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if spec.Inputs.TokenTypeIDs != "" {
 		names = append(names, spec.Inputs.TokenTypeIDs)
 	}
-	sess, err := newSession(onnx, names, spec.Output, opts.Threads)
+	sess, err := newSession(onnx, names, spec.Output, opts.Threads, graphCache{dir: opts.GraphCache})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -115,13 +117,65 @@ func typeName(info ort.InputOutputInfo) string {
 }
 
 // newSession loads the graph from its file, so that the weights are read
-// once, into ORT, and never held in Go memory as well.
-func newSession(path string, inputs []string, output string, threads int) (*session, error) {
+// once, into ORT, and never held in Go memory as well. With a cache, a
+// graph ORT optimized before is loaded as it was saved, without optimizing
+// again; a graph optimized now is saved for the next load.
+func newSession(path string, inputs []string, output string, threads int, cache graphCache) (*session, error) {
+	optimized := cache.path(path)
+	if optimized != "" {
+		if _, err := os.Stat(optimized); err == nil {
+			if s, err := openSession(optimized, inputs, output, threads, "", true); err == nil {
+				return s, nil
+			}
+			// Unreadable (a partial copy, a changed ORT): made again below.
+			_ = os.Remove(optimized)
+		}
+		if err := os.MkdirAll(cache.dir, 0o755); err != nil {
+			optimized = ""
+		}
+	}
+	if optimized == "" {
+		return openSession(path, inputs, output, threads, "", false)
+	}
+	// A name of its own: another load of the same graph (this process or
+	// another) may be saving it at the same time.
+	f, err := os.CreateTemp(cache.dir, filepath.Base(optimized)+".*.tmp")
+	if err != nil {
+		return openSession(path, inputs, output, threads, "", false)
+	}
+	tmp := f.Name()
+	_ = f.Close()
+	s, err := openSession(path, inputs, output, threads, tmp, false)
+	if err != nil {
+		// Saving may be what failed (a full disk, a graph too large for
+		// one file): the model loads all the same, uncached.
+		_ = os.Remove(tmp)
+		return openSession(path, inputs, output, threads, "", false)
+	}
+	if err := os.Rename(tmp, optimized); err != nil {
+		_ = os.Remove(tmp)
+	}
+	return s, nil
+}
+
+// openSession creates the session of the graph in path; saveTo, when set,
+// is where ORT writes the graph it optimized, and preoptimized loads a
+// graph so written without optimizing it again.
+func openSession(path string, inputs []string, output string, threads int, saveTo string, preoptimized bool) (*session, error) {
 	opts, err := sessionOptions(threads)
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer func() { _ = opts.Destroy() }()
+	if saveTo != "" {
+		err = opts.SetOptimizedModelFilePath(saveTo)
+	}
+	if preoptimized {
+		err = errors.Join(err, opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
 	s, err := ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
 	if err != nil {
 		// A graph ORT cannot load is an invalid model.

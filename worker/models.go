@@ -125,6 +125,16 @@ func (l loaded) Runner(ep config.Endpoint, maxResultBytes int64) consumer.Runner
 		Log: l.log.With().Str("inference_id", ep.InferenceID).Logger()}
 }
 
+// graphCache is where the graphs ONNX Runtime optimized are kept: a
+// dot-named directory of the model cache, which cachedModels does not take
+// for a model ("" without a cache directory).
+func (m *ModelCache) graphCache() string {
+	if m.cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(m.cacheDir, ".graphs")
+}
+
 // Cached lists the model ids with a complete copy in the local cache.
 func (m *ModelCache) Cached() []string { return cachedModels(m.cacheDir) }
 
@@ -259,7 +269,7 @@ func (m *ModelCache) load(key modelKey, e *modelEntry) {
 		return
 	}
 	e.timings = newModelTimings(key)
-	e.model, e.err = inference.LoadModel(ctx, m.rt, dir, inference.LoadOptions{Threads: key.threads, Timings: e.timings})
+	e.model, e.err = inference.LoadModel(ctx, m.rt, dir, inference.LoadOptions{Threads: key.threads, Timings: e.timings, GraphCache: m.graphCache()})
 	if e.err != nil {
 		e.err = eserror.Internal(e.err, "Could not deploy model [%s]: %s", key.id, e.err.Error())
 		return
