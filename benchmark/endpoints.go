@@ -41,7 +41,7 @@ func Endpoints(ctx context.Context, cfg Config, endpoints, docs int) (EndpointsR
 	ids := make([]string, endpoints)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%d", benchEndpoint, i)
-		if _, err := b.do(ctx, http.MethodPut, "/_inference/text_embedding/"+ids[i]+"?timeout=5m", endpointBody(1)); err != nil {
+		if _, err := b.do(ctx, http.MethodPut, "/_inference/text_embedding/"+ids[i]+"?timeout=5m", endpointBody(1, 1)); err != nil {
 			return EndpointsResult{}, err
 		}
 	}

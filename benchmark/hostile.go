@@ -43,7 +43,7 @@ func Hostile(ctx context.Context, cfg Config) (HostileResult, error) {
 		return HostileResult{}, err
 	}
 	defer func() { _ = b.close(ctx) }()
-	if _, err := b.putEndpoint(ctx, runtime.NumCPU()); err != nil {
+	if _, err := b.putEndpoint(ctx, 1, runtime.NumCPU()); err != nil {
 		return HostileResult{}, err
 	}
 	r := HostileResult{Docs: consumer.DefaultGroupDocs, Inputs: wire.MaxDocumentInputs, Statuses: map[int]int{}}

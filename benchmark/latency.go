@@ -63,7 +63,7 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 		return r, err
 	}
 	defer func() { err = errors.Join(err, b.close(ctx)) }()
-	ep, err := b.putEndpoint(ctx, r.Threads)
+	ep, err := b.putEndpoint(ctx, 1, r.Threads)
 	if err != nil {
 		return r, err
 	}

@@ -142,15 +142,15 @@ func (b *benchNode) close(ctx context.Context) error {
 
 // endpointBody defines the benchmark endpoint: one allocation of threads,
 // and no chunking, so that a document is one engine input.
-func endpointBody(threads int) []byte {
-	return fmt.Appendf(nil, `{"service":"elasticsearch","service_settings":{"model_id":%q,"num_allocations":1,"num_threads":%d},"chunking_settings":{"strategy":"none"}}`,
-		config.ModelE5Small, threads)
+func endpointBody(allocations, threads int) []byte {
+	return fmt.Appendf(nil, `{"service":"elasticsearch","service_settings":{"model_id":%q,"num_allocations":%d,"num_threads":%d},"chunking_settings":{"strategy":"none"}}`,
+		config.ModelE5Small, allocations, threads)
 }
 
 // putEndpoint creates the benchmark endpoint and returns once it is
 // deployed; it returns the definition the node serves.
-func (b *benchNode) putEndpoint(ctx context.Context, threads int) (config.Endpoint, error) {
-	body := endpointBody(threads)
+func (b *benchNode) putEndpoint(ctx context.Context, allocations, threads int) (config.Endpoint, error) {
+	body := endpointBody(allocations, threads)
 	// The first deployment imports the model into the object store and
 	// fetches it back: more than the default 30s on a busy machine.
 	if _, err := b.do(ctx, http.MethodPut, "/_inference/text_embedding/"+benchEndpoint+"?timeout=5m", body); err != nil {

@@ -44,7 +44,7 @@ func Pipeline(ctx context.Context, cfg Config) (rows []Throughput, err error) {
 				return nil, err
 			}
 		}
-		ep, err := b.putEndpoint(ctx, threads)
+		ep, err := b.putEndpoint(ctx, 1, threads)
 		if err != nil {
 			return nil, err
 		}

@@ -271,6 +271,10 @@ func (d *Deployment) setLocked(r Runner, failure error, n int) (wait func()) {
 		d.laneWG.Add(2)
 		go func() {
 			defer d.laneDone(l)
+			// Searches first when the cores are busy: bulk work yields.
+			if err := lowerPriority(); err != nil {
+				d.log.Warn().Err(err).Msg("lower the bulk lane's priority")
+			}
 			d.lane(ctx, l.quit, d.ingestQ) // bulk
 		}()
 		go func() {

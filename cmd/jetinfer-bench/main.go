@@ -43,7 +43,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared `FILE` (default: $"+ortlib.LibraryEnv+", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
-	only := fs.String("only", "dense,sparse,memory,pipeline,latency", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile, many and load run only when named")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency,priority,load", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile and many run only when named")
 	scaling := benchmark.DefaultScalingProfile()
 	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
 	fs.IntVar(&scaling.BurstDocs, "scaling-burst", scaling.BurstDocs, "scaling: mixed-length documents published at once as the burst")
@@ -124,6 +124,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchMany(ctx, cfg, many, stdout)
 		case "load":
 			err = benchLoad(ctx, cfg, stdout)
+		case "priority":
+			err = benchPriority(ctx, cfg, stdout)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
@@ -142,6 +144,17 @@ func benchDense(ctx context.Context, cfg benchmark.Config, out io.Writer) error 
 	}
 	fmt.Fprintf(out, "Dense: MiniLM-L12 / multilingual-e5-small size (12 layers, hidden 384), %d mixed-length texts\n\n", cfg.Texts)
 	benchmark.WriteDense(out, rows)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchPriority(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	r, err := benchmark.Priority(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Priority: searches on an endpoint of %d single-threaded allocations (every core) while %d documents of 400 words saturate them, ten searches a second\n\n", r.Allocations, r.Docs)
+	benchmark.WritePriority(out, r)
 	fmt.Fprintln(out)
 	return nil
 }
