@@ -10,13 +10,15 @@ type Options struct {
 	// model normalizes its embeddings: the same as truncating before the
 	// normalization.
 	Dimensions int
-	// CountTokens asks for the tokens the model read (special tokens and
-	// prefixes included, after truncation), which OpenAI's usage reports.
+	// CountTokens asks for the tokens a dense model read (special tokens
+	// and prefixes included, after truncation), which OpenAI's usage
+	// reports.
 	CountTokens bool
 }
 
 // Result is an inference's answer: the POST _inference response body and,
-// when Options.CountTokens asked, the tokens read.
+// for a dense model, the tokens read (sent on when Options.CountTokens
+// asks).
 type Result struct {
 	Body   []byte
 	Tokens int

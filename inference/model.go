@@ -324,16 +324,28 @@ func (m *Model) runBatch(ctx context.Context, b PaddedBatch, span trace.Span, st
 
 // Embed returns one dense embedding per text, in order.
 func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]float32, error) {
+	vecs, _, err := m.EmbedCounted(ctx, texts, it)
+	return vecs, err
+}
+
+// EmbedCounted is Embed, and the tokens the model read: prefixes and
+// special tokens included, truncated to its limit, no padding (OpenAI's
+// usage).
+func (m *Model) EmbedCounted(ctx context.Context, texts []string, it InputType) ([][]float32, int, error) {
 	if err := m.acquire(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer m.mu.RUnlock()
 	if m.spec.Task != TaskTextEmbedding {
-		return nil, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
+		return nil, 0, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
 	}
 	encs, err := m.encode(ctx, m.prefixed(texts, it))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	tokens := 0
+	for _, e := range encs {
+		tokens += len(e.IDs)
 	}
 	result := make([][]float32, len(texts))
 	err = m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
@@ -362,25 +374,9 @@ func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]fl
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return result, nil
-}
-
-// CountTokens returns how many tokens Embed or SparseEmbed feed the model
-// for texts: prefixes and special tokens included, truncated to its limit,
-// no padding. It tokenizes again, so only the requests that report usage
-// (OpenAI's) pay for it.
-func (m *Model) CountTokens(texts []string, it InputType) (int, error) {
-	n := 0
-	for i, t := range m.prefixed(texts, it) {
-		e, err := m.tok.Encode(t)
-		if err != nil {
-			return 0, fmt.Errorf("tokenize input %d: %w", i, err)
-		}
-		n += len(e.IDs)
-	}
-	return n, nil
+	return result, tokens, nil
 }
 
 // SparseEmbed returns one sparse embedding per text, in order.

@@ -30,10 +30,12 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	}
 	switch ep.TaskType {
 	case config.TextEmbedding:
-		vecs, err := m.Embed(ctx, req.Input, modelInputType(req.InputType))
+		// The tokens come along: only the dense routes report usage.
+		vecs, tokens, err := m.EmbedCounted(ctx, req.Input, modelInputType(req.InputType))
 		if err != nil {
 			return res, err
 		}
+		res.Tokens = tokens
 		if opts.Dimensions > 0 {
 			if err := truncateDimensions(vecs, opts.Dimensions, m.Spec().Normalize); err != nil {
 				return res, err
@@ -61,16 +63,8 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 			return res, err
 		}
 		res.Body = inferapi.RerankResponse(inferapi.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings))
-		return res, nil // rerank reports no usage
 	default:
 		return res, fmt.Errorf("task type %s has no inference", ep.TaskType)
-	}
-	if opts.CountTokens {
-		n, err := m.CountTokens(req.Input, modelInputType(req.InputType))
-		if err != nil {
-			return res, err
-		}
-		res.Tokens = n
 	}
 	return res, nil
 }
