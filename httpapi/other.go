@@ -57,9 +57,9 @@ func (a *API) openAIEmbeddings(w http.ResponseWriter, r *http.Request, _ pathPar
 		a.writeOpenAIError(w, r, err)
 		return
 	}
-	ep, err := a.otherEndpoint(r.Context(), req.Model)
+	ep, err := a.inferable(r.Context(), req.Model)
 	switch {
-	case errors.Is(err, config.ErrNotFound):
+	case notFound(err):
 		err = openaiapi.ModelNotFound(req.Model)
 	case err == nil && ep.TaskType != config.TextEmbedding:
 		err = openaiapi.NotEmbeddings(req.Model, string(ep.TaskType))
@@ -106,8 +106,8 @@ func (a *API) openAIModels(w http.ResponseWriter, r *http.Request, _ pathParams)
 
 // openAIModel serves GET /v1/models/{model}.
 func (a *API) openAIModel(w http.ResponseWriter, r *http.Request, id string) {
-	ep, err := a.otherEndpoint(r.Context(), id)
-	if errors.Is(err, config.ErrNotFound) {
+	ep, err := a.inferable(r.Context(), id)
+	if notFound(err) {
 		err = openaiapi.ModelNotFound(id)
 	}
 	if err != nil {
@@ -129,9 +129,9 @@ func (a *API) rerank(w http.ResponseWriter, r *http.Request, version string) {
 		a.writeRerankError(w, r, err)
 		return
 	}
-	ep, err := a.otherEndpoint(r.Context(), req.Model)
+	ep, err := a.inferable(r.Context(), req.Model)
 	switch {
-	case errors.Is(err, config.ErrNotFound):
+	case notFound(err):
 		err = rerankapi.ModelNotFound(req.Model)
 	case err == nil && ep.TaskType != config.Rerank:
 		err = rerankapi.NotRerank(req.Model, string(ep.TaskType))
@@ -158,24 +158,11 @@ func (a *API) rerank(w http.ResponseWriter, r *http.Request, version string) {
 	writeOther(w, http.StatusOK, rerankapi.Response(rand.Text(), req.Model, version, results))
 }
 
-// otherEndpoint resolves an inference id named as a model; a missing one
-// is config.ErrNotFound, which each route words its own way.
-func (a *API) otherEndpoint(ctx context.Context, id string) (config.Endpoint, error) {
-	entry, err := a.cfg.Store.Get(ctx, id)
-	if errors.Is(err, config.ErrNotFound) {
-		if ep, ok := config.DefaultEndpoint(id); ok {
-			return ep, nil
-		}
-		return config.Endpoint{}, err
-	}
-	if err != nil {
-		return config.Endpoint{}, storeError(id, err)
-	}
-	if entry.Err != nil {
-		a.log.Warn().Str("inference_id", entry.ID).Err(entry.Err).Msg("stored endpoint definition is invalid")
-		return config.Endpoint{}, invalidStored(entry)
-	}
-	return entry.Endpoint, nil
+// notFound reports whether err is the 404 of an inference id that names
+// no endpoint, which each route words its own way.
+func notFound(err error) bool {
+	var e *eserror.Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
 }
 
 // inferOther runs an inference for another API's route, with
