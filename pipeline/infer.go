@@ -25,8 +25,10 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	if opts.Dimensions > 0 && ep.TaskType != config.TextEmbedding {
 		return res, eserror.BadRequest("[dimensions] applies to text_embedding endpoints only, not to [%s]", ep.TaskType)
 	}
-	if d := m.Spec().Dimensions; opts.Dimensions > d && d > 0 {
-		return res, dimensionsTooLarge(d, opts.Dimensions)
+	// A dense model's size is known once loaded (measured when nothing
+	// states it): checked before the model runs.
+	if d := m.Spec().Dimensions; opts.Dimensions > d {
+		return res, eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", d, opts.Dimensions)
 	}
 	switch ep.TaskType {
 	case config.TextEmbedding:
@@ -37,9 +39,7 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 		}
 		res.Tokens = tokens
 		if opts.Dimensions > 0 {
-			if err := truncateDimensions(vecs, opts.Dimensions, m.Spec().Normalize); err != nil {
-				return res, err
-			}
+			truncateDimensions(vecs, opts.Dimensions, m.Spec().Normalize)
 		}
 		res.Body = denseResponse(vecs)
 	case config.SparseEmbedding:
@@ -69,26 +69,18 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	return res, nil
 }
 
-func dimensionsTooLarge(size, asked int) error {
-	return eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", size, asked)
-}
-
 // truncateDimensions keeps the first dims values of each vector
 // (Matryoshka truncation) and, for a model that normalizes, normalizes
 // them again: the same as truncating before the normalization, since
 // scaling a vector does not change its normalized truncation.
-func truncateDimensions(vecs [][]float32, dims int, normalized bool) error {
+func truncateDimensions(vecs [][]float32, dims int, normalized bool) {
 	for i, v := range vecs {
-		if dims > len(v) {
-			return dimensionsTooLarge(len(v), dims)
-		}
 		v = v[:dims]
 		if normalized {
 			inference.Normalize(v)
 		}
 		vecs[i] = v
 	}
-	return nil
 }
 
 // modelInputType maps the request's input_type to the model's prefixes:
