@@ -212,7 +212,7 @@ func (d *Deployment) parseDoc(data []byte) (string, inferapi.Request, error) {
 		// without one (its Nats-Msg-Id still names the document).
 		return "", inferapi.Request{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
-	req, err := d.parse(rest)
+	req, err := d.parse(rest, false)
 	if err == nil && id == "" {
 		err = eserror.Validation(eserror.TypeActionRequestValidation, "Field [id] cannot be null")
 	}

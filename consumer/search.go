@@ -90,13 +90,13 @@ func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 		d.replyError(msg, err)
 		return
 	}
-	req, err := d.parse(msg.Data)
-	var opts inferapi.Options
+	opts, err := wire.Options(msg)
+	if err != nil {
+		err = eserror.BadRequest("%s", err.Error())
+	}
+	var req inferapi.Request
 	if err == nil {
-		opts, err = wire.Options(msg)
-		if err != nil {
-			err = eserror.BadRequest("%s", err.Error())
-		}
+		req, err = d.parse(msg.Data, opts.Tokenize || opts.Describe)
 	}
 	if err == nil {
 		var res inferapi.Result
@@ -135,13 +135,14 @@ func (d *Deployment) replyError(msg *nats.Msg, err error) {
 }
 
 // parse reads and validates a request body against the endpoint's task.
-func (d *Deployment) parse(body []byte) (inferapi.Request, error) {
+// A request that runs no task (tokenize, describe) is checked as any task's.
+func (d *Deployment) parse(body []byte, noTask bool) (inferapi.Request, error) {
 	req, err := inferapi.ParseRequest(body)
 	if err != nil {
 		return req, err
 	}
 	task := config.Any
-	if d.cfg.Endpoint.TaskType == config.Rerank {
+	if d.cfg.Endpoint.TaskType == config.Rerank && !noTask {
 		task = config.Rerank
 	}
 	return req, req.Validate(task)

@@ -75,7 +75,7 @@ func (a *API) openAIEmbeddings(w http.ResponseWriter, r *http.Request, _ pathPar
 		a.writeOpenAIError(w, r, err)
 		return
 	}
-	vecs, err := openaiapi.DenseVectors(res.Body)
+	vecs, err := inferapi.DenseVectors(res.Body)
 	if err == nil && len(vecs) != len(req.Input) {
 		err = fmt.Errorf("%d embeddings for %d inputs", len(vecs), len(req.Input))
 	}

@@ -295,6 +295,8 @@ func (a *API) routes(seg []string) map[string]route {
 		}, params: []string{"allow_no_match", "from", "size"}, action: auth.ActionModelStats}}
 	case seg[0] == "v1" || seg[0] == "v2":
 		return a.otherRoutes(seg)
+	case seg[0] == "tei":
+		return a.teiRoutes(seg)
 	case seg[0] != "_inference":
 		return nil
 	case len(seg) == 1:

@@ -53,30 +53,19 @@ func inputBytes(inputs []string) int {
 func (r Request) Marshal() ([]byte, error) { return json.Marshal(r) }
 
 // MergeResponses joins the responses to SplitRequest's parts, in order,
-// into the response to the whole request: embeddings are concatenated,
-// rerank scores are ranked together, then cut to top_n.
-func MergeResponses(ep config.Endpoint, req Request, parts [][]byte) ([]byte, error) {
+// into the response to the whole request: embeddings (and the tokens of an
+// Options.Tokenize request) are concatenated, rerank scores are ranked
+// together, then cut to top_n.
+func MergeResponses(ep config.Endpoint, req Request, opts Options, parts [][]byte) ([]byte, error) {
 	if len(parts) == 1 {
 		return parts[0], nil
 	}
+	if opts.Tokenize {
+		return concatArrays("tokens", parts)
+	}
 	switch ep.TaskType {
 	case config.TextEmbedding, config.SparseEmbedding:
-		prefix := []byte(`{"` + string(ep.TaskType) + `":[`)
-		out := append([]byte(nil), prefix...)
-		for i, p := range parts {
-			if !bytes.HasPrefix(p, prefix) || !bytes.HasSuffix(p, []byte("]}")) {
-				return nil, fmt.Errorf("part %d is not a %s response", i, ep.TaskType)
-			}
-			items := p[len(prefix) : len(p)-2]
-			if len(items) == 0 {
-				continue
-			}
-			if len(out) > len(prefix) {
-				out = append(out, ',')
-			}
-			out = append(out, items...)
-		}
-		return append(out, "]}"...), nil
+		return concatArrays(string(ep.TaskType), parts)
 	case config.Rerank:
 		scores := make([]float32, 0, len(req.Input))
 		for i, p := range parts {
@@ -104,4 +93,25 @@ func MergeResponses(ep config.Endpoint, req Request, parts [][]byte) ([]byte, er
 		return RerankResponse(Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings)), nil
 	}
 	return nil, fmt.Errorf("task type %s has no inference", ep.TaskType)
+}
+
+// concatArrays joins bodies {"<key>":[…]} into one whose array holds all
+// their items, in order.
+func concatArrays(key string, parts [][]byte) ([]byte, error) {
+	prefix := []byte(`{"` + key + `":[`)
+	out := append([]byte(nil), prefix...)
+	for i, p := range parts {
+		if !bytes.HasPrefix(p, prefix) || !bytes.HasSuffix(p, []byte("]}")) {
+			return nil, fmt.Errorf("part %d is not a %s response", i, key)
+		}
+		items := p[len(prefix) : len(p)-2]
+		if len(items) == 0 {
+			continue
+		}
+		if len(out) > len(prefix) {
+			out = append(out, ',')
+		}
+		out = append(out, items...)
+	}
+	return append(out, "]}"...), nil
 }

@@ -42,12 +42,18 @@ func mustJSON(v any) string {
 
 func TestMergeResponses(t *testing.T) {
 	ep := config.Endpoint{TaskType: config.TextEmbedding}
-	got, err := MergeResponses(ep, Request{}, [][]byte{[]byte(`{"text_embedding":[{"embedding":[1.0]}]}`), []byte(`{"text_embedding":[]}`), []byte(`{"text_embedding":[{"embedding":[2.0]},{"embedding":[3.0]}]}`)})
+	got, err := MergeResponses(ep, Request{}, Options{}, [][]byte{[]byte(`{"text_embedding":[{"embedding":[1.0]}]}`), []byte(`{"text_embedding":[]}`), []byte(`{"text_embedding":[{"embedding":[2.0]},{"embedding":[3.0]}]}`)})
 	if want := `{"text_embedding":[{"embedding":[1.0]},{"embedding":[2.0]},{"embedding":[3.0]}]}`; err != nil || string(got) != want {
 		t.Fatalf("dense merge = %s, %v; want %s", got, err, want)
 	}
-	if _, err := MergeResponses(ep, Request{}, [][]byte{[]byte(`{"sparse_embedding":[]}`), []byte(`{"text_embedding":[]}`)}); err == nil {
+	if _, err := MergeResponses(ep, Request{}, Options{}, [][]byte{[]byte(`{"sparse_embedding":[]}`), []byte(`{"text_embedding":[]}`)}); err == nil {
 		t.Fatal("merged a part of another task type")
+	}
+	// The tokens of a tokenize request split in parts, whatever the task.
+	got, err = MergeResponses(config.Endpoint{TaskType: config.Rerank}, Request{}, Options{Tokenize: true},
+		[][]byte{[]byte(`{"tokens":[[{"id":1,"text":"a"}]]}`), []byte(`{"tokens":[[{"id":2,"text":"b"}],[]]}`)})
+	if want := `{"tokens":[[{"id":1,"text":"a"}],[{"id":2,"text":"b"}],[]]}`; err != nil || string(got) != want {
+		t.Fatalf("tokens merge = %s, %v; want %s", got, err, want)
 	}
 	q := "q"
 	two := 2
@@ -56,7 +62,7 @@ func TestMergeResponses(t *testing.T) {
 		[]byte(`{"rerank":[{"index":1,"relevance_score":0.5},{"index":0,"relevance_score":-1.0}]}`),
 		[]byte(`{"rerank":[{"index":0,"relevance_score":0.75},{"index":1,"relevance_score":0.5}]}`),
 	}
-	got, err = MergeResponses(config.Endpoint{TaskType: config.Rerank}, req, parts)
+	got, err = MergeResponses(config.Endpoint{TaskType: config.Rerank}, req, Options{}, parts)
 	// Ties keep input order, as Rank does on the whole request.
 	if want := `{"rerank":[{"index":2,"relevance_score":0.75,"text":"d2"},{"index":1,"relevance_score":0.5,"text":"d1"}]}`; err != nil || string(got) != want {
 		t.Fatalf("rerank merge = %s, %v; want %s", got, err, want)

@@ -110,6 +110,7 @@ type stConfig struct {
 	normalize    bool
 	maxSeqLength int
 	prompts      PrefixStrings
+	named        map[string]string // every prompt, by name
 	similarity   string
 	dimension    int
 }
@@ -218,6 +219,7 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 		return st, err
 	}
 	st.prompts = PrefixStrings{Search: cfg.Prompts["query"], Ingest: firstNonEmpty(cfg.Prompts["passage"], cfg.Prompts["document"])}
+	st.named = cfg.Prompts
 	st.similarity = cfg.Similarity
 	return st, nil
 }
@@ -268,6 +270,10 @@ type Spec struct {
 	Normalize         bool
 	MaxSequenceLength int
 	Prefixes          PrefixStrings
+	// Prompts are the sentence-transformers prompts by name (nil: none),
+	// which a request may name (TEI's prompt_name); without them, the
+	// Prefixes as the prompts query and passage.
+	Prompts map[string]string
 	// Dimensions is 0 until known (measured at load when nothing says it).
 	Dimensions   int
 	Similarity   string
@@ -336,6 +342,19 @@ func resolve(a modelDir, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 	}
 	if cfg.PrefixStrings != nil {
 		s.Prefixes = *cfg.PrefixStrings
+	}
+	s.Prompts = a.st.named
+	if s.Prompts == nil {
+		// Prefixes from jetinfer.json are the same fact under the names
+		// sentence-transformers gives them.
+		for name, prompt := range map[string]string{"query": s.Prefixes.Search, "passage": s.Prefixes.Ingest} {
+			if prompt != "" {
+				if s.Prompts == nil {
+					s.Prompts = map[string]string{}
+				}
+				s.Prompts[name] = prompt
+			}
+		}
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -65,8 +66,9 @@ func TestResolveFromSentenceTransformersFiles(t *testing.T) {
 		Task: TaskTextEmbedding, Inputs: InputNames{InputIDs: "input_ids", AttentionMask: "attention_mask"},
 		Output: "last_hidden_state", Pooling: PoolMean, Normalize: true, MaxSequenceLength: 256,
 		Prefixes: PrefixStrings{Search: "query: ", Ingest: "passage: "}, Dimensions: 384, Similarity: "cosine",
+		Prompts: map[string]string{"query": "query: ", "passage": "passage: "},
 	}
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Errorf("resolve =\n%+v\nwant\n%+v", s, want)
 	}
 }
@@ -104,7 +106,7 @@ func TestResolveFromHuggingFaceConfig(t *testing.T) {
 			files:   map[string]string{artifact.ConfigFile: `{"task_type":"text_embedding","pooling":"cls","normalize":false,"max_sequence_length":128,"prefix_strings":{"search":"q: "},"similarity":"l2_norm"}`},
 			outputs: []tensorInfo{{Name: "last_hidden_state", Type: "Float", Dims: []int64{-1, -1, -1}}},
 			want: Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"},
-				Output: "last_hidden_state", Pooling: PoolCLS, MaxSequenceLength: 128, Prefixes: PrefixStrings{Search: "q: "}, Similarity: "l2_norm"},
+				Output: "last_hidden_state", Pooling: PoolCLS, MaxSequenceLength: 128, Prefixes: PrefixStrings{Search: "q: "}, Prompts: map[string]string{"query": "q: "}, Similarity: "l2_norm"},
 		},
 		{
 			name:    "already pooled output",
@@ -132,7 +134,7 @@ func TestResolveFromHuggingFaceConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s != tt.want {
+			if !reflect.DeepEqual(s, tt.want) {
 				t.Errorf("resolve =\n%+v\nwant\n%+v", s, tt.want)
 			}
 		})

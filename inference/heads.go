@@ -62,6 +62,7 @@ func Normalize(v []float32) {
 
 // WeightedToken is one entry of a sparse embedding.
 type WeightedToken struct {
+	ID     int64 // its vocabulary id
 	Token  string
 	Weight float32
 }
@@ -118,7 +119,7 @@ func sortedTokens(weights map[int]float32, token func(int64) string) []WeightedT
 	})
 	out := make([]WeightedToken, len(ids))
 	for i, id := range ids {
-		out[i] = WeightedToken{Token: token(int64(id)), Weight: weights[id]}
+		out[i] = WeightedToken{ID: int64(id), Token: token(int64(id)), Weight: weights[id]}
 	}
 	return out
 }

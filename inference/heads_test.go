@@ -81,7 +81,7 @@ func TestSplade(t *testing.T) {
 		t.Errorf("splade = %v; want %v", got, want)
 	}
 	tokens := sortedTokens(map[int]float32{2: 0.5, 1: 0.9, 3: 0.5}, func(id int64) string { return []string{"a", "b", "c", "d"}[id] })
-	if want := []WeightedToken{{"b", 0.9}, {"c", 0.5}, {"d", 0.5}}; !reflect.DeepEqual(tokens, want) {
+	if want := []WeightedToken{{1, "b", 0.9}, {2, "c", 0.5}, {3, "d", 0.5}}; !reflect.DeepEqual(tokens, want) {
 		t.Errorf("sortedTokens = %v; want %v", tokens, want)
 	}
 }

@@ -183,13 +183,54 @@ func (m *Model) acquire() error {
 	return nil
 }
 
-func (m *Model) prefixed(texts []string, it InputType) []string {
+// RunOptions change how one call reads and scores its inputs; the zero
+// value runs the model as its spec says.
+type RunOptions struct {
+	// Prompt, when set, goes before every input instead of the prefix the
+	// input type selects.
+	Prompt *string
+	// Truncation is what becomes of an input longer than the model's
+	// limit: its end is cut off (the default), its start, or it is refused
+	// with a *TooLongError.
+	Truncation Truncation
+	// Normalize, when set, says whether dense embeddings are scaled to unit
+	// length instead of the spec's Normalize.
+	Normalize *bool
+	// Scores, when set, replaces the spec's RerankScores.
+	Scores ScoreFunction
+}
+
+// Truncation is what RunOptions do with an input too long for the model.
+type Truncation int
+
+const (
+	CutEnd Truncation = iota
+	CutStart
+	Refuse
+)
+
+// TooLongError is the error of an input longer than the model's limit
+// under RunOptions{Truncation: Refuse}.
+type TooLongError struct {
+	Input  int // its index
+	Tokens int // its tokens, special tokens included
+	Max    int // the model's limit
+}
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("input %d has %d tokens, more than the model's %d", e.Input, e.Tokens, e.Max)
+}
+
+func (m *Model) prefixed(texts []string, it InputType, ro RunOptions) []string {
 	prefix := ""
 	switch it {
 	case InputSearch:
 		prefix = m.spec.Prefixes.Search
 	case InputIngest:
 		prefix = m.spec.Prefixes.Ingest
+	}
+	if ro.Prompt != nil {
+		prefix = *ro.Prompt
 	}
 	if prefix == "" {
 		return texts
@@ -201,30 +242,53 @@ func (m *Model) prefixed(texts []string, it InputType) []string {
 	return out
 }
 
-func (m *Model) encode(ctx context.Context, texts []string) ([]tokenizer.Encoding, error) {
+func (m *Model) encode(ctx context.Context, texts []string, t Truncation) ([]tokenizer.Encoding, error) {
 	defer m.timeTokenizer(ctx, len(texts))()
 	encs := make([]tokenizer.Encoding, len(texts))
-	for i, t := range texts {
-		e, err := m.tok.Encode(t)
+	for i, text := range texts {
+		e, err := m.tok.EncodeKeeping(text, keep(t))
 		if err != nil {
 			return nil, fmt.Errorf("tokenize input %d: %w", i, err)
+		}
+		if e.Truncated && t == Refuse {
+			return nil, m.tooLong(i, text)
 		}
 		encs[i] = e
 	}
 	return encs, nil
 }
 
-func (m *Model) encodePairs(ctx context.Context, query string, docs []string) ([]tokenizer.Encoding, error) {
+func (m *Model) encodePairs(ctx context.Context, query string, docs []string, t Truncation) ([]tokenizer.Encoding, error) {
 	defer m.timeTokenizer(ctx, len(docs))()
 	encs := make([]tokenizer.Encoding, len(docs))
 	for i, d := range docs {
-		e, err := m.tok.EncodePair(query, d)
+		e, err := m.tok.EncodePairKeeping(query, d, keep(t))
 		if err != nil {
 			return nil, fmt.Errorf("tokenize document %d: %w", i, err)
+		}
+		if e.Truncated && t == Refuse {
+			return nil, m.tooLong(i, query, d)
 		}
 		encs[i] = e
 	}
 	return encs, nil
+}
+
+func keep(t Truncation) tokenizer.Keep {
+	if t == CutStart {
+		return tokenizer.KeepEnd
+	}
+	return tokenizer.KeepStart
+}
+
+// tooLong counts all the tokens of the input, a text or a pair (its
+// encoding stopped at the limit), for the error.
+func (m *Model) tooLong(i int, texts ...string) error {
+	n, err := m.tok.Count(texts...)
+	if err != nil {
+		n = m.spec.MaxSequenceLength + 1
+	}
+	return &TooLongError{Input: i, Tokens: n, Max: m.spec.MaxSequenceLength}
 }
 
 // timeTokenizer measures (and traces, under ctx's span) tokenizing n
@@ -324,14 +388,14 @@ func (m *Model) runBatch(ctx context.Context, b PaddedBatch, span trace.Span, st
 
 // Embed returns one dense embedding per text, in order.
 func (m *Model) Embed(ctx context.Context, texts []string, it InputType) ([][]float32, error) {
-	vecs, _, err := m.EmbedCounted(ctx, texts, it)
+	vecs, _, err := m.EmbedWith(ctx, texts, it, RunOptions{})
 	return vecs, err
 }
 
-// EmbedCounted is Embed, and the tokens the model read: prefixes and
-// special tokens included, truncated to its limit, no padding (OpenAI's
-// usage).
-func (m *Model) EmbedCounted(ctx context.Context, texts []string, it InputType) ([][]float32, int, error) {
+// EmbedWith is Embed changed by ro, and the tokens the model read:
+// prefixes and special tokens included, truncated to its limit, no
+// padding (OpenAI's usage).
+func (m *Model) EmbedWith(ctx context.Context, texts []string, it InputType, ro RunOptions) ([][]float32, int, error) {
 	if err := m.acquire(); err != nil {
 		return nil, 0, err
 	}
@@ -339,9 +403,13 @@ func (m *Model) EmbedCounted(ctx context.Context, texts []string, it InputType) 
 	if m.spec.Task != TaskTextEmbedding {
 		return nil, 0, fmt.Errorf("inference: model %s computes %s, not text_embedding", m.dir, m.spec.Task)
 	}
-	encs, err := m.encode(ctx, m.prefixed(texts, it))
+	encs, err := m.encode(ctx, m.prefixed(texts, it, ro), ro.Truncation)
 	if err != nil {
 		return nil, 0, err
+	}
+	normalize := m.spec.Normalize
+	if ro.Normalize != nil {
+		normalize = *ro.Normalize
 	}
 	tokens := 0
 	for _, e := range encs {
@@ -366,7 +434,7 @@ func (m *Model) EmbedCounted(ctx context.Context, texts []string, it InputType) 
 			vecs = meanPool(out, in.rows, in.seq, d, in.mask)
 		}
 		for j, i := range idx {
-			if m.spec.Normalize {
+			if normalize {
 				Normalize(vecs[j])
 			}
 			result[i] = vecs[j]
@@ -381,6 +449,11 @@ func (m *Model) EmbedCounted(ctx context.Context, texts []string, it InputType) 
 
 // SparseEmbed returns one sparse embedding per text, in order.
 func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) ([]SparseEmbedding, error) {
+	return m.SparseEmbedWith(ctx, texts, it, RunOptions{})
+}
+
+// SparseEmbedWith is SparseEmbed changed by ro (its prompt and truncation).
+func (m *Model) SparseEmbedWith(ctx context.Context, texts []string, it InputType, ro RunOptions) ([]SparseEmbedding, error) {
 	if err := m.acquire(); err != nil {
 		return nil, err
 	}
@@ -388,7 +461,7 @@ func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) (
 	if m.spec.Task != TaskSparseEmbedding {
 		return nil, fmt.Errorf("inference: model %s computes %s, not sparse_embedding", m.dir, m.spec.Task)
 	}
-	encs, err := m.encode(ctx, m.prefixed(texts, it))
+	encs, err := m.encode(ctx, m.prefixed(texts, it, ro), ro.Truncation)
 	if err != nil {
 		return nil, err
 	}
@@ -410,6 +483,11 @@ func (m *Model) SparseEmbed(ctx context.Context, texts []string, it InputType) (
 
 // Rerank returns the relevance of each document to query, in input order.
 func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]float32, error) {
+	return m.RerankWith(ctx, query, docs, RunOptions{})
+}
+
+// RerankWith is Rerank changed by ro (its truncation and scores).
+func (m *Model) RerankWith(ctx context.Context, query string, docs []string, ro RunOptions) ([]float32, error) {
 	if err := m.acquire(); err != nil {
 		return nil, err
 	}
@@ -417,15 +495,19 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 	if m.spec.Task != TaskRerank {
 		return nil, fmt.Errorf("inference: model %s computes %s, not rerank", m.dir, m.spec.Task)
 	}
-	encs, err := m.encodePairs(ctx, query, docs)
+	encs, err := m.encodePairs(ctx, query, docs, ro.Truncation)
 	if err != nil {
 		return nil, err
+	}
+	score := m.spec.RerankScores
+	if ro.Scores != "" {
+		score = ro.Scores
 	}
 	scores := make([]float32, len(docs))
 	err = m.forEachBatch(ctx, encs, func(idx []int, in batchInput, out []float32) error {
 		for j, i := range idx {
 			s := out[j]
-			if m.spec.RerankScores == ScoreSigmoid {
+			if score == ScoreSigmoid {
 				s = sigmoid(s)
 			}
 			scores[i] = s
@@ -437,6 +519,31 @@ func (m *Model) Rerank(ctx context.Context, query string, docs []string) ([]floa
 	}
 	return scores, nil
 }
+
+// Tokenize returns the tokens of each text with their offsets (see
+// tokenizer.Tokenize): all of them, with the special tokens when special.
+func (m *Model) Tokenize(ctx context.Context, texts []string, special bool) ([][]tokenizer.TokenOffsets, error) {
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
+	defer m.timeTokenizer(ctx, len(texts))()
+	out := make([][]tokenizer.TokenOffsets, len(texts))
+	for i, t := range texts {
+		toks, err := m.tok.Tokenize(t, special)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize input %d: %w", i, err)
+		}
+		out[i] = toks
+	}
+	return out, nil
+}
+
+// Batch is the bound of the model's forward passes.
+func (m *Model) Batch() BatchConfig { return m.batch }
+
+// Token returns the vocabulary string of id.
+func (m *Model) Token(id int64) string { return m.tok.Token(id) }
 
 // PaddedBatch is one forward pass's input exactly as the model's task
 // methods prepare it, for measuring ONNX Runtime alone (RunBatch).
@@ -457,7 +564,7 @@ func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, err
 		return nil, err
 	}
 	defer m.mu.RUnlock()
-	encs, err := m.encode(context.Background(), m.prefixed(texts, it))
+	encs, err := m.encode(context.Background(), m.prefixed(texts, it, RunOptions{}), CutEnd)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -166,7 +167,7 @@ func TestTextEmbeddingMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, text := range mixedTexts {
-				enc, err := m.tok.Encode(m.prefixed([]string{text}, InputSearch)[0])
+				enc, err := m.tok.Encode(m.prefixed([]string{text}, InputSearch, RunOptions{})[0])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -621,7 +622,7 @@ func TestLoadSentenceTransformersDirectory(t *testing.T) {
 	m := load(t, dir, LoadOptions{})
 	want := Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"}, Output: "last_hidden_state",
 		Pooling: PoolCLS, MaxSequenceLength: 32, Dimensions: 32, Similarity: "cosine"}
-	if m.Spec() != want {
+	if !reflect.DeepEqual(m.Spec(), want) {
 		t.Fatalf("Spec = %+v; want %+v", m.Spec(), want)
 	}
 	text := strings.Repeat("tokens ", 40)

@@ -209,24 +209,6 @@ func EmbeddingsResponse(req EmbeddingsRequest, vecs [][]float32, tokens int) []b
 	return append(b, "}}"...)
 }
 
-// DenseVectors reads the embeddings of an Elasticsearch text_embedding
-// response, {"text_embedding":[{"embedding":[…]}, …]}.
-func DenseVectors(esBody []byte) ([][]float32, error) {
-	var resp struct {
-		TextEmbedding []struct {
-			Embedding []float32 `json:"embedding"`
-		} `json:"text_embedding"`
-	}
-	if err := json.Unmarshal(esBody, &resp); err != nil {
-		return nil, fmt.Errorf("read text_embedding response: %w", err)
-	}
-	out := make([][]float32, len(resp.TextEmbedding))
-	for i, e := range resp.TextEmbedding {
-		out[i] = e.Embedding
-	}
-	return out, nil
-}
-
 // Model is one entry of GET /v1/models: an inference endpoint.
 type Model struct {
 	ID      string `json:"id"`

@@ -2,8 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
@@ -18,10 +23,23 @@ import (
 // "embedding":{token:weight}}]} or {"rerank":[{"index":…,"relevance_score":…,"text":…}]}.
 // Like Elasticsearch's inference API it does not chunk (inputs longer than
 // the model's limit are truncated) except for an Elastic Rerank endpoint
-// whose long_document_strategy is chunk (see rerankChunked). opts come from the other APIs' routes:
-// dimensions apply to dense embeddings only.
+// whose long_document_strategy is chunk (see rerankChunked). opts come from
+// the other APIs' routes (see inferapi.Options); with opts.Tokenize the
+// body is an inferapi.TokenizeResponse instead.
 func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req inferapi.Request, opts inferapi.Options) (inferapi.Result, error) {
 	var res inferapi.Result
+	ro, err := runOptions(m.Spec(), opts)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case opts.Tokenize:
+		res.Body, err = tokenize(ctx, m, req.Input, ro.Prompt, opts.SpecialTokens)
+		return res, err
+	case opts.Describe:
+		res.Body, err = json.Marshal(describe(m.Spec(), m.Batch()))
+		return res, err
+	}
 	if opts.Dimensions > 0 && ep.TaskType != config.TextEmbedding {
 		return res, eserror.BadRequest("[dimensions] applies to text_embedding endpoints only, not to [%s]", ep.TaskType)
 	}
@@ -33,40 +51,141 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	switch ep.TaskType {
 	case config.TextEmbedding:
 		// The tokens come along: only the dense routes report usage.
-		vecs, tokens, err := m.EmbedCounted(ctx, req.Input, modelInputType(req.InputType))
+		vecs, tokens, err := m.EmbedWith(ctx, req.Input, modelInputType(req.InputType), ro)
 		if err != nil {
-			return res, err
+			return res, tooLong(err)
 		}
 		res.Tokens = tokens
 		if opts.Dimensions > 0 {
-			truncateDimensions(vecs, opts.Dimensions, m.Spec().Normalize)
+			normalized := m.Spec().Normalize
+			if ro.Normalize != nil {
+				normalized = *ro.Normalize
+			}
+			truncateDimensions(vecs, opts.Dimensions, normalized)
 		}
 		res.Body = denseResponse(vecs)
 	case config.SparseEmbedding:
-		embs, err := m.SparseEmbed(ctx, req.Input, modelInputType(req.InputType))
+		embs, err := m.SparseEmbedWith(ctx, req.Input, modelInputType(req.InputType), ro)
 		if err != nil {
-			return res, err
+			return res, tooLong(err)
 		}
-		res.Body = sparseResponse(embs)
+		res.Body = sparseResponse(embs, opts.SparseIDs)
 	case config.Rerank:
 		if req.Query == nil {
 			return res, fmt.Errorf("rerank request without a query")
 		}
 		var scores []float32
-		var err error
 		if ss := ep.ServiceSettings; ss.LongDocumentStrategy == config.LongDocumentChunk {
-			scores, err = rerankChunked(ctx, m, *req.Query, req.Input, ss.MaxChunksPerDoc)
+			scores, err = rerankChunked(ctx, m, *req.Query, req.Input, ss.MaxChunksPerDoc, ro)
 		} else {
-			scores, err = m.Rerank(ctx, *req.Query, req.Input)
+			scores, err = m.RerankWith(ctx, *req.Query, req.Input, ro)
 		}
 		if err != nil {
-			return res, err
+			return res, tooLong(err)
 		}
 		res.Body = inferapi.RerankResponse(inferapi.Rank(scores, req.TopN), req.Input, req.IncludeDocuments(ep.TaskSettings))
 	default:
 		return res, fmt.Errorf("task type %s has no inference", ep.TaskType)
 	}
 	return res, nil
+}
+
+// runOptions turns a request's options into the model's, checking those
+// that name something of the model.
+func runOptions(spec inference.Spec, opts inferapi.Options) (inference.RunOptions, error) {
+	ro := inference.RunOptions{Normalize: opts.Normalize}
+	if opts.Prompt != "" {
+		prompt, ok := spec.Prompts[opts.Prompt]
+		if !ok {
+			if len(spec.Prompts) == 0 {
+				return ro, eserror.BadRequest("`prompt_name` is set to `%s` but no prompts were found in the Sentence Transformers configuration", opts.Prompt)
+			}
+			return ro, eserror.BadRequest("`prompt_name` is set to `%s` but it was not found in the Sentence Transformers prompts. Available prompts: %s",
+				opts.Prompt, quotedList(slices.Sorted(maps.Keys(spec.Prompts))))
+		}
+		ro.Prompt = &prompt
+	}
+	switch opts.Truncation {
+	case "":
+	case inferapi.TruncateStart:
+		ro.Truncation = inference.CutStart
+	case inferapi.TruncateNone:
+		ro.Truncation = inference.Refuse
+	default:
+		return ro, eserror.BadRequest("unknown truncation [%s]", opts.Truncation)
+	}
+	switch opts.Scores {
+	case "":
+	case inferapi.ScoresRaw:
+		ro.Scores = inference.ScoreLogit
+	case inferapi.ScoresSigmoid:
+		ro.Scores = inference.ScoreSigmoid
+	default:
+		return ro, eserror.BadRequest("unknown scores [%s]", opts.Scores)
+	}
+	return ro, nil
+}
+
+// quotedList writes names as TEI does (Rust's Debug of a list of strings).
+func quotedList(names []string) string {
+	b, _ := json.Marshal(names)
+	return strings.ReplaceAll(string(b), `","`, `", "`)
+}
+
+// tooLong words a refused input's error (TEI's text), other errors as
+// they are.
+func tooLong(err error) error {
+	var tl *inference.TooLongError
+	if errors.As(err, &tl) {
+		return eserror.BadRequest("`inputs` must have less than %d tokens. Given: %d", tl.Max, tl.Tokens)
+	}
+	return err
+}
+
+func describe(spec inference.Spec, batch inference.BatchConfig) inferapi.ModelDescription {
+	d := inferapi.ModelDescription{MaxInputLength: spec.MaxSequenceLength, MaxBatchTokens: batch.MaxTokens, Prompts: spec.Prompts}
+	switch spec.Task {
+	case inference.TaskTextEmbedding:
+		d.Pooling, d.Dimensions = string(spec.Pooling), spec.Dimensions
+		if spec.OutputPooled && d.Pooling == "" {
+			d.Pooling = "graph" // the graph pools: sentence_embedding outputs
+		}
+	case inference.TaskSparseEmbedding:
+		d.Pooling = "splade"
+	}
+	return d
+}
+
+// tokenize answers an Options.Tokenize request: the tokens of each input
+// with the prompt before it, offsets into that prompted text.
+func tokenize(ctx context.Context, m *inference.Model, inputs []string, prompt *string, special bool) ([]byte, error) {
+	texts := inputs
+	if prompt != nil && *prompt != "" {
+		texts = make([]string, len(inputs))
+		for i, in := range inputs {
+			texts[i] = *prompt + in
+		}
+	}
+	toks, err := m.Tokenize(ctx, texts, special)
+	if err != nil {
+		return nil, eserror.BadRequest("%s", err.Error())
+	}
+	out := inferapi.TokenizeResponse{Tokens: make([][]inferapi.Token, len(toks))}
+	for i, seq := range toks {
+		out.Tokens[i] = make([]inferapi.Token, len(seq))
+		for j, t := range seq {
+			tok := inferapi.Token{ID: t.ID, Special: t.Special}
+			if t.Special {
+				tok.Text = m.Token(t.ID)
+			} else {
+				start, end := t.Start, t.End
+				tok.Start, tok.End = &start, &end
+				tok.Text = strings.ToValidUTF8(texts[i][start:end], "\uFFFD")
+			}
+			out.Tokens[i][j] = tok
+		}
+	}
+	return json.Marshal(out)
 }
 
 // truncateDimensions keeps the first dims values of each vector
@@ -117,7 +236,9 @@ func denseResponse(vecs [][]float32) []byte {
 	return append(b, "]}"...)
 }
 
-func sparseResponse(embs []inference.SparseEmbedding) []byte {
+// sparseResponse keys each weight by its token, or by its id (decimal)
+// when byID.
+func sparseResponse(embs []inference.SparseEmbedding, byID bool) []byte {
 	b := []byte(`{"sparse_embedding":[`)
 	for i, e := range embs {
 		if i > 0 {
@@ -130,8 +251,13 @@ func sparseResponse(embs []inference.SparseEmbedding) []byte {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			key, _ := xcontent.Marshal(wt.Token)
-			b = append(append(b, key...), ':')
+			if byID {
+				b = strconv.AppendInt(append(b, '"'), wt.ID, 10)
+				b = append(b, '"', ':')
+			} else {
+				key, _ := xcontent.Marshal(wt.Token)
+				b = append(append(b, key...), ':')
+			}
 			b = xcontent.AppendJavaFloat(b, wt.Weight)
 		}
 		b = append(b, "}}"...)

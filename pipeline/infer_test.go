@@ -3,12 +3,16 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/config"
+	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
@@ -28,15 +32,24 @@ func TestResponseBodies(t *testing.T) {
 	if got, want := string(denseResponse([][]float32{{3, 0.1, -1e-5}, {}})), `{"text_embedding":[{"embedding":[3.0,0.1,-1.0E-5]},{"embedding":[]}]}`; got != want {
 		t.Errorf("denseResponse = %s; want %s", got, want)
 	}
-	sparse := []inference.SparseEmbedding{{Tokens: []inference.WeightedToken{{Token: "caf\"é", Weight: 1.5}, {Token: "##s", Weight: 0.25}}, Truncated: true}, {}}
-	if got, want := string(sparseResponse(sparse)), `{"sparse_embedding":[{"is_truncated":true,"embedding":{"caf\"é":1.5,"##s":0.25}},{"is_truncated":false,"embedding":{}}]}`; got != want {
+	sparse := []inference.SparseEmbedding{{Tokens: []inference.WeightedToken{{ID: 7, Token: "caf\"é", Weight: 1.5}, {ID: 1012, Token: "##s", Weight: 0.25}}, Truncated: true}, {}}
+	if got, want := string(sparseResponse(sparse, false)), `{"sparse_embedding":[{"is_truncated":true,"embedding":{"caf\"é":1.5,"##s":0.25}},{"is_truncated":false,"embedding":{}}]}`; got != want {
 		t.Errorf("sparseResponse = %s; want %s", got, want)
+	}
+	if got, want := string(sparseResponse(sparse, true)), `{"sparse_embedding":[{"is_truncated":true,"embedding":{"7":1.5,"1012":0.25}},{"is_truncated":false,"embedding":{}}]}`; got != want {
+		t.Errorf("sparseResponse by id = %s; want %s", got, want)
 	}
 }
 
 // loadTiny writes a tiny synthetic model with bert-base-uncased's tokenizer
 // and loads it.
 func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference.Model {
+	t.Helper()
+	return loadTinyWith(t, head, map[string]string{artifact.ConfigFile: jetinferJSON})
+}
+
+// loadTinyWith is loadTiny with the artifact's JSON files given by name.
+func loadTinyWith(t *testing.T, head synthbert.Head, files map[string]string) *inference.Model {
 	t.Helper()
 	sb, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 32,
 		TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 11, WeightScale: 0.2, LayerNormEps: 1e-12})
@@ -51,8 +64,11 @@ func loadTiny(t *testing.T, head synthbert.Head, jetinferJSON string) *inference
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{artifact.TokenizerFile: tok, artifact.ConfigFile: []byte(jetinferJSON)} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, artifact.TokenizerFile), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,5 +196,175 @@ func TestInferRerank(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func denseVectors(t *testing.T, res inferapi.Result, err error) [][]float32 {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		TextEmbedding []struct{ Embedding []float32 } `json:"text_embedding"`
+	}
+	if err := json.Unmarshal(res.Body, &resp); err != nil {
+		t.Fatalf("%v: %s", err, res.Body)
+	}
+	out := make([][]float32, len(resp.TextEmbedding))
+	for i, e := range resp.TextEmbedding {
+		out[i] = e.Embedding
+	}
+	return out
+}
+
+func norm(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
+}
+
+// The options of the other APIs' routes (TEI's normalize, truncate,
+// truncation_direction and prompt_name) on a dense model.
+func TestInferDenseOptions(t *testing.T) {
+	m := loadTinyWith(t, synthbert.HeadHidden, map[string]string{
+		artifact.ConfigFile:                 `{"task_type":"text_embedding","max_sequence_length":32}`,
+		"modules.json":                      `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},{"idx":1,"name":"1","path":"","type":"sentence_transformers.models.Normalize"}]`,
+		"config_sentence_transformers.json": `{"prompts":{"query":"query: ","passage":"passage: "}}`,
+	})
+	ctx := context.Background()
+	ep := config.Endpoint{TaskType: config.TextEmbedding}
+	in := inferapi.Request{Input: []string{"first", "second text"}}
+	run := func(req inferapi.Request, opts inferapi.Options) [][]float32 {
+		res, err := Infer(ctx, m, ep, req, opts)
+		return denseVectors(t, res, err)
+	}
+	normalized := run(in, inferapi.Options{})
+	no := false
+	raw := run(in, inferapi.Options{Normalize: &no})
+	for i := range raw {
+		n := norm(raw[i])
+		if math.Abs(n-1) < 1e-3 || math.Abs(norm(normalized[i])-1) > 1e-5 {
+			t.Fatalf("input %d: raw norm %v, normalized norm %v", i, n, norm(normalized[i]))
+		}
+		for d := range raw[i] {
+			if got := float64(raw[i][d]) / n; math.Abs(got-float64(normalized[i][d])) > 1e-6 {
+				t.Fatalf("input %d dim %d: raw/|raw| = %v, normalized %v", i, d, got, normalized[i][d])
+			}
+		}
+	}
+	// Dimensions without normalization: the first values, as they are.
+	cut := run(in, inferapi.Options{Normalize: &no, Dimensions: 8})
+	if len(cut[0]) != 8 || !slices.Equal(cut[0], raw[0][:8]) {
+		t.Errorf("dimensions 8 unnormalized = %v; want %v", cut[0], raw[0][:8])
+	}
+
+	// A prompt by name is the text put before the input.
+	prompted := run(in, inferapi.Options{Prompt: "query"})
+	explicit := run(inferapi.Request{Input: []string{"query: first", "query: second text"}}, inferapi.Options{})
+	if !slices.Equal(prompted[1], explicit[1]) || slices.Equal(prompted[1], normalized[1]) {
+		t.Errorf("prompt query: %v; want %v", prompted[1][:4], explicit[1][:4])
+	}
+	_, err := Infer(ctx, m, ep, in, inferapi.Options{Prompt: "document"})
+	if want := "`prompt_name` is set to `document` but it was not found in the Sentence Transformers prompts. Available prompts: [\"passage\", \"query\"]"; err == nil || eserror.As(err).Reason != want {
+		t.Errorf("unknown prompt: %v; want %s", err, want)
+	}
+
+	// 40 × "many words" is 80 tokens, 82 with [CLS] and [SEP]: refused
+	// under truncate false, its last 30 tokens kept under direction left.
+	long := strings.Repeat("many words ", 40)
+	_, err = Infer(ctx, m, ep, inferapi.Request{Input: []string{"short", long}}, inferapi.Options{Truncation: inferapi.TruncateNone})
+	if want := "`inputs` must have less than 32 tokens. Given: 82"; err == nil || eserror.As(err).Status != 400 || eserror.As(err).Reason != want {
+		t.Errorf("truncation none: %v; want 400 %s", err, want)
+	}
+	left := run(inferapi.Request{Input: []string{"first " + long}}, inferapi.Options{Truncation: inferapi.TruncateStart})
+	tail := run(inferapi.Request{Input: []string{strings.Repeat("many words ", 15)}}, inferapi.Options{})
+	right := run(inferapi.Request{Input: []string{"first " + long}}, inferapi.Options{})
+	if !slices.Equal(left[0], tail[0]) || slices.Equal(left[0], right[0]) {
+		t.Errorf("truncation start: not the embedding of the text's last 30 tokens")
+	}
+}
+
+func TestInferSparseIDsAndRerankScores(t *testing.T) {
+	ctx := context.Background()
+	sm := loadTiny(t, synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":32}`)
+	embs, err := sm.SparseEmbed(ctx, []string{"short text"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Infer(ctx, sm, config.Endpoint{TaskType: config.SparseEmbedding}, inferapi.Request{Input: []string{"short text"}}, inferapi.Options{SparseIDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sparse struct {
+		SparseEmbedding []struct{ Embedding map[string]float32 } `json:"sparse_embedding"`
+	}
+	if err := json.Unmarshal(res.Body, &sparse); err != nil {
+		t.Fatal(err)
+	}
+	got := sparse.SparseEmbedding[0].Embedding
+	if len(got) != len(embs[0].Tokens) || len(got) == 0 {
+		t.Fatalf("%d weights by id; want %d", len(got), len(embs[0].Tokens))
+	}
+	for _, wt := range embs[0].Tokens {
+		if got[strconv.FormatInt(wt.ID, 10)] != wt.Weight || sm.Token(wt.ID) != wt.Token {
+			t.Fatalf("id %d (%q): %v; want %v", wt.ID, wt.Token, got[strconv.FormatInt(wt.ID, 10)], wt.Weight)
+		}
+	}
+
+	rm := loadTiny(t, synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":32}`)
+	query, docs := "which?", []string{"one doc", "another document"}
+	logits, err := rm.Rerank(ctx, query, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		scores string
+		want   func(float32) float32
+	}{
+		{inferapi.ScoresRaw, func(x float32) float32 { return x }},
+		{inferapi.ScoresSigmoid, func(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }},
+	} {
+		res, err := Infer(ctx, rm, config.Endpoint{TaskType: config.Rerank}, inferapi.Request{Input: docs, Query: &query}, inferapi.Options{Scores: tc.scores})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ranked struct {
+			Rerank []struct {
+				Index int     `json:"index"`
+				Score float32 `json:"relevance_score"`
+			}
+		}
+		if err := json.Unmarshal(res.Body, &ranked); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range ranked.Rerank {
+			if want := tc.want(logits[r.Index]); r.Score != want {
+				t.Errorf("scores %s, document %d: %v; want %v", tc.scores, r.Index, r.Score, want)
+			}
+		}
+	}
+}
+
+func TestInferTokenize(t *testing.T) {
+	m := loadTinyWith(t, synthbert.HeadHidden, map[string]string{
+		artifact.ConfigFile:                 `{"task_type":"text_embedding","max_sequence_length":8}`,
+		"modules.json":                      `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"}]`,
+		"config_sentence_transformers.json": `{"prompts":{"query":"query: "}}`,
+	})
+	// Never truncated: more tokens than the model's 8.
+	res, err := Infer(context.Background(), m, config.Endpoint{TaskType: config.TextEmbedding},
+		inferapi.Request{Input: []string{"Héllo, world! one two three four"}}, inferapi.Options{Tokenize: true, SpecialTokens: true, Prompt: "query"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"tokens":[[{"id":101,"text":"[CLS]","special":true},{"id":23032,"text":"query","start":0,"end":5},` +
+		`{"id":1024,"text":":","start":5,"end":6},{"id":7592,"text":"Héllo","start":7,"end":13},{"id":1010,"text":",","start":13,"end":14},` +
+		`{"id":2088,"text":"world","start":15,"end":20},{"id":999,"text":"!","start":20,"end":21},{"id":2028,"text":"one","start":22,"end":25},` +
+		`{"id":2048,"text":"two","start":26,"end":29},{"id":2093,"text":"three","start":30,"end":35},{"id":2176,"text":"four","start":36,"end":40},` +
+		`{"id":102,"text":"[SEP]","special":true}]]}`
+	if string(res.Body) != want {
+		t.Errorf("tokenize =\n%s\nwant\n%s", res.Body, want)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/pipeline/chunking"
@@ -13,7 +14,7 @@ import (
 // of each kept (nil: all), and every chunk is scored in one engine call.
 // Elasticsearch keeps the first chunks too (an early version merged the
 // rest into the last one kept; its current source truncates).
-func rerankChunked(ctx context.Context, m *inference.Model, query string, docs []string, maxChunks *int) ([]float32, error) {
+func rerankChunked(ctx context.Context, m *inference.Model, query string, docs []string, maxChunks *int, ro inference.RunOptions) ([]float32, error) {
 	settings := chunking.RerankSettings(query)
 	var texts []string
 	var owner []int
@@ -30,7 +31,11 @@ func rerankChunked(ctx context.Context, m *inference.Model, query string, docs [
 			owner = append(owner, i)
 		}
 	}
-	scores, err := m.Rerank(ctx, query, texts)
+	scores, err := m.RerankWith(ctx, query, texts, ro)
+	var tl *inference.TooLongError
+	if errors.As(err, &tl) {
+		tl.Input = owner[tl.Input] // the document, not the chunk
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func TestSplitEqualsWhole(t *testing.T) {
 		if len(answers) < 2 {
 			t.Fatalf("%d parts", len(answers))
 		}
-		merged, err := inferapi.MergeResponses(tc.ep, tc.req, answers)
+		merged, err := inferapi.MergeResponses(tc.ep, tc.req, inferapi.Options{}, answers)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -213,6 +214,36 @@ func TestSecuredAPIWithOfficialClient(t *testing.T) {
 
 	// The raw answer: WWW-Authenticate lines, no product header.
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool(t, ca.pem)}}, Timeout: 30 * time.Second}
+
+	// The TEI routes take the same key, and answer without one in TEI's body.
+	for _, c := range []struct {
+		auth   string
+		status int
+		body   string
+	}{
+		{"ApiKey " + searcher.Encoded, 200, ""},
+		{"", 401, `{"error":"missing authentication credentials for REST request [/tei/secured/embed]","error_type":"Validation"}`},
+	} {
+		req, err := http.NewRequest("POST", base+"/tei/secured/embed", strings.NewReader(`{"inputs":"a search"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var vecs [][]float32
+		if resp.StatusCode != c.status || c.body != "" && string(body) != c.body ||
+			c.body == "" && (json.Unmarshal(body, &vecs) != nil || len(vecs) != 1 || len(vecs[0]) != len(res.TextEmbedding[0].Embedding)) {
+			t.Errorf("TEI embed with %q: %d %s; want %d %s", c.auth, resp.StatusCode, body, c.status, c.body)
+		}
+	}
 	resp, err := httpClient.Get(base + "/_inference/_all")
 	if err != nil {
 		t.Fatal(err)

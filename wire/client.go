@@ -90,7 +90,7 @@ func (c *Client) Infer(ctx context.Context, ep config.Endpoint, req inferapi.Req
 		bodies[i] = r.Body
 		tokens += r.Tokens
 	}
-	body, err := inferapi.MergeResponses(ep, req, bodies)
+	body, err := inferapi.MergeResponses(ep, req, opts, bodies)
 	return inferapi.Result{Body: body, Tokens: tokens}, err
 }
 

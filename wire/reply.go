@@ -2,10 +2,12 @@ package wire
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,38 +35,40 @@ const (
 	// HeaderDeadline is the time (Unix nanoseconds) after which the
 	// requester no longer waits; a request found expired is not served.
 	HeaderDeadline = "Jetinfer-Deadline"
-	// HeaderDimensions and HeaderCountTokens carry a request's
-	// inferapi.Options; HeaderTokens answers CountTokens on the last part
-	// of a reply.
-	HeaderDimensions  = "Jetinfer-Dimensions"
-	HeaderCountTokens = "Jetinfer-Count-Tokens"
-	HeaderTokens      = "Jetinfer-Tokens"
+	// HeaderOptions carries a request's inferapi.Options as JSON;
+	// HeaderTokens answers CountTokens on the last part of a reply.
+	HeaderOptions = "Jetinfer-Options"
+	HeaderTokens  = "Jetinfer-Tokens"
 )
 
-// SetOptions writes opts into an infer request's headers.
+// SetOptions writes opts into an infer request's headers; the zero
+// Options write nothing.
 func SetOptions(msg *nats.Msg, opts inferapi.Options) {
-	if opts.Dimensions > 0 {
-		msg.Header.Set(HeaderDimensions, strconv.Itoa(opts.Dimensions))
+	if opts == (inferapi.Options{}) {
+		return
 	}
-	if opts.CountTokens {
-		msg.Header.Set(HeaderCountTokens, "true")
-	}
+	b, _ := json.Marshal(opts) // plain fields: it cannot fail
+	msg.Header.Set(HeaderOptions, string(b))
 }
 
-// Options reads an infer request's inferapi.Options.
+// Options reads an infer request's inferapi.Options. An option this
+// process does not know is an error, not ignored: a worker older than the
+// route that asks for it refuses the request rather than answering
+// something else than was asked.
 func Options(msg *nats.Msg) (inferapi.Options, error) {
 	var opts inferapi.Options
-	if msg.Header == nil {
+	v := msg.Header.Get(HeaderOptions)
+	if v == "" {
 		return opts, nil
 	}
-	if v := msg.Header.Get(HeaderDimensions); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return opts, fmt.Errorf("%s header [%s] is not a positive number", HeaderDimensions, v)
-		}
-		opts.Dimensions = n
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&opts); err != nil {
+		return opts, fmt.Errorf("%s header: %w", HeaderOptions, err)
 	}
-	opts.CountTokens = msg.Header.Get(HeaderCountTokens) == "true"
+	if opts.Dimensions < 0 {
+		return opts, fmt.Errorf("%s header: dimensions [%d] is negative", HeaderOptions, opts.Dimensions)
+	}
 	return opts, nil
 }
 

@@ -63,6 +63,7 @@ const bpeMaxPooled = 1 << 12
 type bpeSymbol struct {
 	id         int32
 	prev, next int32 // -1: none
+	start, end int32 // the bytes of the word it covers
 	dead       bool  // merged into the symbol on its left (Rust: len 0)
 }
 
@@ -213,12 +214,20 @@ func (b *bpeModel) vocab() []string { return b.tokens }
 func (b *bpeModel) maxPieceBytes() int { return b.longest }
 
 func (b *bpeModel) appendIDs(dst []int64, word string) ([]int64, error) {
+	return bpeAppend(b, dst, word, pieceID)
+}
+
+func (b *bpeModel) appendPieces(dst []wordPiece, word string) ([]wordPiece, error) {
+	return bpeAppend(b, dst, word, newWordPiece)
+}
+
+func bpeAppend[T any](b *bpeModel, dst []T, word string, token func(id int64, i, j int) T) ([]T, error) {
 	if word == "" {
 		return dst, nil
 	}
 	if b.ignoreMerges {
 		if id, ok := b.ids[word]; ok {
-			return append(dst, int64(id)), nil
+			return append(dst, token(int64(id), 0, len(word))), nil
 		}
 	}
 	if len(word) > math.MaxInt32/2 {
@@ -240,7 +249,7 @@ func (b *bpeModel) appendIDs(dst []int64, word string) ([]int64, error) {
 	dst = slices.Grow(dst, live)
 	for _, sym := range s.symbols {
 		if !sym.dead {
-			dst = append(dst, int64(sym.id))
+			dst = append(dst, token(int64(sym.id), int(sym.start), int(sym.end)))
 		}
 	}
 	return dst, nil
@@ -255,18 +264,23 @@ func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
 		s.symbols = make([]bpeSymbol, 0, n)
 	}
 	s.symbols = s.symbols[:0]
+	// Every symbol covers the character it comes from (each byte of a byte fallback the whole character, a fused
+	// <unk> all of its characters).
+	var from, to int32
 	add := func(id int32) {
 		n := int32(len(s.symbols))
 		if n > 0 {
 			s.symbols[n-1].next = n
 		}
-		s.symbols = append(s.symbols, bpeSymbol{id: id, prev: n - 1, next: -1})
+		s.symbols = append(s.symbols, bpeSymbol{id: id, prev: n - 1, next: -1, start: from, end: to})
 	}
 	pendingUnk := false
+	unkFrom := int32(0)
 	for i := 0; i < len(word); {
 		r, size := utf8.DecodeRuneInString(word[i:])
 		first, last := i == 0, i+size == len(word)
 		piece := word[i : i+size]
+		charFrom, charTo := int32(i), int32(i+size)
 		i += size
 		var (
 			id       int32
@@ -292,13 +306,16 @@ func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
 		}
 		if ok {
 			if pendingUnk {
+				from, to = unkFrom, charFrom
 				add(b.unkID)
 				pendingUnk = false
 			}
+			from, to = charFrom, charTo
 			add(id)
 			continue
 		}
 		// Byte fallback looks at the string that was looked up, prefix and suffix included.
+		from, to = charFrom, charTo
 		if b.byteFallback {
 			if affixed {
 				fallback = bpeAppendBytes(b, add, s.buf)
@@ -316,11 +333,16 @@ func (b *bpeModel) initialSymbols(s *bpeScratch, word string) error {
 			return fmt.Errorf("bpe: unk_token %q is not in the vocabulary", *b.unkToken)
 		}
 		if pendingUnk && !b.fuseUnk {
+			from, to = unkFrom, charFrom
 			add(b.unkID)
+		}
+		if !pendingUnk || !b.fuseUnk {
+			unkFrom = charFrom
 		}
 		pendingUnk = true
 	}
 	if pendingUnk {
+		from, to = unkFrom, int32(len(word))
 		add(b.unkID)
 	}
 	return nil
@@ -373,6 +395,7 @@ func (b *bpeModel) mergeAll(s *bpeScratch) int {
 			continue
 		}
 		cur.id = top.id
+		cur.end = right.end
 		cur.next = right.next
 		syms[rightPos].dead = true
 		live--

@@ -114,7 +114,7 @@ type hfPreTokenizer struct {
 	PrependScheme *string `json:"prepend_scheme"`
 	Split         *bool   `json:"split"`
 
-	// ByteLevel (its trim_offsets only concerns offsets, which we do not compute).
+	// ByteLevel (its trim_offsets is the post-processor's business).
 	UseRegex *bool `json:"use_regex"`
 
 	// Sequence.
@@ -133,8 +133,20 @@ type hfPostProcessor struct {
 	Sep *hfTokenAndID `json:"sep"`
 	Cls *hfTokenAndID `json:"cls"`
 
+	// ByteLevel and RobertaProcessing: both true when absent (their Default).
+	TrimOffsets    *bool `json:"trim_offsets"`
+	AddPrefixSpace *bool `json:"add_prefix_space"`
+
 	// Sequence.
 	Processors []json.RawMessage `json:"processors"`
+}
+
+// trimOffsets is the offset trimming the post-processor asks for, nil for none.
+func (cfg hfPostProcessor) trimOffsets() *trimOffsets {
+	if cfg.TrimOffsets != nil && !*cfg.TrimOffsets {
+		return nil
+	}
+	return &trimOffsets{addPrefixSpace: cfg.AddPrefixSpace == nil || *cfg.AddPrefixSpace}
 }
 
 type hfTemplatePiece struct {

@@ -15,6 +15,8 @@ import (
 // subwordModel turns one pre-tokenized word into ids.
 type subwordModel interface {
 	appendIDs(dst []int64, word string) ([]int64, error)
+	// appendPieces is appendIDs with the bytes of the word each token covers (for offsets).
+	appendPieces(dst []wordPiece, word string) ([]wordPiece, error)
 	// vocab returns the model's id → token table (holes are "").
 	vocab() []string
 	// maxPieceBytes bounds the bytes of a word that one token covers, runs of unknown characters apart, for
@@ -41,8 +43,20 @@ type wordPieceModel struct {
 }
 
 func (m *wordPieceModel) appendIDs(dst []int64, word string) ([]int64, error) {
+	return wordPieceAppend(m, dst, word, pieceID), nil
+}
+
+func (m *wordPieceModel) appendPieces(dst []wordPiece, word string) ([]wordPiece, error) {
+	return wordPieceAppend(m, dst, word, newWordPiece), nil
+}
+
+// pieceID and newWordPiece make the token a model appends: its id alone, or a wordPiece.
+func pieceID(id int64, _, _ int) int64          { return id }
+func newWordPiece(id int64, i, j int) wordPiece { return wordPiece{id: id, start: i, end: j} }
+
+func wordPieceAppend[T any](m *wordPieceModel, dst []T, word string, token func(id int64, i, j int) T) []T {
 	if utf8.RuneCountInString(word) > m.maxChars {
-		return append(dst, m.unkID), nil
+		return append(dst, token(m.unkID, 0, len(word)))
 	}
 	start := len(dst)
 	for pos := 0; pos < len(word); {
@@ -52,12 +66,12 @@ func (m *wordPieceModel) appendIDs(dst []int64, word string) ([]int64, error) {
 		}
 		id, n := index.longest(word[pos:])
 		if n == 0 {
-			return append(dst[:start], m.unkID), nil
+			return append(dst[:start], token(m.unkID, 0, len(word)))
 		}
-		dst = append(dst, int64(id))
+		dst = append(dst, token(int64(id), pos, pos+n))
 		pos += n
 	}
-	return dst, nil
+	return dst
 }
 
 func (m *wordPieceModel) vocab() []string { return m.tokens }
@@ -206,6 +220,14 @@ type viterbiNode struct {
 }
 
 func (u *unigramModel) appendIDs(dst []int64, word string) ([]int64, error) {
+	return unigramAppend(u, dst, word, pieceID)
+}
+
+func (u *unigramModel) appendPieces(dst []wordPiece, word string) ([]wordPiece, error) {
+	return unigramAppend(u, dst, word, newWordPiece)
+}
+
+func unigramAppend[T any](u *unigramModel, dst []T, word string, token func(id int64, i, j int) T) ([]T, error) {
 	if word == "" {
 		return dst, nil
 	}
@@ -247,7 +269,7 @@ func (u *unigramModel) appendIDs(dst []int64, word string) ([]int64, error) {
 
 	// Walk back, fusing runs of <unk> (tokenizers' fuse_unk is always true for Unigram), then look every piece up
 	// by its text, as Unigram::tokenize does.
-	var pieces []string
+	var pieces [][2]int // byte ranges in the word, last first
 	for end := n; end > 0; {
 		node := best[end]
 		if int(node.id) == u.unkID {
@@ -255,37 +277,39 @@ func (u *unigramModel) appendIDs(dst []int64, word string) ([]int64, error) {
 			for end > 0 && int(best[end].id) == u.unkID {
 				end = int(best[end].start)
 			}
-			pieces = append(pieces, word[end:unkEnd])
+			pieces = append(pieces, [2]int{end, unkEnd})
 			continue
 		}
-		pieces = append(pieces, word[node.start:end])
+		pieces = append(pieces, [2]int{int(node.start), end})
 		end = int(node.start)
 	}
-	for i := len(pieces) - 1; i >= 0; i-- {
-		dst = u.appendPiece(dst, pieces[i])
+	for k := len(pieces) - 1; k >= 0; k-- {
+		dst = unigramAppendPiece(u, dst, word, pieces[k][0], pieces[k][1], token)
 	}
 	return dst, nil
 }
 
-// appendPiece appends the id of one segment: its vocabulary id, else (an unknown run) its bytes as <0xXX> pieces
-// when byte_fallback is on and they all exist, else unk_id.
-func (u *unigramModel) appendPiece(dst []int64, piece string) []int64 {
+// unigramAppendPiece appends the token of one segment, word[i:j]: its vocabulary id, else (an unknown run) its
+// bytes as <0xXX> pieces when byte_fallback is on and they all exist (each covering the whole segment, as in
+// tokenizers), else unk_id.
+func unigramAppendPiece[T any](u *unigramModel, dst []T, word string, i, j int, token func(id int64, i, j int) T) []T {
+	piece := word[i:j]
 	if id, ok := u.ids[piece]; ok {
-		return append(dst, int64(id))
+		return append(dst, token(int64(id), i, j))
 	}
 	if u.byteFallback {
 		start := len(dst)
-		for i := 0; i < len(piece); i++ {
-			id, ok := u.ids[fmt.Sprintf("<0x%02X>", piece[i])]
+		for k := 0; k < len(piece); k++ {
+			id, ok := u.ids[fmt.Sprintf("<0x%02X>", piece[k])]
 			if !ok {
 				dst = dst[:start]
-				return append(dst, int64(u.unkID))
+				return append(dst, token(int64(u.unkID), i, j))
 			}
-			dst = append(dst, int64(id))
+			dst = append(dst, token(int64(id), i, j))
 		}
 		return dst
 	}
-	return append(dst, int64(u.unkID))
+	return append(dst, token(int64(u.unkID), i, j))
 }
 
 // prefixIndex finds the vocabulary entries that are prefixes of a string. The keys are sorted, so the keys that

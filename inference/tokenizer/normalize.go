@@ -26,6 +26,8 @@ import (
 // textNormalizer is one tokenizer.json "normalizer".
 type textNormalizer interface {
 	normalize(s string) string
+	// normalizeAligned is normalize with the alignments kept (see offsets.go).
+	normalizeAligned(a alignedText) alignedText
 }
 
 func buildNormalizer(raw json.RawMessage) (textNormalizer, error) {
@@ -373,28 +375,35 @@ func dartsOffset(u uint32) uint32 { return (u >> 10) << ((u & (1 << 9)) >> 6) }
 func (p *precompiledNormalizer) normalize(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
+	p.each(s, func(out string, _, _ int) { b.WriteString(out) })
+	return b.String()
+}
+
+// each calls emit with the normalized form of each unit of s and the unit's byte range.
+func (p *precompiledNormalizer) each(s string, emit func(out string, i, j int)) {
 	state := -1
-	for rest := s; rest != ""; {
+	for at, rest := 0, s; rest != ""; {
 		var grapheme string
 		grapheme, rest, _, state = uniseg.FirstGraphemeClusterInString(rest, state)
+		start := at
+		at += len(grapheme)
 		// Whole graphemes shorter than 6 bytes are looked up first, then each character on its own: SentencePiece's
 		// behaviour, reproduced as is by tokenizers ("Yes, this is weird").
 		if len(grapheme) < 6 {
 			if out, ok := p.transform(grapheme); ok {
-				b.WriteString(out)
+				emit(out, start, at)
 				continue
 			}
 		}
-		for len(grapheme) > 0 {
-			_, size := utf8.DecodeRuneInString(grapheme)
-			part := grapheme[:size]
-			grapheme = grapheme[size:]
+		for i := 0; i < len(grapheme); {
+			_, size := utf8.DecodeRuneInString(grapheme[i:])
+			part := grapheme[i : i+size]
 			if out, ok := p.transform(part); ok {
-				b.WriteString(out)
+				emit(out, start+i, start+i+size)
 			} else {
-				b.WriteString(part)
+				emit(part, start+i, start+i+size)
 			}
+			i += size
 		}
 	}
-	return b.String()
 }

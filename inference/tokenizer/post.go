@@ -22,6 +22,7 @@ type templatePart struct {
 type postProcessor struct {
 	single, pair []templatePart
 	hasPair      bool
+	trim         *trimOffsets // nil: offsets are not trimmed
 }
 
 // added is the number of special tokens the template adds (tokenizers' PostProcessor::added_tokens).
@@ -90,7 +91,9 @@ func buildPostProcessor(raw json.RawMessage, validID func(int64) bool) (*postPro
 	case "ByteLevel":
 		// It only trims offsets; ids and type ids are those of no post-processor (PostProcessor::process sets type
 		// id i on sequence i before process_encodings).
-		return plainPostProcessor(), nil
+		p := plainPostProcessor()
+		p.trim = cfg.trimOffsets()
+		return p, nil
 	case "Sequence":
 		return buildPostProcessorSequence(cfg, validID)
 	case "TemplateProcessing":
@@ -118,6 +121,7 @@ func buildPostProcessor(raw json.RawMessage, validID func(int64) bool) (*postPro
 			pair: []templatePart{specialPart(cls, 0), seqPart(0, 0), specialPart(sep, 0),
 				specialPart(sep, 0), seqPart(1, 0), specialPart(sep, 0)},
 			hasPair: true,
+			trim:    cfg.trimOffsets(),
 		}, nil
 	case "":
 		return nil, errors.New(`"type" is missing`)
@@ -131,6 +135,7 @@ func buildPostProcessor(raw json.RawMessage, validID func(int64) bool) (*postPro
 // sequence amounts to. Two of those would wrap the sequences twice, which no tokenizer file does: refused.
 func buildPostProcessorSequence(cfg hfPostProcessor, validID func(int64) bool) (*postProcessor, error) {
 	var chosen *postProcessor
+	var trim *trimOffsets
 	for i, sub := range cfg.Processors {
 		if isJSONNull(sub) {
 			return nil, fmt.Errorf("Sequence[%d]: null", i)
@@ -146,6 +151,7 @@ func buildPostProcessorSequence(cfg hfPostProcessor, validID func(int64) bool) (
 			return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
 		}
 		if head.Type == "ByteLevel" {
+			trim = p.trim
 			continue
 		}
 		if chosen != nil {
@@ -154,7 +160,10 @@ func buildPostProcessorSequence(cfg hfPostProcessor, validID func(int64) bool) (
 		chosen = p
 	}
 	if chosen == nil {
-		return plainPostProcessor(), nil
+		chosen = plainPostProcessor()
+	}
+	if trim != nil {
+		chosen.trim = trim
 	}
 	return chosen, nil
 }
@@ -210,17 +219,24 @@ func buildTemplate(cfg hfPostProcessor, validID func(int64) bool) (*postProcesso
 	return &postProcessor{single: single, pair: pair, hasPair: len(pair) > 0}, nil
 }
 
-// truncateLongestFirst is tokenizers' truncate_encodings with the LongestFirst strategy, direction right and no
-// stride, cutting to maxLen tokens in all (room for the special tokens already taken off). For a pair, the longer
-// sequence is cut first; when even the shorter one does not fit in half, each gets half of maxLen and the longer
-// one the odd token.
-func truncateLongestFirst(a, b []int64, maxLen int, pair bool) ([]int64, []int64, bool) {
+// truncateLongestFirst is tokenizers' truncate_encodings with the LongestFirst strategy and no stride, cutting to
+// maxLen tokens in all (room for the special tokens already taken off), at the end of each sequence (direction
+// right) or at its start (KeepEnd, direction left). For a pair, the longer sequence is cut first; when even the
+// shorter one does not fit in half, each gets half of maxLen and the longer one the odd token.
+func truncateLongestFirst(a, b []int64, maxLen int, pair bool, keep Keep) ([]int64, []int64, bool) {
 	total := len(a) + len(b)
 	if total <= maxLen {
 		return a, b, false
 	}
+	cut := func(s []int64, n int) []int64 {
+		n = min(len(s), n)
+		if keep == KeepEnd {
+			return s[len(s)-n:]
+		}
+		return s[:n]
+	}
 	if !pair {
-		return a[:maxLen], b, true
+		return cut(a, maxLen), b, true
 	}
 	n1, n2 := len(a), len(b)
 	swap := n1 > n2
@@ -239,5 +255,5 @@ func truncateLongestFirst(a, b []int64, maxLen int, pair bool) ([]int64, []int64
 	if swap {
 		n1, n2 = n2, n1
 	}
-	return a[:min(len(a), n1)], b[:min(len(b), n2)], true
+	return cut(a, n1), cut(b, n2), true
 }

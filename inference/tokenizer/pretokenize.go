@@ -20,6 +20,8 @@ import (
 // which is what Metaspace's prepend_scheme "first" looks at (tokenizers: offsets_original().0 == 0).
 type preTokenizer interface {
 	split(dst []string, s string, origin bool) []string
+	// splitAligned is split with the alignments kept (see offsets.go).
+	splitAligned(dst []alignedText, s alignedText, origin bool) []alignedText
 }
 
 func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
@@ -122,20 +124,26 @@ func (seq sequencePreTokenizer) split(dst []string, s string, origin bool) []str
 type bertPreTokenizer struct{}
 
 func (bertPreTokenizer) split(dst []string, s string, _ bool) []string {
+	bertWords(s, func(i, j int) { dst = append(dst, s[i:j]) })
+	return dst
+}
+
+// bertWords calls word with the byte range of each of BertPreTokenizer's words of s, in order.
+func bertWords(s string, word func(i, j int)) {
 	start := -1 // start of the current word, -1 outside one
 	for i, r := range s {
 		switch {
 		case unicode.Is(unicode.White_Space, r):
 			if start >= 0 {
-				dst = append(dst, s[start:i])
+				word(start, i)
 				start = -1
 			}
 		case isBertPunctuation(r):
 			if start >= 0 {
-				dst = append(dst, s[start:i])
+				word(start, i)
 				start = -1
 			}
-			dst = append(dst, s[i:i+utf8.RuneLen(r)])
+			word(i, i+utf8.RuneLen(r))
 		default:
 			if start < 0 {
 				start = i
@@ -143,9 +151,8 @@ func (bertPreTokenizer) split(dst []string, s string, _ bool) []string {
 		}
 	}
 	if start >= 0 {
-		dst = append(dst, s[start:])
+		word(start, len(s))
 	}
-	return dst
 }
 
 // isBertPunctuation is tokenizers' is_bert_punc: ASCII punctuation (which includes symbols such as $ + < = > ^ `
@@ -161,10 +168,25 @@ func isBertPunctuation(r rune) bool {
 type whitespaceSplitPreTokenizer struct{}
 
 func (whitespaceSplitPreTokenizer) split(dst []string, s string, _ bool) []string {
-	for w := range strings.FieldsFuncSeq(s, isRegexSpace) {
-		dst = append(dst, w)
-	}
+	whitespaceSplitWords(s, func(i, j int) { dst = append(dst, s[i:j]) })
 	return dst
+}
+
+// whitespaceSplitWords calls word with the byte range of each run of s between White_Space characters.
+func whitespaceSplitWords(s string, word func(i, j int)) {
+	start := -1
+	for i, r := range s {
+		switch {
+		case !isRegexSpace(r) && start < 0:
+			start = i
+		case isRegexSpace(r) && start >= 0:
+			word(start, i)
+			start = -1
+		}
+	}
+	if start >= 0 {
+		word(start, len(s))
+	}
 }
 
 // whitespacePreTokenizer is tokenizers' Whitespace, the regex \w+|[^\w\s]+ with Rust regex's Unicode classes:
@@ -172,9 +194,15 @@ func (whitespaceSplitPreTokenizer) split(dst []string, s string, _ bool) []strin
 type whitespacePreTokenizer struct{}
 
 func (whitespacePreTokenizer) split(dst []string, s string, _ bool) []string {
+	whitespaceWords(s, func(i, j int) { dst = append(dst, s[i:j]) })
+	return dst
+}
+
+// whitespaceWords calls word with the byte range of each of Whitespace's words of s.
+func whitespaceWords(s string, word func(i, j int)) {
 	const (
 		none = iota
-		word
+		wordChars
 		other
 	)
 	start, kind := 0, none
@@ -184,19 +212,18 @@ func (whitespacePreTokenizer) split(dst []string, s string, _ bool) []string {
 		case isRegexSpace(r):
 			k = none
 		case isRegexWord(r):
-			k = word
+			k = wordChars
 		}
 		if k != kind {
 			if kind != none {
-				dst = append(dst, s[start:i])
+				word(start, i)
 			}
 			start, kind = i, k
 		}
 	}
 	if kind != none {
-		dst = append(dst, s[start:])
+		word(start, len(s))
 	}
-	return dst
 }
 
 // isRegexSpace is \s of Rust's regex crate: the White_Space property.
@@ -242,14 +269,20 @@ func (m metaspacePreTokenizer) split(dst []string, s string, origin bool) []stri
 	if !m.splitWords {
 		return append(dst, s)
 	}
+	m.words(s, func(i, j int) { dst = append(dst, s[i:j]) })
+	return dst
+}
+
+// words calls word with the byte range of each piece of s cut before every replacement character.
+func (m metaspacePreTokenizer) words(s string, word func(i, j int)) {
 	start := 0
 	for i, r := range s {
 		if r == m.replacement && i > start {
-			dst = append(dst, s[start:i])
+			word(start, i)
 			start = i
 		}
 	}
-	return append(dst, s[start:])
+	word(start, len(s))
 }
 
 // byteLevelPreTokenizer is tokenizers' ByteLevel pre-tokenizer (GPT-2, RoBERTa): a space is prepended to the

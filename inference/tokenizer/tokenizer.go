@@ -8,6 +8,7 @@ package tokenizer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"unicode/utf8"
@@ -166,22 +167,42 @@ func (t *Tokenizer) findPadID(file *hfTokenizerFile) int64 {
 	return 0
 }
 
+// Keep says which part of a text longer than MaxLength an encoding keeps.
+type Keep int
+
+const (
+	// KeepStart cuts the end off (Hugging Face's truncation direction right, the default).
+	KeepStart Keep = iota
+	// KeepEnd cuts the start off (direction left).
+	KeepEnd
+)
+
 // Encode tokenizes one text: special tokens around it, truncated to MaxLength.
 func (t *Tokenizer) Encode(text string) (Encoding, error) {
-	return t.encode(text, "", false)
+	return t.encode(text, "", false, KeepStart)
+}
+
+// EncodeKeeping is Encode with the part of a long text to keep.
+func (t *Tokenizer) EncodeKeeping(text string, keep Keep) (Encoding, error) {
+	return t.encode(text, "", false, keep)
 }
 
 // EncodePair tokenizes a pair of texts, e.g. a rerank (query, document): the second sequence gets type id 1 (as the
 // template says), and when the pair is too long the longer text is cut first (longest_first, Hugging Face's
 // default).
 func (t *Tokenizer) EncodePair(first, second string) (Encoding, error) {
+	return t.EncodePairKeeping(first, second, KeepStart)
+}
+
+// EncodePairKeeping is EncodePair with the part of a long text to keep.
+func (t *Tokenizer) EncodePairKeeping(first, second string, keep Keep) (Encoding, error) {
 	if !t.post.hasPair {
 		return Encoding{}, errors.New("tokenizer: the post-processor has no template for pairs")
 	}
-	return t.encode(first, second, true)
+	return t.encode(first, second, true, keep)
 }
 
-func (t *Tokenizer) encode(first, second string, pair bool) (enc Encoding, err error) {
+func (t *Tokenizer) encode(first, second string, pair bool, keep Keep) (enc Encoding, err error) {
 	// Everything below is our own code over validated data; still, one unforeseen input must fail its request,
 	// not the process.
 	defer func() {
@@ -190,17 +211,22 @@ func (t *Tokenizer) encode(first, second string, pair bool) (enc Encoding, err e
 		}
 	}()
 	room := t.maxLength - t.post.added(pair)
-	a, err := t.encodeSequence(first, room)
+	// The end of a text is only known once all of it is tokenized.
+	limit := room
+	if keep == KeepEnd {
+		limit = math.MaxInt - 1
+	}
+	a, err := t.encodeSequence(first, limit)
 	if err != nil {
 		return Encoding{}, fmt.Errorf("tokenizer: %w", err)
 	}
 	var b []int64
 	if pair {
-		if b, err = t.encodeSequence(second, room); err != nil {
+		if b, err = t.encodeSequence(second, limit); err != nil {
 			return Encoding{}, fmt.Errorf("tokenizer: %w", err)
 		}
 	}
-	a, b, enc.Truncated = truncateLongestFirst(a, b, room, pair)
+	a, b, enc.Truncated = truncateLongestFirst(a, b, room, pair, keep)
 	enc.IDs, enc.TypeIDs = t.post.apply(a, b, pair)
 	return enc, nil
 }
