@@ -71,8 +71,8 @@ type Controller struct {
 	ensured  map[string]uint64                             // consumers created, by inference id and revision
 	// quiet counts, per allocated endpoint whose consumer was last found
 	// empty, the intervals since in which nothing moved (see sampleOne).
-	quiet  map[string]int
-	demand chan demand
+	quiet    map[string]int
+	demand   chan demand
 	activity map[string]activity // adaptive endpoints', by inference id
 	// backlogs are the documents queued per endpoint at the last sweep
 	// (swept then), for endpoints with no allocation: one listing of every

@@ -104,7 +104,7 @@ func TestBPEMergesBothFormats(t *testing.T) {
 
 // The golden BPE file (pairs) and the same file with legacy merges give the same ids on the whole corpus.
 func TestBPELegacyMergesGolden(t *testing.T) {
-	data, err := os.ReadFile(tokPath("bpe"))
+	data, err := os.ReadFile(tokPath(t, "bpe"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestGPT2SplitMatchesPattern(t *testing.T) {
 // Sequence [ByteLevel, TemplateProcessing] is the template (ByteLevel only trims offsets); ByteLevel alone adds
 // nothing and keeps type id 1 for the second text, as no post-processor.
 func TestBPEPostProcessors(t *testing.T) {
-	data, err := os.ReadFile(tokPath("bpe"))
+	data, err := os.ReadFile(tokPath(t, "bpe"))
 	if err != nil {
 		t.Fatal(err)
 	}

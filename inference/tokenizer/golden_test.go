@@ -2,9 +2,11 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -12,7 +14,11 @@ import (
 // tokenizer at several maximum lengths (scripts/golden/tokenize.mjs writes them; CI does not run Node, the files
 // are committed).
 
-var tokTestTokenizers = []string{"bert-base-uncased", "unigram", "bpe"}
+var tokTestTokenizers = []string{"bert-base-uncased", "unigram", "bpe", "qwen3", "gemma3"}
+
+// tokDownloaded are the test tokenizers whose tokenizer.json is too large for the repository:
+// scripts/install-tokenizers.sh (which the test command runs) puts them in the user's cache.
+var tokDownloaded = map[string]bool{"qwen3": true, "gemma3": true}
 
 type tokCorpus struct {
 	Single []string    `json:"single"`
@@ -45,16 +51,44 @@ func tokLoadCorpus(t testing.TB) tokCorpus {
 	return c
 }
 
-func tokPath(name string) string {
-	return filepath.Join("testdata", name, "tokenizer.json")
+func tokPath(t testing.TB, name string) string {
+	if !tokDownloaded[name] {
+		return filepath.Join("testdata", name, "tokenizer.json")
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache = filepath.Join(home, ".cache")
+	}
+	path := filepath.Join(cache, "jetinfer", "tokenizers", name, "tokenizer.json")
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s: %v (the test command installs it with scripts/install-tokenizers.sh)", name, err)
+		}
+		t.Skipf("%s is not installed: run scripts/install-tokenizers.sh", name)
+	}
+	return path
 }
+
+// tokLoaded keeps the tokenizers the tests loaded, by path and maximum length: a Tokenizer is immutable, and the
+// real ones take a second or more to load.
+var tokLoaded sync.Map
 
 func tokLoad(t testing.TB, name string, maxLength int) *Tokenizer {
 	t.Helper()
-	tok, err := Load(Config{Path: tokPath(name), MaxLength: maxLength})
+	path := tokPath(t, name)
+	key := fmt.Sprintf("%s@%d", path, maxLength)
+	if tok, ok := tokLoaded.Load(key); ok {
+		return tok.(*Tokenizer)
+	}
+	tok, err := Load(Config{Path: path, MaxLength: maxLength})
 	if err != nil {
 		t.Fatal(err)
 	}
+	tokLoaded.Store(key, tok)
 	return tok
 }
 

@@ -117,6 +117,11 @@ type hfPreTokenizer struct {
 	// ByteLevel (its trim_offsets is the post-processor's business).
 	UseRegex *bool `json:"use_regex"`
 
+	// Split.
+	Pattern  *hfPattern `json:"pattern"`
+	Behavior string     `json:"behavior"`
+	Invert   bool       `json:"invert"`
+
 	// Sequence.
 	Pretokenizers []json.RawMessage `json:"pretokenizers"`
 }

@@ -14,9 +14,11 @@ import (
 // from, and every normalizer and pre-tokenizer step carries those alignments along. Encode has no use for them and
 // stays on plain strings (it is the hot path); Tokenize runs the same steps on an alignedText, which keeps that
 // range per byte. Each step below produces exactly the string its plain version does (TestTokenizeMatchesEncode
-// holds the ids equal), and aligns every byte it writes to the original range of the unit it came from: a changed
-// character to that character, an inserted one (a prepended ▁ or space, the spaces around a CJK ideograph) to the
-// character it was inserted at, a composed character to all of those it was composed of.
+// holds the ids equal) and aligns what it writes as NormalizedString::transform does
+// (tokenizer/normalizer.rs): a unit of n characters written as m, the first min(n, m) in order take the alignments
+// of the characters they replace, the last of them also swallows the rest when m < n, and the characters beyond
+// n are inserted, taking the alignment of the character before them. A token's offsets are its first byte's start
+// and its last byte's end. TestTokenizeOffsetsGolden compares them with the Rust crate's.
 
 // alignedText is a string and, for each of its bytes, the byte range [lo, hi) of the original input it comes from.
 type alignedText struct {
@@ -37,13 +39,10 @@ func newAlignedText(s string, base int) alignedText {
 	return a
 }
 
-// span returns the original range of a.s[i:j], which must not be empty.
+// span returns the original range of a.s[i:j], which must not be empty: its first byte's start, its last byte's
+// end (NormalizedString::convert_offsets).
 func (a alignedText) span(i, j int) (lo, hi int) {
-	lo, hi = int(a.lo[i]), int(a.hi[i])
-	for k := i + 1; k < j; k++ {
-		lo, hi = min(lo, int(a.lo[k])), max(hi, int(a.hi[k]))
-	}
-	return lo, hi
+	return int(a.lo[i]), int(a.hi[j-1])
 }
 
 // slice is a.s[i:j] with its alignments.
@@ -82,21 +81,36 @@ func (ab *alignedBuilder) text() alignedText {
 }
 
 // mapUnits cuts a.s into units (next returns the length of the one at the start of its argument, at least 1) and
-// writes f of each, aligned to the unit's original range.
+// writes f of each, aligned as transform aligns a unit's replacement (see the top of this file).
 func mapUnits(a alignedText, next func(string) int, f func(string) string) alignedText {
 	ab := newAlignedBuilder(len(a.s))
 	for i := 0; i < len(a.s); {
 		n := max(1, min(next(a.s[i:]), len(a.s)-i))
-		out := f(a.s[i : i+n])
-		if out == a.s[i:i+n] {
+		unit := a.s[i : i+n]
+		out := f(unit)
+		if out == unit {
 			ab.copy(a, i, i+n)
-		} else if out != "" {
-			lo, hi := a.span(i, i+n)
-			ab.write(out, lo, hi)
+		} else {
+			ab.replace(a, i, unit, out)
 		}
 		i += n
 	}
 	return ab.text()
+}
+
+// replace writes out in place of unit, which starts at a.s[at:]: its k-th character takes the alignment of the
+// unit's k-th, those beyond the unit's length that of the unit's last.
+func (ab *alignedBuilder) replace(a alignedText, at int, unit, out string) {
+	in := at // the unit's character that out's next one replaces
+	for _, r := range out {
+		if in < at+len(unit) {
+			ab.write(string(r), int(a.lo[in]), int(a.hi[in]))
+			_, n := utf8.DecodeRuneInString(a.s[in:])
+			in += n
+			continue
+		}
+		ab.write(string(r), int(a.lo[in-1]), int(a.hi[in-1]))
+	}
 }
 
 func nextRune(s string) int {
@@ -197,17 +211,16 @@ func (n replaceNormalizer) normalizeAligned(a alignedText) alignedText {
 			i += k + len(n.literal)
 		}
 	}
+	// NormalizedString::replace removes the match and inserts the content: every character of it takes the
+	// alignment of the byte before, the match's last (nothing before the text's start: 0, 0).
 	ab := newAlignedBuilder(len(a.s))
 	prev := 0
 	for _, m := range matches {
 		ab.copy(a, prev, m[0])
-		if m[1] > m[0] {
-			lo, hi := a.span(m[0], m[1])
-			ab.write(n.with, lo, hi)
-		} else if m[0] < len(a.s) { // an empty match inserts before the next character
-			ab.write(n.with, int(a.lo[m[0]]), int(a.hi[m[0]]))
-		} else if m[0] > 0 {
-			ab.write(n.with, int(a.lo[m[0]-1]), int(a.hi[m[0]-1]))
+		if m[1] > 0 {
+			ab.write(n.with, int(a.lo[m[1]-1]), int(a.hi[m[1]-1]))
+		} else {
+			ab.write(n.with, 0, 0)
 		}
 		prev = m[1]
 	}
@@ -220,9 +233,8 @@ func (p *precompiledNormalizer) normalizeAligned(a alignedText) alignedText {
 	p.each(a.s, func(out string, i, j int) {
 		if out == a.s[i:j] {
 			ab.copy(a, i, j)
-		} else if out != "" {
-			lo, hi := a.span(i, j)
-			ab.write(out, lo, hi)
+		} else {
+			ab.replace(a, i, a.s[i:j], out)
 		}
 	})
 	return ab.text()
@@ -343,11 +355,14 @@ func (t *Tokenizer) Tokenize(text string, special bool) (toks []TokenOffsets, er
 		return nil, fmt.Errorf("tokenizer: the text is not valid UTF-8")
 	}
 	var seq []TokenOffsets
+	var values []string // per token of seq, the added tokens' matched text
 	var words []alignedText
 	var pieces []wordPiece
 	for _, seg := range t.rawAdded.split(nil, text) {
 		if seg.token >= 0 {
+			// Its offsets cover the whitespace lstrip and rstrip swallowed, and so does its value.
 			seq = append(seq, TokenOffsets{ID: t.rawAdded.tokens[seg.token].id, Start: seg.start, End: seg.start + len(seg.text)})
+			values = append(values, seg.text)
 			continue
 		}
 		normalized := newAlignedText(seg.text, seg.start)
@@ -358,6 +373,7 @@ func (t *Tokenizer) Tokenize(text string, special bool) (toks []TokenOffsets, er
 			if sub.token >= 0 {
 				lo, hi := normalized.span(sub.start, sub.start+len(sub.text))
 				seq = append(seq, TokenOffsets{ID: t.normAdded.tokens[sub.token].id, Start: lo, End: hi})
+				values = append(values, sub.text)
 				continue
 			}
 			if sub.text == "" {
@@ -377,12 +393,20 @@ func (t *Tokenizer) Tokenize(text string, special bool) (toks []TokenOffsets, er
 				for _, p := range pieces {
 					lo, hi := w.span(p.start, p.end)
 					seq = append(seq, TokenOffsets{ID: p.id, Start: lo, End: hi})
+					values = append(values, "")
 				}
 			}
 		}
 	}
 	if t.post.trim != nil {
-		t.post.trim.apply(seq, t.Token)
+		// The value of an added token found in the text is what it matched there (tokenizers'
+		// AddedVocabulary::split_with_indices), of the others their vocabulary string.
+		t.post.trim.apply(seq, func(i int) string {
+			if values[i] != "" {
+				return values[i]
+			}
+			return t.Token(seq[i].ID)
+		})
 	}
 	if !special {
 		return seq, nil
@@ -428,12 +452,12 @@ type trimOffsets struct {
 	addPrefixSpace bool
 }
 
-func (tr *trimOffsets) apply(toks []TokenOffsets, value func(int64) string) {
+func (tr *trimOffsets) apply(toks []TokenOffsets, value func(i int) string) {
 	space := []rune(byteLevelChars[' '])[0]
 	isSpace := func(r rune) bool { return r == space || unicode.IsSpace(r) }
 	for i := range toks {
 		t := &toks[i]
-		v := value(t.ID)
+		v := value(i)
 		leading := 0
 		for _, r := range v {
 			if !isSpace(r) {

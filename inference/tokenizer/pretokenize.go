@@ -52,6 +52,8 @@ func buildPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			p.useRegex = *cfg.UseRegex
 		}
 		return p, nil
+	case "Split":
+		return buildSplit(cfg)
 	case "Sequence":
 		var seq sequencePreTokenizer
 		for i, sub := range cfg.Pretokenizers {

@@ -68,7 +68,7 @@ func TestTokenizerWordPieceVocabMatchesSugarme(t *testing.T) {
 	var file struct {
 		Model hfModel `json:"model"`
 	}
-	tokLoadJSON(t, tokPath("bert-base-uncased"), &file)
+	tokLoadJSON(t, tokPath(t, "bert-base-uncased"), &file)
 	wp, err := sugarmeWordPiece(file.Model.Vocab, "[UNK]", "##", 100)
 	if err != nil {
 		t.Fatal(err)

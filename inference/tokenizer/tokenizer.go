@@ -1,8 +1,9 @@
 // Package tokenizer is jetinfer's own implementation of Hugging Face
-// tokenizers for a tokenizer.json (WordPiece, Unigram and byte-level BPE
-// models, their normalizers, pre-tokenizers, added tokens, truncation and
-// post-processing). It is pure Go: it links no ONNX Runtime, so its tests and
-// fuzz targets run anywhere.
+// tokenizers for a tokenizer.json (WordPiece, Unigram and BPE models, byte
+// level or with byte fallback, their normalizers, pre-tokenizers (regex
+// Split included), added tokens, truncation and post-processing, and the
+// offsets of every token). It is pure Go: it links no ONNX Runtime, so its
+// tests and fuzz targets run anywhere.
 package tokenizer
 
 import (
