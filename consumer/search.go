@@ -98,15 +98,22 @@ func (d *Deployment) serveSearch(laneCtx context.Context, s search) {
 	if err == nil {
 		req, err = d.parse(msg.Data, opts.Tokenize || opts.Describe)
 	}
+	// Tokenizing and describing run no model: they are not inferences, and
+	// must not keep an idle endpoint's allocation busy for its scaler.
+	inference := !opts.Tokenize && !opts.Describe
 	if err == nil {
 		var res inferapi.Result
 		start := time.Now()
 		res, err = d.infer(ctx, runner, req, opts)
-		d.stats.BusyNanos.Add(int64(time.Since(start)))
+		if inference {
+			d.stats.BusyNanos.Add(int64(time.Since(start)))
+		}
 		if err == nil {
-			d.stats.Inferences.Add(1)
+			if inference {
+				d.stats.Inferences.Add(1)
+				d.stats.done(1)
+			}
 			d.stats.request("ok")
-			d.stats.done(1)
 			if err := wire.ReplyResult(d.cfg.NC, msg.Reply, res, opts); err != nil {
 				d.log.Error().Err(err).Msg("reply")
 			}

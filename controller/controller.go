@@ -69,9 +69,6 @@ type Controller struct {
 	scalers  map[string]*Scaler
 	counters map[string]map[string]cluster.DeploymentStats // inference id → node → last counters
 	ensured  map[string]uint64                             // consumers created, by inference id and revision
-	// quiet counts, per allocated endpoint whose consumer was last found
-	// empty, the intervals since in which nothing moved (see sampleOne).
-	quiet    map[string]int
 	demand   chan demand
 	activity map[string]activity // adaptive endpoints', by inference id
 	// backlogs are the documents queued per endpoint at the last sweep
@@ -286,7 +283,6 @@ func (c *Controller) becomeLeader() {
 	c.scalers = map[string]*Scaler{}
 	c.counters = map[string]map[string]cluster.DeploymentStats{}
 	c.ensured = map[string]uint64{}
-	c.quiet = map[string]int{}
 	c.demand = make(chan demand, 1024)
 	c.activity = map[string]activity{}
 	c.plans = nil
@@ -642,7 +638,6 @@ func (c *Controller) forgetDeleted() {
 	maps.DeleteFunc(c.scalers, func(id string, _ *Scaler) bool { return gone(id) })
 	maps.DeleteFunc(c.counters, func(id string, _ map[string]cluster.DeploymentStats) bool { return gone(id) })
 	maps.DeleteFunc(c.ensured, func(id string, _ uint64) bool { return gone(id) })
-	maps.DeleteFunc(c.quiet, func(id string, _ int) bool { return gone(id) })
 	maps.DeleteFunc(c.activity, func(id string, _ activity) bool { return gone(id) })
 	c.queueMu.Lock()
 	maps.DeleteFunc(c.queues, func(id string, _ queueDepth) bool { return gone(id) })
@@ -782,15 +777,10 @@ func (c *Controller) listenTo(ctx context.Context, ids map[string]bool) {
 // maxLookPerPlan bounds the queues listen looks at in one plan.
 const maxLookPerPlan = 20
 
-// quietReads bounds the intervals an allocated endpoint's empty consumer
-// goes unread while nothing moves.
-const quietReads = 10
-
 // sampleOne adds one endpoint's work and backlog to s.
 func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes []cluster.Node, active bool) {
 	prev := c.counters[id]
 	next := map[string]cluster.DeploymentStats{}
-	moved := false // work done or waiting for this endpoint in the interval
 	for _, n := range nodes {
 		d, ok := n.Deployments[id]
 		if !ok {
@@ -806,26 +796,12 @@ func (c *Controller) sampleOne(ctx context.Context, s *Sample, id string, nodes 
 		s.Completed += done
 		s.Busy += time.Duration(busy)
 		s.Backlog += int64(d.Waiting)
-		moved = moved || done != 0 || d.Waiting != 0
 	}
 	c.counters[id] = next
 	if active {
-		// An allocated endpoint's workers pull every document as it comes:
-		// one whose consumer was empty, and that has done nothing since,
-		// has an empty queue still. Its consumer (a JetStream API request
-		// whose answer nats-server builds at some cost) is read again as
-		// soon as anything moves, and every quietReads intervals anyway.
-		if n, ok := c.quiet[id]; ok && !moved && n < quietReads {
-			c.quiet[id] = n + 1
-			return
-		}
-		delete(c.quiet, id)
 		if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil {
 			s.Backlog += int64(info.NumPending) + int64(info.NumAckPending)
 			c.setQueue(id, queueDepth{pending: info.NumPending, unacknowledged: uint64(info.NumAckPending)})
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				c.quiet[id] = 0
-			}
 		}
 	} else if n := c.backlogs[id]; n > 0 {
 		// Used once: the endpoint scales up and is measured as active.

@@ -79,10 +79,6 @@ func (a *API) openAIEmbeddings(w http.ResponseWriter, r *http.Request, _ pathPar
 	if err == nil && len(vecs) != len(req.Input) {
 		err = fmt.Errorf("%d embeddings for %d inputs", len(vecs), len(req.Input))
 	}
-	if err == nil && req.Dimensions > 0 && len(vecs) > 0 && len(vecs[0]) != req.Dimensions {
-		// A worker older than the dimensions header (a rolling upgrade).
-		err = fmt.Errorf("a worker answered %d dimensions for %d: it does not apply dimensions yet", len(vecs[0]), req.Dimensions)
-	}
 	if err != nil {
 		a.writeOpenAIError(w, r, eserror.Internal(err, "internal error: %s", err.Error()))
 		return

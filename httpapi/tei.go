@@ -182,15 +182,11 @@ func (a *API) teiInfo(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeTEIError(w, r, err)
 		return
 	}
-	queue := a.cfg.QueueCapacity
-	if queue <= 0 {
-		queue = config.DefaultQueueCapacity
-	}
 	allocations := ep.ServiceSettings.InitialAllocations()
-	if a := ep.ServiceSettings.AdaptiveAllocations; ep.ServiceSettings.NumAllocations == nil && a != nil {
+	if adaptive := ep.ServiceSettings.AdaptiveAllocations; ep.ServiceSettings.NumAllocations == nil && adaptive != nil {
 		allocations = config.DefaultMaxAllocations
-		if a.Max != nil {
-			allocations = *a.Max
+		if adaptive.Max != nil {
+			allocations = *adaptive.Max
 		}
 	}
 	writeOther(w, http.StatusOK, teiapi.Encode(teiapi.Info{
@@ -198,7 +194,7 @@ func (a *API) teiInfo(w http.ResponseWriter, r *http.Request, id string) {
 		ModelDType:            "float32",
 		ServedModelName:       ep.InferenceID,
 		ModelType:             teiapi.ModelType(string(ep.TaskType), d),
-		MaxConcurrentRequests: queue,
+		MaxConcurrentRequests: a.cfg.QueueCapacity,
 		MaxInputLength:        d.MaxInputLength,
 		MaxBatchTokens:        d.MaxBatchTokens,
 		MaxClientBatchSize:    teiapi.MaxClientBatchSize,

@@ -27,8 +27,9 @@ type Options struct {
 	// model's default: ScoresRaw or ScoresSigmoid (TEI's raw_scores).
 	Scores string `json:"scores,omitempty"`
 	// Truncation, when set, replaces cutting an input longer than the
-	// model's limit at its end: TruncateStart keeps its end, TruncateNone
-	// refuses it (TEI's truncation_direction and truncate).
+	// model's limit at its end: TruncateKeepEnd cuts its start off,
+	// TruncateRefuse refuses it (TEI's truncation_direction and truncate,
+	// with TEI's bound on the characters of an input, CharsPerToken).
 	Truncation string `json:"truncation,omitempty"`
 	// Prompt names one of the model's prompts (sentence-transformers'
 	// prompts) to put before every input, in place of the one the input
@@ -48,6 +49,18 @@ type Options struct {
 	Describe bool `json:"describe,omitempty"`
 }
 
+// ErrDimensionsTooLarge is the reason of the 400 answering Options.Dimensions
+// larger than the model's embedding size (its size, then the request's);
+// IsDimensionsTooLarge recognizes it, for the APIs that word it their own way.
+const ErrDimensionsTooLarge = "[dimensions] must be at most [%d], the model's embedding size, but was [%d]"
+
+// IsDimensionsTooLarge reports whether reason is ErrDimensionsTooLarge's.
+func IsDimensionsTooLarge(reason string) bool {
+	var size, asked int
+	n, err := fmt.Sscanf(reason, ErrDimensionsTooLarge, &size, &asked)
+	return err == nil && n == 2
+}
+
 // The values of Options.Scores.
 const (
 	ScoresRaw     = "raw"
@@ -56,9 +69,14 @@ const (
 
 // The values of Options.Truncation.
 const (
-	TruncateStart = "start"
-	TruncateNone  = "none"
+	TruncateKeepEnd = "keep_end"
+	TruncateRefuse  = "refuse"
 )
+
+// CharsPerToken bounds the characters of an input that asks for a
+// Truncation, or Tokenize: MaxInputLength × CharsPerToken (TEI's rule, which
+// keeps tokenizing a huge input from costing more than its tokens can use).
+const CharsPerToken = 250
 
 // Result is an inference's answer: the POST _inference response body and,
 // for a dense model, the tokens read (sent on when Options.CountTokens
@@ -97,9 +115,6 @@ type ModelDescription struct {
 	MaxInputLength int `json:"max_input_length"`
 	// MaxBatchTokens bounds the padded tokens of one forward pass.
 	MaxBatchTokens int `json:"max_batch_tokens"`
-	// Dimensions is a dense model's embedding size.
-	Dimensions int               `json:"dimensions,omitempty"`
-	Prompts    map[string]string `json:"prompts,omitempty"`
 }
 
 // DenseVectors reads the embeddings of a text_embedding response,

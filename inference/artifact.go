@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +38,9 @@ type Pooling string
 
 // Poolings jetinfer implements.
 const (
-	PoolMean Pooling = "mean" // mean over the attention mask
-	PoolCLS  Pooling = "cls"  // the first token's state
+	PoolMean      Pooling = "mean"       // mean over the attention mask
+	PoolCLS       Pooling = "cls"        // the first token's state
+	PoolLastToken Pooling = "last_token" // the last real token's state, as decoder embedding models pool
 )
 
 // ScoreFunction maps a cross-encoder's logit to its relevance score.
@@ -63,6 +65,9 @@ type InputNames struct {
 	AttentionMask string `json:"attention_mask,omitempty"`
 	// TokenTypeIDs is empty for models without token types (XLM-RoBERTa).
 	TokenTypeIDs string `json:"token_type_ids,omitempty"`
+	// PositionIDs is empty for graphs that number positions themselves;
+	// decoders read them (left padding shifts them).
+	PositionIDs string `json:"position_ids,omitempty"`
 }
 
 // ModelConfig is the content of jetinfer.json. Every field is optional
@@ -80,6 +85,9 @@ type ModelConfig struct {
 	Dimensions        int            `json:"dimensions,omitempty"`
 	Similarity        string         `json:"similarity,omitempty"`
 	RerankScores      ScoreFunction  `json:"rerank_scores,omitempty"`
+	// PaddingSide is left or right (tokenizer_config.json's padding_side
+	// when absent; right when neither says).
+	PaddingSide string `json:"padding_side,omitempty"`
 }
 
 // modelDir is what a model directory says about itself, before the graph
@@ -89,6 +97,8 @@ type modelDir struct {
 	config ModelConfig
 	hf     hfConfig
 	st     stConfig
+	// paddingSide is tokenizer_config.json's.
+	paddingSide string
 }
 
 // hfConfig is the part of a Hugging Face config.json jetinfer reads.
@@ -111,8 +121,11 @@ type stConfig struct {
 	maxSeqLength int
 	prompts      PrefixStrings
 	named        map[string]string // every prompt, by name
-	similarity   string
-	dimension    int
+	// defaultPrompt is what sentence-transformers puts before an input
+	// that names no prompt (default_prompt_name's).
+	defaultPrompt string
+	similarity    string
+	dimension     int
 }
 
 // readArtifact reads the JSON files of a model directory.
@@ -129,6 +142,13 @@ func readArtifact(dir string) (modelDir, error) {
 	if err := readJSON(filepath.Join(dir, artifact.HFConfigFile), &a.hf, false); err != nil {
 		return a, err
 	}
+	var tokCfg struct {
+		PaddingSide string `json:"padding_side"`
+	}
+	if err := readJSON(filepath.Join(dir, artifact.TokenizerConfigFile), &tokCfg, false); err != nil {
+		return a, err
+	}
+	a.paddingSide = tokCfg.PaddingSide
 	var err error
 	a.st, err = readSentenceTransformers(dir)
 	return a, err
@@ -191,12 +211,14 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 			}
 			st.dimension = p.Dimension
 			switch {
-			case p.Max || p.MeanSqrt || p.Weighted || p.LastToken || (p.CLS && p.Mean):
-				return st, invalid("%s/config.json: only mean or CLS pooling is supported", m.Path)
+			case p.Max || p.MeanSqrt || p.Weighted || btoi(p.CLS)+btoi(p.Mean)+btoi(p.LastToken) > 1:
+				return st, invalid("%s/config.json: only mean, CLS or last-token pooling is supported", m.Path)
 			case p.CLS:
 				st.pooling = PoolCLS
 			case p.Mean:
 				st.pooling = PoolMean
+			case p.LastToken:
+				st.pooling = PoolLastToken
 			}
 		case "sentence_transformers.models.Normalize":
 			st.normalize = true
@@ -212,14 +234,22 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 	}
 	st.maxSeqLength = bert.MaxSeqLength
 	var cfg struct {
-		Prompts    map[string]string `json:"prompts"`
-		Similarity string            `json:"similarity_fn_name"`
+		Prompts           map[string]string `json:"prompts"`
+		DefaultPromptName string            `json:"default_prompt_name"`
+		Similarity        string            `json:"similarity_fn_name"`
 	}
 	if err := readJSON(filepath.Join(dir, "config_sentence_transformers.json"), &cfg, false); err != nil {
 		return st, err
 	}
 	st.prompts = PrefixStrings{Search: cfg.Prompts["query"], Ingest: firstNonEmpty(cfg.Prompts["passage"], cfg.Prompts["document"])}
 	st.named = cfg.Prompts
+	if cfg.DefaultPromptName != "" {
+		p, ok := cfg.Prompts[cfg.DefaultPromptName]
+		if !ok {
+			return st, invalid("config_sentence_transformers.json: default_prompt_name %q is not one of its prompts", cfg.DefaultPromptName)
+		}
+		st.defaultPrompt = p
+	}
 	st.similarity = cfg.Similarity
 	return st, nil
 }
@@ -274,6 +304,10 @@ type Spec struct {
 	// which a request may name (TEI's prompt_name); without them, the
 	// Prefixes as the prompts query and passage.
 	Prompts map[string]string
+	// DefaultPrompt goes before an input whose type selects no prefix.
+	DefaultPrompt string
+	// PadLeft pads a batch's shorter inputs on the left (padding_side).
+	PadLeft bool
 	// Dimensions is 0 until known (measured at load when nothing says it).
 	Dimensions   int
 	Similarity   string
@@ -342,6 +376,14 @@ func resolve(a modelDir, inputs, outputs []tensorInfo, vocabSize int) (Spec, err
 	}
 	if cfg.PrefixStrings != nil {
 		s.Prefixes = *cfg.PrefixStrings
+	}
+	s.DefaultPrompt = a.st.defaultPrompt
+	switch side := cmp.Or(cfg.PaddingSide, a.paddingSide, "right"); side {
+	case "left":
+		s.PadLeft = true
+	case "right":
+	default:
+		return s, invalid("padding_side %q must be left or right", side)
 	}
 	s.Prompts = a.st.named
 	if s.Prompts == nil {
@@ -420,8 +462,11 @@ func (s *Spec) resolveInputs(names InputNames, inputs []tensorInfo) error {
 	if s.Inputs.TokenTypeIDs, err = pick(names.TokenTypeIDs, []string{"token_type_ids", "segment_ids"}, false); err != nil {
 		return err
 	}
+	if s.Inputs.PositionIDs, err = pick(names.PositionIDs, []string{"position_ids"}, false); err != nil {
+		return err
+	}
 	for _, in := range inputs {
-		if !slices.Contains([]string{s.Inputs.InputIDs, s.Inputs.AttentionMask, s.Inputs.TokenTypeIDs}, in.Name) {
+		if !slices.Contains([]string{s.Inputs.InputIDs, s.Inputs.AttentionMask, s.Inputs.TokenTypeIDs, s.Inputs.PositionIDs}, in.Name) {
 			return invalid("the graph needs input %q, which jetinfer cannot feed", in.Name)
 		}
 	}
@@ -481,8 +526,8 @@ func (s *Spec) resolveEmbedding(a modelDir, out tensorInfo) error {
 		s.Pooling = ""
 	case s.Pooling == "":
 		s.Pooling = PoolMean
-	case s.Pooling != PoolMean && s.Pooling != PoolCLS:
-		return invalid("%s: pooling %q must be mean or cls", artifact.ConfigFile, s.Pooling)
+	case s.Pooling != PoolMean && s.Pooling != PoolCLS && s.Pooling != PoolLastToken:
+		return invalid("%s: pooling %q must be mean, cls or last_token", artifact.ConfigFile, s.Pooling)
 	}
 	s.Normalize = a.st.normalize
 	if cfg.Normalize != nil {
@@ -537,4 +582,11 @@ func tensorNames(ts []tensorInfo) string {
 		names[i] = fmt.Sprintf("%q", t.Name)
 	}
 	return "[" + strings.Join(names, ", ") + "]"
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -78,27 +78,46 @@ func planBatches(lengths []int, cfg BatchConfig) [][]int {
 	return batches
 }
 
-// pad lays encodings out as one padded batch.
-func pad(encs []tokenizer.Encoding, padID int64, withTypes bool) batchInput {
+// padLayout says which inputs a graph takes besides ids and mask, and on
+// which side its batches are padded.
+type padLayout struct {
+	types, positions, left bool
+}
+
+// pad lays encodings out as one padded batch: each row's tokens at its
+// start (or, left, at its end), the rest padID with mask 0. Positions count
+// a row's real tokens from 0 wherever they sit (transformers' cumsum of the
+// mask); padded positions get 0, which the mask hides.
+func pad(encs []tokenizer.Encoding, padID int64, layout padLayout) batchInput {
 	seq := 0
 	for _, e := range encs {
 		seq = max(seq, len(e.IDs))
 	}
-	in := batchInput{rows: len(encs), seq: seq, ids: make([]int64, len(encs)*seq), mask: make([]int64, len(encs)*seq)}
-	if withTypes {
-		in.types = make([]int64, len(encs)*seq)
+	n := len(encs) * seq
+	in := batchInput{rows: len(encs), seq: seq, ids: make([]int64, n), mask: make([]int64, n)}
+	if layout.types {
+		in.types = make([]int64, n)
+	}
+	if layout.positions {
+		in.positions = make([]int64, n)
 	}
 	for r, e := range encs {
 		row := r * seq
+		first := 0 // where the row's tokens start
+		if layout.left {
+			first = seq - len(e.IDs)
+		}
 		for i := range seq {
-			if i < len(e.IDs) {
-				in.ids[row+i] = e.IDs[i]
-				in.mask[row+i] = 1
-				if withTypes {
-					in.types[row+i] = e.TypeIDs[i]
-				}
-			} else {
-				in.ids[row+i] = padID
+			in.ids[row+i] = padID
+		}
+		for j, id := range e.IDs {
+			at := row + first + j
+			in.ids[at], in.mask[at] = id, 1
+			if layout.types {
+				in.types[at] = e.TypeIDs[j]
+			}
+			if layout.positions {
+				in.positions[at] = int64(j)
 			}
 		}
 	}

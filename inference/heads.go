@@ -45,6 +45,22 @@ func clsPool(hidden []float32, rows, seq, dim int) [][]float32 {
 	return out
 }
 
+// lastTokenPool takes each row's last real token's state (mask 1), on
+// whichever side the row was padded.
+func lastTokenPool(hidden []float32, rows, seq, dim int, mask []int64) [][]float32 {
+	out := make([][]float32, rows)
+	for r := range rows {
+		last := 0
+		for s := range seq {
+			if mask[r*seq+s] != 0 {
+				last = s
+			}
+		}
+		out[r] = slices.Clone(hidden[(r*seq+last)*dim : (r*seq+last+1)*dim])
+	}
+	return out
+}
+
 // Normalize scales v to unit L2 norm in place; a zero vector stays zero.
 func Normalize(v []float32) {
 	var ss float64

@@ -28,15 +28,36 @@ func TestPlanBatches(t *testing.T) {
 }
 
 func TestPad(t *testing.T) {
-	in := pad([]tokenizer.Encoding{{IDs: []int64{101, 7, 102}, TypeIDs: []int64{0, 0, 0}}, {IDs: []int64{101, 102}, TypeIDs: []int64{0, 1}}}, 9, true)
+	encs := []tokenizer.Encoding{{IDs: []int64{101, 7, 102}, TypeIDs: []int64{0, 0, 0}}, {IDs: []int64{101, 102}, TypeIDs: []int64{0, 1}}}
+	in := pad(encs, 9, padLayout{types: true})
 	if in.rows != 2 || in.seq != 3 ||
 		!reflect.DeepEqual(in.ids, []int64{101, 7, 102, 101, 102, 9}) ||
 		!reflect.DeepEqual(in.mask, []int64{1, 1, 1, 1, 1, 0}) ||
-		!reflect.DeepEqual(in.types, []int64{0, 0, 0, 0, 1, 0}) {
+		!reflect.DeepEqual(in.types, []int64{0, 0, 0, 0, 1, 0}) || in.positions != nil {
 		t.Errorf("pad = %+v", in)
 	}
-	if noTypes := pad([]tokenizer.Encoding{{IDs: []int64{1}}}, 0, false); noTypes.types != nil {
+	if noTypes := pad([]tokenizer.Encoding{{IDs: []int64{1}}}, 0, padLayout{}); noTypes.types != nil {
 		t.Errorf("pad without types has types %v", noTypes.types)
+	}
+	// Left, with positions: the shorter row's tokens at its end, counted from 0.
+	in = pad(encs, 9, padLayout{positions: true, left: true})
+	if !reflect.DeepEqual(in.ids, []int64{101, 7, 102, 9, 101, 102}) ||
+		!reflect.DeepEqual(in.mask, []int64{1, 1, 1, 0, 1, 1}) ||
+		!reflect.DeepEqual(in.positions, []int64{0, 1, 2, 0, 0, 1}) || in.types != nil {
+		t.Errorf("pad left = %+v", in)
+	}
+	in = pad(encs, 9, padLayout{positions: true})
+	if !reflect.DeepEqual(in.positions, []int64{0, 1, 2, 0, 1, 0}) {
+		t.Errorf("pad right positions = %v", in.positions)
+	}
+}
+
+func TestLastTokenPool(t *testing.T) {
+	// Two rows of three positions, dim 2: the first padded on the right, the second on the left.
+	hidden := []float32{1, 1, 2, 2, 9, 9, 8, 8, 3, 3, 4, 4}
+	got := lastTokenPool(hidden, 2, 3, 2, []int64{1, 1, 0, 0, 1, 1})
+	if !reflect.DeepEqual(got, [][]float32{{2, 2}, {4, 4}}) {
+		t.Errorf("lastTokenPool = %v", got)
 	}
 }
 

@@ -133,6 +133,9 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if spec.Inputs.TokenTypeIDs != "" {
 		names = append(names, spec.Inputs.TokenTypeIDs)
 	}
+	if spec.Inputs.PositionIDs != "" {
+		names = append(names, spec.Inputs.PositionIDs) // in batchInput's order
+	}
 	sess, err := newSession(onnx, names, spec.Output, opts.Threads, graphCache{dir: opts.GraphCache})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
@@ -204,13 +207,13 @@ type RunOptions struct {
 type Truncation int
 
 const (
-	CutEnd Truncation = iota
-	CutStart
-	Refuse
+	TruncateEnd   Truncation = iota // cut the end off (Hugging Face's direction right)
+	TruncateStart                   // cut the start off (direction left)
+	RefuseLong                      // a *TooLongError
 )
 
 // TooLongError is the error of an input longer than the model's limit
-// under RunOptions{Truncation: Refuse}.
+// under RunOptions{Truncation: RefuseLong}.
 type TooLongError struct {
 	Input  int // its index
 	Tokens int // its tokens, special tokens included
@@ -228,6 +231,8 @@ func (m *Model) prefixed(texts []string, it InputType, ro RunOptions) []string {
 		prefix = m.spec.Prefixes.Search
 	case InputIngest:
 		prefix = m.spec.Prefixes.Ingest
+	default:
+		prefix = m.spec.DefaultPrompt
 	}
 	if ro.Prompt != nil {
 		prefix = *ro.Prompt
@@ -250,7 +255,7 @@ func (m *Model) encode(ctx context.Context, texts []string, t Truncation) ([]tok
 		if err != nil {
 			return nil, fmt.Errorf("tokenize input %d: %w", i, err)
 		}
-		if e.Truncated && t == Refuse {
+		if e.Truncated && t == RefuseLong {
 			return nil, m.tooLong(i, text)
 		}
 		encs[i] = e
@@ -266,7 +271,7 @@ func (m *Model) encodePairs(ctx context.Context, query string, docs []string, t 
 		if err != nil {
 			return nil, fmt.Errorf("tokenize document %d: %w", i, err)
 		}
-		if e.Truncated && t == Refuse {
+		if e.Truncated && t == RefuseLong {
 			return nil, m.tooLong(i, query, d)
 		}
 		encs[i] = e
@@ -275,7 +280,7 @@ func (m *Model) encodePairs(ctx context.Context, query string, docs []string, t 
 }
 
 func keep(t Truncation) tokenizer.Keep {
-	if t == CutStart {
+	if t == TruncateStart {
 		return tokenizer.KeepEnd
 	}
 	return tokenizer.KeepStart
@@ -345,7 +350,8 @@ func (m *Model) batches(encs []tokenizer.Encoding) iter.Seq2[[]int, PaddedBatch]
 				batch[j] = encs[i]
 				real += lengths[i]
 			}
-			if !yield(idx, PaddedBatch{in: pad(batch, m.padID, m.spec.Inputs.TokenTypeIDs != ""), real: real}) {
+			layout := padLayout{types: m.spec.Inputs.TokenTypeIDs != "", positions: m.spec.Inputs.PositionIDs != "", left: m.spec.PadLeft}
+			if !yield(idx, PaddedBatch{in: pad(batch, m.padID, layout), real: real}) {
 				return
 			}
 		}
@@ -430,6 +436,8 @@ func (m *Model) EmbedWith(ctx context.Context, texts []string, it InputType, ro 
 			}
 		case m.spec.Pooling == PoolCLS:
 			vecs = clsPool(out, in.rows, in.seq, d)
+		case m.spec.Pooling == PoolLastToken:
+			vecs = lastTokenPool(out, in.rows, in.seq, d, in.mask)
 		default:
 			vecs = meanPool(out, in.rows, in.seq, d, in.mask)
 		}
@@ -564,7 +572,7 @@ func (m *Model) PrepareBatches(texts []string, it InputType) ([]PaddedBatch, err
 		return nil, err
 	}
 	defer m.mu.RUnlock()
-	encs, err := m.encode(context.Background(), m.prefixed(texts, it, RunOptions{}), CutEnd)
+	encs, err := m.encode(context.Background(), m.prefixed(texts, it, RunOptions{}), TruncateEnd)
 	if err != nil {
 		return nil, err
 	}

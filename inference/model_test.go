@@ -620,7 +620,7 @@ func TestLoadSentenceTransformersDirectory(t *testing.T) {
 		}
 	}
 	m := load(t, dir, LoadOptions{})
-	want := Spec{Task: TaskTextEmbedding, Inputs: InputNames{"input_ids", "attention_mask", "token_type_ids"}, Output: "last_hidden_state",
+	want := Spec{Task: TaskTextEmbedding, Inputs: InputNames{InputIDs: "input_ids", AttentionMask: "attention_mask", TokenTypeIDs: "token_type_ids"}, Output: "last_hidden_state",
 		Pooling: PoolCLS, MaxSequenceLength: 32, Dimensions: 32, Similarity: "cosine"}
 	if !reflect.DeepEqual(m.Spec(), want) {
 		t.Fatalf("Spec = %+v; want %+v", m.Spec(), want)
@@ -682,5 +682,77 @@ func TestXLMRobertaPath(t *testing.T) {
 				t.Fatalf("text %d dim %d = %v; reference %v", i, d, got[i][d], want[d])
 			}
 		}
+	}
+}
+
+// A decoder embedding model as Qwen3-Embedding is exported: position_ids
+// input, causal attention, last-token pooling from 1_Pooling, left padding
+// from tokenizer_config.json, prompts from config_sentence_transformers.json
+// with a default one. Every text of a mixed batch equals the pure-Go forward
+// pass of that text alone, on either padding side.
+func TestDecoderEmbeddingMatchesReference(t *testing.T) {
+	cfg := tinyConfig(synthbert.HeadHidden, 5)
+	cfg.Decoder = true
+	for _, side := range []string{"left", "right"} {
+		t.Run(side, func(t *testing.T) {
+			dir, ref := writeModel(t, cfg, `{"task_type":"text_embedding","max_sequence_length":64}`)
+			for name, content := range map[string]string{
+				"modules.json": `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},` +
+					`{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},` +
+					`{"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]`,
+				"1_Pooling/config.json":             `{"word_embedding_dimension":32,"pooling_mode_lasttoken":true}`,
+				"config_sentence_transformers.json": `{"prompts":{"query":"Instruct: find the answer\nQuery:","document":""},"default_prompt_name":"query"}`,
+				artifact.TokenizerConfigFile:        `{"padding_side":"` + side + `"}`,
+			} {
+				path := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := load(t, dir, LoadOptions{Threads: 1, Batch: BatchConfig{MaxTokens: 200, MaxRows: 4}})
+			spec := m.Spec()
+			if spec.Pooling != PoolLastToken || spec.PadLeft != (side == "left") || spec.Inputs.PositionIDs != "position_ids" ||
+				spec.DefaultPrompt != "Instruct: find the answer\nQuery:" || !spec.Normalize {
+				t.Fatalf("spec %+v", spec)
+			}
+			for _, it := range []InputType{InputSearch, InputIngest, ""} {
+				got, err := m.Embed(context.Background(), mixedTexts, it)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, text := range mixedTexts {
+					prompted := m.prefixed([]string{text}, it, RunOptions{})[0]
+					if it == InputIngest && prompted != text || it != InputIngest && !strings.HasPrefix(prompted, "Instruct: ") {
+						t.Fatalf("input type %q: %q", it, prompted)
+					}
+					enc, err := m.tok.Encode(prompted)
+					if err != nil {
+						t.Fatal(err)
+					}
+					positions := make([]int64, len(enc.IDs))
+					mask := make([]int64, len(enc.IDs))
+					for j := range positions {
+						positions[j], mask[j] = int64(j), 1
+					}
+					out, err := ref.ForwardPositions([][]int64{enc.IDs}, [][]int64{mask}, [][]int64{positions})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := out[0][len(enc.IDs)-1]
+					Normalize(want)
+					for d := range want {
+						if !near(float64(got[i][d]), float64(want[d]), 1e-4) {
+							t.Fatalf("input type %q, text %d (%q) dim %d = %v; the last token's state alone %v", it, i, text, d, got[i][d], want[d])
+						}
+					}
+				}
+			}
+			if st := m.Stats(); st.PaddedTokens.Load() <= st.RealTokens.Load() {
+				t.Fatalf("no batch was padded (%d real, %d padded tokens): the padding side went untested", st.RealTokens.Load(), st.PaddedTokens.Load())
+			}
+		})
 	}
 }

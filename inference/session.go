@@ -192,6 +192,7 @@ type batchInput struct {
 	ids       []int64
 	mask      []int64
 	types     []int64 // nil when the graph has no token types
+	positions []int64 // nil when the graph has no position_ids
 }
 
 // run executes the graph on in and returns the output's data, written
@@ -214,7 +215,7 @@ func (s *session) run(ctx context.Context, in batchInput, outShape []int64) ([]f
 			_ = v.Destroy()
 		}
 	}()
-	for _, data := range [][]int64{in.ids, in.mask, in.types} {
+	for _, data := range [][]int64{in.ids, in.mask, in.types, in.positions} {
 		if data == nil {
 			continue
 		}

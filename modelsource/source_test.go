@@ -112,6 +112,9 @@ func TestPickFiles(t *testing.T) {
 		{"external data keeps its name", repoOf("onnx/model.onnx", "onnx/model.onnx_data", "onnx/tokenizer.json", "onnx/other.onnx_data"), "",
 			[]string{"onnx/model.onnx→model.onnx", "onnx/model.onnx_data→model.onnx_data", "onnx/tokenizer.json→tokenizer.json"}, ""},
 		{"root graph", repoOf("model.onnx", "tokenizer.json"), "", []string{"model.onnx→model.onnx", "tokenizer.json→tokenizer.json"}, ""},
+		// A decoder's padding side is in tokenizer_config.json.
+		{"decoder layout", repoOf("onnx/model.onnx", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"), "",
+			[]string{"onnx/model.onnx→model.onnx", "tokenizer.json→tokenizer.json", "tokenizer_config.json→tokenizer_config.json"}, ""},
 		{"the only graph", repoOf("exported/encoder.onnx", "tokenizer.json"), "", []string{"exported/encoder.onnx→model.onnx", "tokenizer.json→tokenizer.json"}, ""},
 		{"no graph", repoOf("model.safetensors", "tokenizer.json"), "", nil, "no ONNX graph in the repository: org/m@aaaa"},
 		{"two graphs", repoOf("a.onnx", "b/c.onnx", "tokenizer.json"), "", nil, "has a.onnx, b/c.onnx; choose one with --file (or hf://org/m/FILE)"},

@@ -92,7 +92,8 @@ func pickFiles(repo hfhub.Repo, onnxFile string) ([]link, error) {
 		return nil, fmt.Errorf("%w: %s@%s", ErrNoTokenizer, repo.ID, repo.Commit)
 	}
 	for _, f := range repo.Files {
-		if f.Path == artifact.HFConfigFile || f.Path == artifact.ConfigFile || slices.Contains(stFiles, f.Path) || stModuleRe.MatchString(f.Path) {
+		if f.Path == artifact.HFConfigFile || f.Path == artifact.ConfigFile || f.Path == artifact.TokenizerConfigFile ||
+			slices.Contains(stFiles, f.Path) || stModuleRe.MatchString(f.Path) {
 			out = add(out, f.Path, f.Path)
 		}
 	}

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/tokenizer"
 	"github.com/jetinfer/jetinfer/xcontent"
 )
 
@@ -32,6 +34,9 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	if err != nil {
 		return res, err
 	}
+	if req, err = boundChars(req, opts, m.Spec().MaxSequenceLength*inferapi.CharsPerToken); err != nil {
+		return res, err
+	}
 	switch {
 	case opts.Tokenize:
 		res.Body, err = tokenize(ctx, m, req.Input, ro.Prompt, opts.SpecialTokens)
@@ -46,7 +51,7 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 	// A dense model's size is known once loaded (measured when nothing
 	// states it): checked before the model runs.
 	if d := m.Spec().Dimensions; opts.Dimensions > d {
-		return res, eserror.BadRequest("[dimensions] must be at most [%d], the model's embedding size, but was [%d]", d, opts.Dimensions)
+		return res, eserror.BadRequest(inferapi.ErrDimensionsTooLarge, d, opts.Dimensions)
 	}
 	switch ep.TaskType {
 	case config.TextEmbedding:
@@ -95,22 +100,23 @@ func Infer(ctx context.Context, m *inference.Model, ep config.Endpoint, req infe
 func runOptions(spec inference.Spec, opts inferapi.Options) (inference.RunOptions, error) {
 	ro := inference.RunOptions{Normalize: opts.Normalize}
 	if opts.Prompt != "" {
+		// TEI's texts, which name its server option for a request's prompt_name too.
 		prompt, ok := spec.Prompts[opts.Prompt]
 		if !ok {
 			if len(spec.Prompts) == 0 {
-				return ro, eserror.BadRequest("`prompt_name` is set to `%s` but no prompts were found in the Sentence Transformers configuration", opts.Prompt)
+				return ro, eserror.BadRequest("`default-prompt-name` is set to `%s` but no prompts were found in the Sentence Transformers configuration", opts.Prompt)
 			}
-			return ro, eserror.BadRequest("`prompt_name` is set to `%s` but it was not found in the Sentence Transformers prompts. Available prompts: %s",
+			return ro, eserror.BadRequest("`default-prompt-name` is set to `%s` but it was not found in the Sentence Transformers prompts. Available prompts: %s",
 				opts.Prompt, quotedList(slices.Sorted(maps.Keys(spec.Prompts))))
 		}
 		ro.Prompt = &prompt
 	}
 	switch opts.Truncation {
 	case "":
-	case inferapi.TruncateStart:
-		ro.Truncation = inference.CutStart
-	case inferapi.TruncateNone:
-		ro.Truncation = inference.Refuse
+	case inferapi.TruncateKeepEnd:
+		ro.Truncation = inference.TruncateStart
+	case inferapi.TruncateRefuse:
+		ro.Truncation = inference.RefuseLong
 	default:
 		return ro, eserror.BadRequest("unknown truncation [%s]", opts.Truncation)
 	}
@@ -124,6 +130,45 @@ func runOptions(spec inference.Spec, opts inferapi.Options) (inference.RunOption
 		return ro, eserror.BadRequest("unknown scores [%s]", opts.Scores)
 	}
 	return ro, nil
+}
+
+// boundChars applies TEI's bound of limit characters to the inputs of a
+// request with a Truncation, or Tokenize: one past it is refused when the
+// request refuses long inputs or tokenizes, cut to limit bytes otherwise
+// (keeping its start, as TEI does, which keeps the tokenizer's work bounded
+// where it reads a text to its end; a pair gets half each).
+func boundChars(req inferapi.Request, opts inferapi.Options, limit int) (inferapi.Request, error) {
+	switch {
+	case opts.Tokenize || opts.Truncation == inferapi.TruncateRefuse:
+		for _, in := range req.Input {
+			if n := utf8.RuneCountInString(in); n > limit {
+				return req, eserror.BadRequest("`inputs` must have less than %d characters. Given: %d", limit, n)
+			}
+		}
+	case opts.Truncation == inferapi.TruncateKeepEnd:
+		if req.Query != nil {
+			limit /= 2
+			q := cutBytes(*req.Query, limit)
+			req.Query = &q
+		}
+		inputs := make([]string, len(req.Input))
+		for i, in := range req.Input {
+			inputs[i] = cutBytes(in, limit)
+		}
+		req.Input = inputs
+	}
+	return req, nil
+}
+
+// cutBytes keeps at most n bytes of s, ending on a character boundary.
+func cutBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // quotedList writes names as TEI does (Rust's Debug of a list of strings).
@@ -143,10 +188,10 @@ func tooLong(err error) error {
 }
 
 func describe(spec inference.Spec, batch inference.BatchConfig) inferapi.ModelDescription {
-	d := inferapi.ModelDescription{MaxInputLength: spec.MaxSequenceLength, MaxBatchTokens: batch.MaxTokens, Prompts: spec.Prompts}
+	d := inferapi.ModelDescription{MaxInputLength: spec.MaxSequenceLength, MaxBatchTokens: batch.MaxTokens}
 	switch spec.Task {
 	case inference.TaskTextEmbedding:
-		d.Pooling, d.Dimensions = string(spec.Pooling), spec.Dimensions
+		d.Pooling = string(spec.Pooling)
 		if spec.OutputPooled && d.Pooling == "" {
 			d.Pooling = "graph" // the graph pools: sentence_embedding outputs
 		}
@@ -167,7 +212,10 @@ func tokenize(ctx context.Context, m *inference.Model, inputs []string, prompt *
 		}
 	}
 	toks, err := m.Tokenize(ctx, texts, special)
-	if err != nil {
+	switch {
+	case errors.Is(err, tokenizer.ErrInternal):
+		return nil, eserror.Internal(err, "tokenize failed on an internal error")
+	case err != nil:
 		return nil, eserror.BadRequest("%s", err.Error())
 	}
 	out := inferapi.TokenizeResponse{Tokens: make([][]inferapi.Token, len(toks))}

@@ -267,18 +267,29 @@ func TestInferDenseOptions(t *testing.T) {
 		t.Errorf("prompt query: %v; want %v", prompted[1][:4], explicit[1][:4])
 	}
 	_, err := Infer(ctx, m, ep, in, inferapi.Options{Prompt: "document"})
-	if want := "`prompt_name` is set to `document` but it was not found in the Sentence Transformers prompts. Available prompts: [\"passage\", \"query\"]"; err == nil || eserror.As(err).Reason != want {
+	if want := "`default-prompt-name` is set to `document` but it was not found in the Sentence Transformers prompts. Available prompts: [\"passage\", \"query\"]"; err == nil || eserror.As(err).Reason != want {
 		t.Errorf("unknown prompt: %v; want %s", err, want)
 	}
 
 	// 40 × "many words" is 80 tokens, 82 with [CLS] and [SEP]: refused
 	// under truncate false, its last 30 tokens kept under direction left.
 	long := strings.Repeat("many words ", 40)
-	_, err = Infer(ctx, m, ep, inferapi.Request{Input: []string{"short", long}}, inferapi.Options{Truncation: inferapi.TruncateNone})
+	_, err = Infer(ctx, m, ep, inferapi.Request{Input: []string{"short", long}}, inferapi.Options{Truncation: inferapi.TruncateRefuse})
 	if want := "`inputs` must have less than 32 tokens. Given: 82"; err == nil || eserror.As(err).Status != 400 || eserror.As(err).Reason != want {
 		t.Errorf("truncation none: %v; want 400 %s", err, want)
 	}
-	left := run(inferapi.Request{Input: []string{"first " + long}}, inferapi.Options{Truncation: inferapi.TruncateStart})
+	// TEI's bound on characters: 32 tokens × 250.
+	huge := strings.Repeat("x", 8001)
+	for _, opts := range []inferapi.Options{{Truncation: inferapi.TruncateRefuse}, {Tokenize: true}} {
+		_, err = Infer(ctx, m, ep, inferapi.Request{Input: []string{huge}}, opts)
+		if want := "`inputs` must have less than 8000 characters. Given: 8001"; err == nil || eserror.As(err).Reason != want {
+			t.Errorf("%+v: %v; want %s", opts, err, want)
+		}
+	}
+	if cut := cutBytes("aé"+strings.Repeat("b", 10), 2); cut != "a" {
+		t.Errorf("cutBytes inside a character: %q", cut)
+	}
+	left := run(inferapi.Request{Input: []string{"first " + long}}, inferapi.Options{Truncation: inferapi.TruncateKeepEnd})
 	tail := run(inferapi.Request{Input: []string{strings.Repeat("many words ", 15)}}, inferapi.Options{})
 	right := run(inferapi.Request{Input: []string{"first " + long}}, inferapi.Options{})
 	if !slices.Equal(left[0], tail[0]) || slices.Equal(left[0], right[0]) {

@@ -43,9 +43,9 @@ func (o Options) Inference() inferapi.Options {
 	var opts inferapi.Options
 	switch {
 	case o.Truncate != nil && !*o.Truncate:
-		opts.Truncation = inferapi.TruncateNone
+		opts.Truncation = inferapi.TruncateRefuse
 	case o.TruncateLeft:
-		opts.Truncation = inferapi.TruncateStart
+		opts.Truncation = inferapi.TruncateKeepEnd
 	}
 	opts.Prompt = o.PromptName
 	return opts
@@ -97,6 +97,12 @@ type (
 		Normalize           json.RawMessage `json:"normalize"`
 		Dimensions          *int            `json:"dimensions"`
 	}
+	embedSparseBody struct {
+		Inputs              json.RawMessage `json:"inputs"`
+		Truncate            *bool           `json:"truncate"`
+		TruncationDirection *string         `json:"truncation_direction"`
+		PromptName          *string         `json:"prompt_name"`
+	}
 	rerankBody struct {
 		Query               *string         `json:"query"`
 		Texts               json.RawMessage `json:"texts"`
@@ -143,7 +149,7 @@ func ParseEmbedRequest(body []byte) (EmbedRequest, error) {
 
 // ParseEmbedSparseRequest decodes and validates a POST /embed_sparse body.
 func ParseEmbedSparseRequest(body []byte) (EmbedSparseRequest, error) {
-	var b embedBody // the same fields, less normalize and dimensions, which are ignored as unknown
+	var b embedSparseBody
 	if err := decode(body, &b); err != nil {
 		return EmbedSparseRequest{}, err
 	}
@@ -207,7 +213,11 @@ func ParseTokenizeRequest(body []byte) (TokenizeRequest, error) {
 		return req, err
 	}
 	if b.PromptName != nil {
-		req.PromptName = *b.PromptName
+		o, err := options(nil, nil, b.PromptName)
+		if err != nil {
+			return req, err
+		}
+		req.PromptName = o.PromptName
 	}
 	return req, nil
 }
@@ -283,10 +293,16 @@ func options(truncate *bool, direction, prompt *string) (Options, error) {
 		}
 	}
 	if prompt != nil {
+		if len(*prompt) > maxPromptName {
+			return o, validation(fmt.Sprintf("`prompt_name` must be at most %d bytes", maxPromptName))
+		}
 		o.PromptName = *prompt
 	}
 	return o, nil
 }
+
+// maxPromptName bounds a prompt name, which travels in a NATS header.
+const maxPromptName = 256
 
 // boolField reads a bool that has a default: absent is the default, null
 // is refused (serde's default only fills a missing field).
@@ -525,6 +541,8 @@ func FromES(e *eserror.Error) *Error {
 		msg += ": " + e.Cause.Reason
 	}
 	switch s := e.Status; {
+	case s == http.StatusBadRequest && inferapi.IsDimensionsTooLarge(e.Reason):
+		return validation("`dimensions` should be smaller than the maximum embedding dimension.")
 	case s == http.StatusBadRequest:
 		return validation(msg)
 	case s == http.StatusNotAcceptable:

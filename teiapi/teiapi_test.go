@@ -14,7 +14,7 @@ func TestParseEmbedRequest(t *testing.T) {
 		t.Fatalf("%+v, %v", req, err)
 	}
 	// truncate false wins over the direction: the input is refused, not cut.
-	if opts := req.Options.Inference(); opts.Truncation != inferapi.TruncateNone || opts.Prompt != "query" {
+	if opts := req.Options.Inference(); opts.Truncation != inferapi.TruncateRefuse || opts.Prompt != "query" {
 		t.Errorf("options %+v", opts)
 	}
 	req, err = ParseEmbedRequest([]byte(`{"inputs":"one","truncate":null,"prompt_name":null,"dimensions":null}`))
@@ -22,7 +22,7 @@ func TestParseEmbedRequest(t *testing.T) {
 		t.Fatalf("defaults: %+v, %v", req, err)
 	}
 	req, _ = ParseEmbedRequest([]byte(`{"inputs":"one","truncation_direction":"Left"}`))
-	if opts := req.Options.Inference(); opts.Truncation != inferapi.TruncateStart {
+	if opts := req.Options.Inference(); opts.Truncation != inferapi.TruncateKeepEnd {
 		t.Errorf("direction Left: %+v", opts)
 	}
 	for _, c := range []struct {
@@ -111,6 +111,7 @@ func TestFromES(t *testing.T) {
 	}{
 		{eserror.BadRequest("`inputs` must have less than 512 tokens. Given: 600"), 422, TypeValidation, "Input validation error: `inputs` must have less than 512 tokens. Given: 600"},
 		{eserror.New(http.StatusNotFound, eserror.TypeResourceNotFound, "Inference endpoint not found [x]"), 404, TypeValidation, "Inference endpoint not found [x]"},
+		{eserror.BadRequest(inferapi.ErrDimensionsTooLarge, 384, 512), 422, TypeValidation, "Input validation error: `dimensions` should be smaller than the maximum embedding dimension."},
 		{eserror.New(http.StatusTooManyRequests, eserror.TypeStatus, "queue full"), 429, TypeOverloaded, "Model is overloaded: queue full"},
 		{eserror.New(http.StatusConflict, eserror.TypeStatus, "not allocated"), 503, TypeUnhealthy, "not allocated"},
 		{eserror.New(http.StatusRequestTimeout, eserror.TypeStatus, "timeout"), 503, TypeUnhealthy, "timeout"},

@@ -16,12 +16,12 @@ func TestOptionsHeader(t *testing.T) {
 		t.Fatalf("the zero options wrote %v", msg.Header)
 	}
 	no := false
-	want := inferapi.Options{Dimensions: 8, CountTokens: true, Normalize: &no, Scores: inferapi.ScoresRaw, Truncation: inferapi.TruncateStart,
+	want := inferapi.Options{Dimensions: 8, CountTokens: true, Normalize: &no, Scores: inferapi.ScoresRaw, Truncation: inferapi.TruncateKeepEnd,
 		Prompt: "query", SparseIDs: true, Tokenize: true, SpecialTokens: true, Describe: true}
 	SetOptions(msg, want)
 	got, err := Options(msg)
 	if err != nil || got.Normalize == nil || *got.Normalize || got.Dimensions != 8 || got.Prompt != "query" || got.Scores != inferapi.ScoresRaw ||
-		got.Truncation != inferapi.TruncateStart || !got.CountTokens || !got.SparseIDs || !got.Tokenize || !got.SpecialTokens || !got.Describe {
+		got.Truncation != inferapi.TruncateKeepEnd || !got.CountTokens || !got.SparseIDs || !got.Tokenize || !got.SpecialTokens || !got.Describe {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	// An option this worker does not know is refused, not ignored.

@@ -36,9 +36,12 @@ const (
 	// requester no longer waits; a request found expired is not served.
 	HeaderDeadline = "Jetinfer-Deadline"
 	// HeaderOptions carries a request's inferapi.Options as JSON;
-	// HeaderTokens answers CountTokens on the last part of a reply.
-	HeaderOptions = "Jetinfer-Options"
-	HeaderTokens  = "Jetinfer-Tokens"
+	// HeaderOptionsApplied marks the last part of a reply to a request with
+	// options (a worker older than the header would ignore them);
+	// HeaderTokens answers CountTokens there.
+	HeaderOptions        = "Jetinfer-Options"
+	HeaderOptionsApplied = "Jetinfer-Options-Applied"
+	HeaderTokens         = "Jetinfer-Tokens"
 )
 
 // SetOptions writes opts into an infer request's headers; the zero
@@ -53,8 +56,9 @@ func SetOptions(msg *nats.Msg, opts inferapi.Options) {
 
 // Options reads an infer request's inferapi.Options. An option this
 // process does not know is an error, not ignored: a worker older than the
-// route that asks for it refuses the request rather than answering
-// something else than was asked.
+// option refuses the request rather than answering something else than was
+// asked. (A worker older than the header itself ignores it; Request tells
+// by the reply's missing HeaderOptionsApplied.)
 func Options(msg *nats.Msg) (inferapi.Options, error) {
 	var opts inferapi.Options
 	v := msg.Header.Get(HeaderOptions)
@@ -78,21 +82,23 @@ const replyOverhead = 512
 // Reply sends an infer reply of the given status, in parts when it does
 // not fit in one message; notAllocated marks it as HeaderNotAllocated says.
 func Reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool) error {
-	return reply(nc, subject, status, body, notAllocated, -1)
+	return reply(nc, subject, status, body, notAllocated, -1, false)
 }
 
 // ReplyResult sends a successful infer reply, with the tokens counted
-// when the request asked for them.
+// when the request asked for them, and HeaderOptionsApplied when it had
+// options.
 func ReplyResult(nc *nats.Conn, subject string, res inferapi.Result, opts inferapi.Options) error {
 	tokens := -1
 	if opts.CountTokens {
 		tokens = res.Tokens
 	}
-	return reply(nc, subject, http.StatusOK, res.Body, false, tokens)
+	return reply(nc, subject, http.StatusOK, res.Body, false, tokens, opts != (inferapi.Options{}))
 }
 
-// reply is Reply with HeaderTokens on the last part unless tokens < 0.
-func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool, tokens int) error {
+// reply is Reply with HeaderTokens on the last part unless tokens < 0, and
+// HeaderOptionsApplied there when applied.
+func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated bool, tokens int, applied bool) error {
 	partSize := int(nc.MaxPayload()) - replyOverhead
 	if partSize < 1024 {
 		partSize = 1024
@@ -107,8 +113,13 @@ func reply(nc *nats.Conn, subject string, status int, body []byte, notAllocated 
 		if len(part) > partSize {
 			part = body[:partSize]
 			msg.Header.Set(HeaderMore, "true")
-		} else if tokens >= 0 {
-			msg.Header.Set(HeaderTokens, strconv.Itoa(tokens))
+		} else {
+			if tokens >= 0 {
+				msg.Header.Set(HeaderTokens, strconv.Itoa(tokens))
+			}
+			if applied {
+				msg.Header.Set(HeaderOptionsApplied, "true")
+			}
 		}
 		msg.Data = part
 		if err := nc.PublishMsg(msg); err != nil {
@@ -207,10 +218,13 @@ func Request(ctx context.Context, nc *nats.Conn, inferenceID string, body []byte
 		if status != http.StatusOK {
 			return inferapi.Result{}, &ReplyError{Status: status, Body: out}
 		}
+		if opts != (inferapi.Options{}) && part.Header.Get(HeaderOptionsApplied) == "" {
+			// A worker older than HeaderOptions (a rolling upgrade) answered
+			// as if the request had none.
+			return inferapi.Result{}, eserror.Internal(errors.New("request options ignored"), "the worker that served [%s] does not apply request options: upgrade it", inferenceID)
+		}
 		res := inferapi.Result{Body: out}
 		if opts.CountTokens {
-			// A worker older than the header answers without it (during
-			// a rolling upgrade): the count is unknown, reported as 0.
 			res.Tokens, _ = strconv.Atoi(part.Header.Get(HeaderTokens))
 		}
 		return res, nil

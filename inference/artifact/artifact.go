@@ -16,6 +16,9 @@ const (
 	ConfigFile = "jetinfer.json"
 	// HFConfigFile is the Hugging Face model config (config.json), optional.
 	HFConfigFile = "config.json"
+	// TokenizerConfigFile is the transformers tokenizer config, optional:
+	// its padding_side says how a decoder's batches are padded.
+	TokenizerConfigFile = "tokenizer_config.json"
 )
 
 // Required lists the files every artifact has.

@@ -21,12 +21,43 @@ const maskedScore = -10000
 // For HeadHidden and HeadMaskedLM it returns out[b][s][...]; for
 // HeadClassifier out[b][0][...], one row per batch item.
 func (m *Model) Forward(ids, typeIDs, mask [][]int64) ([][][]float32, error) {
+	if m.Config.Decoder {
+		return nil, errors.New("synthbert: forward: a decoder reads positions: call ForwardPositions")
+	}
+	return m.forward(ids, typeIDs, mask, nil)
+}
+
+// ForwardPositions is Forward for a Decoder: positions are the position_ids
+// input, [batch][seq] like the others (no token types).
+func (m *Model) ForwardPositions(ids, mask, positions [][]int64) ([][][]float32, error) {
+	if !m.Config.Decoder {
+		return nil, errors.New("synthbert: forward: only a decoder reads positions")
+	}
+	if len(positions) != len(ids) {
+		return nil, fmt.Errorf("synthbert: forward: %d rows of positions for %d of ids", len(positions), len(ids))
+	}
+	for b := range positions {
+		if len(positions[b]) != len(ids[b]) {
+			return nil, fmt.Errorf("synthbert: forward: row %d: %d positions for %d ids", b, len(positions[b]), len(ids[b]))
+		}
+		if err := checkRange("position", positions[b], m.Config.MaxPositions); err != nil {
+			return nil, fmt.Errorf("synthbert: forward: row %d: %w", b, err)
+		}
+	}
+	return m.forward(ids, mask, mask, positions)
+}
+
+func (m *Model) forward(ids, typeIDs, mask, positions [][]int64) ([][][]float32, error) {
 	if err := m.checkBatch(ids, typeIDs, mask); err != nil {
 		return nil, fmt.Errorf("synthbert: forward: %w", err)
 	}
 	out := make([][][]float32, len(ids))
 	for b := range ids {
-		x := m.encode(ids[b], typeIDs[b], mask[b])
+		var pos []int64
+		if positions != nil {
+			pos = positions[b]
+		}
+		x := m.encode(ids[b], typeIDs[b], mask[b], pos)
 		out[b] = m.head(x).rowSlices()
 	}
 	return out, nil
@@ -75,29 +106,33 @@ func checkRange(what string, vs []int64, limit int) error {
 // encode runs the embeddings and every encoder layer on one sequence,
 // padding included: padded positions are computed like any other, only no
 // real position attends to them.
-func (m *Model) encode(ids, typeIDs, mask []int64) matrix {
+func (m *Model) encode(ids, typeIDs, mask, positions []int64) matrix {
 	keyBias := make([]float64, len(mask))
 	for s, v := range mask {
 		keyBias[s] = float64(1-v) * maskedScore
 	}
-	x := m.embed(ids, typeIDs)
+	x := m.embed(ids, typeIDs, positions)
 	for i := range m.layers {
-		x = m.layers[i].forward(x, keyBias, m.Config.Heads, m.Config.LayerNormEps)
+		x = m.layers[i].forward(x, keyBias, m.Config.Heads, m.Config.LayerNormEps, m.Config.Decoder)
 	}
 	return x
 }
 
-// embed sums word, position (0..seq-1) and token-type embeddings, then
-// normalizes.
-func (m *Model) embed(ids, typeIDs []int64) matrix {
+// embed sums word, position (positions, or 0..seq-1 when nil) and
+// token-type embeddings, then normalizes.
+func (m *Model) embed(ids, typeIDs, positions []int64) matrix {
 	e := &m.embeddings
 	x := newMatrix(len(ids), e.word.cols)
 	for s := range ids {
 		typeID := 0
-		if !m.Config.NoTokenTypeInput {
+		if !m.Config.NoTokenTypeInput && !m.Config.Decoder {
 			typeID = int(typeIDs[s])
 		}
-		word, pos, typ := e.word.row(int(ids[s])), e.position.row(s), e.tokenType.row(typeID)
+		position := s
+		if positions != nil {
+			position = int(positions[s])
+		}
+		word, pos, typ := e.word.row(int(ids[s])), e.position.row(position), e.tokenType.row(typeID)
 		row := x.row(s)
 		for j := range row {
 			row[j] = float32(float64(word[j]) + float64(pos[j]) + float64(typ[j]))
@@ -108,16 +143,17 @@ func (m *Model) embed(ids, typeIDs []int64) matrix {
 
 // forward is one post-LayerNorm BERT layer: self-attention and the
 // feed-forward block, each with a residual connection.
-func (l *encoderLayer) forward(x matrix, keyBias []float64, heads int, eps float32) matrix {
-	attn := l.attnOut.apply(l.selfAttention(x, keyBias, heads))
+func (l *encoderLayer) forward(x matrix, keyBias []float64, heads int, eps float32, causal bool) matrix {
+	attn := l.attnOut.apply(l.selfAttention(x, keyBias, heads, causal))
 	x = l.attnNorm.apply(attn.add(x), eps)
 	ff := l.output.apply(l.intermediate.apply(x).gelu())
 	return l.outNorm.apply(ff.add(x), eps)
 }
 
 // selfAttention is multi-head scaled dot-product attention; keyBias holds
-// each key position's additive mask.
-func (l *encoderLayer) selfAttention(x matrix, keyBias []float64, heads int) matrix {
+// each key position's additive mask, and causal masks the keys after each
+// query as well.
+func (l *encoderLayer) selfAttention(x matrix, keyBias []float64, heads int, causal bool) matrix {
 	q, k, v := l.query.apply(x), l.key.apply(x), l.value.apply(x)
 	seq, dh := x.rows, x.cols/heads
 	scale := math.Sqrt(float64(dh))
@@ -129,6 +165,9 @@ func (l *encoderLayer) selfAttention(x matrix, keyBias []float64, heads int) mat
 			qi := q.row(i)[lo:hi]
 			for j := range seq {
 				probs[j] = dot(qi, k.row(j)[lo:hi])/scale + keyBias[j]
+				if causal && j > i {
+					probs[j] += maskedScore
+				}
 			}
 			softmax(probs)
 			clear(acc)

@@ -19,6 +19,7 @@ const (
 	inputIDs      = "input_ids"
 	attentionMask = "attention_mask"
 	tokenTypeIDs  = "token_type_ids"
+	positionIDs   = "position_ids"
 	batchDim      = "batch_size"
 	seqDim        = "sequence_length"
 )
@@ -68,7 +69,10 @@ func (m *Model) graph() *graphProto {
 		eps:       m.Config.LayerNormEps,
 	}
 	inputs := []string{inputIDs, attentionMask, tokenTypeIDs}
-	if m.Config.NoTokenTypeInput {
+	switch {
+	case m.Config.Decoder:
+		inputs = []string{inputIDs, attentionMask, positionIDs}
+	case m.Config.NoTokenTypeInput:
 		inputs = inputs[:2]
 	}
 	for _, name := range inputs {
@@ -77,6 +81,9 @@ func (m *Model) graph() *graphProto {
 	}
 	x := m.embeddingsGraph(b)
 	keyBias := b.keyBias()
+	if m.Config.Decoder {
+		keyBias = b.causal(keyBias)
+	}
 	for i := range m.layers {
 		x = m.layers[i].graph(b, x, keyBias, m.Config.Hidden, m.Config.Heads)
 	}
@@ -90,18 +97,24 @@ func (m *Model) graph() *graphProto {
 func (m *Model) embeddingsGraph(b *graphBuilder) string {
 	e := &m.embeddings
 	word := b.op(e.word.name+"/Gather", "Gather", []string{b.table(&e.word), inputIDs})
+	noTypes := m.Config.NoTokenTypeInput || m.Config.Decoder
 	var typ string
-	if !m.Config.NoTokenTypeInput {
+	if !noTypes {
 		typ = b.op(e.tokenType.name+"/Gather", "Gather", []string{b.table(&e.tokenType), tokenTypeIDs})
 	}
 	seqLen := b.op("bert.embeddings/seq_len", "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
 	zero := b.int64Const("const.zero_1d", []int64{1}, 0)
-	if m.Config.NoTokenTypeInput {
+	if noTypes {
 		// Type 0 for every token: row 0 of the table, broadcast over [B,S].
 		one := b.int64Const("const.one_1d", []int64{1}, 1)
 		typ = b.op(e.tokenType.name+"/Slice", "Slice", []string{b.table(&e.tokenType), zero, one, zero})
 	}
-	pos := b.op(e.position.name+"/Slice", "Slice", []string{b.table(&e.position), zero, seqLen, zero})
+	var pos string
+	if m.Config.Decoder {
+		pos = b.op(e.position.name+"/Gather", "Gather", []string{b.table(&e.position), positionIDs})
+	} else {
+		pos = b.op(e.position.name+"/Slice", "Slice", []string{b.table(&e.position), zero, seqLen, zero})
+	}
 	sum := b.op("bert.embeddings/Add_position", "Add", []string{word, pos})
 	sum = b.op("bert.embeddings/Add_token_type", "Add", []string{sum, typ})
 	return b.layerNorm(e.norm.name, sum, &e.norm)
@@ -115,6 +128,20 @@ func (b *graphBuilder) keyBias() string {
 	mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{mask, b.int64Const("const.mask_axes", []int64{2}, 1, 2)})
 	inv := b.op("mask/Sub", "Sub", []string{b.floatConst("const.one", 1), mask})
 	return b.op("mask/bias", "Mul", []string{inv, b.floatConst("const.masked_score", maskedScore)})
+}
+
+// causal adds to keyBias [B,1,1,S] the mask of every key after its query,
+// maskedScore above the diagonal of an [S,S] matrix: [B,1,S,S].
+func (b *graphBuilder) causal(keyBias string) string {
+	seqLen := b.op("causal/seq_len", "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
+	square := b.op("causal/shape", "Concat", []string{seqLen, seqLen}, attrInt("axis", 0))
+	// ConstantOfShape without a value is float zeros.
+	zeros := b.op("causal/zeros", "ConstantOfShape", []string{square})
+	ones := b.op("causal/ones", "Add", []string{zeros, b.floatConst("const.one", 1)})
+	lower := b.op("causal/lower", "Trilu", []string{ones}, attrInt("upper", 0))
+	above := b.op("causal/above", "Sub", []string{b.floatConst("const.one", 1), lower})
+	bias := b.op("causal/bias", "Mul", []string{above, b.floatConst("const.masked_score", maskedScore)})
+	return b.op("mask/causal_bias", "Add", []string{keyBias, bias})
 }
 
 // graph mirrors encoderLayer.forward.

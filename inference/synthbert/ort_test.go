@@ -99,8 +99,13 @@ func loadORT(t *testing.T, m *synthbert.Model) *ortModel {
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		t.Fatal(err)
 	}
+	// A decoder's third input is its positions, which run takes from typeIDs.
+	third := "token_type_ids"
+	if m.Config.Decoder {
+		third = "position_ids"
+	}
 	session, err := ort.NewDynamicAdvancedSession(path,
-		[]string{"input_ids", "attention_mask", "token_type_ids"},
+		[]string{"input_ids", "attention_mask", third},
 		[]string{m.Config.Head.OutputName()}, opts)
 	if err != nil {
 		t.Fatalf("ONNX Runtime rejects the model: %v", err)
@@ -267,4 +272,45 @@ func maxDiff(a, b [][]float32) float64 {
 		}
 	}
 	return d
+}
+
+// A decoder, as a left-padded batch feeds it: ONNX Runtime equals
+// ForwardPositions, a left-padded row with its own positions equals the row
+// alone, and a position never sees the ones after it.
+func TestDecoder(t *testing.T) {
+	cfg := tinyConfig(synthbert.HeadHidden)
+	cfg.Decoder = true
+	m := mustNew(t, cfg)
+	bt := batch{
+		ids:     [][]int64{{5, 6, 7, 8}, {0, 0, 9, 10}},
+		mask:    [][]int64{{1, 1, 1, 1}, {0, 0, 1, 1}},
+		typeIDs: [][]int64{{0, 1, 2, 3}, {0, 0, 0, 1}}, // the positions
+	}
+	want, err := m.ForwardPositions(bt.ids, bt.mask, bt.typeIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := loadORT(t, m).run(t, bt)
+	// Real positions only: a padded position of a left-padded row attends to
+	// nothing but masked keys, and its output is noise in either.
+	real := []int{0, 2}
+	for b := range want {
+		assertClose(t, fmt.Sprintf("item %d: ONNX Runtime vs ForwardPositions", b), got[b][real[b]:], want[b][real[b]:], 1e-4)
+	}
+	alone, err := m.ForwardPositions([][]int64{{9, 10}}, [][]int64{{1, 1}}, [][]int64{{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "left-padded row vs the row alone", want[1][2:], alone[0], 1e-5)
+	changed, err := m.ForwardPositions([][]int64{{5, 6, 7, 90}}, [][]int64{{1, 1, 1, 1}}, [][]int64{{0, 1, 2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "positions before the changed token", changed[0][:3], want[0][:3], 1e-6)
+	if maxDiff(changed[0][3:], want[0][3:]) < 1e-3 {
+		t.Error("changing the last token did not change its output")
+	}
+	if _, err := m.Forward(bt.ids, bt.typeIDs, bt.mask); err == nil {
+		t.Error("Forward ran a decoder without its positions")
+	}
 }

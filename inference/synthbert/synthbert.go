@@ -72,6 +72,12 @@ type Config struct {
 	// XLM-RoBERTa exports do: every token then has type 0, and Forward
 	// ignores the type ids it is given.
 	NoTokenTypeInput bool
+	// Decoder makes the model a decoder as embedding models such as
+	// Qwen3-Embedding export it: causal attention (a position attends to
+	// itself and the positions before it), no token types, and positions
+	// read from a position_ids input, which a left-padded batch needs
+	// (ForwardPositions). Its head must be HeadHidden.
+	Decoder bool
 }
 
 // maxDim bounds every size in a Config, so that products of two sizes cannot
@@ -134,6 +140,9 @@ func (c Config) validate() error {
 	}
 	if c.Head < HeadHidden || c.Head > HeadClassifier {
 		errs = append(errs, fmt.Errorf("unknown Head %d", int(c.Head)))
+	}
+	if c.Decoder && c.Head != HeadHidden {
+		errs = append(errs, fmt.Errorf("a Decoder has the hidden head, not %s", c.Head))
 	}
 	if !positiveFinite(c.WeightScale) {
 		errs = append(errs, fmt.Errorf("WeightScale must be positive and finite, got %v", c.WeightScale))

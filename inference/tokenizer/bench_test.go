@@ -9,7 +9,7 @@ import (
 // one at a time, and reports tokens per second.
 func BenchmarkEncode(b *testing.B) {
 	corpus := tokLoadCorpus(b)
-	for _, name := range tokTestTokenizers {
+	for _, name := range tokGoldenTokenizers {
 		b.Run(name, func(b *testing.B) {
 			tok := tokLoad(b, name, 512)
 			var bytes int64

@@ -77,6 +77,8 @@ func buildNormalizer(raw json.RawMessage) (textNormalizer, error) {
 		return prependNormalizer{prefix: *cfg.Prepend}, nil
 	case "Replace":
 		return buildReplaceNormalizer(cfg)
+	case "ByteLevel":
+		return byteLevelNormalizer{}, nil
 	case "Precompiled":
 		if cfg.PrecompiledCharsmap == nil {
 			return nil, errors.New(`Precompiled: "precompiled_charsmap" is missing`)
@@ -120,9 +122,13 @@ func buildReplaceNormalizer(cfg hfNormalizer) (textNormalizer, error) {
 		}
 		return replaceNormalizer{literal: *cfg.Pattern.String, with: *cfg.Content}, nil
 	case cfg.Pattern.Regex != nil:
-		// tokenizers compiles with Oniguruma; Go's RE2 syntax agrees on the simple patterns tokenizer files use
-		// (" {2,}", "``"), and a pattern it cannot compile is refused here rather than misapplied.
-		re, err := regexp.Compile(*cfg.Pattern.Regex)
+		// tokenizers compiles with Oniguruma: the pattern is translated as Split's are (Unicode \s and the like), and
+		// what RE2 would run otherwise is refused rather than misapplied.
+		translated, err := translateOnig(*cfg.Pattern.Regex)
+		if err != nil {
+			return nil, fmt.Errorf("Replace: pattern: %w", err)
+		}
+		re, err := regexp.Compile(translated)
 		if err != nil {
 			return nil, fmt.Errorf("Replace: pattern: %w", err)
 		}
@@ -276,6 +282,28 @@ func (n prependNormalizer) normalize(s string) string {
 		return s
 	}
 	return n.prefix + s
+}
+
+// byteLevelNormalizer is tokenizers' ByteLevel normalizer: every byte of the text becomes the character GPT-2's
+// bytes_to_unicode gives it, as the ByteLevel pre-tokenizer does without splitting.
+type byteLevelNormalizer struct{}
+
+func (byteLevelNormalizer) normalize(s string) string {
+	var b strings.Builder
+	b.Grow(2 * len(s))
+	for i := 0; i < len(s); i++ {
+		b.WriteString(byteLevelChars[s[i]])
+	}
+	return b.String()
+}
+
+// normalizeAligned: each byte's character takes the alignment of the character the byte is part of.
+func (byteLevelNormalizer) normalizeAligned(a alignedText) alignedText {
+	ab := newAlignedBuilder(2 * len(a.s))
+	for i := 0; i < len(a.s); i++ {
+		ab.write(byteLevelChars[a.s[i]], int(a.lo[i]), int(a.hi[i]))
+	}
+	return ab.text()
 }
 
 // replaceNormalizer is tokenizers' Replace: every non-overlapping match, left to right, becomes content (taken

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -13,8 +14,8 @@ import (
 // Encoding offsets do. tokenizers keeps, for every byte of a NormalizedString, the range of the original it came
 // from, and every normalizer and pre-tokenizer step carries those alignments along. Encode has no use for them and
 // stays on plain strings (it is the hot path); Tokenize runs the same steps on an alignedText, which keeps that
-// range per byte. Each step below produces exactly the string its plain version does (TestTokenizeMatchesEncode
-// holds the ids equal) and aligns what it writes as NormalizedString::transform does
+// range per byte. Each step below produces exactly the string its plain version does (the golden tests hold
+// Tokenize's ids equal to Hugging Face's, as Encode's) and aligns what it writes as NormalizedString::transform does
 // (tokenizer/normalizer.rs): a unit of n characters written as m, the first min(n, m) in order take the alignments
 // of the characters they replace, the last of them also swallows the rest when m < n, and the characters beyond
 // n are inserted, taking the alignment of the character before them. A token's offsets are its first byte's start
@@ -217,9 +218,12 @@ func (n replaceNormalizer) normalizeAligned(a alignedText) alignedText {
 	prev := 0
 	for _, m := range matches {
 		ab.copy(a, prev, m[0])
-		if m[1] > 0 {
+		switch {
+		case m[1] > 0:
 			ab.write(n.with, int(a.lo[m[1]-1]), int(a.hi[m[1]-1]))
-		} else {
+		case len(a.s) > 0: // an empty match at the start: the section's own start
+			ab.write(n.with, int(a.lo[0]), int(a.lo[0]))
+		default:
 			ab.write(n.with, 0, 0)
 		}
 		prev = m[1]
@@ -348,7 +352,7 @@ type TokenOffsets struct {
 func (t *Tokenizer) Tokenize(text string, special bool) (toks []TokenOffsets, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			toks, err = nil, fmt.Errorf("tokenizer: internal error: %v", r)
+			toks, err = nil, fmt.Errorf("%w: %v", ErrInternal, r)
 		}
 	}()
 	if !utf8.ValidString(text) {
@@ -430,11 +434,11 @@ func (t *Tokenizer) Count(texts ...string) (int, error) {
 	}
 	n := t.post.added(len(texts) == 2)
 	for _, text := range texts {
-		toks, err := t.Tokenize(toValidUTF8(text), false)
+		ids, err := t.encodeSequence(text, math.MaxInt-1)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("tokenizer: %w", err)
 		}
-		n += len(toks)
+		n += len(ids)
 	}
 	return n, nil
 }

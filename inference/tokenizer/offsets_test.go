@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,7 +157,7 @@ func TestEncodeKeepingEnd(t *testing.T) {
 // char offsets: ours are mapped from bytes the way the crate maps them (tokCharOffsets).
 func TestTokenizeOffsetsGolden(t *testing.T) {
 	corpus := tokLoadCorpus(t)
-	for _, name := range tokTestTokenizers {
+	for _, name := range tokGoldenTokenizers {
 		t.Run(name, func(t *testing.T) {
 			var golden struct {
 				Cases []struct {
@@ -222,4 +223,43 @@ func tokCharOffsets(text string, toks []TokenOffsets) []TokenOffsets {
 		}
 	}
 	return out
+}
+
+// The ByteLevel normalizer is the ByteLevel pre-tokenizer's byte mapping without its split: with it and no
+// pre-tokenizer, the test BPE model gives the ids and offsets it gives with a ByteLevel pre-tokenizer that neither
+// splits nor adds a space.
+func TestByteLevelNormalizer(t *testing.T) {
+	var file map[string]any
+	tokLoadJSON(t, tokPath(t, "bpe"), &file)
+	variant := func(normalizer, pre any) *Tokenizer {
+		file["normalizer"], file["pre_tokenizer"], file["post_processor"] = normalizer, pre, nil
+		data, err := json.Marshal(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "tokenizer.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := Load(Config{Path: path, MaxLength: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	norm := variant(map[string]any{"type": "ByteLevel"}, nil)
+	pre := variant(nil, map[string]any{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false})
+	for _, text := range tokLoadCorpus(t).Single {
+		if !utf8.ValidString(text) {
+			continue
+		}
+		a, errA := norm.Tokenize(text, false)
+		b, errB := pre.Tokenize(text, false)
+		if errA != nil || errB != nil || !slices.Equal(a, b) {
+			t.Fatalf("%q: normalizer %v (%v), pre-tokenizer %v (%v)", text, a, errA, b, errB)
+		}
+	}
+	if got := tokTokens(norm, tokEncode(t, norm, "héllo").IDs); strings.Join(got, "") != "hÃ©llo" {
+		t.Errorf("héllo: %q", got)
+	}
 }

@@ -180,8 +180,9 @@ type onigRegex struct {
 // onigWhiteSpace is the White_Space property, Oniguruma's \s, as the body of a character class.
 const onigWhiteSpace = `\t-\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}`
 
-// onigWord is Oniguruma's Unicode \w (letters, marks, decimal numbers, connector punctuation), as a class body.
-const onigWord = `\p{L}\p{M}\p{Nd}\p{Pc}`
+// onigWord is Oniguruma's Unicode \w as a class body: letters, letter numbers, marks, decimal numbers, connector
+// punctuation and the joiners (as isRegexWord).
+const onigWord = `\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}`
 
 const lookaheadSpaces = `\s+(?!\S)`
 
@@ -247,11 +248,16 @@ func topLevelAlternatives(pattern string) ([]string, error) {
 	return append(alts, pattern[start:]), nil
 }
 
-// translateOnig rewrites Oniguruma's Unicode shorthand classes for RE2 and refuses what RE2 cannot run.
+// translateOnig rewrites Oniguruma's Unicode shorthand classes for RE2 and refuses what RE2 would run otherwise
+// than Oniguruma: lookaround, atomic groups, possessive quantifiers, anchors (a match is tried at each position of
+// the text as the start of a string), flags that reach past a group, nested classes and class intersections.
 func translateOnig(pattern string) (string, error) {
-	for _, unsupported := range []string{"(?=", "(?!", "(?<=", "(?<!", "(?>", "++", "*+", "?+", "\\G", "\\K"} {
-		if strings.Contains(pattern, unsupported) {
-			return "", fmt.Errorf("%q: %s is not supported (only the alternative %s is)", pattern, unsupported, lookaheadSpaces)
+	unsupported := func(what string) (string, error) {
+		return "", fmt.Errorf("%q: %s is not supported (of lookarounds, only the alternative %s is)", pattern, what, lookaheadSpaces)
+	}
+	for _, construct := range []string{"(?=", "(?!", "(?<=", "(?<!", "(?>", "++", "*+", "?+", "&&"} {
+		if strings.Contains(pattern, construct) {
+			return unsupported(construct)
 		}
 	}
 	var b strings.Builder
@@ -262,6 +268,9 @@ func translateOnig(pattern string) (string, error) {
 		case c == '\\' && i+1 < len(pattern):
 			e := pattern[i+1]
 			i++
+			if strings.IndexByte("AzZbBGK", e) >= 0 {
+				return unsupported("the anchor \\" + string(e))
+			}
 			var body string
 			negated := false
 			switch e {
@@ -293,10 +302,17 @@ func translateOnig(pattern string) (string, error) {
 				b.WriteString("[" + body + "]")
 			}
 		case inClass:
-			if c == ']' {
+			switch c {
+			case ']':
 				inClass = false
+			case '[':
+				return unsupported("a class inside a class")
 			}
 			b.WriteByte(c)
+		case c == '^' || c == '$':
+			return unsupported("the anchor " + string(c))
+		case c == '(' && strings.HasPrefix(pattern[i:], "(?") && !strings.HasPrefix(pattern[i:], "(?:") && !strings.HasPrefix(pattern[i:], "(?i:"):
+			return unsupported("the group or flags " + pattern[i:min(len(pattern), i+4)])
 		case c == '[':
 			inClass = true
 			b.WriteByte(c)
@@ -316,21 +332,28 @@ func translateOnig(pattern string) (string, error) {
 }
 
 // findAll calls match with each match of the regex in s, left to right, as Oniguruma's search does: at the
-// leftmost position where some alternative matches, the first alternative that does.
+// leftmost position where some alternative matches, the first alternative that does. An empty match is reported
+// too (it cuts the text there) and the search goes on one character further.
 func (re *onigRegex) findAll(s string, match func(i, j int)) {
-	for at := 0; at < len(s); {
+	for at := 0; at <= len(s); {
 		loc := re.any.FindStringIndex(s[at:])
 		if loc == nil {
 			return
 		}
 		at += loc[0] // no match can start before
-		if end, ok := re.matchAt(s, at); ok && end > at {
+		end, ok := re.matchAt(s, at)
+		if ok {
 			match(at, end)
+		}
+		if ok && end > at {
 			at = end
 			continue
 		}
-		// The superset matched here but no alternative does (the lookahead one refused, or an empty match): the
+		// An empty match, or the superset matched here but no alternative does (the lookahead one refused): the
 		// next match starts after this character.
+		if at == len(s) {
+			return
+		}
 		_, n := utf8.DecodeRuneInString(s[at:])
 		at += n
 	}

@@ -73,7 +73,8 @@ func TestSplitOnigurumaPatterns(t *testing.T) {
 }
 
 func TestSplitRefusesWhatRE2CannotRun(t *testing.T) {
-	for _, pattern := range []string{`(?<=a)b`, `a(?=b)`, `(?>ab)`, `a++`, `[^\S]`, `\p{L}+(?!\S)`, `(a`} {
+	for _, pattern := range []string{`(?<=a)b`, `a(?=b)`, `(?>ab)`, `a++`, `[^\S]`, `\p{L}+(?!\S)`, `(a`,
+		`^a`, `a$`, `\bword`, `(?i)a|b`, `[a[b]]`, `[a-z&&[^aeiou]]`, `(?P<x>a)`} {
 		if _, err := compileOnigRegex(pattern); err == nil {
 			t.Errorf("%q compiled", pattern)
 		}
@@ -94,5 +95,19 @@ func TestSplitLongTextWithOneMatch(t *testing.T) {
 	got := p.split(nil, text, true)
 	if len(got) != 2 || got[1] != "42" {
 		t.Fatalf("%d words, last %q", len(got), got[len(got)-1])
+	}
+}
+
+// An empty match cuts the text where it is, as Oniguruma's find_iter reports it; \w takes letter numbers.
+func TestSplitEmptyMatchesAndWordClass(t *testing.T) {
+	spaces := `\s*`
+	p := splitWith(t, hfPattern{Regex: &spaces}, "Isolated", false)
+	if got := p.split(nil, "ab c", true); !slices.Equal(got, []string{"a", "b", " ", "c"}) {
+		t.Errorf("empty matches: %q", got)
+	}
+	words := `\w+`
+	p = splitWith(t, hfPattern{Regex: &words}, "Removed", true)
+	if got := p.split(nil, "Ⅻ〇 x", true); !slices.Equal(got, []string{"Ⅻ〇", "x"}) {
+		t.Errorf("letter numbers: %q", got)
 	}
 }

@@ -15,6 +15,10 @@ import (
 	"unicode/utf8"
 )
 
+// ErrInternal is wrapped by the error of an encoding that failed on a fault of this package (a recovered panic),
+// not of its input.
+var ErrInternal = errors.New("tokenizer: internal error")
+
 // Config says which tokenizer to load and how long its encodings may be.
 type Config struct {
 	Path      string // tokenizer.json
@@ -208,7 +212,7 @@ func (t *Tokenizer) encode(first, second string, pair bool, keep Keep) (enc Enco
 	// not the process.
 	defer func() {
 		if r := recover(); r != nil {
-			enc, err = Encoding{}, fmt.Errorf("tokenizer: internal error: %v", r)
+			enc, err = Encoding{}, fmt.Errorf("%w: %v", ErrInternal, r)
 		}
 	}()
 	room := t.maxLength - t.post.added(pair)

@@ -635,6 +635,25 @@ func FuzzTokenize(f *testing.F) {
 			if (slices.Index(pair.TypeIDs, 1) < 0) == l.pairTypeOne || slices.ContainsFunc(single.TypeIDs, func(id int64) bool { return id != 0 }) {
 				t.Fatalf("%q, %q: type ids %v (single %v)", a, b, pair.TypeIDs, single.TypeIDs)
 			}
+			// The aligned path: the ids Encode gives up to its limit, offsets inside the text and in order of
+			// their starts wherever the normalizer keeps the text's order.
+			if valid := toValidUTF8(a); l.tok.maxLength == 128 {
+				toks, err := l.tok.Tokenize(valid, true)
+				if err != nil {
+					t.Fatalf("Tokenize(%q): %v", valid, err)
+				}
+				if !single.Truncated && len(toks) != len(single.IDs) {
+					t.Fatalf("Tokenize(%q): %d tokens, Encode %d", valid, len(toks), len(single.IDs))
+				}
+				for i, tk := range toks {
+					if i < len(single.IDs) && !single.Truncated && tk.ID != single.IDs[i] {
+						t.Fatalf("Tokenize(%q): token %d is %d, Encode's %d", valid, i, tk.ID, single.IDs[i])
+					}
+					if tk.Start < 0 || tk.Start > tk.End || tk.End > len(valid) {
+						t.Fatalf("Tokenize(%q): token %d has offsets %d–%d", valid, i, tk.Start, tk.End)
+					}
+				}
+			}
 		}
 		// Our WordPiece matching against sugarme's on arbitrary words.
 		if utf8.ValidString(a) && !strings.ContainsFunc(a, isRegexSpace) {
