@@ -1,0 +1,481 @@
+// Package onnxgraph reads and writes ONNX models (ModelProto, onnx/onnx.proto) for rewriting their graphs: the
+// main graph's nodes and initializers are decoded into structs that can be changed, added and removed; every other
+// field of every message (opsets, metadata, value infos, attributes, sub-graphs, fields of newer ONNX versions) is
+// kept as the bytes it was read as and written back unchanged. A model decoded and encoded without changes is the
+// same bytes for any file a protobuf library wrote (fields in number order, packed repeated scalars), and the same
+// model for any other. It is pure Go over protowire.
+package onnxgraph
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ErrMalformed is wrapped by the errors of data that is not a valid ONNX model.
+var ErrMalformed = errors.New("onnxgraph: malformed model")
+
+// field is one field of a message as read: its number, wire type and encoding, tag included.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	raw []byte
+}
+
+// payload is a length-delimited field's content.
+func (f field) payload() []byte {
+	_, _, n := protowire.ConsumeTag(f.raw)
+	v, _ := protowire.ConsumeBytes(f.raw[n:])
+	return v
+}
+
+// parseFields splits a message into its fields, in order.
+func parseFields(b []byte) ([]field, error) {
+	var fields []field
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(m))
+		}
+		fields = append(fields, field{num: num, typ: typ, raw: b[:n+m]})
+		b = b[n+m:]
+	}
+	return fields, nil
+}
+
+// Model is a decoded ModelProto.
+type Model struct {
+	fields []field // field 7 (the graph) is written from Graph
+	Graph  *Graph
+}
+
+// ModelProto and GraphProto field numbers.
+const (
+	modelGraph       protowire.Number = 7
+	graphNode        protowire.Number = 1
+	graphInitializer protowire.Number = 5
+)
+
+// Decode reads a serialized ModelProto.
+func Decode(data []byte) (*Model, error) {
+	fields, err := parseFields(data)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{fields: fields}
+	for _, f := range fields {
+		if f.num != modelGraph {
+			continue
+		}
+		if f.typ != protowire.BytesType || m.Graph != nil {
+			return nil, fmt.Errorf("%w: graph field", ErrMalformed)
+		}
+		if m.Graph, err = decodeGraph(f.payload()); err != nil {
+			return nil, fmt.Errorf("graph: %w", err)
+		}
+	}
+	if m.Graph == nil {
+		return nil, fmt.Errorf("%w: no graph", ErrMalformed)
+	}
+	return m, nil
+}
+
+// Encode writes the model.
+func (m *Model) Encode() []byte {
+	var out []byte
+	for _, f := range m.fields {
+		if f.num == modelGraph {
+			out = append(out, bytesField(modelGraph, m.Graph.encode()).raw...)
+			continue
+		}
+		out = append(out, f.raw...)
+	}
+	return out
+}
+
+// Graph is a decoded GraphProto: its nodes and initializers, in order.
+type Graph struct {
+	fields       []field // nodes and initializers are written from the slices, where the first of each was
+	Nodes        []*Node
+	Initializers []*Tensor
+}
+
+func decodeGraph(b []byte) (*Graph, error) {
+	fields, err := parseFields(b)
+	if err != nil {
+		return nil, err
+	}
+	g := &Graph{}
+	for _, f := range fields {
+		switch {
+		case f.num == graphNode && f.typ == protowire.BytesType:
+			n, err := decodeNode(f.payload())
+			if err != nil {
+				return nil, fmt.Errorf("node %d: %w", len(g.Nodes), err)
+			}
+			g.Nodes = append(g.Nodes, n)
+		case f.num == graphInitializer && f.typ == protowire.BytesType:
+			t, err := decodeTensor(f.payload())
+			if err != nil {
+				return nil, fmt.Errorf("initializer %d: %w", len(g.Initializers), err)
+			}
+			g.Initializers = append(g.Initializers, t)
+		}
+		g.fields = append(g.fields, f)
+	}
+	return g, nil
+}
+
+// encode writes the graph's fields in their order, the nodes where the first node was and the initializers where
+// the first initializer was (after the other fields when the graph had none).
+func (g *Graph) encode() []byte {
+	var out []byte
+	nodesDone, initsDone := false, false
+	writeNodes := func() {
+		for _, n := range g.Nodes {
+			out = append(out, bytesField(graphNode, n.encode()).raw...)
+		}
+		nodesDone = true
+	}
+	writeInits := func() {
+		for _, t := range g.Initializers {
+			out = append(out, bytesField(graphInitializer, t.encode()).raw...)
+		}
+		initsDone = true
+	}
+	for _, f := range g.fields {
+		switch f.num {
+		case graphNode:
+			if !nodesDone {
+				writeNodes()
+			}
+		case graphInitializer:
+			if !initsDone {
+				writeInits()
+			}
+		default:
+			out = append(out, f.raw...)
+		}
+	}
+	if !nodesDone {
+		writeNodes()
+	}
+	if !initsDone {
+		writeInits()
+	}
+	return out
+}
+
+// Node is a decoded NodeProto. Attributes and the fields not modelled are kept as read; a new node has none but its
+// Attributes.
+type Node struct {
+	Inputs, Outputs []string
+	Name, OpType    string
+	Domain          string
+	// Attributes are the node's AttributeProtos; NewAttribute makes one.
+	Attributes []Attribute
+	other      []field // doc_string, overload, metadata_props, newer fields
+}
+
+// NodeProto field numbers.
+const (
+	nodeInput     protowire.Number = 1
+	nodeOutput    protowire.Number = 2
+	nodeName      protowire.Number = 3
+	nodeOpType    protowire.Number = 4
+	nodeAttribute protowire.Number = 5
+	nodeDomain    protowire.Number = 7
+)
+
+func decodeNode(b []byte) (*Node, error) {
+	fields, err := parseFields(b)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{}
+	for _, f := range fields {
+		if f.typ != protowire.BytesType {
+			n.other = append(n.other, f)
+			continue
+		}
+		switch v := f.payload(); f.num {
+		case nodeInput:
+			n.Inputs = append(n.Inputs, string(v))
+		case nodeOutput:
+			n.Outputs = append(n.Outputs, string(v))
+		case nodeName:
+			n.Name = string(v)
+		case nodeOpType:
+			n.OpType = string(v)
+		case nodeDomain:
+			n.Domain = string(v)
+		case nodeAttribute:
+			n.Attributes = append(n.Attributes, Attribute{raw: slices.Clone(v)})
+		default:
+			n.other = append(n.other, f)
+		}
+	}
+	return n, nil
+}
+
+// encode writes the node's fields in field-number order, as protobuf libraries do.
+func (n *Node) encode() []byte {
+	var modelled []field
+	for _, s := range n.Inputs {
+		modelled = append(modelled, stringField(nodeInput, s, true))
+	}
+	for _, s := range n.Outputs {
+		modelled = append(modelled, stringField(nodeOutput, s, true))
+	}
+	modelled = append(modelled, stringField(nodeName, n.Name, false), stringField(nodeOpType, n.OpType, false))
+	for _, a := range n.Attributes {
+		modelled = append(modelled, bytesField(nodeAttribute, a.raw))
+	}
+	modelled = append(modelled, stringField(nodeDomain, n.Domain, false))
+	return merge(modelled, n.other)
+}
+
+// merge writes the modelled fields and the others kept as read, by field number; fields of one number keep their
+// order, the modelled ones first.
+func merge(modelled, other []field) []byte {
+	all := append(slices.Clip(modelled), other...)
+	slices.SortStableFunc(all, func(a, b field) int { return int(a.num) - int(b.num) })
+	var out []byte
+	for _, f := range all {
+		out = append(out, f.raw...)
+	}
+	return out
+}
+
+// bytesField is a length-delimited field holding v.
+func bytesField(num protowire.Number, v []byte) field {
+	raw := protowire.AppendTag(nil, num, protowire.BytesType)
+	return field{num: num, typ: protowire.BytesType, raw: protowire.AppendBytes(raw, v)}
+}
+
+// stringField is a string field; an empty one is left out (proto3) unless it is an element of a repeated field.
+func stringField(num protowire.Number, s string, repeated bool) field {
+	if s == "" && !repeated {
+		return field{num: num}
+	}
+	return bytesField(num, []byte(s))
+}
+
+// Attribute is an AttributeProto, kept as its encoding.
+type Attribute struct {
+	raw []byte
+}
+
+// AttributeProto field numbers and AttributeType values.
+const (
+	attrName protowire.Number = 1
+	attrF    protowire.Number = 2
+	attrI    protowire.Number = 3
+	attrInts protowire.Number = 8
+	attrType protowire.Number = 20
+
+	attrTypeFloat = 1
+	attrTypeInt   = 2
+	attrTypeInts  = 7
+)
+
+// Name is the attribute's name.
+func (a Attribute) Name() string {
+	fields, err := parseFields(a.raw)
+	if err != nil {
+		return ""
+	}
+	for _, f := range fields {
+		if f.num == attrName && f.typ == protowire.BytesType {
+			return string(f.payload())
+		}
+	}
+	return ""
+}
+
+// IntAttribute makes an INT attribute.
+func IntAttribute(name string, v int64) Attribute {
+	out := stringField(attrName, name, false).raw
+	out = protowire.AppendTag(out, attrI, protowire.VarintType)
+	out = protowire.AppendVarint(out, uint64(v))
+	out = protowire.AppendTag(out, attrType, protowire.VarintType)
+	return Attribute{raw: protowire.AppendVarint(out, attrTypeInt)}
+}
+
+// FloatAttribute makes a FLOAT attribute.
+func FloatAttribute(name string, v float32) Attribute {
+	out := stringField(attrName, name, false).raw
+	out = protowire.AppendTag(out, attrF, protowire.Fixed32Type)
+	out = protowire.AppendFixed32(out, math.Float32bits(v))
+	out = protowire.AppendTag(out, attrType, protowire.VarintType)
+	return Attribute{raw: protowire.AppendVarint(out, attrTypeFloat)}
+}
+
+// IntsAttribute makes an INTS attribute.
+func IntsAttribute(name string, vs ...int64) Attribute {
+	out := stringField(attrName, name, false).raw
+	var packed []byte
+	for _, v := range vs {
+		packed = protowire.AppendVarint(packed, uint64(v))
+	}
+	out = protowire.AppendTag(out, attrInts, protowire.BytesType)
+	out = protowire.AppendBytes(out, packed)
+	out = protowire.AppendTag(out, attrType, protowire.VarintType)
+	return Attribute{raw: protowire.AppendVarint(out, attrTypeInts)}
+}
+
+// Tensor is a decoded TensorProto: its name, type, shape and raw_data; the typed data fields (float_data and the
+// like), external data and the rest are kept as read.
+type Tensor struct {
+	Name     string
+	DataType int32
+	Dims     []int64
+	// RawData holds the values little-endian, unless the values are in a typed field or external (Floats reads
+	// either).
+	RawData []byte
+	other   []field
+}
+
+// TensorProto field numbers and DataType values.
+const (
+	tensorDims         protowire.Number = 1
+	tensorDataType     protowire.Number = 2
+	tensorFloatData    protowire.Number = 4
+	tensorName         protowire.Number = 8
+	tensorRawData      protowire.Number = 9
+	tensorDataLocation protowire.Number = 14
+
+	// Float is TensorProto.FLOAT.
+	Float int32 = 1
+)
+
+func decodeTensor(b []byte) (*Tensor, error) {
+	fields, err := parseFields(b)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tensor{}
+	for _, f := range fields {
+		switch {
+		case f.num == tensorDims:
+			if t.Dims, err = appendVarints(t.Dims, f); err != nil {
+				return nil, fmt.Errorf("dims: %w", err)
+			}
+		case f.num == tensorDataType && f.typ == protowire.VarintType:
+			v, _ := protowire.ConsumeVarint(f.raw[protowire.SizeTag(f.num):])
+			t.DataType = int32(v)
+		case f.num == tensorName && f.typ == protowire.BytesType:
+			t.Name = string(f.payload())
+		case f.num == tensorRawData && f.typ == protowire.BytesType:
+			t.RawData = slices.Clone(f.payload())
+		default:
+			t.other = append(t.other, f)
+		}
+	}
+	return t, nil
+}
+
+// appendVarints reads a repeated varint field, packed or not.
+func appendVarints(dst []int64, f field) ([]int64, error) {
+	body := f.raw[protowire.SizeTag(f.num):]
+	switch f.typ {
+	case protowire.VarintType:
+		v, _ := protowire.ConsumeVarint(body)
+		return append(dst, int64(v)), nil
+	case protowire.BytesType:
+		packed := f.payload()
+		for len(packed) > 0 {
+			v, n := protowire.ConsumeVarint(packed)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+			}
+			dst = append(dst, int64(v))
+			packed = packed[n:]
+		}
+		return dst, nil
+	}
+	return nil, fmt.Errorf("%w: wire type %d", ErrMalformed, f.typ)
+}
+
+func (t *Tensor) encode() []byte {
+	var modelled []field
+	if len(t.Dims) > 0 {
+		var packed []byte
+		for _, d := range t.Dims {
+			packed = protowire.AppendVarint(packed, uint64(d))
+		}
+		modelled = append(modelled, bytesField(tensorDims, packed))
+	}
+	if t.DataType != 0 {
+		raw := protowire.AppendTag(nil, tensorDataType, protowire.VarintType)
+		modelled = append(modelled, field{num: tensorDataType, typ: protowire.VarintType, raw: protowire.AppendVarint(raw, uint64(t.DataType))})
+	}
+	modelled = append(modelled, stringField(tensorName, t.Name, false))
+	if len(t.RawData) > 0 {
+		modelled = append(modelled, bytesField(tensorRawData, t.RawData))
+	}
+	return merge(modelled, t.other)
+}
+
+// External reports whether the tensor's values are in an external data file.
+func (t *Tensor) External() bool {
+	for _, f := range t.other {
+		if f.num == tensorDataLocation && f.typ == protowire.VarintType {
+			v, _ := protowire.ConsumeVarint(f.raw[protowire.SizeTag(f.num):])
+			return v == 1 // EXTERNAL
+		}
+	}
+	return false
+}
+
+// Floats returns a FLOAT tensor's values, from raw_data or float_data.
+func (t *Tensor) Floats() ([]float32, error) {
+	if t.DataType != Float {
+		return nil, fmt.Errorf("onnxgraph: tensor %q has data type %d, not FLOAT", t.Name, t.DataType)
+	}
+	if t.External() {
+		return nil, fmt.Errorf("onnxgraph: tensor %q is in an external data file", t.Name)
+	}
+	n := int64(1)
+	for _, d := range t.Dims {
+		n *= d
+	}
+	var vals []float32
+	if t.RawData != nil {
+		if int64(len(t.RawData)) != 4*n {
+			return nil, fmt.Errorf("%w: tensor %q has %d bytes for %d floats", ErrMalformed, t.Name, len(t.RawData), n)
+		}
+		vals = make([]float32, n)
+		for i := range vals {
+			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.RawData[4*i:]))
+		}
+		return vals, nil
+	}
+	for _, f := range t.other {
+		if f.num != tensorFloatData {
+			continue
+		}
+		switch f.typ {
+		case protowire.Fixed32Type:
+			v, _ := protowire.ConsumeFixed32(f.raw[protowire.SizeTag(f.num):])
+			vals = append(vals, math.Float32frombits(v))
+		case protowire.BytesType:
+			packed := f.payload()
+			for ; len(packed) >= 4; packed = packed[4:] {
+				vals = append(vals, math.Float32frombits(binary.LittleEndian.Uint32(packed)))
+			}
+		}
+	}
+	if int64(len(vals)) != n {
+		return nil, fmt.Errorf("%w: tensor %q has %d floats for dims %v", ErrMalformed, t.Name, len(vals), t.Dims)
+	}
+	return vals, nil
+}
