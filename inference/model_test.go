@@ -68,7 +68,7 @@ func tinyConfig(head synthbert.Head, seed uint64) synthbert.Config {
 }
 
 // writeModel writes a model artifact directory for cfg with jetinfer.json.
-func writeModel(t *testing.T, cfg synthbert.Config, jetinferJSON string) (string, *synthbert.Model) {
+func writeModel(t testing.TB, cfg synthbert.Config, jetinferJSON string) (string, *synthbert.Model) {
 	t.Helper()
 	m, err := synthbert.New(cfg)
 	if err != nil {

@@ -1,0 +1,198 @@
+// Package quantize turns a float ONNX model into one that runs its matrix multiplications in int8, as ONNX
+// Runtime's quantize_dynamic does (onnxruntime/python/tools/quantization, MatMulInteger mode): every MatMul whose
+// second input is a constant 2-D weight gets int8 weights with one symmetric scale per output column, and its
+// activations are quantized as they come (DynamicQuantizeLinear → MatMulInteger → Cast → Mul by the product of
+// the scales), the pattern ONNX Runtime's optimizer fuses into DynamicQuantizeMatMul. It is pure Go over
+// inference/onnxgraph.
+//
+// Where it differs from quantize_dynamic: weights are always per output column (quantize_dynamic's default is per
+// tensor, its per_channel option per column for MatMul too); Gemm, Attention and the other ops it also handles are
+// left in float; an activation that feeds several MatMuls (Q, K and V) is quantized once.
+package quantize
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+)
+
+// ErrAlreadyQuantized is the error of a model that already has quantized operators.
+var ErrAlreadyQuantized = errors.New("quantize: the model is already quantized")
+
+// Options shape the quantization.
+type Options struct {
+	// Exclude names MatMul nodes, or the weights they multiply by, to leave in float (a sparse model's vocabulary
+	// projection, a classifier head) when measurement shows they lose too much.
+	Exclude []string
+	// MinWeights leaves in float the MatMuls whose weights are fewer (tiny projections gain nothing); 0 means
+	// none are.
+	MinWeights int
+}
+
+// Report says what Dynamic did.
+type Report struct {
+	// Quantized are the MatMul nodes now in int8, in graph order.
+	Quantized []string
+	// Float are the nodes left in float, with the reason.
+	Float map[string]string
+}
+
+// TensorProto.DataType values.
+const (
+	dataFloat int32 = 1
+	dataInt8  int32 = 3
+)
+
+// Dynamic quantizes the model's MatMuls in place.
+func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
+	g := m.Graph
+	report := Report{Float: map[string]string{}}
+	for _, n := range g.Nodes {
+		switch n.OpType {
+		case "MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat":
+			return report, fmt.Errorf("%w: node %q is %s", ErrAlreadyQuantized, n.Name, n.OpType)
+		}
+	}
+	inits := map[string]*onnxgraph.Tensor{}
+	for _, t := range g.Initializers {
+		inits[t.Name] = t
+	}
+	uses := map[string]int{} // how many node inputs read each value
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			uses[in]++
+		}
+	}
+	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
+	var nodes []*onnxgraph.Node
+	for _, n := range g.Nodes {
+		if n.OpType != "MatMul" || n.Domain != "" {
+			nodes = append(nodes, n)
+			continue
+		}
+		w, reason := weight(n, inits, opts)
+		if w == nil {
+			report.Float[n.Name] = reason
+			nodes = append(nodes, n)
+			continue
+		}
+		vals, err := w.Floats()
+		if err != nil {
+			report.Float[n.Name] = err.Error()
+			nodes = append(nodes, n)
+			continue
+		}
+		k, cols := int(w.Dims[0]), int(w.Dims[1])
+		q, scales := quantizeColumns(vals, k, cols)
+		prefix := uniqueName(n, len(report.Quantized))
+		g.Initializers = append(g.Initializers,
+			&onnxgraph.Tensor{Name: prefix + "/weight_quantized", DataType: dataInt8, Dims: []int64{int64(k), int64(cols)}, RawData: int8Bytes(q)},
+			&onnxgraph.Tensor{Name: prefix + "/weight_scale", DataType: dataFloat, Dims: []int64{int64(cols)}, RawData: floatBytes(scales)},
+			&onnxgraph.Tensor{Name: prefix + "/weight_zero_point", DataType: dataInt8, Dims: []int64{int64(cols)}, RawData: make([]byte, cols)})
+
+		act := n.Inputs[0]
+		qa, ok := quantizedActivations[act]
+		if !ok {
+			qa = [3]string{prefix + "/input_quantized", prefix + "/input_scale", prefix + "/input_zero_point"}
+			quantizedActivations[act] = qa
+			nodes = append(nodes, &onnxgraph.Node{OpType: "DynamicQuantizeLinear", Name: prefix + "/quantize_input",
+				Inputs: []string{act}, Outputs: qa[:]})
+		}
+		out := n.Outputs[0]
+		nodes = append(nodes,
+			&onnxgraph.Node{OpType: "MatMulInteger", Name: prefix + "/matmul_integer",
+				Inputs:  []string{qa[0], prefix + "/weight_quantized", qa[2], prefix + "/weight_zero_point"},
+				Outputs: []string{prefix + "/product_int32"}},
+			&onnxgraph.Node{OpType: "Mul", Name: prefix + "/scales", Inputs: []string{qa[1], prefix + "/weight_scale"},
+				Outputs: []string{prefix + "/scale"}},
+			&onnxgraph.Node{OpType: "Cast", Name: prefix + "/cast", Inputs: []string{prefix + "/product_int32"},
+				Outputs: []string{prefix + "/product"}, Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("to", int64(dataFloat))}},
+			&onnxgraph.Node{OpType: "Mul", Name: prefix + "/dequantize", Inputs: []string{prefix + "/product", prefix + "/scale"},
+				Outputs: []string{out}})
+		report.Quantized = append(report.Quantized, n.Name)
+		uses[w.Name]--
+	}
+	g.Nodes = nodes
+	// The float weights no node reads any more.
+	g.Initializers = slices.DeleteFunc(g.Initializers, func(t *onnxgraph.Tensor) bool {
+		n, read := uses[t.Name]
+		return read && n == 0
+	})
+	return report, nil
+}
+
+// weight returns the constant 2-D float weight a MatMul multiplies by, or why it has none to quantize.
+func weight(n *onnxgraph.Node, inits map[string]*onnxgraph.Tensor, opts Options) (*onnxgraph.Tensor, string) {
+	if len(n.Inputs) != 2 || len(n.Outputs) != 1 {
+		return nil, "not a two-input MatMul"
+	}
+	if slices.Contains(opts.Exclude, n.Name) || slices.Contains(opts.Exclude, n.Inputs[1]) {
+		return nil, "excluded"
+	}
+	w, ok := inits[n.Inputs[1]]
+	switch {
+	case !ok:
+		return nil, "its second input is not a constant"
+	case w.DataType != dataFloat:
+		return nil, fmt.Sprintf("its weight has data type %d, not FLOAT", w.DataType)
+	case len(w.Dims) != 2 || w.Dims[0] < 1 || w.Dims[1] < 1:
+		return nil, fmt.Sprintf("its weight has shape %v, not [K, N]", w.Dims)
+	case w.External():
+		return nil, "its weight is in an external data file"
+	case int(w.Dims[0]*w.Dims[1]) < opts.MinWeights:
+		return nil, fmt.Sprintf("its weight has %d values, fewer than %d", w.Dims[0]*w.Dims[1], opts.MinWeights)
+	}
+	return w, ""
+}
+
+// quantizeColumns quantizes a row-major [k, cols] matrix symmetrically per column: scale = max|w| / 127 and
+// q = round(w / scale) in [-127, 127] (onnxruntime's symmetric int8 range); a column of zeros has scale 1.
+func quantizeColumns(w []float32, k, cols int) ([]int8, []float32) {
+	scales := make([]float32, cols)
+	for j := range cols {
+		var maxAbs float64
+		for i := range k {
+			maxAbs = max(maxAbs, math.Abs(float64(w[i*cols+j])))
+		}
+		scales[j] = 1
+		if maxAbs > 0 {
+			scales[j] = float32(maxAbs / 127)
+		}
+	}
+	q := make([]int8, len(w))
+	for i := range k {
+		for j := range cols {
+			v := math.RoundToEven(float64(w[i*cols+j]) / float64(scales[j]))
+			q[i*cols+j] = int8(max(-127, min(127, v)))
+		}
+	}
+	return q, scales
+}
+
+// uniqueName is the prefix of the names a quantized node's new values and nodes get.
+func uniqueName(n *onnxgraph.Node, i int) string {
+	if n.Name != "" {
+		return n.Name + "/quant"
+	}
+	return fmt.Sprintf("matmul_%d/quant", i)
+}
+
+func int8Bytes(q []int8) []byte {
+	b := make([]byte, len(q))
+	for i, v := range q {
+		b[i] = byte(v)
+	}
+	return b
+}
+
+func floatBytes(f []float32) []byte {
+	b := make([]byte, 4*len(f))
+	for i, v := range f {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return b
+}

@@ -1,0 +1,76 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+)
+
+func TestQuantizeColumns(t *testing.T) {
+	// Two columns: [1, -0.5, 0.25] and zeros.
+	q, scales := quantizeColumns([]float32{1, 0, -0.5, 0, 0.25, 0}, 3, 2)
+	if !slices.Equal(scales, []float32{float32(1.0 / 127), 1}) {
+		t.Errorf("scales %v", scales)
+	}
+	// -0.5·127 = -63.5 rounds to the even -64; 0.25·127 = 31.75 to 32.
+	if !slices.Equal(q, []int8{127, 0, -64, 0, 32, 0}) {
+		t.Errorf("q %v", q)
+	}
+}
+
+func floatTensor(name string, dims []int64, vals ...float32) *onnxgraph.Tensor {
+	raw := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	return &onnxgraph.Tensor{Name: name, DataType: dataFloat, Dims: dims, RawData: raw}
+}
+
+func TestDynamic(t *testing.T) {
+	g := &onnxgraph.Graph{
+		Nodes: []*onnxgraph.Node{
+			{OpType: "MatMul", Name: "q", Inputs: []string{"x", "wq"}, Outputs: []string{"yq"}},
+			{OpType: "MatMul", Name: "k", Inputs: []string{"x", "wk"}, Outputs: []string{"yk"}},
+			{OpType: "MatMul", Name: "scores", Inputs: []string{"yq", "yk"}, Outputs: []string{"s"}},
+			{OpType: "MatMul", Name: "small", Inputs: []string{"s", "tiny"}, Outputs: []string{"out"}},
+		},
+		Initializers: []*onnxgraph.Tensor{
+			floatTensor("wq", []int64{2, 2}, 1, 2, 3, 4), floatTensor("wk", []int64{2, 2}, -1, 0, 0.5, 1),
+			floatTensor("tiny", []int64{2, 1}, 1, 1),
+		},
+	}
+	report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{MinWeights: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(report.Quantized, []string{"q", "k"}) || report.Float["scores"] != "its second input is not a constant" ||
+		report.Float["small"] != "its weight has 2 values, fewer than 3" {
+		t.Fatalf("report %+v", report)
+	}
+	var ops []string
+	for _, n := range g.Nodes {
+		ops = append(ops, n.OpType)
+	}
+	// x is quantized once for both products.
+	want := []string{"DynamicQuantizeLinear", "MatMulInteger", "Mul", "Cast", "Mul", "MatMulInteger", "Mul", "Cast", "Mul", "MatMul", "MatMul"}
+	if !slices.Equal(ops, want) {
+		t.Fatalf("ops %v; want %v", ops, want)
+	}
+	if g.Nodes[5].Inputs[0] != g.Nodes[0].Outputs[0] || g.Nodes[8].Outputs[0] != "yk" {
+		t.Errorf("k reads %v, writes %v", g.Nodes[5].Inputs, g.Nodes[8].Outputs)
+	}
+	var names []string
+	for _, t := range g.Initializers {
+		names = append(names, t.Name)
+	}
+	if slices.Contains(names, "wq") || slices.Contains(names, "wk") || !slices.Contains(names, "tiny") || !slices.Contains(names, "q/quant/weight_quantized") {
+		t.Errorf("initializers %v: the float weights replaced, the others kept", names)
+	}
+	g.Nodes = append(g.Nodes, &onnxgraph.Node{OpType: "Identity", Inputs: []string{"out"}, Outputs: []string{"final"}})
+	if _, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{}); err == nil {
+		t.Error("a quantized graph was quantized again")
+	}
+}
