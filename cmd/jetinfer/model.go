@@ -6,8 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -17,6 +21,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetinfer/jetinfer/hfhub"
+	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/natsauth"
@@ -27,6 +34,10 @@ const modelUsage = `Usage:
   jetinfer model import DIR --model-id ID [--replace] [flags]   upload a model artifact directory
   jetinfer model import hf://ORG/NAME[@REVISION] --model-id ID [--file PATH] [--replace] [flags]
                                                                  download a Hugging Face Hub model and upload it
+  jetinfer model quantize ID --model-id NEW_ID [--exclude NODE]... [--replace] [flags]
+                                                                 store an int8 copy of a stored model (its
+                                                                 constant-weight MatMuls; --exclude keeps a node
+                                                                 or weight in float)
   jetinfer model list [flags]                                    list the stored models
   jetinfer model delete ID [flags]                               delete a stored model
 
@@ -46,7 +57,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "import", "list", "delete":
+	case "import", "list", "delete", "quantize":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, modelUsage)
 		return 0
@@ -62,12 +73,17 @@ func model(args []string, stdout, stderr io.Writer) int {
 	client.RegisterFlags(fs, node.EnvName)
 	var modelID, file string
 	var replace bool
+	var exclude stringList
 	wantArgs := 1
 	switch cmd {
-	case "import":
+	case "import", "quantize":
 		fs.StringVar(&modelID, "model-id", "", "`ID` to store the model under (required)")
 		fs.BoolVar(&replace, "replace", false, "replace a model already stored under the id")
-		fs.StringVar(&file, "file", "", "the ONNX `PATH` in a Hub repository (default onnx/model.onnx, else model.onnx, else the only .onnx file)")
+		if cmd == "import" {
+			fs.StringVar(&file, "file", "", "the ONNX `PATH` in a Hub repository (default onnx/model.onnx, else model.onnx, else the only .onnx file)")
+		} else {
+			fs.Var(&exclude, "exclude", "a MatMul node, or the weight it multiplies by, to keep in float (repeatable)")
+		}
 	case "list":
 		wantArgs = 0
 	}
@@ -93,8 +109,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jetinfer model %s: want %d argument(s), got %d\n\n%s", cmd, wantArgs, len(pos), modelUsage)
 		return 2
 	}
-	if cmd == "import" && modelID == "" {
-		fmt.Fprintf(stderr, "jetinfer model import: --model-id is required\n")
+	if (cmd == "import" || cmd == "quantize") && modelID == "" {
+		fmt.Fprintf(stderr, "jetinfer model %s: --model-id is required\n", cmd)
 		return 2
 	}
 
@@ -125,6 +141,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "import":
 		err = modelImport(ctx, store, modelsource.Request{ModelID: modelID, Source: src, Replace: replace}, stdout, stderr)
+	case "quantize":
+		err = modelQuantize(ctx, store, pos[0], modelID, quantize.Options{Exclude: exclude}, replace, stdout)
 	case "list":
 		err = modelList(ctx, store, stdout)
 	case "delete":
@@ -216,6 +234,73 @@ func modelImport(ctx context.Context, store *modelstore.Store, req modelsource.R
 	fmt.Fprintf(stdout, "imported %s%s: %d files, %s, version %.12s\n", m.ModelID, from, len(m.Files), humanBytes(m.Size), m.Digest)
 	return nil
 }
+
+// modelQuantize stores an int8 copy of the stored model source as modelID: its files as they are, its graph with
+// the constant-weight MatMuls quantized (package quantize).
+func modelQuantize(ctx context.Context, store *modelstore.Store, source, modelID string, opts quantize.Options, replace bool, stdout io.Writer) error {
+	cache, err := os.MkdirTemp("", "jetinfer-quantize-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(cache) }()
+	src, err := store.Fetch(ctx, source, filepath.Join(cache, "source"))
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(src, artifact.ONNXFile))
+	if err != nil {
+		return err
+	}
+	graph, err := onnxgraph.Decode(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", artifact.ONNXFile, err)
+	}
+	report, err := quantize.Dynamic(graph, opts)
+	if err != nil {
+		return err
+	}
+	if len(report.Quantized) == 0 {
+		return fmt.Errorf("%s has no MatMul with a constant float weight to quantize", source)
+	}
+	// The new artifact: the source's other files linked, the quantized graph written.
+	staged := filepath.Join(cache, "staged")
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil || rel == artifact.ONNXFile {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(staged, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink(path, filepath.Join(staged, rel))
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(staged, artifact.ONNXFile), graph.Encode(), 0o644); err != nil {
+		return err
+	}
+	m, err := store.Import(ctx, modelID, staged, modelstore.ImportOptions{Replace: replace})
+	if err != nil {
+		return err
+	}
+	floats := slices.Sorted(maps.Keys(report.Float))
+	fmt.Fprintf(stdout, "quantized %s to int8 as %s: %d MatMuls in int8, %d in float", source, m.ModelID, len(report.Quantized), len(floats))
+	for _, name := range floats {
+		fmt.Fprintf(stdout, "\n  float: %s (%s)", name, report.Float[name])
+	}
+	fmt.Fprintf(stdout, "\nimported %s: %d files, %s, version %.12s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Digest)
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func modelList(ctx context.Context, store *modelstore.Store, stdout io.Writer) error {
 	list, err := store.List(ctx)

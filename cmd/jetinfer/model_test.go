@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/embeddednats"
 	"github.com/jetinfer/jetinfer/hfhub/hubtest"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
 
 func TestModelCommands(t *testing.T) {
@@ -217,5 +218,51 @@ func TestModelImportFromHub(t *testing.T) {
 	// Nothing half-imported is visible.
 	if code, out, _ = cmd("model", "list", "--nats-url", url); strings.Count(out, "\n") != 3 {
 		t.Errorf("list after failed imports: exit %d, %q", code, out)
+	}
+}
+
+// model quantize stores an int8 copy of a stored model under a new id, says what stayed in float, and refuses a
+// model already quantized.
+func TestModelQuantize(t *testing.T) {
+	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	url := srv.ClientURL()
+	sb, err := synthbert.New(synthbert.Config{VocabSize: 96, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
+		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 3, WeightScale: 0.2, LayerNormEps: 1e-12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := sb.WriteONNX(filepath.Join(dir, "model.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(args ...string) (int, string, string) {
+		t.Helper()
+		var out, errOut strings.Builder
+		code := run(append(args, "--nats-url", url), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	if code, out, errOut := cmd("model", "import", dir, "--model-id", "float"); code != 0 {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := cmd("model", "quantize", "float", "--model-id", "int8", "--exclude", "bert.encoder.layer.1.output.dense/MatMul")
+	if code != 0 || !strings.HasPrefix(out, "quantized float to int8 as int8: 11 MatMuls in int8, 5 in float\n") ||
+		!strings.Contains(out, "  float: bert.encoder.layer.1.output.dense/MatMul (excluded)\n") || !strings.Contains(out, "imported int8: 2 files") {
+		t.Fatalf("quantize: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := cmd("model", "quantize", "int8", "--model-id", "int8-again"); code != 1 || !strings.Contains(errOut, "already quantized") {
+		t.Errorf("quantizing the int8 model: exit %d, %s", code, errOut)
+	}
+	if code, _, errOut := cmd("model", "quantize", "float"); code != 2 || !strings.Contains(errOut, "--model-id is required") {
+		t.Errorf("without --model-id: exit %d, %s", code, errOut)
+	}
+	if code, out, _ := cmd("model", "list"); code != 0 || !strings.Contains(out, "int8 ") || !strings.Contains(out, "float ") {
+		t.Errorf("list: %s", out)
 	}
 }
