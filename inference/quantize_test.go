@@ -1,11 +1,14 @@
 package inference
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference/artifact"
@@ -138,5 +141,134 @@ func BenchmarkDynamicQuantization(b *testing.B) {
 			}
 			b.ReportMetric(worst, "min-cosine")
 		})
+	}
+}
+
+// BenchmarkDynamicQuantizationHeads measures what int8 does to the sparse and rerank heads (e5-small-shaped
+// encoders, 1 thread): the speed ratio from texts/s, and the agreement issue 11 bounds: the mean overlap of the 20
+// heaviest terms of each text (sparse), the Spearman correlation of 50 query–document scores (rerank).
+func BenchmarkDynamicQuantizationHeads(b *testing.B) {
+	texts := make([]string, 50)
+	for i := range texts {
+		texts[i] = mixedTexts[(i+2)%len(mixedTexts)] + " " + mixedTexts[(i*3+1)%len(mixedTexts)] + fmt.Sprintf(" document %d", i)
+	}
+	for _, tc := range []struct {
+		name   string
+		head   synthbert.Head
+		config string
+		// headNodes are the head's own MatMuls, which the third variant keeps in float.
+		headNodes []string
+	}{
+		{"sparse", synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":128}`,
+			[]string{"cls.predictions.transform.dense/MatMul", "cls.predictions.decoder/MatMul"}},
+		{"rerank", synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":128}`,
+			[]string{"bert.pooler.dense/MatMul", "classifier/MatMul"}},
+	} {
+		cfg := synthbert.MiniLML12(tc.head, 2)
+		cfg.MaxPositions = 128
+		dir, _ := writeModel(b, cfg, tc.config)
+		qdir, _ := quantizedCopy(b, dir, quantize.Options{})
+		hdir, _ := quantizedCopy(b, dir, quantize.Options{Exclude: tc.headNodes})
+		var reference any
+		for _, variant := range []struct{ name, dir string }{{"float", dir}, {"int8", qdir}, {"int8-float-head", hdir}} {
+			b.Run(tc.name+"/"+variant.name, func(b *testing.B) {
+				m, err := LoadModel(context.Background(), testRuntime, variant.dir, LoadOptions{Threads: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				var out any
+				for b.Loop() {
+					if tc.head == synthbert.HeadMaskedLM {
+						out, err = m.SparseEmbed(context.Background(), texts, "")
+					} else {
+						out, err = m.Rerank(context.Background(), "which document is about search relevance?", texts)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(texts)*b.N)/b.Elapsed().Seconds(), "texts/s")
+				if reference == nil {
+					reference = out
+					return
+				}
+				if tc.head == synthbert.HeadMaskedLM {
+					b.ReportMetric(topOverlap(reference.([]SparseEmbedding), out.([]SparseEmbedding), 20), "top20-overlap")
+				} else {
+					// A random-weight cross-encoder scores every document alike: the spread of its scores next to
+					// int8's error says whether their order can survive it.
+					ref, got := reference.([]float32), out.([]float32)
+					var mean, spread, diff float64
+					for i := range ref {
+						mean += float64(ref[i]) / float64(len(ref))
+					}
+					for i := range ref {
+						spread += (float64(ref[i]) - mean) * (float64(ref[i]) - mean) / float64(len(ref))
+						diff += math.Abs(float64(got[i]-ref[i])) / float64(len(ref))
+					}
+					b.ReportMetric(spearman(ref, got), "spearman")
+					b.ReportMetric(math.Sqrt(spread), "score-stddev")
+					b.ReportMetric(diff, "mean-abs-error")
+				}
+			})
+		}
+	}
+}
+
+// topOverlap is the mean share of each text's k heaviest tokens (they come sorted) that both embeddings have.
+func topOverlap(a, b []SparseEmbedding, k int) float64 {
+	var sum float64
+	for i := range a {
+		top := map[string]bool{}
+		for _, t := range a[i].Tokens[:min(k, len(a[i].Tokens))] {
+			top[t.Token] = true
+		}
+		shared := 0
+		for _, t := range b[i].Tokens[:min(k, len(b[i].Tokens))] {
+			if top[t.Token] {
+				shared++
+			}
+		}
+		sum += float64(shared) / float64(max(1, min(k, len(a[i].Tokens))))
+	}
+	return sum / float64(len(a))
+}
+
+// spearman is the rank correlation of two score lists (no ties expected among float scores).
+func spearman(a, b []float32) float64 {
+	ranks := func(v []float32) []float64 {
+		idx := make([]int, len(v))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(v[x], v[y]) })
+		r := make([]float64, len(v))
+		for rank, i := range idx {
+			r[i] = float64(rank)
+		}
+		return r
+	}
+	ra, rb := ranks(a), ranks(b)
+	var d2 float64
+	for i := range ra {
+		d := ra[i] - rb[i]
+		d2 += d * d
+	}
+	n := float64(len(a))
+	return 1 - 6*d2/(n*(n*n-1))
+}
+
+func TestAgreementMeasures(t *testing.T) {
+	if got := spearman([]float32{1, 2, 3, 4}, []float32{10, 20, 30, 40}); got != 1 {
+		t.Errorf("spearman of the same order = %v", got)
+	}
+	if got := spearman([]float32{1, 2, 3, 4}, []float32{4, 3, 2, 1}); got != -1 {
+		t.Errorf("spearman of reversed orders = %v", got)
+	}
+	a := []SparseEmbedding{{Tokens: []WeightedToken{{Token: "a"}, {Token: "b"}}}}
+	b := []SparseEmbedding{{Tokens: []WeightedToken{{Token: "b"}, {Token: "c"}}}}
+	if got := topOverlap(a, b, 2); got != 0.5 {
+		t.Errorf("overlap = %v", got)
 	}
 }
