@@ -43,20 +43,7 @@ func TestRewrittenGraphRunsIdentically(t *testing.T) {
 				t.Fatal(err)
 			}
 			edit.apply(m.Graph)
-			rewritten := t.TempDir()
-			for _, f := range []string{artifact.TokenizerFile, artifact.ConfigFile} {
-				b, err := os.ReadFile(filepath.Join(dir, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(rewritten, f), b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.WriteFile(filepath.Join(rewritten, artifact.ONNXFile), m.Encode(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			got, err := load(t, rewritten, LoadOptions{Threads: 1}).Embed(context.Background(), mixedTexts, "")
+			got, err := load(t, withGraph(t, dir, m), LoadOptions{Threads: 1}).Embed(context.Background(), mixedTexts, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,4 +54,23 @@ func TestRewrittenGraphRunsIdentically(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withGraph writes a new artifact directory with dir's tokenizer and jetinfer.json and m as its graph.
+func withGraph(t testing.TB, dir string, m *onnxgraph.Model) string {
+	t.Helper()
+	out := t.TempDir()
+	for _, f := range []string{artifact.TokenizerFile, artifact.ConfigFile} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, artifact.ONNXFile), m.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -32,20 +32,7 @@ func quantizedCopy(t testing.TB, dir string, opts quantize.Options) (string, qua
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
-	for _, f := range []string{artifact.TokenizerFile, artifact.ConfigFile} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(out, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(out, artifact.ONNXFile), m.Encode(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out, report
+	return withGraph(t, dir, m), report
 }
 
 func cosine(a, b []float32) float64 {
