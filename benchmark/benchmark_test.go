@@ -82,6 +82,35 @@ func TestDenseRuns(t *testing.T) {
 	}
 }
 
+// TestInt8Runs keeps the int8 benchmark working: each model in float and int8 on the same inputs, the speed-up
+// and the agreement measured (small models, so the figures are not the benchmark's).
+func TestInt8Runs(t *testing.T) {
+	cfg := testConfig(0)
+	cfg.DenseModel = &smallDense
+	rows, err := Int8(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i, want := range []string{"min_cosine", "top20_overlap", "spearman"} {
+		r := rows[i]
+		if r.Agreement.Measure != want || r.Agreement.Value <= 0 || r.Float.Inputs != r.Int8.Inputs || r.Float.Tokens != r.Int8.Tokens ||
+			r.Fused.Tokens != r.Int8.Tokens || r.Float.Elapsed <= 0 || r.Int8.Elapsed <= 0 || r.Fused.Elapsed <= 0 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+	}
+	if rows[0].MeanCosine < rows[0].Agreement.Value || rows[2].ScoreStddev <= 0 || rows[2].Agreement.Inputs != 50 {
+		t.Errorf("dense mean cosine %v below its minimum %v, or rerank spread %v", rows[0].MeanCosine, rows[0].Agreement.Value, rows[2].ScoreStddev)
+	}
+	var table strings.Builder
+	WriteInt8(&table, rows)
+	if !strings.Contains(table.String(), "| sparse (BERT-base MLM, 256 tokens) | 1 |") || !strings.Contains(table.String(), "| int8 --fuse |") {
+		t.Errorf("table:\n%s", table.String())
+	}
+}
+
 // TestPipelineRuns keeps the pipeline benchmark working: a tiny run must
 // get a result for every document, through NATS and from the engine.
 func TestPipelineRuns(t *testing.T) {
@@ -260,12 +289,12 @@ func BenchmarkSparse(b *testing.B) {
 			var docs int
 			var elapsed float64
 			for b.Loop() {
-				t, err := Sparse(context.Background(), testConfig(0), allocations)
+				rows, err := Sparse(context.Background(), testConfig(0), []int{allocations}, false)
 				if err != nil {
 					b.Fatal(err)
 				}
-				docs += t.Inputs
-				elapsed += t.Elapsed.Seconds()
+				docs += rows[0].Inputs
+				elapsed += rows[0].Elapsed.Seconds()
 			}
 			b.ReportMetric(float64(docs)/elapsed, "docs/s")
 			b.ReportMetric(float64(docs)/elapsed/float64(allocations), "docs/s/core")

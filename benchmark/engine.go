@@ -36,7 +36,8 @@ type Config struct {
 	// pipeline hands it a batch of messages.
 	RequestSize int
 	// DenseModel replaces the MiniLM-L12 sized dense model (smoke tests
-	// use a small one); nil keeps it.
+	// use a small one), and gives the int8 benchmark's sparse and rerank
+	// models its shape; nil keeps them.
 	DenseModel *synthbert.Config
 	// PipelineDocs is the number of mixed-length documents of the pipeline
 	// benchmark.
@@ -245,12 +246,45 @@ func measureDense(ctx context.Context, m *inference.Model, corpus []string, requ
 	return raw, engine, nil
 }
 
-// Sparse measures a BERT-base sized masked-LM model (ELSER v2's
-// architecture) on 256-token documents with one single-threaded allocation
-// per core.
-func Sparse(ctx context.Context, cfg Config, allocations int) (Throughput, error) {
+// esELSERDocsPerVCPU is Elasticsearch's published ELSER v2 throughput per vCPU: 22 documents of 256 tokens a
+// second with 8 allocations on 16 vCPUs (the ELSER benchmarks page).
+const esELSERDocsPerVCPU = 22.0 / 16
+
+// Sparse measures a BERT-base sized masked-LM model (ELSER v2's architecture) on 256-token documents, one
+// document per call as allocations take them, with each number of single-threaded allocations: in float, then in
+// int8 (its copy as `jetinfer model import --quantize int8` makes it) when int8 is set.
+func Sparse(ctx context.Context, cfg Config, allocations []int, int8 bool) ([]Throughput, error) {
 	cfg = cfg.withDefaults()
-	m, err := model(ctx, cfg, sparseName, sparseSynth, sparseConfig, 1)
+	dir, err := modelDir(cfg, sparseName, sparseSynth, sparseConfig)
+	if err != nil {
+		return nil, err
+	}
+	variants := []struct{ name, dir string }{{"float", dir}}
+	if int8 {
+		qdir, err := int8Dir(ctx, cfg, dir, false)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = os.RemoveAll(qdir) }()
+		variants = append(variants, struct{ name, dir string }{"int8", qdir})
+	}
+	var rows []Throughput
+	for _, v := range variants {
+		for _, n := range allocations {
+			t, err := sparseRun(ctx, cfg, v.dir, n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", v.name, err)
+			}
+			t.Name = v.name
+			rows = append(rows, t)
+		}
+	}
+	return rows, nil
+}
+
+// sparseRun embeds the documents one per call with n allocations sharing one single-threaded session.
+func sparseRun(ctx context.Context, cfg Config, dir string, allocations int) (Throughput, error) {
+	m, err := inference.LoadModel(ctx, cfg.Runtime, dir, inference.LoadOptions{Threads: 1})
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -261,7 +295,7 @@ func Sparse(ctx context.Context, cfg Config, allocations int) (Throughput, error
 	}
 	st := m.Stats()
 	real0, padded0 := st.RealTokens.Load(), st.PaddedTokens.Load()
-	t := Throughput{Name: "sparse (BERT-base MLM, 256 tokens)", Threads: 1, Allocations: allocations, Inputs: len(docs)}
+	t := Throughput{Threads: 1, Allocations: allocations, Inputs: len(docs)}
 	start := time.Now()
 	err = eachAllocation(ctx, allocations, docs, func(ctx context.Context, _ int, doc string) error {
 		_, err := m.SparseEmbed(ctx, []string{doc}, "")

@@ -25,11 +25,12 @@ func WriteDense(w io.Writer, rows []Throughput) {
 
 // WriteSparse prints the sparse table in Markdown.
 func WriteSparse(w io.Writer, rows []Throughput) {
-	fmt.Fprintln(w, "| allocations × num_threads | documents/s | documents/s per core |")
-	fmt.Fprintln(w, "|---|---:|---:|")
+	fmt.Fprintln(w, "| precision | allocations × num_threads | documents/s | documents/s per core | per core / Elasticsearch's per vCPU |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|")
 	for _, r := range rows {
-		cores := float64(r.Allocations * r.Threads)
-		fmt.Fprintf(w, "| %d × %d | %.2f | %.2f |\n", r.Allocations, r.Threads, r.InputsPerSecond(), r.InputsPerSecond()/cores)
+		perCore := r.InputsPerSecond() / float64(r.Allocations*r.Threads)
+		fmt.Fprintf(w, "| %s | %d × %d | %.2f | %.2f | %.1f× |\n", r.Name, r.Allocations, r.Threads, r.InputsPerSecond(), perCore,
+			perCore/esELSERDocsPerVCPU)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jetinfer/jetinfer/cluster"
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/eserror"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 )
 
 // StatsSource gives the cluster's deployment state.
@@ -30,7 +31,8 @@ type modelStats struct {
 	ModelID         string           `json:"model_id"`
 	PipelineCount   int              `json:"pipeline_count"`
 	DeploymentStats *deploymentStats `json:"deployment_stats,omitempty"`
-	// Source is jetinfer's own: where a stored model came from.
+	// Source is jetinfer's own: where a stored model came from and the
+	// precision it runs in.
 	Source *modelSource `json:"model_source,omitempty"`
 }
 
@@ -43,11 +45,27 @@ type StoredModel struct {
 	// StandsIn names the Elastic model an open model replaces under a
 	// built-in id.
 	StandsIn string
+	// Precision is what the model's weights run in (float32, float16,
+	// int8, int4); "" when its import did not record it.
+	Precision string
+	// Quantized, when jetinfer made the model int8 at import, says from
+	// what and how closely it followed the float model.
+	Quantized *Quantized
+}
+
+// Quantized is an int8 copy's record.
+type Quantized struct {
+	From      string             `json:"from"`
+	Agreement quantize.Agreement `json:"agreement"`
+	// Forced says it was stored beyond its accuracy bound.
+	Forced bool `json:"forced,omitempty"`
 }
 
 type modelSource struct {
-	URI      string `json:"uri"`
-	StandsIn string `json:"stands_in_for,omitempty"`
+	URI       string     `json:"uri,omitempty"`
+	StandsIn  string     `json:"stands_in_for,omitempty"`
+	Precision string     `json:"precision,omitempty"`
+	Quantized *Quantized `json:"quantized,omitempty"`
 }
 
 type deploymentStats struct {
@@ -190,8 +208,8 @@ func (a *API) modelStats(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		sources := map[string]*modelSource{}
 		for _, m := range stored {
-			if m.Source != "" {
-				sources[m.ID] = &modelSource{URI: m.Source, StandsIn: m.StandsIn}
+			if m.Source != "" || m.Precision != "" {
+				sources[m.ID] = &modelSource{URI: m.Source, StandsIn: m.StandsIn, Precision: m.Precision, Quantized: m.Quantized}
 			}
 			if !deployed[m.ID] && (all || id == m.ID) {
 				out = append(out, modelStats{ModelID: m.ID})

@@ -91,6 +91,19 @@ type SparseEmbedding struct {
 	Truncated bool
 }
 
+// SparseTerms lists each embedding's tokens, heaviest first (as SparseEmbed sorts them): what
+// quantize.SparseAgreement compares.
+func SparseTerms(embs []SparseEmbedding) [][]string {
+	out := make([][]string, len(embs))
+	for i, e := range embs {
+		out[i] = make([]string, len(e.Tokens))
+		for j, t := range e.Tokens {
+			out[i][j] = t.Token
+		}
+	}
+	return out
+}
+
 // splade computes SPLADE max pooling for one row of MLM logits
 // ([seq, vocab]): per vocabulary entry, the maximum over the row's real
 // tokens of log(1 + ReLU(logit)). It returns the non-zero weights by id.

@@ -1,18 +1,12 @@
 package inference
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"slices"
 	"testing"
 
-	"github.com/jetinfer/jetinfer/inference/artifact"
-	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
@@ -20,29 +14,12 @@ import (
 // quantizedCopy writes dir's artifact again with its graph quantized, and returns the new directory.
 func quantizedCopy(t testing.TB, dir string, opts quantize.Options) (string, quantize.Report) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxgraph.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := decodeGraph(t, dir)
 	report, err := quantize.Dynamic(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return withGraph(t, dir, m), report
-}
-
-func cosine(a, b []float32) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	return dot / math.Sqrt(na*nb)
 }
 
 // The int8 model's embeddings stay within the accuracy bound of issue 11 (cosine ≥ 0.99 with the float model's)
@@ -66,7 +43,7 @@ func TestDynamicQuantization(t *testing.T) {
 	}
 	worst := 1.0
 	for i := range want {
-		c := cosine(got[i], want[i])
+		c := quantize.Cosine(got[i], want[i])
 		worst = min(worst, c)
 		if c < 0.99 {
 			t.Errorf("text %d: cosine %.4f with the float model's", i, c)
@@ -78,15 +55,7 @@ func TestDynamicQuantization(t *testing.T) {
 	}
 
 	// Quantizing again is refused.
-	data, err := os.ReadFile(filepath.Join(qdir, artifact.ONNXFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxgraph.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := quantize.Dynamic(m, quantize.Options{}); !errors.Is(err, quantize.ErrAlreadyQuantized) {
+	if _, err := quantize.Dynamic(decodeGraph(t, qdir), quantize.Options{}); !errors.Is(err, quantize.ErrAlreadyQuantized) {
 		t.Errorf("quantizing a quantized model: %v", err)
 	}
 }
@@ -124,7 +93,7 @@ func BenchmarkDynamicQuantization(b *testing.B) {
 			}
 			worst := 1.0
 			for i := range vecs {
-				worst = min(worst, cosine(vecs[i], floatVecs[i]))
+				worst = min(worst, quantize.Cosine(vecs[i], floatVecs[i]))
 			}
 			b.ReportMetric(worst, "min-cosine")
 		})
@@ -181,7 +150,7 @@ func BenchmarkDynamicQuantizationHeads(b *testing.B) {
 					return
 				}
 				if tc.head == synthbert.HeadMaskedLM {
-					b.ReportMetric(topOverlap(reference.([]SparseEmbedding), out.([]SparseEmbedding), 20), "top20-overlap")
+					b.ReportMetric(quantize.TopOverlap(SparseTerms(reference.([]SparseEmbedding)), SparseTerms(out.([]SparseEmbedding)), quantize.TopTerms), "top20-overlap")
 				} else {
 					// A random-weight cross-encoder scores every document alike: the spread of its scores next to
 					// int8's error says whether their order can survive it.
@@ -194,68 +163,11 @@ func BenchmarkDynamicQuantizationHeads(b *testing.B) {
 						spread += (float64(ref[i]) - mean) * (float64(ref[i]) - mean) / float64(len(ref))
 						diff += math.Abs(float64(got[i]-ref[i])) / float64(len(ref))
 					}
-					b.ReportMetric(spearman(ref, got), "spearman")
+					b.ReportMetric(quantize.Spearman(ref, got), "spearman")
 					b.ReportMetric(math.Sqrt(spread), "score-stddev")
 					b.ReportMetric(diff, "mean-abs-error")
 				}
 			})
 		}
-	}
-}
-
-// topOverlap is the mean share of each text's k heaviest tokens (they come sorted) that both embeddings have.
-func topOverlap(a, b []SparseEmbedding, k int) float64 {
-	var sum float64
-	for i := range a {
-		top := map[string]bool{}
-		for _, t := range a[i].Tokens[:min(k, len(a[i].Tokens))] {
-			top[t.Token] = true
-		}
-		shared := 0
-		for _, t := range b[i].Tokens[:min(k, len(b[i].Tokens))] {
-			if top[t.Token] {
-				shared++
-			}
-		}
-		sum += float64(shared) / float64(max(1, min(k, len(a[i].Tokens))))
-	}
-	return sum / float64(len(a))
-}
-
-// spearman is the rank correlation of two score lists (no ties expected among float scores).
-func spearman(a, b []float32) float64 {
-	ranks := func(v []float32) []float64 {
-		idx := make([]int, len(v))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(v[x], v[y]) })
-		r := make([]float64, len(v))
-		for rank, i := range idx {
-			r[i] = float64(rank)
-		}
-		return r
-	}
-	ra, rb := ranks(a), ranks(b)
-	var d2 float64
-	for i := range ra {
-		d := ra[i] - rb[i]
-		d2 += d * d
-	}
-	n := float64(len(a))
-	return 1 - 6*d2/(n*(n*n-1))
-}
-
-func TestAgreementMeasures(t *testing.T) {
-	if got := spearman([]float32{1, 2, 3, 4}, []float32{10, 20, 30, 40}); got != 1 {
-		t.Errorf("spearman of the same order = %v", got)
-	}
-	if got := spearman([]float32{1, 2, 3, 4}, []float32{4, 3, 2, 1}); got != -1 {
-		t.Errorf("spearman of reversed orders = %v", got)
-	}
-	a := []SparseEmbedding{{Tokens: []WeightedToken{{Token: "a"}, {Token: "b"}}}}
-	b := []SparseEmbedding{{Tokens: []WeightedToken{{Token: "b"}, {Token: "c"}}}}
-	if got := topOverlap(a, b, 2); got != 0.5 {
-		t.Errorf("overlap = %v", got)
 	}
 }

@@ -115,6 +115,9 @@ type BuiltIn struct {
 	// Config is written as the artifact's jetinfer.json: what the
 	// repository's files do not say (the task, E5's prefixes).
 	Config string
+	// Int8 says the id runs in int8, as Elasticsearch's _linux-x86_64
+	// variants do: a float graph from any source is quantized on import.
+	Int8 bool
 }
 
 // The open models behind the built-in ids, chosen for their licences
@@ -135,10 +138,11 @@ func Defaults() []BuiltIn {
 	elser := "Elastic's ELSER v2 (" + config.ModelELSER + ")"
 	return []BuiltIn{
 		{ModelID: config.ModelELSER, Source: Source{Repo: spladeRepo, File: "onnx/model.onnx"}, StandsIn: elser, Config: splade},
-		{ModelID: config.ModelELSERLinux, Source: Source{Repo: spladeRepo, File: "onnx/model.onnx"}, StandsIn: elser, Config: splade},
+		// Elasticsearch's x86-64 builds are int8-quantized; so are these:
+		// SPLADE's float graph quantized on import, E5's own int8 graph.
+		{ModelID: config.ModelELSERLinux, Source: Source{Repo: spladeRepo, File: "onnx/model.onnx"}, StandsIn: elser, Config: splade, Int8: true},
 		{ModelID: config.ModelE5Small, Source: Source{Repo: e5Repo, File: "onnx/model.onnx"}, Config: e5},
-		// Elasticsearch's x86-64 build of E5 is int8-quantized; so is this one.
-		{ModelID: config.ModelE5SmallLinux, Source: Source{Repo: e5Repo, File: "onnx/model_qint8_avx512_vnni.onnx"}, Config: e5},
+		{ModelID: config.ModelE5SmallLinux, Source: Source{Repo: e5Repo, File: "onnx/model_qint8_avx512_vnni.onnx"}, Config: e5, Int8: true},
 		{ModelID: config.ModelRerankV1, Source: Source{Repo: rerankRepo, File: "onnx/model.onnx"},
 			StandsIn: "Elastic Rerank (" + config.ModelRerankV1 + ", DeBERTa-v3)", Config: rerank},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/inference/tokenizer"
 	"github.com/jetinfer/jetinfer/modelstore"
 )
@@ -228,49 +231,98 @@ type Request struct {
 	// Downloaded is told the bytes of a download, Uploaded the bytes
 	// written to the model store.
 	Downloaded, Uploaded func(done, total int64)
-	// StageDir holds what a mirror download stages (default: the system's
-	// temporary directory); Hub downloads stage in the Hugging Face cache.
+	// StageDir holds what a mirror download and a quantization stage
+	// (default: the system's temporary directory); Hub downloads stage in
+	// the Hugging Face cache.
 	StageDir string
 	// HTTP is the client for mirrors; nil means NewMirrorClient().
 	HTTP *http.Client
+	// Quantize, when set, makes the stored artifact from the staged one (src): it writes it into dst, an empty
+	// directory, and returns what the manifest records of it; nil and no error store src as it is.
+	Quantize func(ctx context.Context, src, dst string) (*modelstore.Quantized, error)
 }
 
 // Import brings req.Source into the store as req.ModelID: a directory as
-// it is, a Hub repository through the Hugging Face cache. Nothing is
-// visible in the store before the whole model is (modelstore.Import).
+// it is, a Hub repository through the Hugging Face cache, quantized on the
+// way when req.Quantize is set. Nothing is visible in the store before the
+// whole model is (modelstore.Import).
 func Import(ctx context.Context, store *modelstore.Store, hub Hub, req Request) (modelstore.Manifest, error) {
-	opts := modelstore.ImportOptions{Replace: req.Replace, Progress: req.Uploaded}
-	if req.Source.Dir != "" {
-		return store.Import(ctx, req.ModelID, req.Source.Dir, opts)
-	}
 	if err := modelstore.ValidateModelID(req.ModelID); err != nil {
 		return modelstore.Manifest{}, err
 	}
-	var staged Staged
-	var err error
-	switch {
-	case req.Source.URL != "":
-		parent := req.StageDir
-		if parent == "" {
-			parent = os.TempDir()
+	opts := modelstore.ImportOptions{Replace: req.Replace, Progress: req.Uploaded}
+	dir := req.Source.Dir
+	if dir == "" {
+		var staged Staged
+		var err error
+		switch {
+		case req.Source.URL != "":
+			client := req.HTTP
+			if client == nil {
+				client = NewMirrorClient()
+				defer client.CloseIdleConnections()
+			}
+			staged, err = StageMirror(ctx, client, req.Source.URL, stageParent(req), req.Downloaded)
+		case hub == nil:
+			return modelstore.Manifest{}, fmt.Errorf("%w: %s: no Hub client", ErrInvalid, req.Source)
+		default:
+			staged, err = StageHub(ctx, hub, req.Source, req.Config, req.Downloaded)
 		}
-		client := req.HTTP
-		if client == nil {
-			client = NewMirrorClient()
-			defer client.CloseIdleConnections()
+		if err != nil {
+			return modelstore.Manifest{}, err
 		}
-		staged, err = StageMirror(ctx, client, req.Source.URL, parent, req.Downloaded)
-	case hub == nil:
-		return modelstore.Manifest{}, fmt.Errorf("%w: %s: no Hub client", ErrInvalid, req.Source)
-	default:
-		staged, err = StageHub(ctx, hub, req.Source, req.Config, req.Downloaded)
+		defer staged.Close()
+		origin := staged.Origin
+		origin.StandsIn = req.StandsIn
+		opts.Origin = &origin
+		dir = staged.Dir
 	}
+	if req.Quantize != nil {
+		parent := stageParent(req)
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return modelstore.Manifest{}, err
+		}
+		tmp, err := os.MkdirTemp(parent, "jetinfer-quantize-")
+		if err != nil {
+			return modelstore.Manifest{}, err
+		}
+		defer func() { _ = os.RemoveAll(tmp) }()
+		if opts.Quantized, err = req.Quantize(ctx, dir, tmp); err != nil {
+			return modelstore.Manifest{}, err
+		}
+		if opts.Quantized != nil {
+			dir = tmp
+		}
+	}
+	precision, err := Precision(dir)
 	if err != nil {
 		return modelstore.Manifest{}, err
 	}
-	defer staged.Close()
-	origin := staged.Origin
-	origin.StandsIn = req.StandsIn
-	opts.Origin = &origin
-	return store.Import(ctx, req.ModelID, staged.Dir, opts)
+	opts.Precision = precision
+	return store.Import(ctx, req.ModelID, dir, opts)
+}
+
+// stageParent is where downloads and quantized copies are staged.
+func stageParent(req Request) string {
+	if req.StageDir != "" {
+		return req.StageDir
+	}
+	return os.TempDir()
+}
+
+// Precision reads the precision of an artifact directory's graph (quantize.Precision); "" without a graph,
+// which the store refuses.
+func Precision(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	m, err := onnxgraph.Decode(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s is not an ONNX model: %w", ErrInvalid, artifact.ONNXFile, err)
+	}
+	return quantize.Precision(m), nil
 }

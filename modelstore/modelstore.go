@@ -46,6 +46,7 @@ import (
 
 	"github.com/jetinfer/jetinfer/config"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 )
 
 // Bucket is the JetStream Object Store bucket that holds model artifacts.
@@ -106,6 +107,11 @@ type Manifest struct {
 	Size int64 `json:"size"`
 	// Origin says where the files came from; nil for a directory import.
 	Origin *Origin `json:"origin,omitempty"`
+	// Precision is what the graph's weights run in (quantize.Precision: float32, float16, int8 or int4); "" for
+	// a model imported before it was recorded.
+	Precision string `json:"precision,omitempty"`
+	// Quantized, set when jetinfer made the graph int8 at import, says how.
+	Quantized *Quantized `json:"quantized,omitempty"`
 	// Digest is the SHA-256 (hex) of the stored manifest itself, the
 	// version of the model; set when read back, not stored.
 	Digest string `json:"-"`
@@ -124,6 +130,21 @@ type Origin struct {
 	// StandsIn names the Elastic model this open model replaces under a
 	// built-in id, when it does.
 	StandsIn string `json:"stands_in,omitempty"`
+}
+
+// Quantized records the int8 copy of a float model made at import (package modelquant).
+type Quantized struct {
+	// From is the float model: its source or model id.
+	From string `json:"from"`
+	// Agreement is how closely the int8 model's outputs followed the float model's when it was checked.
+	Agreement quantize.Agreement `json:"agreement"`
+	// Forced says the model was stored although Agreement was beyond its bound.
+	Forced bool `json:"forced,omitempty"`
+	// Int8 counts the MatMul (and Attention) nodes made int8; Float lists those left in float, with the reason.
+	Int8  int               `json:"int8_matmuls"`
+	Float map[string]string `json:"float,omitempty"`
+	// Fused counts the fused operators made before quantizing, by type (package fuse).
+	Fused map[string]int `json:"fused,omitempty"`
 }
 
 func (m Manifest) objectName(f File) string {
@@ -168,8 +189,10 @@ type ImportOptions struct {
 	Replace bool
 	// Progress, if set, is called as bytes are uploaded.
 	Progress func(done, total int64)
-	// Origin is recorded in the manifest.
-	Origin *Origin
+	// Origin, Precision and Quantized are recorded in the manifest.
+	Origin    *Origin
+	Precision string
+	Quantized *Quantized
 }
 
 // Import uploads the artifact directory dir as modelID. dir must hold
@@ -207,6 +230,8 @@ func (s *Store) Import(ctx context.Context, modelID, dir string, opts ImportOpti
 		Created:    created,
 		Generation: created.Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:]),
 		Origin:     opts.Origin,
+		Precision:  opts.Precision,
+		Quantized:  opts.Quantized,
 	}
 	progress := opts.Progress
 	if progress == nil {

@@ -172,9 +172,12 @@ func Start(ctx context.Context, cfg Config, rt *inference.Runtime, log zerolog.L
 			ms, err := models.List(ctx)
 			out := make([]httpapi.StoredModel, len(ms))
 			for i, m := range ms {
-				out[i].ID = m.ModelID
+				out[i].ID, out[i].Precision = m.ModelID, m.Precision
 				if o := m.Origin; o != nil {
 					out[i].Source, out[i].StandsIn = o.URI, o.StandsIn
+				}
+				if q := m.Quantized; q != nil {
+					out[i].Quantized = &httpapi.Quantized{From: q.From, Agreement: q.Agreement, Forced: q.Forced}
 				}
 			}
 			return out, err

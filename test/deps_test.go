@@ -12,7 +12,7 @@ import (
 // runs where the library is absent and their tests need none.
 func TestPackagesWithoutONNXRuntime(t *testing.T) {
 	const ort = "github.com/yalue/onnxruntime_go"
-	for _, pkg := range []string{"httpapi", "controller", "cluster", "config", "wire", "inferapi", "openaiapi", "teiapi", "rerankapi", "inference/tokenizer", "inference/onnxgraph", "inference/quantize", "pipeline/chunking",
+	for _, pkg := range []string{"httpapi", "controller", "cluster", "config", "wire", "inferapi", "openaiapi", "teiapi", "rerankapi", "inference/tokenizer", "inference/onnxgraph", "inference/quantize", "inference/fuse", "pipeline/chunking",
 		"hfhub", "modelsource", "modelstore", "inference/ortlib"} {
 		out, err := exec.Command("go", "list", "-deps", "github.com/jetinfer/jetinfer/"+pkg).CombinedOutput()
 		if err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/hfhub/hubtest"
 	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/modelquant"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/node"
@@ -57,7 +59,7 @@ func fakeHub(t *testing.T) *hubtest.Hub {
 	t.Cleanup(h.Close)
 	h.Add(hubtest.Repo{ID: e5Repo, Files: map[string][]byte{
 		"onnx/model.onnx":           graph(denseModel, 102),
-		int8Graph:                   graph(denseModel, 202), // another model: the test tells which one answered
+		int8Graph:                   graph(denseModel.quantized(), 202), // another model: the test tells which one answered
 		"onnx/model_O4.onnx":        graph(denseModel, 302),
 		"tokenizer.json":            tok,
 		"config.json":               []byte(`{"architectures":["BertModel"],"model_type":"bert","hidden_size":32,"max_position_embeddings":512,"vocab_size":30522}`),
@@ -92,7 +94,8 @@ func fromHub(h *hubtest.Hub, hfCache string) func(*node.Config) {
 }
 
 // hubReference loads a built-in id's model as the engine sees it when
-// staged from the fake Hub outside any node: the reference answers.
+// staged from the fake Hub outside any node (quantized as the worker does
+// for the _linux-x86_64 ids): the reference answers.
 func hubReference(t *testing.T, h *hubtest.Hub, modelID string) *inference.Model {
 	t.Helper()
 	table, err := modelsource.NewTable(nil)
@@ -112,7 +115,18 @@ func hubReference(t *testing.T, h *hubtest.Hub, modelID string) *inference.Model
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = staged.Close() })
-	m, err := inference.LoadModel(context.Background(), testRuntime, staged.Dir, inference.LoadOptions{Threads: 1})
+	dir := staged.Dir
+	if b.Int8 { // as the worker imports it: a float graph quantized
+		int8Dir := t.TempDir()
+		_, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, staged.Dir, int8Dir)
+		switch {
+		case err == nil:
+			dir = int8Dir
+		case !errors.Is(err, quantize.ErrAlreadyQuantized):
+			t.Fatal(err)
+		}
+	}
+	m, err := inference.LoadModel(context.Background(), testRuntime, dir, inference.LoadOptions{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,16 +186,32 @@ func TestDefaultEndpointsDownloadOnFirstUse(t *testing.T) {
 	if fp32 := directInfer(t, hubReference(t, h, config.ModelE5Small), ep, e5Body); fp32 == answers[config.DefaultE5ID] {
 		t.Error("the default E5 endpoint answered with onnx/model.onnx; Elasticsearch's x86-64 id is the int8 graph")
 	}
+	// ELSER's x86-64 id runs the Hub's float graph quantized on import: not the float model's answer.
+	ep, _ = config.DefaultEndpoint(config.DefaultELSERID)
+	elserBody := `{"input":"sparse terms from a stand-in"}`
+	if fp32 := directInfer(t, hubReference(t, h, config.ModelELSER), ep, elserBody); fp32 == answers[config.DefaultELSERID] {
+		t.Error("the default ELSER endpoint answered with the float graph; its x86-64 id runs int8")
+	}
 
-	// The stats say where each model came from, and what it stands in for.
+	// The stats say where each model came from, what it stands in for, and the precision it runs in.
 	r := n.do(t, "GET", "/_ml/trained_models/_stats", "")
 	r.mustStatus(t, 200)
 	var stats struct {
 		Stats []struct {
 			ModelID string `json:"model_id"`
 			Source  struct {
-				URI      string `json:"uri"`
-				StandsIn string `json:"stands_in_for"`
+				URI       string `json:"uri"`
+				StandsIn  string `json:"stands_in_for"`
+				Precision string `json:"precision"`
+				Quantized *struct {
+					From      string `json:"from"`
+					Agreement struct {
+						Measure string  `json:"measure"`
+						Value   float64 `json:"value"`
+						Bound   float64 `json:"bound"`
+						Inputs  int     `json:"inputs"`
+					} `json:"agreement"`
+				} `json:"quantized"`
 			} `json:"model_source"`
 		} `json:"trained_model_stats"`
 	}
@@ -190,12 +220,20 @@ func TestDefaultEndpointsDownloadOnFirstUse(t *testing.T) {
 	}
 	sources := map[string]string{}
 	for _, s := range stats.Stats {
-		sources[s.ModelID] = s.Source.URI + " | " + s.Source.StandsIn
+		sources[s.ModelID] = s.Source.URI + " | " + s.Source.StandsIn + " | " + s.Source.Precision
+		if q := s.Source.Quantized; q != nil {
+			a := q.Agreement
+			if a.Measure != "top20_overlap" || a.Bound != 0.9 || a.Value < a.Bound || a.Value >= 1 || a.Inputs != 50 {
+				t.Errorf("%s: quantized with %+v", s.ModelID, a)
+			}
+			sources[s.ModelID] += " | from " + q.From
+		}
 	}
+	elserFile := "hf://" + spladeRepo + "@" + h.Commit(spladeRepo) + "/onnx/model.onnx"
 	for id, want := range map[string]string{
-		config.ModelE5SmallLinux: "hf://" + e5Repo + "@" + h.Commit(e5Repo) + "/" + int8Graph + " | ",
-		config.ModelELSERLinux:   "hf://" + spladeRepo + "@" + h.Commit(spladeRepo) + "/onnx/model.onnx | Elastic's ELSER v2 (.elser_model_2)",
-		config.ModelRerankV1:     "hf://" + rerankRepo + "@" + h.Commit(rerankRepo) + "/onnx/model.onnx | Elastic Rerank (.rerank-v1, DeBERTa-v3)",
+		config.ModelE5SmallLinux: "hf://" + e5Repo + "@" + h.Commit(e5Repo) + "/" + int8Graph + " |  | int8",
+		config.ModelELSERLinux:   elserFile + " | Elastic's ELSER v2 (.elser_model_2) | int8 | from hf://" + spladeRepo + "/onnx/model.onnx",
+		config.ModelRerankV1:     "hf://" + rerankRepo + "@" + h.Commit(rerankRepo) + "/onnx/model.onnx | Elastic Rerank (.rerank-v1, DeBERTa-v3) | float32",
 	} {
 		if sources[id] != want {
 			t.Errorf("_stats source of %s: %q, want %q", id, sources[id], want)

@@ -13,7 +13,9 @@ import (
 	"github.com/jetinfer/jetinfer/inferapi"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 	"github.com/jetinfer/jetinfer/inference/orttest"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/pipeline"
 )
@@ -96,15 +98,23 @@ func natsServerBinary(t *testing.T) string {
 // Generated models: BERT-architecture, small enough to run fast, long
 // enough (512 positions) for ELSER's 250-word sentence chunks.
 var (
-	sparseModel = testModel{synthbert.HeadMaskedLM, 101, `{"task_type":"sparse_embedding","max_sequence_length":512}`}
-	denseModel  = testModel{synthbert.HeadHidden, 102, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512,"prefix_strings":{"search":"query: ","ingest":"passage: "},"similarity":"cosine"}`}
-	rerankModel = testModel{synthbert.HeadClassifier, 103, `{"task_type":"rerank","max_sequence_length":512}`}
+	sparseModel = testModel{head: synthbert.HeadMaskedLM, seed: 101, config: `{"task_type":"sparse_embedding","max_sequence_length":512}`}
+	denseModel  = testModel{head: synthbert.HeadHidden, seed: 102, config: `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512,"prefix_strings":{"search":"query: ","ingest":"passage: "},"similarity":"cosine"}`}
+	rerankModel = testModel{head: synthbert.HeadClassifier, seed: 103, config: `{"task_type":"rerank","max_sequence_length":512}`}
 )
 
 type testModel struct {
 	head   synthbert.Head
 	seed   uint64
 	config string
+	// int8 quantizes the graph (as Elasticsearch's _linux-x86_64 files are).
+	int8 bool
+}
+
+// quantized is the model with its graph in int8.
+func (tm testModel) quantized() testModel {
+	tm.int8 = true
+	return tm
 }
 
 // writeGraph writes the model's ONNX graph to path.
@@ -114,7 +124,21 @@ func (tm testModel) writeGraph(path string) error {
 	if err != nil {
 		return err
 	}
-	return sb.WriteONNX(path)
+	if err := sb.WriteONNX(path); err != nil || !tm.int8 {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	m, err := onnxgraph.Decode(data)
+	if err != nil {
+		return err
+	}
+	if _, err := quantize.Dynamic(m, quantize.Options{}); err != nil {
+		return err
+	}
+	return os.WriteFile(path, m.Encode(), 0o644)
 }
 
 // testTokenizer is the tokenizer of every generated model: bert-base-uncased's.
@@ -140,9 +164,9 @@ func (tm testModel) write(dir string) error {
 func writeModelRepository(dir string) error {
 	for id, tm := range map[string]testModel{
 		".elser_model_2":                      sparseModel,
-		".elser_model_2_linux-x86_64":         sparseModel,
+		".elser_model_2_linux-x86_64":         sparseModel.quantized(),
 		".multilingual-e5-small":              denseModel,
-		".multilingual-e5-small_linux-x86_64": denseModel,
+		".multilingual-e5-small_linux-x86_64": denseModel.quantized(),
 		".rerank-v1":                          rerankModel,
 	} {
 		if err := tm.write(filepath.Join(dir, id)); err != nil {

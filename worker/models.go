@@ -21,7 +21,9 @@ import (
 	"github.com/jetinfer/jetinfer/hfhub"
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/metrics"
+	"github.com/jetinfer/jetinfer/modelquant"
 	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 	"github.com/jetinfer/jetinfer/pipeline"
@@ -338,8 +340,14 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 		var last time.Time
 		var counted int64
 		start := time.Now()
+		var toInt8 func(ctx context.Context, src, dst string) (*modelstore.Quantized, error)
+		if b.Int8 {
+			toInt8 = func(ctx context.Context, src, dst string) (*modelstore.Quantized, error) {
+				return m.quantizeBuiltIn(ctx, b, src, dst, log)
+			}
+		}
 		_, err := modelsource.Import(ctx, m.store, m.hub, modelsource.Request{ModelID: b.ModelID, Source: b.Source,
-			Config: b.Config, StandsIn: b.StandsIn, HTTP: m.mirror,
+			Config: b.Config, StandsIn: b.StandsIn, HTTP: m.mirror, Quantize: toInt8,
 			// A dot-named directory: cachedModels does not take it for a model.
 			StageDir: filepath.Join(m.cacheDir, ".staging"),
 			Downloaded: func(done, total int64) {
@@ -377,6 +385,26 @@ func (m *ModelCache) importBuiltIn(ctx context.Context, b modelsource.BuiltIn) e
 		}
 	}
 	return err
+}
+
+// quantizeBuiltIn makes the int8 copy of a built-in id's float model (modelquant.Write). A graph that is int8
+// already is stored as it is; one whose int8 copy cannot be made or strays beyond its accuracy bound is stored in
+// float with a warning, so that the default endpoints always start (the stats report the precision that runs).
+func (m *ModelCache) quantizeBuiltIn(ctx context.Context, b modelsource.BuiltIn, src, dst string, log zerolog.Logger) (*modelstore.Quantized, error) {
+	start := time.Now()
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: m.rt, From: b.Source.String()}, src, dst)
+	switch {
+	case err == nil:
+		log.Info().Str("agreement", rec.Agreement.String()).Int("int8_matmuls", rec.Int8).Int("float_matmuls", len(rec.Float)).
+			Dur("took", time.Since(start)).Msg("built-in model quantized to int8")
+		return rec, nil
+	case errors.Is(err, quantize.ErrAlreadyQuantized):
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, err
+	}
+	log.Warn().Err(err).Msg("built-in model kept in float: its int8 copy could not be used")
+	return nil, nil
 }
 
 // importFailed is the Elasticsearch error of a built-in model that could

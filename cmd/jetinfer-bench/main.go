@@ -43,7 +43,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared `FILE` (default: $"+ortlib.LibraryEnv+", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
-	only := fs.String("only", "dense,sparse,memory,pipeline,latency,priority,load", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile and many run only when named")
+	only := fs.String("only", "dense,sparse,memory,pipeline,latency,priority,load,int8", "comma-separated benchmarks to run; scaling (about 2 minutes), endpoints, hostile and many run only when named")
 	scaling := benchmark.DefaultScalingProfile()
 	fs.DurationVar(&scaling.Idle, "scaling-idle", scaling.Idle, "scaling: idle time before the burst")
 	fs.IntVar(&scaling.BurstDocs, "scaling-burst", scaling.BurstDocs, "scaling: mixed-length documents published at once as the burst")
@@ -124,6 +124,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			err = benchMany(ctx, cfg, many, stdout)
 		case "load":
 			err = benchLoad(ctx, cfg, stdout)
+		case "int8":
+			err = benchInt8(ctx, cfg, stdout)
 		case "priority":
 			err = benchPriority(ctx, cfg, stdout)
 		default:
@@ -171,19 +173,28 @@ func benchLoad(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
 	return nil
 }
 
-func benchSparse(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
-	var rows []benchmark.Throughput
-	for _, allocations := range []int{1, runtime.NumCPU()} {
-		if allocations > 1 && len(rows) > 0 && rows[0].Allocations == allocations {
-			continue
-		}
-		r, err := benchmark.Sparse(ctx, cfg, allocations)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r)
+func benchInt8(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	rows, err := benchmark.Int8(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "Sparse: BERT-base size masked LM (12 layers, hidden 768, ELSER v2's architecture), %d documents of 256 tokens\n\n", cfg.Docs)
+	fmt.Fprintln(out, "Int8: each model's int8 copy (model import --quantize int8) against the float model, one allocation, the same inputs through the engine")
+	fmt.Fprintln(out)
+	benchmark.WriteInt8(out, rows)
+	fmt.Fprintln(out)
+	return nil
+}
+
+func benchSparse(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
+	allocations := []int{1}
+	if n := runtime.NumCPU(); n > 1 {
+		allocations = append(allocations, n)
+	}
+	rows, err := benchmark.Sparse(ctx, cfg, allocations, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Sparse: BERT-base size masked LM (12 layers, hidden 768, ELSER v2's architecture), %d documents of 256 tokens, one per call, in float and int8; Elasticsearch publishes 22 documents/s with 8 allocations on 16 vCPUs\n\n", cfg.Docs)
 	benchmark.WriteSparse(out, rows)
 	fmt.Fprintln(out)
 	return nil

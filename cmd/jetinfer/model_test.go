@@ -12,6 +12,8 @@ import (
 
 	"github.com/jetinfer/jetinfer/embeddednats"
 	"github.com/jetinfer/jetinfer/hfhub/hubtest"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 )
 
@@ -25,7 +27,7 @@ func TestModelCommands(t *testing.T) {
 
 	dir := t.TempDir()
 	for name, content := range map[string]string{
-		"model.onnx":            strings.Repeat("x", 2048),
+		"model.onnx":            string(tinyGraph(t, synthbert.HeadHidden, 96, false)),
 		"tokenizer.json":        "{}",
 		"1_Pooling/config.json": "{}",
 	} {
@@ -47,7 +49,7 @@ func TestModelCommands(t *testing.T) {
 
 	// Flags after the positional argument, as the usage shows them.
 	code, out, errOut := cmd("model", "import", dir, "--model-id", "cli-model", "--nats-url", url)
-	if code != 0 || !strings.Contains(out, "imported cli-model: 3 files, 2.0 KiB") {
+	if code != 0 || !regexp.MustCompile(`^imported cli-model: 3 files, \d+\.\d KiB, float32, version [0-9a-f]{12}\n$`).MatchString(out) {
 		t.Fatalf("import: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if errOut != "" {
@@ -66,8 +68,8 @@ func TestModelCommands(t *testing.T) {
 		t.Fatalf("list: exit %d, stderr %q", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !regexp.MustCompile(`^MODEL_ID\s+FILES\s+SIZE\s+CREATED\s+SOURCE$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^cli-model\s+3\s+2\.0 KiB\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-$`).MatchString(lines[1]) {
+	if len(lines) != 2 || !regexp.MustCompile(`^MODEL_ID\s+PRECISION\s+FILES\s+SIZE\s+CREATED\s+SOURCE$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^cli-model\s+float32\s+3\s+\d+\.\d KiB\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-$`).MatchString(lines[1]) {
 		t.Errorf("list output:\n%s", out)
 	}
 
@@ -90,6 +92,11 @@ func TestModelCommands(t *testing.T) {
 		{"model", "delete"},
 		{"model", "list", "extra"},
 		{"model", "list", "--no-such-flag"},
+		{"model", "import", dir, "--model-id", "x", "--quantize", "int4"},
+		{"model", "import", dir, "--model-id", "x", "--force"},
+		{"model", "import", dir, "--model-id", "x", "--exclude", "node"},
+		{"model", "import", dir, "--model-id", "x", "--fuse"},
+		{"model", "list", "--force"},
 	} {
 		if code, _, _ := cmd(args...); code != 2 {
 			t.Errorf("%q: exit %d; want 2", args, code)
@@ -98,6 +105,13 @@ func TestModelCommands(t *testing.T) {
 	// Invalid input is a failure.
 	if code, _, errOut = cmd("model", "import", dir, "--model-id", "Bad/Id", "--nats-url", url); code != 1 || !strings.Contains(errOut, "invalid model") {
 		t.Errorf("invalid id: exit %d, stderr %q", code, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), []byte(strings.Repeat("x", 2048)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut = cmd("model", "import", dir, "--model-id", "junk", "--nats-url", url); code != 1 ||
+		errOut != "jetinfer model import: invalid model source: model.onnx is not an ONNX model: onnxgraph: malformed model: no graph\n" {
+		t.Errorf("a graph that is not ONNX: exit %d, stderr %q", code, errOut)
 	}
 	if code, _, errOut = cmd("model", "list", "--nats-url", "nats://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "connect to nats") {
 		t.Errorf("unreachable server: exit %d, stderr %q", code, errOut)
@@ -139,8 +153,8 @@ func TestModelImportFromHub(t *testing.T) {
 	hub := hubtest.Start()
 	t.Cleanup(hub.Close)
 	hub.Add(hubtest.Repo{ID: "org/e5", Files: map[string][]byte{
-		"onnx/model.onnx":                   []byte(strings.Repeat("f", 4096)),
-		"onnx/model_qint8_avx512_vnni.onnx": []byte(strings.Repeat("q", 1024)),
+		"onnx/model.onnx":                   tinyGraph(t, synthbert.HeadHidden, 96, false),
+		"onnx/model_qint8_avx512_vnni.onnx": tinyGraph(t, synthbert.HeadHidden, 96, true),
 		"tokenizer.json":                    tok,
 		"config.json":                       []byte(`{"model_type":"bert"}`),
 		"modules.json":                      []byte(`[]`),
@@ -181,7 +195,7 @@ func TestModelImportFromHub(t *testing.T) {
 		t.Errorf("the graph not chosen was downloaded (%v)", err)
 	}
 	code, out, errOut = cmd("model", "list", "--nats-url", url)
-	if code != 0 || !regexp.MustCompile(`(?m)^e5-int8\s+5\s+.*\s+hf://org/e5@`+commit+`/onnx/model_qint8_avx512_vnni\.onnx$`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`(?m)^e5-int8\s+int8\s+5\s+.*\s+hf://org/e5@`+commit+`/onnx/model_qint8_avx512_vnni\.onnx$`).MatchString(out) {
 		t.Errorf("list: exit %d, %q, stderr %q", code, out, errOut)
 	}
 
@@ -221,8 +235,55 @@ func TestModelImportFromHub(t *testing.T) {
 	}
 }
 
-// model quantize stores an int8 copy of a stored model under a new id, says what stayed in float, and refuses a
-// model already quantized.
+// tinyGraph is a generated BERT's ONNX graph with vocab entries (30522: bert-base-uncased's, which the tokenizer
+// feeds), quantized to int8 when int8.
+func tinyGraph(t *testing.T, head synthbert.Head, vocab int, int8 bool) []byte {
+	t.Helper()
+	sb, err := synthbert.New(synthbert.Config{VocabSize: vocab, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 64,
+		TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 3, WeightScale: 0.05, LayerNormEps: 1e-12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "model.onnx")
+	if err := sb.WriteONNX(p); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !int8 {
+		return data
+	}
+	m, err := onnxgraph.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := quantize.Dynamic(m, quantize.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return m.Encode()
+}
+
+// writeArtifact writes an artifact directory: a generated model of the head on bert-base-uncased's tokenizer.
+func writeArtifact(t *testing.T, head synthbert.Head, config string) string {
+	t.Helper()
+	tok, err := os.ReadFile("../../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"model.onnx": tinyGraph(t, head, 30522, false), "tokenizer.json": tok, "jetinfer.json": []byte(config)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// model quantize stores a checked int8 copy of a stored model under a new id and says what stayed in float;
+// import --quantize int8 does the same on the way in. A copy beyond its accuracy bound is refused with the figure
+// unless --force, a model already quantized is refused, and list shows each model's precision.
 func TestModelQuantize(t *testing.T) {
 	srv, err := embeddednats.Start(embeddednats.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, zerolog.Nop())
 	if err != nil {
@@ -230,39 +291,68 @@ func TestModelQuantize(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	url := srv.ClientURL()
-	sb, err := synthbert.New(synthbert.Config{VocabSize: 96, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
-		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 3, WeightScale: 0.2, LayerNormEps: 1e-12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := sb.WriteONNX(filepath.Join(dir, "model.onnx")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dense := writeArtifact(t, synthbert.HeadHidden, `{"task_type":"text_embedding","pooling":"mean","max_sequence_length":64}`)
+	rerank := writeArtifact(t, synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":64}`)
 	cmd := func(args ...string) (int, string, string) {
 		t.Helper()
 		var out, errOut strings.Builder
 		code := run(append(args, "--nats-url", url), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
-	if code, out, errOut := cmd("model", "import", dir, "--model-id", "float"); code != 0 {
+	if code, out, errOut := cmd("model", "import", dense, "--model-id", "float"); code != 0 {
 		t.Fatalf("import: %d %s %s", code, out, errOut)
 	}
 	code, out, errOut := cmd("model", "quantize", "float", "--model-id", "int8", "--exclude", "bert.encoder.layer.1.output.dense/MatMul")
-	if code != 0 || !strings.HasPrefix(out, "quantized float to int8 as int8: 11 MatMuls in int8, 5 in float\n") ||
-		!strings.Contains(out, "  float: bert.encoder.layer.1.output.dense/MatMul (excluded)\n") || !strings.Contains(out, "imported int8: 2 files") {
+	quantized := regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 11 MatMuls in int8, 5 in float; ` +
+		`min_cosine 0\.99\d+ over 50 inputs, within the bound 0\.99\n`)
+	if code != 0 || !quantized.MatchString(out) ||
+		!strings.Contains(out, "  float: bert.encoder.layer.1.output.dense/MatMul (excluded)\n") ||
+		!regexp.MustCompile(`\nimported int8: 3 files, .*, int8, version`).MatchString(out) {
 		t.Fatalf("quantize: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, errOut := cmd("model", "quantize", "int8", "--model-id", "int8-again"); code != 1 || !strings.Contains(errOut, "already quantized") {
+	code, out, errOut = cmd("model", "quantize", "float", "--model-id", "fused", "--fuse")
+	if code != 0 || !regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 8 MatMuls in int8, 0 in float, `+
+		`2 Attention fused, 4 SkipLayerNormalization fused; min_cosine 0\.99\d+ over 50 inputs, within the bound 0\.99\n`).MatchString(out) {
+		t.Errorf("quantize --fuse: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := cmd("model", "quantize", "int8", "--model-id", "int8-again"); code != 1 ||
+		!strings.Contains(errOut, "jetinfer model quantize: quantize: the model is already quantized: node ") {
 		t.Errorf("quantizing the int8 model: exit %d, %s", code, errOut)
 	}
 	if code, _, errOut := cmd("model", "quantize", "float"); code != 2 || !strings.Contains(errOut, "--model-id is required") {
 		t.Errorf("without --model-id: exit %d, %s", code, errOut)
 	}
-	if code, out, _ := cmd("model", "list"); code != 0 || !strings.Contains(out, "int8 ") || !strings.Contains(out, "float ") {
+
+	// On import: a random-weight cross-encoder's scores barely differ, so int8 reorders them.
+	code, out, errOut = cmd("model", "import", rerank, "--model-id", "rerank-int8", "--quantize", "int8")
+	if code != 1 || out != "" || !regexp.MustCompile(`^jetinfer model import: the int8 model strays beyond its accuracy bound: `+
+		`spearman 0\.\d+ over 50 inputs, beyond the bound 0\.98\n$`).MatchString(errOut) {
+		t.Errorf("import of a rerank model beyond its bound: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, errOut = cmd("model", "import", rerank, "--model-id", "rerank-int8", "--quantize", "int8", "--force")
+	if code != 0 || !regexp.MustCompile(`^quantized .+ to int8: 14 MatMuls in int8, 4 in float; spearman 0\.\d+ over 50 inputs, `+
+		`beyond the bound 0\.98 \(stored with --force\)\n`).MatchString(out) {
+		t.Errorf("forced import: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut = cmd("model", "import", dense, "--model-id", "dense-int8", "--quantize", "int8"); code != 0 ||
+		!strings.Contains(out, "to int8: 12 MatMuls in int8, 4 in float; min_cosine") {
+		t.Errorf("import --quantize int8: exit %d, %q, %q", code, out, errOut)
+	}
+
+	if code, out, errOut = cmd("model", "list"); code != 0 {
+		t.Fatalf("list: exit %d, %s", code, errOut)
+	}
+	for _, row := range []string{
+		`(?m)^dense-int8\s+int8\s+3\s.*\sint8 of ` + regexp.QuoteMeta(dense) + `$`,
+		`(?m)^float\s+float32\s+3\s.*\s-$`,
+		`(?m)^int8\s+int8\s+3\s.*\sint8 of float \(version [0-9a-f]{12}\)$`,
+		`(?m)^rerank-int8\s+int8\s+3\s`,
+	} {
+		if !regexp.MustCompile(row).MatchString(out) {
+			t.Errorf("list: no row %s in\n%s", row, out)
+		}
+	}
+	if strings.Count(out, "\n") != 6 {
 		t.Errorf("list: %s", out)
 	}
 }

@@ -88,6 +88,37 @@ func Decode(data []byte) (*Model, error) {
 	return m, nil
 }
 
+// ModelProto.opset_import and OperatorSetIdProto field numbers.
+const (
+	modelOpsetImport protowire.Number = 8
+	opsetDomain      protowire.Number = 1
+	opsetVersion     protowire.Number = 2
+)
+
+// ImportOpset declares an operator set the graph's nodes use (com.microsoft for ONNX Runtime's contrib operators),
+// unless the model imports that domain already.
+func (m *Model) ImportOpset(domain string, version int64) {
+	for _, opset := range messages(m.fields, modelOpsetImport) {
+		for _, g := range opset {
+			if g.num == opsetDomain && g.typ == protowire.BytesType && string(g.payload()) == domain {
+				return
+			}
+		}
+	}
+	body := stringField(opsetDomain, domain, false).raw
+	body = protowire.AppendTag(body, opsetVersion, protowire.VarintType)
+	body = protowire.AppendVarint(body, uint64(version))
+	// After the last opset import, so that the fields stay in number order.
+	at := len(m.fields)
+	for i, f := range m.fields {
+		if f.num > modelOpsetImport {
+			at = i
+			break
+		}
+	}
+	m.fields = slices.Insert(m.fields, at, bytesField(modelOpsetImport, body))
+}
+
 // Encode writes the model.
 func (m *Model) Encode() []byte {
 	var out []byte
@@ -132,6 +163,39 @@ func decodeGraph(b []byte) (*Graph, error) {
 		g.fields = append(g.fields, f)
 	}
 	return g, nil
+}
+
+// GraphProto.output and ValueInfoProto.name field numbers.
+const (
+	graphOutput   protowire.Number = 12
+	valueInfoName protowire.Number = 1
+)
+
+// Outputs names the values the graph returns.
+func (g *Graph) Outputs() []string {
+	var names []string
+	for _, info := range messages(g.fields, graphOutput) {
+		for _, v := range info {
+			if v.num == valueInfoName && v.typ == protowire.BytesType {
+				names = append(names, string(v.payload()))
+			}
+		}
+	}
+	return names
+}
+
+// messages parses the fields of each embedded message in field num (those that parse).
+func messages(fields []field, num protowire.Number) [][]field {
+	var out [][]field
+	for _, f := range fields {
+		if f.num != num || f.typ != protowire.BytesType {
+			continue
+		}
+		if inner, err := parseFields(f.payload()); err == nil {
+			out = append(out, inner)
+		}
+	}
+	return out
 }
 
 // encode writes the graph's fields in their order, the nodes where the first node was and the initializers where
@@ -299,6 +363,67 @@ func (a Attribute) Name() string {
 		}
 	}
 	return ""
+}
+
+// value is the attribute's field num, if it has one.
+func (a Attribute) value(num protowire.Number) (field, bool) {
+	fields, err := parseFields(a.raw)
+	if err != nil {
+		return field{}, false
+	}
+	for _, f := range fields {
+		if f.num == num {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// Int is an INT attribute's value.
+func (a Attribute) Int() (int64, bool) {
+	f, ok := a.value(attrI)
+	if !ok || f.typ != protowire.VarintType {
+		return 0, false
+	}
+	v, _ := protowire.ConsumeVarint(f.raw[protowire.SizeTag(f.num):])
+	return int64(v), true
+}
+
+// Float is a FLOAT attribute's value.
+func (a Attribute) Float() (float32, bool) {
+	f, ok := a.value(attrF)
+	if !ok || f.typ != protowire.Fixed32Type {
+		return 0, false
+	}
+	v, _ := protowire.ConsumeFixed32(f.raw[protowire.SizeTag(f.num):])
+	return math.Float32frombits(v), true
+}
+
+// Ints is an INTS attribute's values.
+func (a Attribute) Ints() ([]int64, bool) {
+	fields, err := parseFields(a.raw)
+	if err != nil {
+		return nil, false
+	}
+	var vs []int64
+	for _, f := range fields {
+		if f.num == attrInts {
+			if vs, err = appendVarints(vs, f); err != nil {
+				return nil, false
+			}
+		}
+	}
+	return vs, true
+}
+
+// Attribute returns the node's attribute of that name.
+func (n *Node) Attribute(name string) (Attribute, bool) {
+	for _, a := range n.Attributes {
+		if a.Name() == name {
+			return a, true
+		}
+	}
+	return Attribute{}, false
 }
 
 // IntAttribute makes an INT attribute.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -131,6 +132,63 @@ func TestMalformed(t *testing.T) {
 	for _, bad := range [][]byte{data[:len(data)/2], {0xff, 0xff}, protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 8)} {
 		if _, err := Decode(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%d bytes: %v; want ErrMalformed", len(bad), err)
+		}
+	}
+}
+
+func TestOpsetsOutputsAttributes(t *testing.T) {
+	m, err := Decode(tinyModel(t, synthbert.HeadHidden, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Graph.Outputs(); !slices.Equal(got, []string{"last_hidden_state"}) {
+		t.Errorf("outputs %v", got)
+	}
+	m.ImportOpset("com.microsoft", 1)
+	m.ImportOpset("com.microsoft", 1) // once only
+	again, err := Decode(m.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opsets []string
+	for _, f := range again.fields {
+		if f.num == modelOpsetImport {
+			inner, _ := parseFields(f.payload())
+			domain, version := "", uint64(0)
+			for _, g := range inner {
+				switch g.num {
+				case opsetDomain:
+					domain = string(g.payload())
+				case opsetVersion:
+					version, _ = protowire.ConsumeVarint(g.raw[protowire.SizeTag(g.num):])
+				}
+			}
+			opsets = append(opsets, fmt.Sprintf("%q:%d", domain, version))
+		}
+	}
+	if !slices.Equal(opsets, []string{`"":17`, `"com.microsoft":1`}) {
+		t.Errorf("opset imports %v", opsets)
+	}
+
+	for _, n := range again.Graph.Nodes {
+		switch n.OpType {
+		case "LayerNormalization":
+			eps, _ := n.Attribute("epsilon")
+			axis, _ := n.Attribute("axis")
+			if e, ok := eps.Float(); !ok || e != 1e-12 {
+				t.Errorf("%s epsilon %v %v", n.Name, e, ok)
+			}
+			if a, ok := axis.Int(); !ok || a != -1 {
+				t.Errorf("%s axis %v %v", n.Name, a, ok)
+			}
+		case "Transpose":
+			p, _ := n.Attribute("perm")
+			if vs, ok := p.Ints(); !ok || len(vs) != 4 {
+				t.Errorf("%s perm %v %v", n.Name, vs, ok)
+			}
+			if _, ok := n.Attribute("nothing"); ok {
+				t.Error("an absent attribute was found")
+			}
 		}
 	}
 }

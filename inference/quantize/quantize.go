@@ -37,23 +37,69 @@ type Options struct {
 type Report struct {
 	// Quantized are the MatMul nodes now in int8, in graph order.
 	Quantized []string
-	// Float are the nodes left in float, with the reason.
+	// Float are the MatMul, Attention, Gemm and Conv nodes left in float, with the reason.
 	Float map[string]string
 }
 
 // TensorProto.DataType values.
 const (
-	dataFloat int32 = 1
-	dataInt8  int32 = 3
+	dataFloat   int32 = 1
+	dataInt8    int32 = 3
+	dataFloat16 int32 = 10
 )
 
-// Dynamic quantizes the model's MatMuls in place.
+// The precisions Precision reports.
+const (
+	Float32 = "float32"
+	Float16 = "float16"
+	Int8    = "int8"
+	Int4    = "int4"
+)
+
+// quantizedOp gives the precision of the weights a quantized graph's operator multiplies by (onnxruntime's
+// quantization tools' output, standard and com.microsoft), "" for the other operators.
+func quantizedOp(opType string) string {
+	switch opType {
+	case "MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul",
+		"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention", "QGemm", "QLinearConv", "ConvInteger",
+		"QOrderedMatMul":
+		return Int8
+	case "MatMulNBits":
+		return Int4
+	}
+	return ""
+}
+
+// Precision names the precision a graph's weights run in: the lowest of its quantized operators', else float16
+// when its float weights are half precision, else float32.
+func Precision(m *onnxgraph.Model) string {
+	precision := ""
+	for _, n := range m.Graph.Nodes {
+		switch quantizedOp(n.OpType) {
+		case Int4:
+			return Int4
+		case Int8:
+			precision = Int8
+		}
+	}
+	if precision != "" {
+		return precision
+	}
+	for _, t := range m.Graph.Initializers {
+		if t.DataType == dataFloat16 {
+			return Float16
+		}
+	}
+	return Float32
+}
+
+// Dynamic quantizes the model's MatMuls, and the com.microsoft Attention nodes package fuse makes (as QAttention), in
+// place.
 func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 	g := m.Graph
 	report := Report{Float: map[string]string{}}
 	for _, n := range g.Nodes {
-		switch n.OpType {
-		case "MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat":
+		if quantizedOp(n.OpType) != "" {
 			return report, fmt.Errorf("%w: node %q is %s", ErrAlreadyQuantized, n.Name, n.OpType)
 		}
 	}
@@ -70,7 +116,11 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
 	var nodes []*onnxgraph.Node
 	for _, n := range g.Nodes {
-		if n.OpType != "MatMul" || n.Domain != "" {
+		attention := n.OpType == "Attention" && n.Domain == contribDomain
+		if !attention && (n.OpType != "MatMul" || n.Domain != "") {
+			if n.OpType == "Gemm" || n.OpType == "Conv" { // weighted, but not what this quantizer rewrites
+				report.Float[n.Name] = n.OpType + " is left in float (only MatMul and Attention are quantized)"
+			}
 			nodes = append(nodes, n)
 			continue
 		}
@@ -102,6 +152,17 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			nodes = append(nodes, &onnxgraph.Node{OpType: "DynamicQuantizeLinear", Name: prefix + "/quantize_input",
 				Inputs: []string{act}, Outputs: qa[:]})
 		}
+		report.Quantized = append(report.Quantized, n.Name)
+		uses[w.Name]--
+		if attention {
+			// QAttention: input, weight, bias, input_scale, weight_scale, mask_index, input_zero_point,
+			// weight_zero_point.
+			nodes = append(nodes, &onnxgraph.Node{OpType: "QAttention", Domain: contribDomain, Name: prefix + "/qattention",
+				Inputs: []string{qa[0], prefix + "/weight_quantized", n.Inputs[2], qa[1], prefix + "/weight_scale",
+					input(n, 3), qa[2], prefix + "/weight_zero_point"},
+				Outputs: n.Outputs, Attributes: n.Attributes})
+			continue
+		}
 		out := n.Outputs[0]
 		nodes = append(nodes,
 			&onnxgraph.Node{OpType: "MatMulInteger", Name: prefix + "/matmul_integer",
@@ -113,8 +174,6 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 				Outputs: []string{prefix + "/product"}, Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("to", int64(dataFloat))}},
 			&onnxgraph.Node{OpType: "Mul", Name: prefix + "/dequantize", Inputs: []string{prefix + "/product", prefix + "/scale"},
 				Outputs: []string{out}})
-		report.Quantized = append(report.Quantized, n.Name)
-		uses[w.Name]--
 	}
 	g.Nodes = nodes
 	// The float weights no node reads any more.
@@ -125,9 +184,31 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 	return report, nil
 }
 
-// weight returns the constant 2-D float weight a MatMul multiplies by, or why it has none to quantize.
+// contribDomain is ONNX Runtime's contrib operator domain, of Attention (inference/fuse) and QAttention.
+const contribDomain = "com.microsoft"
+
+// input is a node's input i, "" (absent) past its inputs.
+func input(n *onnxgraph.Node, i int) string {
+	if i < len(n.Inputs) {
+		return n.Inputs[i]
+	}
+	return ""
+}
+
+// weight returns the constant 2-D float weight a MatMul or an Attention multiplies by, or why it has none to
+// quantize.
 func weight(n *onnxgraph.Node, inits map[string]*onnxgraph.Tensor, opts Options) (*onnxgraph.Tensor, string) {
-	if len(n.Inputs) != 2 || len(n.Outputs) != 1 {
+	if n.OpType == "Attention" {
+		// QAttention has Attention's inputs up to the mask and only its num_heads and unidirectional attributes.
+		if len(n.Inputs) < 3 || len(n.Inputs) > 4 || n.Inputs[2] == "" || len(n.Outputs) != 1 {
+			return nil, "an Attention with inputs or outputs beyond QAttention's"
+		}
+		for _, a := range n.Attributes {
+			if name := a.Name(); name != "num_heads" && name != "unidirectional" {
+				return nil, fmt.Sprintf("an Attention with attribute %s, which QAttention lacks", name)
+			}
+		}
+	} else if len(n.Inputs) != 2 || len(n.Outputs) != 1 {
 		return nil, "not a two-input MatMul"
 	}
 	if slices.Contains(opts.Exclude, n.Name) || slices.Contains(opts.Exclude, n.Inputs[1]) {

@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -36,18 +37,23 @@ func TestDynamic(t *testing.T) {
 			{OpType: "MatMul", Name: "k", Inputs: []string{"x", "wk"}, Outputs: []string{"yk"}},
 			{OpType: "MatMul", Name: "scores", Inputs: []string{"yq", "yk"}, Outputs: []string{"s"}},
 			{OpType: "MatMul", Name: "small", Inputs: []string{"s", "tiny"}, Outputs: []string{"out"}},
+			{OpType: "Gemm", Name: "head", Inputs: []string{"out", "tiny"}, Outputs: []string{"logits"}},
 		},
 		Initializers: []*onnxgraph.Tensor{
 			floatTensor("wq", []int64{2, 2}, 1, 2, 3, 4), floatTensor("wk", []int64{2, 2}, -1, 0, 0.5, 1),
 			floatTensor("tiny", []int64{2, 1}, 1, 1),
 		},
 	}
+	if got := Precision(&onnxgraph.Model{Graph: g}); got != Float32 {
+		t.Errorf("precision of the float graph: %s", got)
+	}
 	report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{MinWeights: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(report.Quantized, []string{"q", "k"}) || report.Float["scores"] != "its second input is not a constant" ||
-		report.Float["small"] != "its weight has 2 values, fewer than 3" {
+		report.Float["small"] != "its weight has 2 values, fewer than 3" ||
+		report.Float["head"] != "Gemm is left in float (only MatMul and Attention are quantized)" {
 		t.Fatalf("report %+v", report)
 	}
 	var ops []string
@@ -55,7 +61,7 @@ func TestDynamic(t *testing.T) {
 		ops = append(ops, n.OpType)
 	}
 	// x is quantized once for both products.
-	want := []string{"DynamicQuantizeLinear", "MatMulInteger", "Mul", "Cast", "Mul", "MatMulInteger", "Mul", "Cast", "Mul", "MatMul", "MatMul"}
+	want := []string{"DynamicQuantizeLinear", "MatMulInteger", "Mul", "Cast", "Mul", "MatMulInteger", "Mul", "Cast", "Mul", "MatMul", "MatMul", "Gemm"}
 	if !slices.Equal(ops, want) {
 		t.Fatalf("ops %v; want %v", ops, want)
 	}
@@ -69,8 +75,20 @@ func TestDynamic(t *testing.T) {
 	if slices.Contains(names, "wq") || slices.Contains(names, "wk") || !slices.Contains(names, "tiny") || !slices.Contains(names, "q/quant/weight_quantized") {
 		t.Errorf("initializers %v: the float weights replaced, the others kept", names)
 	}
+	if got := Precision(&onnxgraph.Model{Graph: g}); got != Int8 {
+		t.Errorf("precision of the quantized graph: %s", got)
+	}
 	g.Nodes = append(g.Nodes, &onnxgraph.Node{OpType: "Identity", Inputs: []string{"out"}, Outputs: []string{"final"}})
-	if _, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{}); err == nil {
-		t.Error("a quantized graph was quantized again")
+	if _, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{}); !errors.Is(err, ErrAlreadyQuantized) ||
+		err.Error() != `quantize: the model is already quantized: node "q/quant/quantize_input" is DynamicQuantizeLinear` {
+		t.Errorf("quantizing a quantized graph again: %v", err)
+	}
+	half := &onnxgraph.Graph{Initializers: []*onnxgraph.Tensor{{Name: "w", DataType: dataFloat16, Dims: []int64{1}, RawData: []byte{0, 0x3c}}}}
+	if got := Precision(&onnxgraph.Model{Graph: half}); got != Float16 {
+		t.Errorf("precision of a half-precision graph: %s", got)
+	}
+	nbits := &onnxgraph.Graph{Nodes: []*onnxgraph.Node{{OpType: "DynamicQuantizeLinear"}, {OpType: "MatMulNBits", Domain: "com.microsoft"}}}
+	if got := Precision(&onnxgraph.Model{Graph: nbits}); got != Int4 {
+		t.Errorf("precision of a 4-bit graph: %s", got)
 	}
 }

@@ -1,0 +1,212 @@
+package benchmark
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/modelquant"
+)
+
+// Int8Result is one model at one thread count, in float and in int8, on the same inputs through the engine.
+type Int8Result struct {
+	Name        string
+	Threads     int
+	Float, Int8 Throughput
+	// Fused is the int8 model made with --fuse (attention and skip layer normalization fused first).
+	Fused Throughput
+	// Agreement is on the benchmark's inputs; MeanCosine is the dense model's mean beside its minimum.
+	Agreement  quantize.Agreement
+	MeanCosine float64
+	// ScoreStddev and MeanAbsError are the rerank scores' spread and int8's mean error, which say whether an
+	// order can survive int8 (a random-weight cross-encoder scores every document almost alike).
+	ScoreStddev, MeanAbsError float64
+}
+
+// Speedup is int8's inputs per second over the float model's.
+func (r Int8Result) Speedup() float64 { return r.Int8.InputsPerSecond() / r.Float.InputsPerSecond() }
+
+// The rerank model: ms-marco-MiniLM-L-6's shape (6 layers, hidden 384), the built-in .rerank-v1 stand-in.
+const (
+	rerankName   = "minilm-l6-classifier"
+	rerankConfig = `{"task_type":"rerank","max_sequence_length":512}`
+	rerankQuery  = "which document is about search relevance and dense retrieval?"
+)
+
+func rerankSynth() synthbert.Config {
+	c := synthbert.MiniLML12(synthbert.HeadClassifier, 44)
+	c.Layers = 6
+	return c
+}
+
+// Int8 measures each model's int8 copy (modelquant, as `jetinfer model import --quantize int8` makes it, and with
+// --fuse) against the float model at every thread count: the dense MiniLM-L12 / e5-small-sized model on 256 mixed texts, the
+// BERT-base sparse model on cfg.Docs 256-token documents, the MiniLM-L6 reranker on one query and 50 documents.
+func Int8(ctx context.Context, cfg Config) ([]Int8Result, error) {
+	cfg = cfg.withDefaults()
+	sparse, rerank := sparseSynth, rerankSynth()
+	if small := cfg.DenseModel; small != nil { // smoke tests: every model in the small shape
+		sparse, rerank = *small, *small
+		sparse.Head, rerank.Head = synthbert.HeadMaskedLM, synthbert.HeadClassifier
+	}
+	models := []struct {
+		name, dirName string
+		synth         synthbert.Config
+		config        string
+		inputs        []string
+	}{
+		{"dense (MiniLM-L12 / e5-small)", "minilm-l12-hidden", denseSynth(cfg), denseConfig, Corpus(256, 5)},
+		{"sparse (BERT-base MLM, 256 tokens)", sparseName, sparse, sparseConfig, Documents(cfg.Docs, 300, 2)},
+		{"rerank (MiniLM-L6 cross-encoder)", rerankName, rerank, rerankConfig, Corpus(50, 6)},
+	}
+	var out []Int8Result
+	for _, m := range models {
+		dir, err := modelDir(cfg, m.dirName, m.synth, m.config)
+		if err != nil {
+			return nil, err
+		}
+		qdir, err := int8Dir(ctx, cfg, dir, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		fdir, err := int8Dir(ctx, cfg, dir, true)
+		if err != nil {
+			_ = os.RemoveAll(qdir)
+			return nil, fmt.Errorf("%s fused: %w", m.name, err)
+		}
+		rows, err := compareInt8(ctx, cfg, m.name, dir, qdir, fdir, m.inputs)
+		_ = os.RemoveAll(qdir)
+		_ = os.RemoveAll(fdir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// compareInt8 runs the float, the int8 and the fused int8 model at each thread count.
+func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, fusedDir string, inputs []string) ([]Int8Result, error) {
+	var rows []Int8Result
+	for _, threads := range cfg.Threads {
+		r := Int8Result{Name: name, Threads: threads}
+		floatOut, int8Out := any(nil), any(nil)
+		var err error
+		if r.Float, floatOut, err = runOnce(ctx, cfg, floatDir, threads, inputs); err != nil {
+			return nil, err
+		}
+		if r.Int8, int8Out, err = runOnce(ctx, cfg, int8Dir, threads, inputs); err != nil {
+			return nil, err
+		}
+		if r.Fused, _, err = runOnce(ctx, cfg, fusedDir, threads, inputs); err != nil {
+			return nil, err
+		}
+		agree(&r, floatOut, int8Out)
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+// int8Dir makes the int8 copy of a model directory in a new temporary directory (not cached: a change to the
+// quantizer must show in the next run); remove it when done.
+func int8Dir(ctx context.Context, cfg Config, dir string, fused bool) (string, error) {
+	qdir, err := os.MkdirTemp("", "jetinfer-int8-")
+	if err != nil {
+		return "", err
+	}
+	// Forced: the benchmark reports the agreement itself, on its own inputs.
+	if _, err := modelquant.Write(ctx, modelquant.Config{Runtime: cfg.Runtime, Force: true, Fuse: fused}, dir, qdir); err != nil {
+		_ = os.RemoveAll(qdir)
+		return "", err
+	}
+	return qdir, nil
+}
+
+// runOnce loads a model and runs the inputs through the engine after a warm-up, returning the throughput and
+// the outputs ([][]float32, []inference.SparseEmbedding or []float32 by task).
+func runOnce(ctx context.Context, cfg Config, dir string, threads int, inputs []string) (Throughput, any, error) {
+	m, err := inference.LoadModel(ctx, cfg.Runtime, dir, inference.LoadOptions{Threads: threads})
+	if err != nil {
+		return Throughput{}, nil, err
+	}
+	defer func() { _ = m.Close() }()
+	run := func(inputs []string) (any, error) {
+		switch m.Spec().Task {
+		case inference.TaskSparseEmbedding:
+			return m.SparseEmbed(ctx, inputs, "")
+		case inference.TaskRerank:
+			return m.Rerank(ctx, rerankQuery, inputs)
+		default:
+			var all [][]float32
+			for i := 0; i < len(inputs); i += cfg.RequestSize {
+				vs, err := m.Embed(ctx, inputs[i:min(i+cfg.RequestSize, len(inputs))], "")
+				if err != nil {
+					return nil, err
+				}
+				all = append(all, vs...)
+			}
+			return all, nil
+		}
+	}
+	if _, err := run(inputs[:min(4, len(inputs))]); err != nil { // warm-up
+		return Throughput{}, nil, err
+	}
+	st := m.Stats()
+	real0, padded0 := st.RealTokens.Load(), st.PaddedTokens.Load()
+	t := Throughput{Threads: threads, Allocations: 1, Inputs: len(inputs)}
+	start := time.Now()
+	out, err := run(inputs)
+	t.Elapsed = time.Since(start)
+	t.Tokens, t.PaddedTokens = st.RealTokens.Load()-real0, st.PaddedTokens.Load()-padded0
+	return t, out, err
+}
+
+// agree measures the int8 outputs against the float ones.
+func agree(r *Int8Result, floatOut, int8Out any) {
+	switch f := floatOut.(type) {
+	case [][]float32:
+		q := int8Out.([][]float32)
+		r.Agreement = quantize.DenseAgreement(f, q)
+		for i := range f {
+			r.MeanCosine += quantize.Cosine(f[i], q[i]) / float64(len(f))
+		}
+	case []inference.SparseEmbedding:
+		r.Agreement = quantize.SparseAgreement(inference.SparseTerms(f), inference.SparseTerms(int8Out.([]inference.SparseEmbedding)))
+	case []float32:
+		q := int8Out.([]float32)
+		r.Agreement = quantize.RerankAgreement(f, q)
+		var mean float64
+		for _, v := range f {
+			mean += float64(v) / float64(len(f))
+		}
+		for i, v := range f {
+			r.ScoreStddev += (float64(v) - mean) * (float64(v) - mean) / float64(len(f))
+			r.MeanAbsError += math.Abs(float64(q[i]-v)) / float64(len(f))
+		}
+		r.ScoreStddev = math.Sqrt(r.ScoreStddev)
+	}
+}
+
+// WriteInt8 prints the comparison as a Markdown table.
+func WriteInt8(w io.Writer, rows []Int8Result) {
+	fmt.Fprintln(w, "| model | threads | float texts/s | int8 texts/s | float tokens/s | int8 tokens/s | int8 speed-up | int8 --fuse | agreement (bound) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, r := range rows {
+		a := fmt.Sprintf("%s %.4f (≥ %g)", r.Agreement.Measure, r.Agreement.Value, r.Agreement.Bound)
+		switch {
+		case r.MeanCosine > 0:
+			a += fmt.Sprintf(", mean cosine %.4f", r.MeanCosine)
+		case r.ScoreStddev > 0:
+			a += fmt.Sprintf(", scores' σ %.4f, int8's mean error %.4f", r.ScoreStddev, r.MeanAbsError)
+		}
+		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.0f | %.0f | %.2f× | %.2f× | %s |\n", r.Name, r.Threads,
+			r.Float.InputsPerSecond(), r.Int8.InputsPerSecond(), r.Float.TokensPerSecond(), r.Int8.TokensPerSecond(), r.Speedup(),
+			r.Fused.InputsPerSecond()/r.Float.InputsPerSecond(), a)
+	}
+}

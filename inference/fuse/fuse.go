@@ -1,0 +1,532 @@
+// Package fuse rewrites the subgraphs of an exported BERT-style ONNX graph that ONNX Runtime's online optimizer
+// leaves unfused into ONNX Runtime's contrib operators (domain com.microsoft), as onnxruntime.transformers.optimizer
+// does offline: a residual Add (with the bias Add before it) and the LayerNormalization after it become one
+// SkipLayerNormalization. It is pure Go over inference/onnxgraph; ONNX Runtime's own fusions (its
+// SkipLayerNormFusion needs static shapes that dynamic-axis exports do not give it) still run at load.
+package fuse
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+)
+
+// Contrib is ONNX Runtime's contrib operator domain.
+const Contrib = "com.microsoft"
+
+// defaultEpsilon is LayerNormalization's epsilon when the attribute is absent.
+const defaultEpsilon = 1e-5
+
+// graphIndex says which node makes each value and how many nodes read it.
+type graphIndex struct {
+	producer map[string]*onnxgraph.Node
+	readers  map[string]int
+	reader   map[string]*onnxgraph.Node // the last node read each value (the only one where readers is 1)
+	inits    map[string]*onnxgraph.Tensor
+	outputs  map[string]bool // the graph's outputs: a value a caller reads
+}
+
+func index(g *onnxgraph.Graph) graphIndex {
+	ix := graphIndex{producer: map[string]*onnxgraph.Node{}, readers: map[string]int{}, reader: map[string]*onnxgraph.Node{},
+		inits: map[string]*onnxgraph.Tensor{}, outputs: map[string]bool{}}
+	for _, n := range g.Nodes {
+		for _, out := range n.Outputs {
+			ix.producer[out] = n
+		}
+		for _, in := range n.Inputs {
+			ix.readers[in]++
+			ix.reader[in] = n
+		}
+	}
+	for _, t := range g.Initializers {
+		ix.inits[t.Name] = t
+	}
+	for _, o := range g.Outputs() {
+		ix.outputs[o] = true
+	}
+	return ix
+}
+
+// only reports whether value is read by exactly one node and is not a graph output, so that fusing its producer
+// into its reader loses nothing.
+func (ix graphIndex) only(value string) bool { return ix.readers[value] == 1 && !ix.outputs[value] }
+
+// vector reports whether name is a 1-D float initializer.
+func (ix graphIndex) vector(name string) bool {
+	t, ok := ix.inits[name]
+	return ok && t.DataType == onnxgraph.Float && len(t.Dims) == 1
+}
+
+// residualSource reports whether a value is a layer's normalized output, the input a residual connection adds
+// back: then it has the [batch, sequence, hidden] shape SkipLayerNormalization needs (an embedding sum may not).
+func (ix graphIndex) residualSource(value string) bool {
+	n, ok := ix.producer[value]
+	return ok && n.Outputs[0] == value && (n.OpType == "LayerNormalization" && n.Domain == "" ||
+		n.OpType == "SkipLayerNormalization" && n.Domain == Contrib)
+}
+
+// SkipLayerNorm fuses every Add(Add(y, bias), residual) → LayerNormalization(axis -1) into
+// SkipLayerNormalization(y, residual, gamma, beta, bias), and Add(y, residual) → LayerNormalization without a bias
+// Add into SkipLayerNormalization(y, residual, gamma, beta), where residual is the output of an earlier
+// normalization. It returns how many it fused; the graph's outputs are never fused away.
+func SkipLayerNorm(m *onnxgraph.Model) int {
+	g := m.Graph
+	ix := index(g)
+	drop := map[*onnxgraph.Node]bool{}
+	replace := map[*onnxgraph.Node]*onnxgraph.Node{}
+	for _, ln := range g.Nodes {
+		if ln.OpType != "LayerNormalization" || ln.Domain != "" || len(ln.Inputs) != 3 || len(ln.Outputs) != 1 ||
+			!ix.vector(ln.Inputs[1]) || !ix.vector(ln.Inputs[2]) {
+			continue
+		}
+		if a, ok := ln.Attribute("axis"); ok {
+			if axis, _ := a.Int(); axis != -1 {
+				continue
+			}
+		}
+		sum, ok := ix.producer[ln.Inputs[0]]
+		if !ok || sum.OpType != "Add" || sum.Domain != "" || len(sum.Inputs) != 2 || !ix.only(ln.Inputs[0]) || drop[sum] {
+			continue
+		}
+		// The residual is the normalized input; the other operand is the sublayer's output.
+		y, residual := sum.Inputs[0], sum.Inputs[1]
+		if !ix.residualSource(residual) {
+			y, residual = residual, y
+		}
+		if !ix.residualSource(residual) || y == residual {
+			continue
+		}
+		inputs := []string{y, residual, ln.Inputs[1], ln.Inputs[2]}
+		if biasAdd, ok := ix.producer[y]; ok && biasAdd.OpType == "Add" && biasAdd.Domain == "" && len(biasAdd.Inputs) == 2 &&
+			ix.only(y) && !drop[biasAdd] {
+			for i, bias := range biasAdd.Inputs {
+				if ix.vector(bias) && !ix.vector(biasAdd.Inputs[1-i]) {
+					inputs = []string{biasAdd.Inputs[1-i], residual, ln.Inputs[1], ln.Inputs[2], bias}
+					drop[biasAdd] = true
+					break
+				}
+			}
+		}
+		epsilon := float32(defaultEpsilon)
+		if a, ok := ln.Attribute("epsilon"); ok {
+			if e, ok := a.Float(); ok {
+				epsilon = e
+			}
+		}
+		drop[sum] = true
+		replace[ln] = &onnxgraph.Node{OpType: "SkipLayerNormalization", Domain: Contrib, Name: ln.Name + "/skip_fused",
+			Inputs: inputs, Outputs: ln.Outputs, Attributes: []onnxgraph.Attribute{onnxgraph.FloatAttribute("epsilon", epsilon)}}
+	}
+	if len(replace) == 0 {
+		return 0
+	}
+	nodes := g.Nodes[:0:0]
+	for _, n := range g.Nodes {
+		switch {
+		case drop[n]:
+		case replace[n] != nil:
+			nodes = append(nodes, replace[n])
+		default:
+			nodes = append(nodes, n)
+		}
+	}
+	g.Nodes = nodes
+	m.ImportOpset(Contrib, 1)
+	return len(replace)
+}
+
+// defaultMaskFilter is the score Attention gives masked keys unless its mask_filter_value says otherwise.
+const defaultMaskFilter = -10000
+
+// Attention fuses each multi-head self-attention subgraph of a BERT-style export into one com.microsoft Attention
+// node: the query, key and value projections (MatMul by a constant weight, Add of a constant bias) of the same
+// input, their Reshape to [batch, sequence, heads, head size] and Transposes, the scores' MatMul, scaling (Div or
+// Mul by a constant), the Add of the key mask's bias ((1 − mask) · filter, from the attention_mask input), the
+// Softmax, the MatMul by the values, the Transpose and Reshape back to [batch, sequence, hidden]. The three
+// weights are packed into one [hidden, 3·hidden] initializer; attention_mask is cast to int32 once. It returns how
+// many it fused. A subgraph whose shape differs (rotary positions, causal masks, past state) is left as it is.
+func Attention(m *onnxgraph.Model) int {
+	g := m.Graph
+	ix := index(g)
+	var fused []attention
+	claimed := map[*onnxgraph.Node]bool{}
+	for _, sm := range g.Nodes {
+		if a, ok := ix.matchAttention(sm); ok && !a.overlaps(claimed) {
+			for _, n := range a.nodes {
+				claimed[n] = true
+			}
+			fused = append(fused, a)
+		}
+	}
+	if len(fused) == 0 {
+		return 0
+	}
+	mask := fused[0].mask
+	maskInt32 := mask + "/int32"
+	cast := &onnxgraph.Node{OpType: "Cast", Name: maskInt32, Inputs: []string{mask}, Outputs: []string{maskInt32},
+		Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("to", dataInt32)}}
+	replace := map[*onnxgraph.Node]*onnxgraph.Node{} // the final Reshape → the Attention taking over its output
+	for _, a := range fused {
+		if a.mask != mask {
+			continue // a second mask input: not the shape this fusion knows
+		}
+		name := a.out.Name + "/attention_fused"
+		w, b := a.packed(ix, name)
+		g.Initializers = append(g.Initializers, w, b)
+		attrs := []onnxgraph.Attribute{onnxgraph.IntAttribute("num_heads", a.heads)}
+		// 1/√d computed by the export in float32 may be an ulp off ONNX Runtime's own.
+		if math.Abs(float64(a.scale)-a.defaultScale()) > 1e-6*a.defaultScale() {
+			attrs = append(attrs, onnxgraph.FloatAttribute("scale", a.scale))
+		}
+		if a.filter != defaultMaskFilter {
+			attrs = append(attrs, onnxgraph.FloatAttribute("mask_filter_value", a.filter))
+		}
+		replace[a.out] = &onnxgraph.Node{OpType: "Attention", Domain: Contrib, Name: name,
+			Inputs: []string{a.input, w.Name, b.Name, maskInt32}, Outputs: a.out.Outputs, Attributes: attrs}
+	}
+	nodes := g.Nodes[:0:0]
+	for _, n := range g.Nodes {
+		r, ok := replace[n]
+		if !ok {
+			nodes = append(nodes, n)
+			continue
+		}
+		if cast != nil { // before the first Attention, which is after the mask's input
+			nodes, cast = append(nodes, cast), nil
+		}
+		nodes = append(nodes, r)
+	}
+	g.Nodes = nodes
+	// What only the replaced subgraphs read (their projections, scores, the float mask) is computed for nothing now.
+	dropDead(g)
+	m.ImportOpset(Contrib, 1)
+	return len(replace)
+}
+
+// dropDead removes the nodes whose outputs nothing reads (neither a node nor the graph's outputs), until none is
+// left, then the initializers nothing reads.
+func dropDead(g *onnxgraph.Graph) {
+	outputs := g.Outputs()
+	for {
+		read := map[string]bool{}
+		for _, o := range outputs {
+			read[o] = true
+		}
+		for _, n := range g.Nodes {
+			for _, in := range n.Inputs {
+				read[in] = true
+			}
+		}
+		before := len(g.Nodes)
+		g.Nodes = slices.DeleteFunc(g.Nodes, func(n *onnxgraph.Node) bool {
+			return !slices.ContainsFunc(n.Outputs, func(o string) bool { return read[o] })
+		})
+		if len(g.Nodes) == before {
+			g.Initializers = slices.DeleteFunc(g.Initializers, func(t *onnxgraph.Tensor) bool { return !read[t.Name] })
+			return
+		}
+	}
+}
+
+// TensorProto.DataType of an int32 tensor.
+const dataInt32 = 6
+
+// attention is one matched self-attention subgraph.
+type attention struct {
+	input         string            // the hidden states the projections read
+	weights, bias [3]string         // query, key, value initializers
+	heads         int64             // from the Reshape to heads
+	headSize      int64             // idem
+	scale, filter float32           // the scores' scale, the masked keys' score
+	mask          string            // the attention_mask graph input
+	out           *onnxgraph.Node   // the final Reshape, whose output the Attention takes over
+	nodes         []*onnxgraph.Node // every node the Attention replaces
+}
+
+// defaultScale is the scale Attention applies without the attribute.
+func (a attention) defaultScale() float64 { return 1 / math.Sqrt(float64(a.headSize)) }
+
+func (a attention) overlaps(claimed map[*onnxgraph.Node]bool) bool {
+	return slices.ContainsFunc(a.nodes, func(n *onnxgraph.Node) bool { return claimed[n] })
+}
+
+// packed concatenates the query, key and value weights column-wise ([hidden, 3·hidden]) and their biases.
+func (a attention) packed(ix graphIndex, name string) (*onnxgraph.Tensor, *onnxgraph.Tensor) {
+	var ws [3][]float32
+	var bs []float32
+	rows := ix.inits[a.weights[0]].Dims[0]
+	cols := ix.inits[a.weights[0]].Dims[1]
+	for i := range 3 {
+		ws[i], _ = ix.inits[a.weights[i]].Floats() // checked by matchAttention
+		b, _ := ix.inits[a.bias[i]].Floats()
+		bs = append(bs, b...)
+	}
+	w := make([]float32, 0, 3*rows*cols)
+	for r := range rows {
+		for i := range 3 {
+			w = append(w, ws[i][r*cols:(r+1)*cols]...)
+		}
+	}
+	return floatTensor(name+"/qkv_weight", []int64{rows, 3 * cols}, w), floatTensor(name+"/qkv_bias", []int64{3 * cols}, bs)
+}
+
+func floatTensor(name string, dims []int64, vals []float32) *onnxgraph.Tensor {
+	raw := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	return &onnxgraph.Tensor{Name: name, DataType: onnxgraph.Float, Dims: dims, RawData: raw}
+}
+
+// made returns the node that makes value when it is of opType (default domain) and value is read by one node only.
+func (ix graphIndex) made(value, opType string) (*onnxgraph.Node, bool) {
+	n, ok := ix.producer[value]
+	if !ok || n.OpType != opType || n.Domain != "" || !ix.only(value) {
+		return nil, false
+	}
+	return n, true
+}
+
+// next returns the one node that reads n's only output, when it is of opType.
+func (ix graphIndex) next(n *onnxgraph.Node, opType string) (*onnxgraph.Node, bool) {
+	if len(n.Outputs) != 1 || !ix.only(n.Outputs[0]) {
+		return nil, false
+	}
+	r := ix.reader[n.Outputs[0]]
+	if r.OpType != opType || r.Domain != "" {
+		return nil, false
+	}
+	return r, true
+}
+
+// scalar returns a one-value float initializer's value.
+func (ix graphIndex) scalar(name string) (float32, bool) {
+	t, ok := ix.inits[name]
+	if !ok || t.DataType != onnxgraph.Float {
+		return 0, false
+	}
+	vs, err := t.Floats()
+	if err != nil || len(vs) != 1 {
+		return 0, false
+	}
+	return vs[0], true
+}
+
+// ints returns an int64 initializer's values.
+func (ix graphIndex) ints(name string) ([]int64, bool) {
+	t, ok := ix.inits[name]
+	if !ok || t.DataType != dataInt64 || len(t.RawData) == 0 || len(t.RawData)%8 != 0 {
+		return nil, false
+	}
+	vs := make([]int64, len(t.RawData)/8)
+	for i := range vs {
+		vs[i] = int64(binary.LittleEndian.Uint64(t.RawData[8*i:]))
+	}
+	return vs, true
+}
+
+// TensorProto.DataType of an int64 tensor.
+const dataInt64 = 7
+
+// perm reports whether a Transpose node has that permutation.
+func perm(n *onnxgraph.Node, want ...int64) bool {
+	a, ok := n.Attribute("perm")
+	if !ok {
+		return false
+	}
+	p, ok := a.Ints()
+	return ok && slices.Equal(p, want)
+}
+
+// constOperand splits a two-input node's inputs into the one that is a scalar constant and the other.
+func (ix graphIndex) constOperand(n *onnxgraph.Node) (float32, string, bool) {
+	if len(n.Inputs) != 2 {
+		return 0, "", false
+	}
+	for i := range 2 {
+		if c, ok := ix.scalar(n.Inputs[i]); ok {
+			return c, n.Inputs[1-i], true
+		}
+	}
+	return 0, "", false
+}
+
+// projection is one of query, key, value: x·W + b reshaped to heads and transposed.
+type projection struct {
+	input, weight, bias string
+	heads, headSize     int64
+	nodes               []*onnxgraph.Node
+}
+
+// matchProjection follows value back through Transpose(perm) ← Reshape([0, 0, heads, head size]) ← Add(bias) ←
+// MatMul(x, W). The key's Transpose may also be two: [0, 2, 1, 3] then [0, 1, 3, 2].
+func (ix graphIndex) matchProjection(value string, key bool) (projection, bool) {
+	var p projection
+	tr, ok := ix.made(value, "Transpose")
+	if !ok {
+		return p, false
+	}
+	p.nodes = append(p.nodes, tr)
+	switch {
+	case !key && perm(tr, 0, 2, 1, 3), key && perm(tr, 0, 2, 3, 1):
+	case key && perm(tr, 0, 1, 3, 2):
+		if tr, ok = ix.made(tr.Inputs[0], "Transpose"); !ok || !perm(tr, 0, 2, 1, 3) {
+			return p, false
+		}
+		p.nodes = append(p.nodes, tr)
+	default:
+		return p, false
+	}
+	rs, ok := ix.made(tr.Inputs[0], "Reshape")
+	if !ok || len(rs.Inputs) != 2 {
+		return p, false
+	}
+	shape, ok := ix.ints(rs.Inputs[1])
+	if !ok || len(shape) != 4 || shape[0] != 0 || shape[1] != 0 || shape[2] < 1 || shape[3] < 1 {
+		return p, false
+	}
+	p.heads, p.headSize = shape[2], shape[3]
+	add, ok := ix.made(rs.Inputs[0], "Add")
+	if !ok || len(add.Inputs) != 2 {
+		return p, false
+	}
+	product := add.Inputs[0]
+	p.bias = add.Inputs[1]
+	if !ix.vector(p.bias) {
+		product, p.bias = p.bias, product
+	}
+	mm, ok := ix.made(product, "MatMul")
+	if !ok || len(mm.Inputs) != 2 || !ix.vector(p.bias) {
+		return p, false
+	}
+	p.input, p.weight = mm.Inputs[0], mm.Inputs[1]
+	w, ok := ix.inits[p.weight]
+	hidden := p.heads * p.headSize
+	if !ok || w.DataType != onnxgraph.Float || len(w.Dims) != 2 || w.Dims[1] != hidden || w.External() ||
+		ix.inits[p.bias].Dims[0] != hidden {
+		return p, false
+	}
+	p.nodes = append(p.nodes, rs, add, mm)
+	return p, true
+}
+
+// maskBias follows an additive key bias back to (1 − Unsqueeze(Cast(mask, float), [1, 2])) · filter, where mask is a
+// graph input.
+func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok bool) {
+	mul, found := ix.producer[value]
+	if !found || mul.OpType != "Mul" || mul.Domain != "" {
+		return "", 0, false
+	}
+	filter, inv, ok := ix.constOperand(mul)
+	if !ok {
+		return "", 0, false
+	}
+	sub, found := ix.producer[inv]
+	if !found || sub.OpType != "Sub" || len(sub.Inputs) != 2 {
+		return "", 0, false
+	}
+	if one, ok := ix.scalar(sub.Inputs[0]); !ok || one != 1 {
+		return "", 0, false
+	}
+	un, found := ix.producer[sub.Inputs[1]]
+	if !found || un.OpType != "Unsqueeze" || len(un.Inputs) == 0 {
+		return "", 0, false
+	}
+	axes, ok := ix.ints(safeInput(un, 1))
+	if a, found := un.Attribute("axes"); found { // before opset 13
+		axes, ok = a.Ints()
+	}
+	if !ok || !slices.Equal(axes, []int64{1, 2}) {
+		return "", 0, false
+	}
+	cast, found := ix.producer[un.Inputs[0]]
+	if !found || cast.OpType != "Cast" || len(cast.Inputs) != 1 {
+		return "", 0, false
+	}
+	if to, found := cast.Attribute("to"); !found {
+		return "", 0, false
+	} else if v, _ := to.Int(); v != int64(onnxgraph.Float) {
+		return "", 0, false
+	}
+	mask = cast.Inputs[0]
+	if _, made := ix.producer[mask]; made || ix.inits[mask] != nil {
+		return "", 0, false // not a graph input
+	}
+	return mask, filter, true
+}
+
+func safeInput(n *onnxgraph.Node, i int) string {
+	if i < len(n.Inputs) {
+		return n.Inputs[i]
+	}
+	return ""
+}
+
+// matchAttention matches the self-attention subgraph around a Softmax.
+func (ix graphIndex) matchAttention(sm *onnxgraph.Node) (attention, bool) {
+	var a attention
+	if sm.OpType != "Softmax" || sm.Domain != "" || len(sm.Inputs) != 1 || len(sm.Outputs) != 1 {
+		return a, false
+	}
+	if ax, ok := sm.Attribute("axis"); !ok {
+		return a, false // the default axis is 1 before opset 13
+	} else if v, _ := ax.Int(); v != -1 && v != 3 {
+		return a, false
+	}
+	masked, ok := ix.made(sm.Inputs[0], "Add")
+	if !ok || len(masked.Inputs) != 2 {
+		return a, false
+	}
+	scaled, bias := masked.Inputs[0], masked.Inputs[1]
+	if a.mask, a.filter, ok = ix.maskBias(bias); !ok {
+		scaled, bias = bias, scaled
+		if a.mask, a.filter, ok = ix.maskBias(bias); !ok {
+			return a, false
+		}
+	}
+	sc, found := ix.producer[scaled]
+	if !found || !ix.only(scaled) || sc.Domain != "" || (sc.OpType != "Div" && sc.OpType != "Mul") {
+		return a, false
+	}
+	c, scores, ok := ix.constOperand(sc)
+	if !ok || c == 0 || sc.OpType == "Div" && scores != sc.Inputs[0] { // a divisor, not a dividend
+		return a, false
+	}
+	a.scale = c
+	if sc.OpType == "Div" {
+		a.scale = 1 / c
+	}
+	qk, ok := ix.made(scores, "MatMul")
+	if !ok || len(qk.Inputs) != 2 {
+		return a, false
+	}
+	q, okQ := ix.matchProjection(qk.Inputs[0], false)
+	k, okK := ix.matchProjection(qk.Inputs[1], true)
+	pv, okPV := ix.next(sm, "MatMul")
+	if !okQ || !okK || !okPV || len(pv.Inputs) != 2 || pv.Inputs[0] != sm.Outputs[0] {
+		return a, false
+	}
+	v, okV := ix.matchProjection(pv.Inputs[1], false)
+	tr, okT := ix.next(pv, "Transpose")
+	if !okV || !okT || !perm(tr, 0, 2, 1, 3) {
+		return a, false
+	}
+	out, ok := ix.next(tr, "Reshape")
+	if !ok || len(out.Inputs) != 2 {
+		return a, false
+	}
+	shape, ok := ix.ints(out.Inputs[1])
+	hidden := q.heads * q.headSize
+	if !ok || !slices.Equal(shape, []int64{0, 0, hidden}) || q.input != k.input || q.input != v.input ||
+		k.heads != q.heads || v.heads != q.heads || k.headSize != q.headSize || v.headSize != q.headSize {
+		return a, false
+	}
+	a.input, a.heads, a.headSize, a.out = q.input, q.heads, q.headSize, out
+	a.weights = [3]string{q.weight, k.weight, v.weight}
+	a.bias = [3]string{q.bias, k.bias, v.bias}
+	a.nodes = append([]*onnxgraph.Node{sm, masked, sc, qk, pv, tr, out}, q.nodes...)
+	a.nodes = append(append(a.nodes, k.nodes...), v.nodes...)
+	return a, true
+}

@@ -1,0 +1,215 @@
+package inference
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/fuse"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+)
+
+// decodeGraph reads an artifact's graph.
+func decodeGraph(t testing.TB, dir string) *onnxgraph.Model {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxgraph.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// maxAbsDiff is the largest difference between two models' raw outputs on the same batches.
+func maxAbsDiff(t *testing.T, a, b *Model, texts []string) float64 {
+	t.Helper()
+	ba, err := a.PrepareBatches(texts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for _, batch := range ba {
+		oa, err := a.runRaw(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ob, err := b.runRaw(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range oa {
+			worst = max(worst, math.Abs(float64(oa[i]-ob[i])))
+		}
+	}
+	return worst
+}
+
+// headCases are a tiny model's three heads with their tasks.
+var headCases = []struct {
+	name   string
+	head   synthbert.Head
+	config string
+}{
+	{"hidden", synthbert.HeadHidden, `{"task_type":"text_embedding","pooling":"mean","max_sequence_length":64}`},
+	{"mlm", synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":64}`},
+	{"classifier", synthbert.HeadClassifier, `{"task_type":"rerank","max_sequence_length":64}`},
+}
+
+// SkipLayerNormalization replaces each encoder layer's two residual Add + LayerNormalization pairs (with the bias
+// Add before them), in float and in int8, and the outputs stay within 1e-4 of the unfused graph's; the embeddings'
+// and the MLM head's normalizations, which add no residual, are left alone.
+func TestSkipLayerNormFusion(t *testing.T) {
+	for _, tc := range headCases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, _ := writeModel(t, tinyConfig(tc.head, 21), tc.config)
+			for _, int8 := range []bool{false, true} {
+				src := dir
+				if int8 {
+					src, _ = quantizedCopy(t, dir, quantize.Options{})
+				}
+				g := decodeGraph(t, src)
+				if n := fuse.SkipLayerNorm(g); n != 4 {
+					t.Fatalf("int8 %v: fused %d; want 2 per layer", int8, n)
+				}
+				ops := map[string]int{}
+				for _, n := range g.Graph.Nodes {
+					ops[n.OpType]++
+				}
+				wantLN := 1 // the embeddings'
+				if tc.head == synthbert.HeadMaskedLM {
+					wantLN = 2 // and the MLM transform's
+				}
+				if ops["SkipLayerNormalization"] != 4 || ops["LayerNormalization"] != wantLN {
+					t.Errorf("int8 %v: operators %v", int8, ops)
+				}
+				if again := fuse.SkipLayerNorm(g); again != 0 {
+					t.Errorf("a second pass fused %d more", again)
+				}
+				fused := withGraph(t, src, g)
+				diff := maxAbsDiff(t, load(t, src, LoadOptions{Threads: 1}), load(t, fused, LoadOptions{Threads: 1}), mixedTexts)
+				t.Logf("int8 %v: max abs difference %.3g", int8, diff)
+				if diff > 1e-4 {
+					t.Errorf("int8 %v: outputs differ by %g from the unfused graph's", int8, diff)
+				}
+			}
+		})
+	}
+}
+
+// Attention replaces each layer's self-attention subgraph, and its outputs stay within 1e-4 of the unfused
+// graph's; nothing of the replaced subgraphs stays behind.
+func TestAttentionFusion(t *testing.T) {
+	for _, tc := range headCases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, _ := writeModel(t, tinyConfig(tc.head, 22), tc.config)
+			g := decodeGraph(t, dir)
+			if n := fuse.Attention(g); n != 2 {
+				t.Fatalf("fused %d; want one per layer", n)
+			}
+			ops := map[string]int{}
+			for _, n := range g.Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["Attention"] != 2 || ops["Softmax"] != 0 || ops["Transpose"] != 0 || ops["Cast"] != 1 || ops["Unsqueeze"] != 0 {
+				t.Errorf("operators %v", ops)
+			}
+			fused := withGraph(t, dir, g)
+			written := 0
+			for _, n := range decodeGraph(t, fused).Graph.Nodes {
+				if n.OpType == "Attention" && n.Domain == fuse.Contrib {
+					written++
+				}
+			}
+			if written != 2 {
+				t.Fatalf("the written graph has %d Attention nodes", written)
+			}
+			diff := maxAbsDiff(t, load(t, dir, LoadOptions{Threads: 1}), load(t, fused, LoadOptions{Threads: 1}), mixedTexts)
+			// ONNX Runtime's Attention runs the same GEMMs and softmax as the unfused graph: often bit-identical.
+			t.Logf("max abs difference %.3g", diff)
+			if diff > 1e-4 {
+				t.Errorf("outputs differ by %g from the unfused graph's", diff)
+			}
+
+			// Quantized, each Attention becomes a QAttention on the same int8 weights as the three projections'
+			// MatMuls would get: within 1e-4 of the unfused int8 graph.
+			report, err := quantize.Dynamic(g, quantize.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops = map[string]int{}
+			for _, n := range g.Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["QAttention"] != 2 || ops["Attention"] != 0 || len(report.Float) != 0 {
+				t.Errorf("quantized operators %v, left in float %v", ops, report.Float)
+			}
+			unfusedInt8, _ := quantizedCopy(t, dir, quantize.Options{})
+			diff = maxAbsDiff(t, load(t, unfusedInt8, LoadOptions{Threads: 1}), load(t, withGraph(t, dir, g), LoadOptions{Threads: 1}), mixedTexts)
+			t.Logf("int8: max abs difference %.3g", diff)
+			if diff > 1e-4 {
+				t.Errorf("int8: outputs differ by %g from the unfused int8 graph's", diff)
+			}
+		})
+	}
+}
+
+// runRaw is the graph's output for one batch, copied.
+func (m *Model) runRaw(ctx context.Context, b PaddedBatch) ([]float32, error) {
+	out, _, err := m.sess.run(ctx, b.in, m.outShape(b.in.rows, b.in.seq))
+	return slices.Clone(out), err
+}
+
+// BenchmarkFusion embeds the same texts with an e5-small-shaped model in float and in int8, unfused and with each
+// fusion, one thread: the ratios say whether a fusion pays (go test -run XXX -bench Fusion ./inference/).
+func BenchmarkFusion(b *testing.B) {
+	const config = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":128}`
+	cfg := synthbert.MiniLML12(synthbert.HeadHidden, 1)
+	cfg.MaxPositions = 128
+	dir, _ := writeModel(b, cfg, config)
+	variant := func(skip, attention, int8 bool) string {
+		g := decodeGraph(b, dir)
+		if attention {
+			fuse.Attention(g)
+		}
+		if skip {
+			fuse.SkipLayerNorm(g)
+		}
+		if int8 {
+			if _, err := quantize.Dynamic(g, quantize.Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return withGraph(b, dir, g)
+	}
+	texts := make([]string, 32)
+	for i := range texts {
+		texts[i] = mixedTexts[(i+2)%len(mixedTexts)] + " " + mixedTexts[(i+3)%len(mixedTexts)]
+	}
+	for _, precision := range []string{"float", "int8"} {
+		for _, fusion := range []string{"unfused", "skiplayernorm", "attention", "both"} {
+			d := variant(fusion == "skiplayernorm" || fusion == "both", fusion == "attention" || fusion == "both", precision == "int8")
+			b.Run(precision+"/"+fusion, func(b *testing.B) {
+				m, err := LoadModel(context.Background(), testRuntime, d, LoadOptions{Threads: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				for b.Loop() {
+					if _, err := m.Embed(context.Background(), texts, ""); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(texts)*b.N)/b.Elapsed().Seconds(), "texts/s")
+			})
+		}
+	}
+}

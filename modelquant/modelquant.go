@@ -1,0 +1,234 @@
+// Package modelquant makes the int8 copy of a float model artifact at import and checks it before it is stored:
+// the graph is quantized (package quantize, after package fuse's fusions when asked), then both models run on the
+// same fixed texts and the int8 one must follow the float one within its task's bound (quantize.DenseAgreement,
+// SparseAgreement, RerankAgreement). It loads ONNX Runtime sessions, which is why it is not part of the pure
+// quantize package.
+package modelquant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/fuse"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/modelstore"
+)
+
+// ErrBeyondBound is the error of an int8 model whose outputs stray further from the float model's than its
+// task's bound allows.
+var ErrBeyondBound = errors.New("the int8 model strays beyond its accuracy bound")
+
+// ErrNothingToQuantize is the error of a graph without a MatMul by a constant float weight.
+var ErrNothingToQuantize = errors.New("no MatMul with a constant float weight to quantize")
+
+// Config says how to quantize and check.
+type Config struct {
+	Runtime *inference.Runtime
+	// Options are the quantizer's (nodes kept in float).
+	Options quantize.Options
+	// Force stores an int8 model whose agreement is beyond its bound (recorded as forced).
+	Force bool
+	// Fuse rewrites attention and the layer normalizations after residual connections into ONNX Runtime's fused
+	// operators (package fuse) before quantizing. Off by default: on this project's machine it was faster on
+	// MiniLM-sized models and slower on BERT-base-sized ones (README "Performance").
+	Fuse bool
+	// From names the float model in the record: its source or model id.
+	From string
+}
+
+// Write quantizes the artifact directory src into dst (an empty directory): the quantized graph written, src's
+// other files linked. It then runs both models on the check texts and returns the record of what it did, or
+// ErrBeyondBound with the measured figure unless cfg.Force. A model already quantized is refused with
+// quantize.ErrAlreadyQuantized.
+func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quantized, error) {
+	data, err := os.ReadFile(filepath.Join(src, artifact.ONNXFile))
+	if err != nil {
+		return nil, err
+	}
+	graph, err := onnxgraph.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", artifact.ONNXFile, err)
+	}
+	var fused map[string]int
+	if cfg.Fuse {
+		fused = map[string]int{}
+		// Attention first: SkipLayerNormalization takes the residual Adds its output feeds.
+		if n := fuse.Attention(graph); n > 0 {
+			fused["Attention"] = n
+		}
+		if n := fuse.SkipLayerNorm(graph); n > 0 {
+			fused["SkipLayerNormalization"] = n
+		}
+	}
+	report, err := quantize.Dynamic(graph, cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	if len(report.Quantized) == 0 {
+		return nil, fmt.Errorf("%w (%d left in float)", ErrNothingToQuantize, len(report.Float))
+	}
+	if err := linkFiles(src, dst); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dst, artifact.ONNXFile), graph.Encode(), 0o644); err != nil {
+		return nil, err
+	}
+	agreement, err := Check(ctx, cfg.Runtime, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	rec := &modelstore.Quantized{From: cfg.From, Agreement: agreement, Int8: len(report.Quantized), Float: report.Float, Fused: fused}
+	if !agreement.Holds() {
+		if !cfg.Force {
+			return nil, fmt.Errorf("%w: %s", ErrBeyondBound, agreement)
+		}
+		rec.Forced = true
+	}
+	return rec, nil
+}
+
+// linkFiles links every file of src except the graph into dst, keeping the tree.
+func linkFiles(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil || rel == artifact.ONNXFile {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		// The target itself: a staged Hub model's files are already links into the Hugging Face cache.
+		target, err := filepath.EvalSymlinks(path)
+		if err == nil {
+			target, err = filepath.Abs(target)
+		}
+		if err != nil {
+			return err
+		}
+		return os.Symlink(target, filepath.Join(dst, rel))
+	})
+}
+
+// Check runs the float model in floatDir and the quantized one in int8Dir on the check texts (one thread each)
+// and measures their agreement for the model's task.
+func Check(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error) {
+	ref, err := inference.LoadModel(ctx, rt, floatDir, inference.LoadOptions{Threads: 1})
+	if err != nil {
+		return quantize.Agreement{}, fmt.Errorf("load the float model: %w", err)
+	}
+	defer ref.Close()
+	q, err := inference.LoadModel(ctx, rt, int8Dir, inference.LoadOptions{Threads: 1})
+	if err != nil {
+		return quantize.Agreement{}, fmt.Errorf("load the int8 model: %w", err)
+	}
+	defer q.Close()
+	texts := checkTexts()
+	switch task := ref.Spec().Task; task {
+	case inference.TaskTextEmbedding:
+		a, err := ref.Embed(ctx, texts, "")
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		b, err := q.Embed(ctx, texts, "")
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		return quantize.DenseAgreement(a, b), nil
+	case inference.TaskSparseEmbedding:
+		a, err := ref.SparseEmbed(ctx, texts, "")
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		b, err := q.SparseEmbed(ctx, texts, "")
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		return quantize.SparseAgreement(inference.SparseTerms(a), inference.SparseTerms(b)), nil
+	case inference.TaskRerank:
+		a, err := ref.Rerank(ctx, checkQuery, texts)
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		b, err := q.Rerank(ctx, checkQuery, texts)
+		if err != nil {
+			return quantize.Agreement{}, err
+		}
+		return quantize.RerankAgreement(a, b), nil
+	default:
+		return quantize.Agreement{}, fmt.Errorf("no accuracy check for task %q", task)
+	}
+}
+
+// checkQuery is the query the rerank check scores every check text against.
+const checkQuery = "how do search engines rank documents by relevance?"
+
+// checkTexts are the fixed inputs of the check: 50 texts of the kinds the built-in models serve (queries,
+// passages, several languages, some long), so each run measures the same thing.
+func checkTexts() []string {
+	return []string{
+		"how do search engines rank documents by relevance?",
+		"BM25 scores a document by the frequency of the query's terms, damped by the document's length.",
+		"Dense retrieval embeds queries and passages in the same vector space and compares them by cosine.",
+		"Learned sparse models such as SPLADE expand a text into weighted vocabulary terms.",
+		"A cross-encoder reads the query and the document together and outputs one relevance score.",
+		"what is the capital of France?",
+		"Paris is the capital and most populous city of France, on the Seine.",
+		"The Eiffel Tower was completed in 1889 for the World's Fair.",
+		"how many legs does a spider have",
+		"Spiders are arachnids with eight legs and two body segments.",
+		"Photosynthesis converts light energy into chemical energy stored in glucose.",
+		"The mitochondria produce most of the cell's supply of ATP.",
+		"best way to cook rice without a rice cooker",
+		"Rinse the rice, simmer it covered with one and a half cups of water per cup, then let it rest.",
+		"The stock market fell sharply after the central bank raised interest rates.",
+		"Inflation measures how quickly the prices of goods and services rise over time.",
+		"symptoms of vitamin D deficiency",
+		"Fatigue, bone pain and muscle weakness can follow a lack of vitamin D.",
+		"The goalkeeper saved a penalty in the final minute of extra time.",
+		"A marathon is 42.195 kilometres long.",
+		"How to reset a forgotten router password",
+		"Hold the reset button for ten seconds to restore the router's factory settings.",
+		"Kubernetes schedules containers onto nodes according to their resource requests.",
+		"A message broker decouples the producers of events from their consumers.",
+		"Error: connection refused while connecting to 127.0.0.1:4222",
+		"func main() { fmt.Println(\"hello, world\") }",
+		"The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+		"Shakespeare wrote Hamlet around the year 1600.",
+		"Water boils at 100 degrees Celsius at sea level.",
+		"The speed of light in a vacuum is about 299,792 kilometres per second.",
+		"Quelle est la meilleure saison pour visiter Kyoto ?",
+		"La recherche sémantique compare le sens des textes plutôt que leurs mots.",
+		"Wie funktioniert eine Wärmepumpe im Winter?",
+		"Die Bundesbahn fährt stündlich zwischen Berlin und Hamburg.",
+		"¿Cuántos habitantes tiene Madrid?",
+		"El aprendizaje automático necesita datos etiquetados para entrenar un clasificador.",
+		"東京は日本の首都です。",
+		"搜索引擎根据相关性对文档进行排序。",
+		"Москва — столица России.",
+		"ما هي أفضل طريقة لتعلم لغة جديدة؟",
+		"yes",
+		"404",
+		"North Atlantic right whale",
+		"cheap flights from London to New York in December",
+		"The invoice total is $1,284.50, due within thirty days of receipt.",
+		"Patients were randomised to receive either the drug or a placebo for twelve weeks.",
+		"The defendant appealed the ruling to the supreme court, arguing the search was unlawful.",
+		"Customers who bought this item also bought a charging cable and a protective case.",
+		"Once upon a time, in a kingdom by the sea, there lived a princess who loved to read about the stars, the tides, " +
+			"the ships that came and went, and the distant lands whose names she could only guess from the maps in her " +
+			"father's library, until one morning a sailor brought her a book written in a language nobody could read.",
+		"Release notes: the worker now acknowledges messages asynchronously, retries failed acknowledgements with " +
+			"backoff, re-creates a consumer whose state regressed after a server restart, bounds the identifiers of " +
+			"documents, and turns a document that panics the pipeline into an error result instead of a crash.",
+	}
+}

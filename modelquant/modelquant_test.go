@@ -1,0 +1,140 @@
+package modelquant_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jetinfer/jetinfer/inference"
+	"github.com/jetinfer/jetinfer/inference/artifact"
+	"github.com/jetinfer/jetinfer/inference/onnxgraph"
+	"github.com/jetinfer/jetinfer/inference/orttest"
+	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/modelquant"
+)
+
+var testRuntime *inference.Runtime
+
+func TestMain(m *testing.M) {
+	os.Exit(orttest.Run(m, "..", func(rt *inference.Runtime) { testRuntime = rt }))
+}
+
+const bertTokenizer = "../inference/tokenizer/testdata/bert-base-uncased/tokenizer.json"
+
+// writeModel writes an artifact directory: a small generated BERT with bert-base-uncased's vocabulary.
+func writeModel(t *testing.T, head synthbert.Head, weightScale float32, config string) string {
+	t.Helper()
+	m, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
+		MaxPositions: 64, TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 11, WeightScale: weightScale, LayerNormEps: 1e-12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.WriteONNX(filepath.Join(dir, artifact.ONNXFile)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(bertTokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{artifact.TokenizerFile: tok, artifact.ConfigFile: []byte(config)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func ops(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxgraph.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, n := range m.Graph.Nodes {
+		count[n.OpType]++
+	}
+	return count
+}
+
+// A dense model's int8 copy is written beside links to its other files and keeps its bound; the record says
+// what was measured.
+func TestWriteDense(t *testing.T) {
+	ctx := context.Background()
+	src := writeModel(t, synthbert.HeadHidden, 0.05, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64}`)
+	dst := t.TempDir()
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, From: "float-model"}, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rec.Agreement
+	t.Log(a)
+	if rec.From != "float-model" || rec.Forced || rec.Int8 != 12 || len(rec.Float) != 4 ||
+		a.Measure != "min_cosine" || a.Bound != quantize.MinCosineBound || a.Inputs != 50 || !a.Holds() || a.Value > 0.9999999 {
+		t.Fatalf("record %+v: want 12 MatMuls in int8, the 4 attention products in float, a cosine in [0.99, 1)", rec)
+	}
+	if got := ops(t, dst); got["MatMulInteger"] != 12 || got["DynamicQuantizeLinear"] != 8 || got["MatMul"] != 4 {
+		t.Errorf("quantized graph's operators %v", got)
+	}
+	for _, name := range []string{artifact.TokenizerFile, artifact.ConfigFile} {
+		target, err := os.Readlink(filepath.Join(dst, name))
+		if err != nil || target != filepath.Join(src, name) {
+			t.Errorf("%s: link to %q (%v), want the source's file", name, target, err)
+		}
+	}
+	// The same model against itself agrees exactly: the measure compares what it says it does.
+	same, err := modelquant.Check(ctx, testRuntime, src, src)
+	if err != nil || same.Value != 1 {
+		t.Errorf("the float model against itself: %+v, %v", same, err)
+	}
+
+	// Quantizing the int8 copy again is refused.
+	if _, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime}, dst, t.TempDir()); !errors.Is(err, quantize.ErrAlreadyQuantized) {
+		t.Errorf("quantizing the int8 model: %v", err)
+	}
+	// Weights all under the size to quantize leave nothing to do.
+	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: quantize.Options{MinWeights: 1 << 30}}, src, t.TempDir())
+	if !errors.Is(err, modelquant.ErrNothingToQuantize) || err.Error() != "no MatMul with a constant float weight to quantize (16 left in float)" {
+		t.Errorf("nothing to quantize: %v", err)
+	}
+}
+
+// A cross-encoder with small random weights scores every document almost alike, so int8's error reorders them:
+// the copy is refused with the measured figure, and stored as forced with Force.
+func TestWriteRerankBeyondBound(t *testing.T) {
+	ctx := context.Background()
+	src := writeModel(t, synthbert.HeadClassifier, 0.05, `{"task_type":"rerank","max_sequence_length":64}`)
+	_, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime}, src, t.TempDir())
+	if !errors.Is(err, modelquant.ErrBeyondBound) || !strings.HasPrefix(err.Error(), "the int8 model strays beyond its accuracy bound: spearman 0.") ||
+		!strings.Contains(err.Error(), "over 50 inputs, beyond the bound 0.98") {
+		t.Fatalf("err = %v", err)
+	}
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Force: true}, src, t.TempDir())
+	if err != nil || !rec.Forced || rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" {
+		t.Fatalf("forced: %+v, %v", rec, err)
+	}
+}
+
+// A sparse model's int8 copy keeps the overlap of its heaviest terms.
+func TestWriteSparse(t *testing.T) {
+	src := writeModel(t, synthbert.HeadMaskedLM, 0.2, `{"task_type":"sparse_embedding","max_sequence_length":64}`)
+	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, src, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rec.Agreement
+	t.Log(a)
+	// 12 encoder MatMuls and the MLM head's transform and decoder.
+	if rec.Int8 != 14 || a.Measure != "top20_overlap" || a.Bound != quantize.TopOverlapBound || !a.Holds() || a.Value == 1 {
+		t.Fatalf("record %+v", rec)
+	}
+}
