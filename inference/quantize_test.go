@@ -33,6 +33,14 @@ func TestDynamicQuantization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	qdqDir, _ := quantizedCopy(t, dir, quantize.Options{QDQ: true})
+	qdq, err := load(t, qdqDir, LoadOptions{Threads: 1}).Embed(context.Background(), mixedTexts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := quantize.DenseAgreement(want, qdq); !a.Holds() || a.Value > 0.9999999 {
+		t.Errorf("QDQ form: %v", a)
+	}
 	qdir, report := quantizedCopy(t, dir, quantize.Options{})
 	if len(report.Quantized) != 2*6 || len(report.Float) != 2*2 {
 		t.Fatalf("quantized %d MatMuls, left %d in float (%v); want 12 and the 4 attention products", len(report.Quantized), len(report.Float), report.Float)
@@ -169,5 +177,49 @@ func BenchmarkDynamicQuantizationHeads(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkQuantizationForms embeds the same texts with an e5-small-shaped model quantized in the MatMulInteger form
+// (the default) and in the QDQ form, one thread, after a check that both agree with the float model
+// (go test -run XXX -bench QuantizationForms ./inference/).
+func BenchmarkQuantizationForms(b *testing.B) {
+	const config = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":128}`
+	cfg := synthbert.MiniLML12(synthbert.HeadHidden, 1)
+	cfg.MaxPositions = 128
+	dir, _ := writeModel(b, cfg, config)
+	texts := make([]string, 32)
+	for i := range texts {
+		texts[i] = mixedTexts[(i+2)%len(mixedTexts)] + " " + mixedTexts[(i+3)%len(mixedTexts)]
+	}
+	ref, err := LoadModel(context.Background(), testRuntime, dir, LoadOptions{Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	want, err := ref.Embed(context.Background(), texts, "")
+	_ = ref.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		qdq  bool
+	}{{"matmulinteger", false}, {"qdq", true}} {
+		qdir, _ := quantizedCopy(b, dir, quantize.Options{QDQ: tc.qdq})
+		b.Run(tc.name, func(b *testing.B) {
+			m, err := LoadModel(context.Background(), testRuntime, qdir, LoadOptions{Threads: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			var got [][]float32
+			for b.Loop() {
+				if got, err = m.Embed(context.Background(), texts, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(texts)*b.N)/b.Elapsed().Seconds(), "texts/s")
+			b.ReportMetric(quantize.DenseAgreement(want, got).Value, "min-cosine")
+		})
 	}
 }

@@ -12,12 +12,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/fuse"
 	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 	"github.com/jetinfer/jetinfer/inference/quantize"
+	"github.com/jetinfer/jetinfer/modelsource"
 	"github.com/jetinfer/jetinfer/modelstore"
 )
 
@@ -44,7 +46,7 @@ type Config struct {
 }
 
 // Write quantizes the artifact directory src into dst (an empty directory): the quantized graph written, src's
-// other files linked. It then runs both models on the check texts and returns the record of what it did, or
+// other files linked (hard links, or copies across file systems). It then runs both models on the check texts and returns the record of what it did, or
 // ErrBeyondBound with the measured figure unless cfg.Force. A model already quantized is refused with
 // quantize.ErrAlreadyQuantized.
 func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quantized, error) {
@@ -56,6 +58,7 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", artifact.ONNXFile, err)
 	}
+	external := slices.ContainsFunc(graph.Graph.Initializers, (*onnxgraph.Tensor).External)
 	var fused map[string]int
 	if cfg.Fuse {
 		fused = map[string]int{}
@@ -67,20 +70,34 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 			fused["SkipLayerNormalization"] = n
 		}
 	}
-	report, err := quantize.Dynamic(graph, cfg.Options)
+	opts := cfg.Options
+	opts.ExternalDir = src // the external data file, if any, is linked into dst for the weights left in float
+	report, err := quantize.Dynamic(graph, opts)
 	if err != nil {
 		return nil, err
 	}
 	if len(report.Quantized) == 0 {
 		return nil, fmt.Errorf("%w (%d left in float)", ErrNothingToQuantize, len(report.Float))
 	}
-	if err := linkFiles(src, dst); err != nil {
+	if err := linkFiles(src, dst, false); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dst, artifact.ONNXFile), graph.Encode(), 0o644); err != nil {
 		return nil, err
 	}
-	agreement, err := Check(ctx, cfg.Runtime, src, dst)
+	floatDir := src
+	if external {
+		// A staged Hub model's files are symbolic links into the Hugging Face cache, and ONNX Runtime refuses
+		// external data reached through one: the float model is checked from linked (or copied) files.
+		if floatDir, err = os.MkdirTemp(filepath.Dir(dst), ".float-"); err != nil {
+			return nil, err
+		}
+		defer func() { _ = os.RemoveAll(floatDir) }()
+		if err := linkFiles(src, floatDir, true); err != nil {
+			return nil, err
+		}
+	}
+	agreement, err := Check(ctx, cfg.Runtime, floatDir, dst)
 	if err != nil {
 		return nil, err
 	}
@@ -94,28 +111,20 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 	return rec, nil
 }
 
-// linkFiles links every file of src except the graph into dst, keeping the tree.
-func linkFiles(src, dst string) error {
+// linkFiles links every file of src into dst, keeping the tree (modelsource.Link), the graph only when withGraph.
+func linkFiles(src, dst string, withGraph bool) error {
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, err := filepath.Rel(src, path)
-		if err != nil || rel == artifact.ONNXFile {
+		if err != nil || rel == artifact.ONNXFile && !withGraph {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
 			return err
 		}
-		// The target itself: a staged Hub model's files are already links into the Hugging Face cache.
-		target, err := filepath.EvalSymlinks(path)
-		if err == nil {
-			target, err = filepath.Abs(target)
-		}
-		if err != nil {
-			return err
-		}
-		return os.Symlink(target, filepath.Join(dst, rel))
+		return modelsource.Link(path, filepath.Join(dst, rel))
 	})
 }
 

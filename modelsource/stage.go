@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -325,4 +326,30 @@ func Precision(dir string) (string, error) {
 		return "", fmt.Errorf("%w: %s is not an ONNX model: %w", ErrInvalid, artifact.ONNXFile, err)
 	}
 	return quantize.Precision(m), nil
+}
+
+// Link makes dst the file target is (a hard link), or a copy of it across file systems. Not a symbolic link:
+// ONNX Runtime refuses a graph's external data file reached through one out of the graph's directory.
+func Link(target, dst string) error {
+	target, err := filepath.EvalSymlinks(target)
+	if err != nil {
+		return err
+	}
+	if os.Link(target, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(target)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }

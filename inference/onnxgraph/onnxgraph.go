@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -569,20 +572,10 @@ func (t *Tensor) Floats() ([]float32, error) {
 	if t.External() {
 		return nil, fmt.Errorf("onnxgraph: tensor %q is in an external data file", t.Name)
 	}
-	n := int64(1)
-	for _, d := range t.Dims {
-		n *= d
-	}
+	n := t.size()
 	var vals []float32
 	if t.RawData != nil {
-		if int64(len(t.RawData)) != 4*n {
-			return nil, fmt.Errorf("%w: tensor %q has %d bytes for %d floats", ErrMalformed, t.Name, len(t.RawData), n)
-		}
-		vals = make([]float32, n)
-		for i := range vals {
-			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.RawData[4*i:]))
-		}
-		return vals, nil
+		return t.rawFloats(t.RawData, n)
 	}
 	for _, f := range t.other {
 		if f.num != tensorFloatData {
@@ -603,4 +596,115 @@ func (t *Tensor) Floats() ([]float32, error) {
 		return nil, fmt.Errorf("%w: tensor %q has %d floats for dims %v", ErrMalformed, t.Name, len(vals), t.Dims)
 	}
 	return vals, nil
+}
+
+// size is the number of values the dims hold.
+func (t *Tensor) size() int64 {
+	n := int64(1)
+	for _, d := range t.Dims {
+		n *= d
+	}
+	return n
+}
+
+// rawFloats decodes n little-endian floats.
+func (t *Tensor) rawFloats(raw []byte, n int64) ([]float32, error) {
+	if int64(len(raw)) != 4*n {
+		return nil, fmt.Errorf("%w: tensor %q has %d bytes for %d floats", ErrMalformed, t.Name, len(raw), n)
+	}
+	vals := make([]float32, n)
+	for i := range vals {
+		vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return vals, nil
+}
+
+// TensorProto.external_data and StringStringEntryProto field numbers.
+const (
+	tensorExternalData protowire.Number = 13
+	entryKey           protowire.Number = 1
+	entryValue         protowire.Number = 2
+)
+
+// ExternalData is where an external tensor's bytes are: a file relative to the model's directory, an offset and a
+// length (-1: to the end of the file).
+type ExternalData struct {
+	Location       string
+	Offset, Length int64
+}
+
+// ExternalData returns where the tensor's bytes are, when they are in an external data file.
+func (t *Tensor) ExternalData() (ExternalData, bool) {
+	if !t.External() {
+		return ExternalData{}, false
+	}
+	d := ExternalData{Length: -1}
+	for _, entry := range messages(t.other, tensorExternalData) {
+		var key, value string
+		for _, f := range entry {
+			switch {
+			case f.num == entryKey && f.typ == protowire.BytesType:
+				key = string(f.payload())
+			case f.num == entryValue && f.typ == protowire.BytesType:
+				value = string(f.payload())
+			}
+		}
+		var err error
+		switch key {
+		case "location":
+			d.Location = value
+		case "offset":
+			d.Offset, err = strconv.ParseInt(value, 10, 64)
+		case "length":
+			d.Length, err = strconv.ParseInt(value, 10, 64)
+		}
+		if err != nil {
+			return ExternalData{}, false
+		}
+	}
+	return d, true
+}
+
+// ReadFloats returns a FLOAT tensor's values, from the tensor or from its external data file in dir (the model's
+// directory). A location that leaves dir is refused: a model is untrusted input.
+func (t *Tensor) ReadFloats(dir string) ([]float32, error) {
+	ext, ok := t.ExternalData()
+	if !ok {
+		return t.Floats()
+	}
+	if t.DataType != Float {
+		return nil, fmt.Errorf("onnxgraph: tensor %q has data type %d, not FLOAT", t.Name, t.DataType)
+	}
+	if ext.Location == "" || !filepath.IsLocal(ext.Location) || ext.Offset < 0 {
+		return nil, fmt.Errorf("%w: tensor %q: external data location %q offset %d", ErrMalformed, t.Name, ext.Location, ext.Offset)
+	}
+	n := t.size()
+	if ext.Length >= 0 && ext.Length != 4*n {
+		return nil, fmt.Errorf("%w: tensor %q has %d external bytes for %d floats", ErrMalformed, t.Name, ext.Length, n)
+	}
+	f, err := os.Open(filepath.Join(dir, ext.Location))
+	if err != nil {
+		return nil, fmt.Errorf("onnxgraph: tensor %q: %w", t.Name, err)
+	}
+	defer f.Close()
+	raw := make([]byte, 4*n)
+	if _, err := f.ReadAt(raw, ext.Offset); err != nil {
+		return nil, fmt.Errorf("onnxgraph: tensor %q: read %s at %d: %w", t.Name, ext.Location, ext.Offset, err)
+	}
+	return t.rawFloats(raw, n)
+}
+
+// MoveExternal makes the tensor's values external: its raw data is returned, to be written at offset of the file
+// location (relative to the model's directory), and the tensor refers to it instead.
+func (t *Tensor) MoveExternal(location string, offset int64) []byte {
+	raw := t.RawData
+	t.RawData = nil
+	t.other = slices.DeleteFunc(t.other, func(f field) bool { return f.num == tensorExternalData || f.num == tensorDataLocation })
+	for _, kv := range [][2]string{{"location", location}, {"offset", strconv.FormatInt(offset, 10)}, {"length", strconv.Itoa(len(raw))}} {
+		entry := append(stringField(entryKey, kv[0], false).raw, stringField(entryValue, kv[1], false).raw...)
+		t.other = append(t.other, bytesField(tensorExternalData, entry))
+	}
+	loc := protowire.AppendTag(nil, tensorDataLocation, protowire.VarintType)
+	t.other = append(t.other, field{num: tensorDataLocation, typ: protowire.VarintType, raw: protowire.AppendVarint(loc, 1)})
+	return raw
 }

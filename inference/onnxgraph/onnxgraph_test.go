@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -190,5 +192,39 @@ func TestOpsetsOutputsAttributes(t *testing.T) {
 				t.Error("an absent attribute was found")
 			}
 		}
+	}
+}
+
+func TestExternalData(t *testing.T) {
+	dir := t.TempDir()
+	w := &Tensor{Name: "w", DataType: Float, Dims: []int64{2}, RawData: binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, math.Float32bits(1.5)), math.Float32bits(-2))}
+	raw := w.MoveExternal("weights.bin", 4)
+	if err := os.WriteFile(filepath.Join(dir, "weights.bin"), append([]byte{9, 9, 9, 9}, raw...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Encoded and decoded, the tensor still says where its bytes are.
+	again, err := decodeTensor(w.encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ext, ok := again.ExternalData(); !ok || ext != (ExternalData{Location: "weights.bin", Offset: 4, Length: 8}) {
+		t.Errorf("external data %+v %v", ext, ok)
+	}
+	if got, err := again.ReadFloats(dir); err != nil || !slices.Equal(got, []float32{1.5, -2}) {
+		t.Errorf("ReadFloats = %v, %v", got, err)
+	}
+	if _, err := again.Floats(); err == nil {
+		t.Error("Floats read an external tensor without its directory")
+	}
+	// A location out of the model's directory is refused before any file is opened.
+	escape := &Tensor{Name: "e", DataType: Float, Dims: []int64{2}, RawData: raw}
+	escape.MoveExternal("../weights.bin", 0)
+	if _, err := escape.ReadFloats(filepath.Join(dir, "sub")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("an escaping location: %v", err)
+	}
+	short := &Tensor{Name: "s", DataType: Float, Dims: []int64{3}, RawData: raw}
+	short.MoveExternal("weights.bin", 4)
+	if _, err := short.ReadFloats(dir); !errors.Is(err, ErrMalformed) {
+		t.Errorf("8 bytes for 3 floats: %v", err)
 	}
 }

@@ -6,8 +6,9 @@
 // inference/onnxgraph.
 //
 // Where it differs from quantize_dynamic: weights are always per output column (quantize_dynamic's default is per
-// tensor, its per_channel option per column for MatMul too); Gemm, Attention and the other ops it also handles are
-// left in float; an activation that feeds several MatMuls (Q, K and V) is quantized once.
+// tensor, its per_channel option per column for MatMul too); Gemm, Conv and the other ops it also handles are left
+// in float (com.microsoft Attention becomes QAttention, as there); an activation that feeds several MatMuls (Q, K and
+// V) is quantized once; weights in external data files are read and their int8 copies stored in the graph.
 package quantize
 
 import (
@@ -31,6 +32,14 @@ type Options struct {
 	// MinWeights leaves in float the MatMuls whose weights are fewer (tiny projections gain nothing); 0 means
 	// none are.
 	MinWeights int
+	// QDQ writes the MatMuls in the QDQ form instead (the activation's DynamicQuantizeLinear and DequantizeLinear,
+	// the int8 weight's DequantizeLinear per column, the float MatMul), which ONNX Runtime's QDQ optimizer turns
+	// into an integer MatMul. Measured as fast as the default form here (BenchmarkQuantizationForms in package
+	// inference), which stays the default as quantize_dynamic's.
+	QDQ bool
+	// ExternalDir is the model's directory, where weights in external data files are read from; "" leaves
+	// such weights in float. Their int8 copies are stored in the graph itself.
+	ExternalDir string
 }
 
 // Report says what Dynamic did.
@@ -114,6 +123,7 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		}
 	}
 	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
+	dequantized := map[string]bool{}               // QDQ: activations whose DequantizeLinear is written
 	var nodes []*onnxgraph.Node
 	for _, n := range g.Nodes {
 		attention := n.OpType == "Attention" && n.Domain == contribDomain
@@ -130,7 +140,7 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			nodes = append(nodes, n)
 			continue
 		}
-		vals, err := w.Floats()
+		vals, err := w.ReadFloats(opts.ExternalDir)
 		if err != nil {
 			report.Float[n.Name] = err.Error()
 			nodes = append(nodes, n)
@@ -161,6 +171,20 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 				Inputs: []string{qa[0], prefix + "/weight_quantized", n.Inputs[2], qa[1], prefix + "/weight_scale",
 					input(n, 3), qa[2], prefix + "/weight_zero_point"},
 				Outputs: n.Outputs, Attributes: n.Attributes})
+			continue
+		}
+		if opts.QDQ {
+			dq := qa[0] + "/dequantized"
+			if !dequantized[act] {
+				dequantized[act] = true
+				nodes = append(nodes, &onnxgraph.Node{OpType: "DequantizeLinear", Name: dq, Inputs: qa[:], Outputs: []string{dq}})
+			}
+			nodes = append(nodes,
+				&onnxgraph.Node{OpType: "DequantizeLinear", Name: prefix + "/dequantize_weight",
+					Inputs:     []string{prefix + "/weight_quantized", prefix + "/weight_scale", prefix + "/weight_zero_point"},
+					Outputs:    []string{prefix + "/weight_dequantized"},
+					Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("axis", 1)}},
+				&onnxgraph.Node{OpType: "MatMul", Name: n.Name, Inputs: []string{dq, prefix + "/weight_dequantized"}, Outputs: n.Outputs})
 			continue
 		}
 		out := n.Outputs[0]
@@ -222,7 +246,7 @@ func weight(n *onnxgraph.Node, inits map[string]*onnxgraph.Tensor, opts Options)
 		return nil, fmt.Sprintf("its weight has data type %d, not FLOAT", w.DataType)
 	case len(w.Dims) != 2 || w.Dims[0] < 1 || w.Dims[1] < 1:
 		return nil, fmt.Sprintf("its weight has shape %v, not [K, N]", w.Dims)
-	case w.External():
+	case w.External() && opts.ExternalDir == "":
 		return nil, "its weight is in an external data file"
 	case int(w.Dims[0]*w.Dims[1]) < opts.MinWeights:
 		return nil, fmt.Sprintf("its weight has %d values, fewer than %d", w.Dims[0]*w.Dims[1], opts.MinWeights)

@@ -92,3 +92,36 @@ func TestDynamic(t *testing.T) {
 		t.Errorf("precision of a 4-bit graph: %s", got)
 	}
 }
+
+func TestDynamicQDQ(t *testing.T) {
+	g := &onnxgraph.Graph{
+		Nodes: []*onnxgraph.Node{
+			{OpType: "MatMul", Name: "q", Inputs: []string{"x", "wq"}, Outputs: []string{"yq"}},
+			{OpType: "MatMul", Name: "k", Inputs: []string{"x", "wk"}, Outputs: []string{"yk"}},
+		},
+		Initializers: []*onnxgraph.Tensor{
+			floatTensor("wq", []int64{2, 2}, 1, 2, 3, 4), floatTensor("wk", []int64{2, 2}, -1, 0, 0.5, 1),
+		},
+	}
+	report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{QDQ: true})
+	if err != nil || len(report.Quantized) != 2 {
+		t.Fatalf("report %+v, %v", report, err)
+	}
+	var ops []string
+	for _, n := range g.Nodes {
+		ops = append(ops, n.OpType)
+	}
+	// x quantized and dequantized once; each weight dequantized per column into its float MatMul.
+	want := []string{"DynamicQuantizeLinear", "DequantizeLinear", "DequantizeLinear", "MatMul", "DequantizeLinear", "MatMul"}
+	if !slices.Equal(ops, want) {
+		t.Fatalf("ops %v; want %v", ops, want)
+	}
+	if g.Nodes[3].Inputs[0] != g.Nodes[1].Outputs[0] || g.Nodes[5].Inputs[0] != g.Nodes[1].Outputs[0] || g.Nodes[5].Outputs[0] != "yk" {
+		t.Errorf("the MatMuls read %v and %v", g.Nodes[3].Inputs, g.Nodes[5].Inputs)
+	}
+	if a, ok := g.Nodes[2].Attribute("axis"); !ok {
+		t.Error("the weight's DequantizeLinear has no axis")
+	} else if v, _ := a.Int(); v != 1 {
+		t.Errorf("weight dequantized along axis %d, want the columns (1)", v)
+	}
+}
