@@ -19,8 +19,10 @@ type Int8Result struct {
 	Name        string
 	Threads     int
 	Float, Int8 Throughput
-	// Fused is the int8 model made with --fuse (attention and skip layer normalization fused first).
-	Fused Throughput
+	// Fused is the int8 model made with --fuse (attention and skip layer normalization fused first), and
+	// FusedAgreement its agreement with the float model.
+	Fused          Throughput
+	FusedAgreement quantize.Agreement
 	// Agreement is on the benchmark's inputs; MeanCosine is the dense model's mean beside its minimum.
 	Agreement  quantize.Agreement
 	MeanCosine float64
@@ -104,9 +106,13 @@ func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, fused
 		if r.Int8, int8Out, err = runOnce(ctx, cfg, int8Dir, threads, inputs); err != nil {
 			return nil, err
 		}
-		if r.Fused, _, err = runOnce(ctx, cfg, fusedDir, threads, inputs); err != nil {
+		var fusedOut any
+		if r.Fused, fusedOut, err = runOnce(ctx, cfg, fusedDir, threads, inputs); err != nil {
 			return nil, err
 		}
+		var fused Int8Result
+		agree(&fused, floatOut, fusedOut)
+		r.FusedAgreement = fused.Agreement
 		agree(&r, floatOut, int8Out)
 		rows = append(rows, r)
 	}
@@ -195,7 +201,7 @@ func agree(r *Int8Result, floatOut, int8Out any) {
 
 // WriteInt8 prints the comparison as a Markdown table.
 func WriteInt8(w io.Writer, rows []Int8Result) {
-	fmt.Fprintln(w, "| model | threads | float texts/s | int8 texts/s | float tokens/s | int8 tokens/s | int8 speed-up | int8 --fuse | agreement (bound) |")
+	fmt.Fprintln(w, "| model | threads | float texts/s | int8 texts/s | float tokens/s | int8 tokens/s | int8 speed-up | int8 --fuse (agreement) | agreement (bound) |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rows {
 		a := fmt.Sprintf("%s %.4f (≥ %g)", r.Agreement.Measure, r.Agreement.Value, r.Agreement.Bound)
@@ -205,8 +211,8 @@ func WriteInt8(w io.Writer, rows []Int8Result) {
 		case r.ScoreStddev > 0:
 			a += fmt.Sprintf(", scores' σ %.4f, int8's mean error %.4f", r.ScoreStddev, r.MeanAbsError)
 		}
-		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.0f | %.0f | %.2f× | %.2f× | %s |\n", r.Name, r.Threads,
+		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.0f | %.0f | %.2f× | %.2f× (%.4f) | %s |\n", r.Name, r.Threads,
 			r.Float.InputsPerSecond(), r.Int8.InputsPerSecond(), r.Float.TokensPerSecond(), r.Int8.TokensPerSecond(), r.Speedup(),
-			r.Fused.InputsPerSecond()/r.Float.InputsPerSecond(), a)
+			r.Fused.InputsPerSecond()/r.Float.InputsPerSecond(), r.FusedAgreement.Value, a)
 	}
 }

@@ -125,7 +125,7 @@ func TestAttentionFusion(t *testing.T) {
 			fused := withGraph(t, dir, g)
 			written := 0
 			for _, n := range decodeGraph(t, fused).Graph.Nodes {
-				if n.OpType == "Attention" && n.Domain == fuse.Contrib {
+				if n.OpType == "Attention" && n.Domain == onnxgraph.ContribDomain {
 					written++
 				}
 			}
@@ -159,6 +159,64 @@ func TestAttentionFusion(t *testing.T) {
 				t.Errorf("int8: outputs differ by %g from the unfused int8 graph's", diff)
 			}
 		})
+	}
+}
+
+// ONNX does not require node names: a graph without any is fused and quantized into one whose new nodes and values
+// all have names of their own (a name taken twice makes ONNX Runtime run one initializer for both), and it computes
+// what the named graph does.
+func TestFusionWithoutNodeNames(t *testing.T) {
+	dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 23), headCases[0].config)
+	rewrite := func(blank bool) string {
+		g := decodeGraph(t, dir)
+		if blank {
+			for _, n := range g.Graph.Nodes {
+				n.Name = ""
+			}
+		}
+		if fuse.Attention(g) != 2 || fuse.SkipLayerNorm(g) != 4 {
+			t.Fatal("not fused")
+		}
+		if _, err := quantize.Dynamic(g, quantize.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, init := range g.Graph.Initializers {
+			if seen[init.Name] {
+				t.Fatalf("initializer %q twice", init.Name)
+			}
+			seen[init.Name] = true
+		}
+		return withGraph(t, dir, g)
+	}
+	named, blank := rewrite(false), rewrite(true)
+	if diff := maxAbsDiff(t, load(t, named, LoadOptions{Threads: 1}), load(t, blank, LoadOptions{Threads: 1}), mixedTexts); diff != 0 {
+		t.Errorf("the graph without node names computes %g away from the named one", diff)
+	}
+}
+
+// QAttention takes Attention's scale and mask_filter_value attributes (a fused export whose mask uses the float
+// minimum carries one): given explicitly with their default values, the quantized graph computes the same.
+func TestQAttentionAttributes(t *testing.T) {
+	dir, _ := writeModel(t, tinyConfig(synthbert.HeadHidden, 24), headCases[0].config)
+	quantized := func(explicit bool) string {
+		g := decodeGraph(t, dir)
+		fuse.Attention(g)
+		for _, n := range g.Graph.Nodes {
+			if n.OpType == "Attention" && explicit {
+				n.Attributes = append(n.Attributes, onnxgraph.FloatAttribute("mask_filter_value", -10000),
+					onnxgraph.FloatAttribute("scale", float32(1/math.Sqrt(8))))
+			}
+		}
+		report, err := quantize.Dynamic(g, quantize.Options{})
+		if err != nil || len(report.Float) != 0 {
+			t.Fatalf("left in float %v, %v", report.Float, err)
+		}
+		return withGraph(t, dir, g)
+	}
+	plain, explicit := quantized(false), quantized(true)
+	if diff := maxAbsDiff(t, load(t, plain, LoadOptions{Threads: 1}), load(t, explicit, LoadOptions{Threads: 1}), mixedTexts); diff > 1e-6 {
+		t.Errorf("the explicit attributes changed the outputs by %g", diff)
 	}
 }
 

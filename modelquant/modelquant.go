@@ -59,7 +59,7 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 		return nil, fmt.Errorf("%s: %w", artifact.ONNXFile, err)
 	}
 	external := slices.ContainsFunc(graph.Graph.Initializers, (*onnxgraph.Tensor).External)
-	var fused map[string]int
+	var fused map[string]int // nil: not asked; empty: nothing matched
 	if cfg.Fuse {
 		fused = map[string]int{}
 		// Attention first: SkipLayerNormalization takes the residual Adds its output feeds.

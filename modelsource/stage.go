@@ -295,11 +295,11 @@ func Import(ctx context.Context, store *modelstore.Store, hub Hub, req Request) 
 			dir = tmp
 		}
 	}
-	precision, err := Precision(dir)
+	p, err := precision(dir)
 	if err != nil {
 		return modelstore.Manifest{}, err
 	}
-	opts.Precision = precision
+	opts.Precision = p
 	return store.Import(ctx, req.ModelID, dir, opts)
 }
 
@@ -311,21 +311,26 @@ func stageParent(req Request) string {
 	return os.TempDir()
 }
 
-// Precision reads the precision of an artifact directory's graph (quantize.Precision); "" without a graph,
-// which the store refuses.
-func Precision(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
+// precision reads the precision of an artifact directory's graph (quantize.Precision) without loading its
+// weights; "" without a graph, which the store refuses.
+func precision(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, artifact.ONNXFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	m, err := onnxgraph.Decode(data)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	s, err := onnxgraph.Summarize(f, st.Size())
 	if err != nil {
 		return "", fmt.Errorf("%w: %s is not an ONNX model: %w", ErrInvalid, artifact.ONNXFile, err)
 	}
-	return quantize.Precision(m), nil
+	return quantize.Precision(s), nil
 }
 
 // Link makes dst the file target is (a hard link), or a copy of it across file systems. Not a symbolic link:

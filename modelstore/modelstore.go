@@ -140,10 +140,12 @@ type Quantized struct {
 	Agreement quantize.Agreement `json:"agreement"`
 	// Forced says the model was stored although Agreement was beyond its bound.
 	Forced bool `json:"forced,omitempty"`
-	// Int8 counts the MatMul (and Attention) nodes made int8; Float lists those left in float, with the reason.
-	Int8  int               `json:"int8_matmuls"`
+	// Int8 counts the MatMul and Attention nodes made int8; Float lists the weighted nodes left in float, with the
+	// reason.
+	Int8  int               `json:"int8_nodes"`
 	Float map[string]string `json:"float,omitempty"`
-	// Fused counts the fused operators made before quantizing, by type (package fuse).
+	// Fused counts the fused operators made before quantizing, by type (package fuse); empty when --fuse matched
+	// nothing, nil without it.
 	Fused map[string]int `json:"fused,omitempty"`
 }
 

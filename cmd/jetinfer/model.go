@@ -129,8 +129,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 	case precision != "" && precision != quantize.Int8:
 		fmt.Fprintf(stderr, "jetinfer model import: --quantize %q: want %s\n", precision, quantize.Int8)
 		return 2
-	case !quantizing && (len(exclude) > 0 || force || fuseOps):
-		fmt.Fprintf(stderr, "jetinfer model import: --exclude, --force and --fuse go with --quantize int8\n")
+	case !quantizing && (len(exclude) > 0 || force || fuseOps || ortLib != ""):
+		fmt.Fprintf(stderr, "jetinfer model import: --exclude, --force, --fuse and --onnxruntime-lib go with --quantize int8\n")
 		return 2
 	}
 
@@ -301,7 +301,10 @@ func printQuantized(w io.Writer, m modelstore.Manifest) {
 	for _, op := range slices.Sorted(maps.Keys(q.Fused)) {
 		fused += fmt.Sprintf(", %d %s fused", q.Fused[op], op)
 	}
-	fmt.Fprintf(w, "quantized %s to int8: %d MatMuls in int8, %d in float%s; %s%s\n", q.From, q.Int8, len(q.Float), fused, q.Agreement, forced)
+	if q.Fused != nil && fused == "" {
+		fused = ", nothing fused (no subgraph of the shapes --fuse knows)"
+	}
+	fmt.Fprintf(w, "quantized %s to int8: %d nodes in int8, %d in float%s; %s%s\n", q.From, q.Int8, len(q.Float), fused, q.Agreement, forced)
 	for _, name := range slices.Sorted(maps.Keys(q.Float)) {
 		fmt.Fprintf(w, "  float: %s (%s)\n", name, q.Float[name])
 	}
@@ -315,17 +318,14 @@ func modelQuantize(ctx context.Context, store *modelstore.Store, source string, 
 		return err
 	}
 	defer func() { _ = os.RemoveAll(cache) }()
-	from, err := store.Get(ctx, source)
-	if err != nil {
-		return err
-	}
 	dir, err := store.Fetch(ctx, source, filepath.Join(cache, "source"))
 	if err != nil {
 		return err
 	}
 	req.Source = modelsource.Source{Dir: dir}
 	req.StageDir = cache
-	req.Quantize = quantizer(q, fmt.Sprintf("%s (version %.12s)", source, from.Digest))
+	// The fetched copy's directory is named by the version it holds.
+	req.Quantize = quantizer(q, fmt.Sprintf("%s (version %.12s)", source, filepath.Base(dir)))
 	m, err := modelsource.Import(ctx, store, nil, req)
 	if err != nil {
 		return err
@@ -356,7 +356,10 @@ func modelList(ctx context.Context, store *modelstore.Store, stdout io.Writer) e
 				source += " (stands in for " + m.Origin.StandsIn + ")"
 			}
 		}
-		if q := m.Quantized; q != nil {
+		switch q := m.Quantized; {
+		case q != nil && m.Origin != nil:
+			source += " (int8)"
+		case q != nil:
 			source = "int8 of " + q.From
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.ModelID, cmp.Or(m.Precision, "-"), len(m.Files), humanBytes(m.Size),

@@ -96,6 +96,8 @@ func TestModelCommands(t *testing.T) {
 		{"model", "import", dir, "--model-id", "x", "--force"},
 		{"model", "import", dir, "--model-id", "x", "--exclude", "node"},
 		{"model", "import", dir, "--model-id", "x", "--fuse"},
+		{"model", "import", dir, "--model-id", "x", "--onnxruntime-lib", "/lib.so"},
+		{"model", "quantize", "x", "--model-id", "y", "--exclude"},
 		{"model", "list", "--force"},
 	} {
 		if code, _, _ := cmd(args...); code != 2 {
@@ -303,7 +305,7 @@ func TestModelQuantize(t *testing.T) {
 		t.Fatalf("import: %d %s %s", code, out, errOut)
 	}
 	code, out, errOut := cmd("model", "quantize", "float", "--model-id", "int8", "--exclude", "bert.encoder.layer.1.output.dense/MatMul")
-	quantized := regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 11 MatMuls in int8, 5 in float; ` +
+	quantized := regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 11 nodes in int8, 5 in float; ` +
 		`min_cosine 0\.99\d+ over 50 inputs, within the bound 0\.99\n`)
 	if code != 0 || !quantized.MatchString(out) ||
 		!strings.Contains(out, "  float: bert.encoder.layer.1.output.dense/MatMul (excluded)\n") ||
@@ -311,9 +313,13 @@ func TestModelQuantize(t *testing.T) {
 		t.Fatalf("quantize: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = cmd("model", "quantize", "float", "--model-id", "fused", "--fuse")
-	if code != 0 || !regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 8 MatMuls in int8, 0 in float, `+
+	if code != 0 || !regexp.MustCompile(`^quantized float \(version [0-9a-f]{12}\) to int8: 8 nodes in int8, 0 in float, `+
 		`2 Attention fused, 4 SkipLayerNormalization fused; min_cosine 0\.99\d+ over 50 inputs, within the bound 0\.99\n`).MatchString(out) {
 		t.Errorf("quantize --fuse: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := cmd("model", "quantize", "float", "--model-id", "typo", "--exclude", "bert.encoder.layer.9/MatMul"); code != 1 ||
+		errOut != "jetinfer model quantize: quantize: nothing to exclude: \"bert.encoder.layer.9/MatMul\" names no MatMul or Attention node, nor the weight one multiplies by\n" {
+		t.Errorf("an exclusion that matches nothing: exit %d, %q", code, errOut)
 	}
 	if code, _, errOut := cmd("model", "quantize", "int8", "--model-id", "int8-again"); code != 1 ||
 		!strings.Contains(errOut, "jetinfer model quantize: quantize: the model is already quantized: node ") {
@@ -330,12 +336,12 @@ func TestModelQuantize(t *testing.T) {
 		t.Errorf("import of a rerank model beyond its bound: exit %d, %q, %q", code, out, errOut)
 	}
 	code, out, errOut = cmd("model", "import", rerank, "--model-id", "rerank-int8", "--quantize", "int8", "--force")
-	if code != 0 || !regexp.MustCompile(`^quantized .+ to int8: 14 MatMuls in int8, 4 in float; spearman 0\.\d+ over 50 inputs, `+
+	if code != 0 || !regexp.MustCompile(`^quantized .+ to int8: 14 nodes in int8, 4 in float; spearman 0\.\d+ over 50 inputs, `+
 		`beyond the bound 0\.98 \(stored with --force\)\n`).MatchString(out) {
 		t.Errorf("forced import: exit %d, %q, %q", code, out, errOut)
 	}
 	if code, out, errOut = cmd("model", "import", dense, "--model-id", "dense-int8", "--quantize", "int8"); code != 0 ||
-		!strings.Contains(out, "to int8: 12 MatMuls in int8, 4 in float; min_cosine") {
+		!strings.Contains(out, "to int8: 12 nodes in int8, 4 in float; min_cosine") {
 		t.Errorf("import --quantize int8: exit %d, %q, %q", code, out, errOut)
 	}
 

@@ -13,9 +13,6 @@ import (
 	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 )
 
-// Contrib is ONNX Runtime's contrib operator domain.
-const Contrib = "com.microsoft"
-
 // defaultEpsilon is LayerNormalization's epsilon when the attribute is absent.
 const defaultEpsilon = 1e-5
 
@@ -49,6 +46,14 @@ func index(g *onnxgraph.Graph) graphIndex {
 	return ix
 }
 
+// hasSubgraphs reports whether a node runs a subgraph (If, Loop, Scan): the values a subgraph reads from the main
+// graph are not among its node's inputs, so no fusion here can know what is read.
+func hasSubgraphs(g *onnxgraph.Graph) bool {
+	return slices.ContainsFunc(g.Nodes, func(n *onnxgraph.Node) bool {
+		return n.Domain == "" && (n.OpType == "If" || n.OpType == "Loop" || n.OpType == "Scan")
+	})
+}
+
 // only reports whether value is read by exactly one node and is not a graph output, so that fusing its producer
 // into its reader loses nothing.
 func (ix graphIndex) only(value string) bool { return ix.readers[value] == 1 && !ix.outputs[value] }
@@ -64,7 +69,7 @@ func (ix graphIndex) vector(name string) bool {
 func (ix graphIndex) residualSource(value string) bool {
 	n, ok := ix.producer[value]
 	return ok && n.Outputs[0] == value && (n.OpType == "LayerNormalization" && n.Domain == "" ||
-		n.OpType == "SkipLayerNormalization" && n.Domain == Contrib)
+		n.OpType == "SkipLayerNormalization" && n.Domain == onnxgraph.ContribDomain)
 }
 
 // SkipLayerNorm fuses every Add(Add(y, bias), residual) → LayerNormalization(axis -1) into
@@ -73,7 +78,11 @@ func (ix graphIndex) residualSource(value string) bool {
 // normalization. It returns how many it fused; the graph's outputs are never fused away.
 func SkipLayerNorm(m *onnxgraph.Model) int {
 	g := m.Graph
+	if hasSubgraphs(g) {
+		return 0
+	}
 	ix := index(g)
+	names := g.Names()
 	drop := map[*onnxgraph.Node]bool{}
 	replace := map[*onnxgraph.Node]*onnxgraph.Node{}
 	for _, ln := range g.Nodes {
@@ -98,11 +107,15 @@ func SkipLayerNorm(m *onnxgraph.Model) int {
 		if !ix.residualSource(residual) || y == residual {
 			continue
 		}
+		hidden := ix.inits[ln.Inputs[1]].Dims[0]
+		if _, constant := ix.inits[y]; constant || ix.inits[ln.Inputs[2]].Dims[0] != hidden {
+			continue
+		}
 		inputs := []string{y, residual, ln.Inputs[1], ln.Inputs[2]}
 		if biasAdd, ok := ix.producer[y]; ok && biasAdd.OpType == "Add" && biasAdd.Domain == "" && len(biasAdd.Inputs) == 2 &&
 			ix.only(y) && !drop[biasAdd] {
 			for i, bias := range biasAdd.Inputs {
-				if ix.vector(bias) && !ix.vector(biasAdd.Inputs[1-i]) {
+				if ix.vector(bias) && ix.inits[bias].Dims[0] == hidden && ix.inits[biasAdd.Inputs[1-i]] == nil {
 					inputs = []string{biasAdd.Inputs[1-i], residual, ln.Inputs[1], ln.Inputs[2], bias}
 					drop[biasAdd] = true
 					break
@@ -116,7 +129,7 @@ func SkipLayerNorm(m *onnxgraph.Model) int {
 			}
 		}
 		drop[sum] = true
-		replace[ln] = &onnxgraph.Node{OpType: "SkipLayerNormalization", Domain: Contrib, Name: ln.Name + "/skip_fused",
+		replace[ln] = &onnxgraph.Node{OpType: "SkipLayerNormalization", Domain: onnxgraph.ContribDomain, Name: names.Prefix(ln.Name + "/skip_fused"),
 			Inputs: inputs, Outputs: ln.Outputs, Attributes: []onnxgraph.Attribute{onnxgraph.FloatAttribute("epsilon", epsilon)}}
 	}
 	if len(replace) == 0 {
@@ -133,7 +146,7 @@ func SkipLayerNorm(m *onnxgraph.Model) int {
 		}
 	}
 	g.Nodes = nodes
-	m.ImportOpset(Contrib, 1)
+	m.ImportOpset(onnxgraph.ContribDomain, 1)
 	return len(replace)
 }
 
@@ -149,7 +162,11 @@ const defaultMaskFilter = -10000
 // many it fused. A subgraph whose shape differs (rotary positions, causal masks, past state) is left as it is.
 func Attention(m *onnxgraph.Model) int {
 	g := m.Graph
+	if hasSubgraphs(g) {
+		return 0
+	}
 	ix := index(g)
+	names := g.Names()
 	var fused []attention
 	claimed := map[*onnxgraph.Node]bool{}
 	for _, sm := range g.Nodes {
@@ -164,7 +181,7 @@ func Attention(m *onnxgraph.Model) int {
 		return 0
 	}
 	mask := fused[0].mask
-	maskInt32 := mask + "/int32"
+	maskInt32 := names.Prefix(mask + "/int32")
 	cast := &onnxgraph.Node{OpType: "Cast", Name: maskInt32, Inputs: []string{mask}, Outputs: []string{maskInt32},
 		Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("to", dataInt32)}}
 	replace := map[*onnxgraph.Node]*onnxgraph.Node{} // the final Reshape → the Attention taking over its output
@@ -172,7 +189,7 @@ func Attention(m *onnxgraph.Model) int {
 		if a.mask != mask {
 			continue // a second mask input: not the shape this fusion knows
 		}
-		name := a.out.Name + "/attention_fused"
+		name := names.Prefix(a.out.Name + "/attention_fused")
 		w, b := a.packed(ix, name)
 		g.Initializers = append(g.Initializers, w, b)
 		attrs := []onnxgraph.Attribute{onnxgraph.IntAttribute("num_heads", a.heads)}
@@ -183,7 +200,7 @@ func Attention(m *onnxgraph.Model) int {
 		if a.filter != defaultMaskFilter {
 			attrs = append(attrs, onnxgraph.FloatAttribute("mask_filter_value", a.filter))
 		}
-		replace[a.out] = &onnxgraph.Node{OpType: "Attention", Domain: Contrib, Name: name,
+		replace[a.out] = &onnxgraph.Node{OpType: "Attention", Domain: onnxgraph.ContribDomain, Name: name,
 			Inputs: []string{a.input, w.Name, b.Name, maskInt32}, Outputs: a.out.Outputs, Attributes: attrs}
 	}
 	nodes := g.Nodes[:0:0]
@@ -201,14 +218,15 @@ func Attention(m *onnxgraph.Model) int {
 	g.Nodes = nodes
 	// What only the replaced subgraphs read (their projections, scores, the float mask) is computed for nothing now.
 	dropDead(g)
-	m.ImportOpset(Contrib, 1)
+	m.ImportOpset(onnxgraph.ContribDomain, 1)
 	return len(replace)
 }
 
 // dropDead removes the nodes whose outputs nothing reads (neither a node nor the graph's outputs), until none is
-// left, then the initializers nothing reads.
+// left, then the initializers nothing reads unless the graph lists them among its inputs (older exporters do: they
+// are then inputs a caller may set).
 func dropDead(g *onnxgraph.Graph) {
-	outputs := g.Outputs()
+	outputs := append(g.Outputs(), g.Inputs()...)
 	for {
 		read := map[string]bool{}
 		for _, o := range outputs {
@@ -434,7 +452,7 @@ func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok boo
 	if !found || un.OpType != "Unsqueeze" || len(un.Inputs) == 0 {
 		return "", 0, false
 	}
-	axes, ok := ix.ints(safeInput(un, 1))
+	axes, ok := ix.ints(un.Input(1))
 	if a, found := un.Attribute("axes"); found { // before opset 13
 		axes, ok = a.Ints()
 	}
@@ -455,13 +473,6 @@ func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok boo
 		return "", 0, false // not a graph input
 	}
 	return mask, filter, true
-}
-
-func safeInput(n *onnxgraph.Node, i int) string {
-	if i < len(n.Inputs) {
-		return n.Inputs[i]
-	}
-	return ""
 }
 
 // matchAttention matches the self-attention subgraph around a Softmax.

@@ -67,6 +67,14 @@ func TestAttentionMatchesOnlyItsShape(t *testing.T) {
 	}
 }
 
+func TestSubgraphsAreLeftAlone(t *testing.T) {
+	m := graph(t, false)
+	m.Graph.Nodes = append(m.Graph.Nodes, &onnxgraph.Node{OpType: "If", Name: "branch", Inputs: []string{"cond"}, Outputs: []string{"b"}})
+	if a, s := fuse.Attention(m), fuse.SkipLayerNorm(m); a != 0 || s != 0 {
+		t.Errorf("fused %d attentions and %d normalizations beside an If, whose branches may read any value", a, s)
+	}
+}
+
 func TestSkipLayerNormNeedsAResidual(t *testing.T) {
 	m := graph(t, false)
 	if n := fuse.SkipLayerNorm(m); n != 4 {

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -168,16 +169,22 @@ func decodeGraph(b []byte) (*Graph, error) {
 	return g, nil
 }
 
-// GraphProto.output and ValueInfoProto.name field numbers.
+// GraphProto.input and .output and ValueInfoProto.name field numbers.
 const (
+	graphInput    protowire.Number = 11
 	graphOutput   protowire.Number = 12
 	valueInfoName protowire.Number = 1
 )
 
+// Inputs names the graph's inputs (with the initializers listed among them by older exporters).
+func (g *Graph) Inputs() []string { return g.valueNames(graphInput) }
+
 // Outputs names the values the graph returns.
-func (g *Graph) Outputs() []string {
+func (g *Graph) Outputs() []string { return g.valueNames(graphOutput) }
+
+func (g *Graph) valueNames(num protowire.Number) []string {
 	var names []string
-	for _, info := range messages(g.fields, graphOutput) {
+	for _, info := range messages(g.fields, num) {
 		for _, v := range info {
 			if v.num == valueInfoName && v.typ == protowire.BytesType {
 				names = append(names, string(v.payload()))
@@ -239,6 +246,17 @@ func (g *Graph) encode() []byte {
 		writeInits()
 	}
 	return out
+}
+
+// ContribDomain is ONNX Runtime's contrib operator domain (Attention, QAttention, SkipLayerNormalization).
+const ContribDomain = "com.microsoft"
+
+// Input is the node's input i, "" (an absent optional input) past its inputs.
+func (n *Node) Input(i int) string {
+	if i < len(n.Inputs) {
+		return n.Inputs[i]
+	}
+	return ""
 }
 
 // Node is a decoded NodeProto. Attributes and the fields not modelled are kept as read; a new node has none but its
@@ -707,4 +725,191 @@ func (t *Tensor) MoveExternal(location string, offset int64) []byte {
 	loc := protowire.AppendTag(nil, tensorDataLocation, protowire.VarintType)
 	t.other = append(t.other, field{num: tensorDataLocation, typ: protowire.VarintType, raw: protowire.AppendVarint(loc, 1)})
 	return raw
+}
+
+// Names hands out names that no node, value or initializer of a graph has, for the nodes and values a rewrite adds:
+// ONNX does not require node names at all, and a name taken twice makes ONNX Runtime use one initializer for both.
+type Names struct {
+	taken map[string]bool // every name of the graph and every name handed out
+	dirs  map[string]bool // every "a/b" of a name "a/b/c", so that a prefix handed out leads to no taken name
+}
+
+// Names collects the graph's names.
+func (g *Graph) Names() *Names {
+	n := &Names{taken: map[string]bool{}, dirs: map[string]bool{}}
+	for _, node := range g.Nodes {
+		n.add(node.Name)
+		for _, v := range append(slices.Clip(node.Inputs), node.Outputs...) {
+			n.add(v)
+		}
+	}
+	for _, t := range g.Initializers {
+		n.add(t.Name)
+	}
+	for _, v := range append(g.Inputs(), g.Outputs()...) {
+		n.add(v)
+	}
+	return n
+}
+
+func (n *Names) add(name string) {
+	n.taken[name] = true
+	for i := range len(name) {
+		if name[i] == '/' {
+			n.dirs[name[:i]] = true
+		}
+	}
+}
+
+// Prefix returns base, or base_1, base_2…: a name that no name of the graph has, nor starts with followed by '/'.
+// The caller names its new nodes and values prefix or prefix + "/…".
+func (n *Names) Prefix(base string) string {
+	p := base
+	for i := 1; n.taken[p] || n.dirs[p]; i++ {
+		p = fmt.Sprintf("%s_%d", base, i)
+	}
+	n.add(p)
+	n.dirs[p] = true
+	return p
+}
+
+// Summary is what a graph is made of, read without loading its weights: its nodes' operator types and its
+// initializers' data types, in order.
+type Summary struct {
+	OpTypes          []string
+	InitializerTypes []int32
+}
+
+// initializerHead bounds what Summarize reads of each initializer: its dims and data type come before its name
+// and data in a protobuf encoder's field order.
+const initializerHead = 4096
+
+// Summarize reads a model's Summary from r (size bytes) without reading its initializers' data, so that the
+// precision of a graph of gigabytes is known in kilobytes of memory.
+func Summarize(r io.ReaderAt, size int64) (Summary, error) {
+	var s Summary
+	graph, ok, err := findField(r, 0, size, modelGraph)
+	if err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: no graph", ErrMalformed)
+		}
+		return s, err
+	}
+	for off := graph[0]; off < graph[1]; {
+		num, typ, start, end, err := readField(r, off, graph[1])
+		if err != nil {
+			return s, err
+		}
+		switch {
+		case typ == protowire.BytesType && num == graphNode:
+			b := make([]byte, end-start)
+			if _, err := r.ReadAt(b, start); err != nil {
+				return s, err
+			}
+			n, err := decodeNode(b)
+			if err != nil {
+				return s, err
+			}
+			s.OpTypes = append(s.OpTypes, n.OpType)
+		case typ == protowire.BytesType && num == graphInitializer:
+			b := make([]byte, min(end-start, initializerHead))
+			if _, err := r.ReadAt(b, start); err != nil {
+				return s, err
+			}
+			s.InitializerTypes = append(s.InitializerTypes, leadingDataType(b))
+		}
+		off = end
+	}
+	return s, nil
+}
+
+// leadingDataType reads a TensorProto's data_type from the start of its encoding (0 when it is not there).
+func leadingDataType(b []byte) int32 {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0
+		}
+		if num == tensorDataType && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b[n:])
+			if m < 0 {
+				return 0
+			}
+			return int32(v)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return 0 // the head ends inside this field
+		}
+		b = b[n+m:]
+	}
+	return 0
+}
+
+// findField returns the payload bounds of the first length-delimited field num in [off, end).
+func findField(r io.ReaderAt, off, end int64, num protowire.Number) ([2]int64, bool, error) {
+	for off < end {
+		n, typ, start, stop, err := readField(r, off, end)
+		if err != nil {
+			return [2]int64{}, false, err
+		}
+		if n == num && typ == protowire.BytesType {
+			return [2]int64{start, stop}, true, nil
+		}
+		off = stop
+	}
+	return [2]int64{}, false, nil
+}
+
+// readField reads the field at off: its number and type, where its value starts (a length-delimited field's
+// payload) and where the field ends.
+func readField(r io.ReaderAt, off, end int64) (protowire.Number, protowire.Type, int64, int64, error) {
+	var head [2 * binary.MaxVarintLen64]byte
+	n, err := r.ReadAt(head[:min(int64(len(head)), end-off)], off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, 0, 0, err
+	}
+	b := head[:n]
+	num, typ, tn := protowire.ConsumeTag(b)
+	if tn < 0 {
+		return 0, 0, 0, 0, fmt.Errorf("%w: at %d: %v", ErrMalformed, off, protowire.ParseError(tn))
+	}
+	var start, stop int64
+	switch typ {
+	case protowire.VarintType:
+		_, vn := protowire.ConsumeVarint(b[tn:])
+		if vn < 0 {
+			return 0, 0, 0, 0, fmt.Errorf("%w: at %d: %v", ErrMalformed, off, protowire.ParseError(vn))
+		}
+		start, stop = off+int64(tn), off+int64(tn+vn)
+	case protowire.Fixed32Type:
+		start, stop = off+int64(tn), off+int64(tn)+4
+	case protowire.Fixed64Type:
+		start, stop = off+int64(tn), off+int64(tn)+8
+	case protowire.BytesType:
+		l, ln := protowire.ConsumeVarint(b[tn:])
+		if ln < 0 {
+			return 0, 0, 0, 0, fmt.Errorf("%w: at %d: %v", ErrMalformed, off, protowire.ParseError(ln))
+		}
+		start = off + int64(tn+ln)
+		stop = start + int64(l)
+	default:
+		return 0, 0, 0, 0, fmt.Errorf("%w: at %d: wire type %d", ErrMalformed, off, typ)
+	}
+	if stop > end || stop < start {
+		return 0, 0, 0, 0, fmt.Errorf("%w: field %d at %d runs past its message", ErrMalformed, num, off)
+	}
+	return num, typ, start, stop, nil
+}
+
+// Summary is the decoded model's Summary.
+func (m *Model) Summary() Summary {
+	var s Summary
+	for _, n := range m.Graph.Nodes {
+		s.OpTypes = append(s.OpTypes, n.OpType)
+	}
+	for _, t := range m.Graph.Initializers {
+		s.InitializerTypes = append(s.InitializerTypes, t.DataType)
+	}
+	return s
 }

@@ -228,3 +228,26 @@ func TestExternalData(t *testing.T) {
 		t.Errorf("8 bytes for 3 floats: %v", err)
 	}
 }
+
+// Summarize reads what Decode reads of operators and initializer types, from a reader, without the weights.
+func TestSummarize(t *testing.T) {
+	for _, data := range [][]byte{tinyModel(t, synthbert.HeadMaskedLM, false), tinyModel(t, synthbert.HeadHidden, true)} {
+		m, err := Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Summarize(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := m.Summary()
+		if !slices.Equal(got.OpTypes, want.OpTypes) || !slices.Equal(got.InitializerTypes, want.InitializerTypes) || len(want.OpTypes) < 50 {
+			t.Errorf("Summarize = %v\nDecode says %v", got, want)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0x3a, 0x05, 0x0a}, {0xff}} {
+		if _, err := Summarize(bytes.NewReader(bad), int64(len(bad))); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Summarize(% x): %v", bad, err)
+		}
+	}
+}

@@ -41,11 +41,15 @@ func (a Agreement) String() string {
 	return fmt.Sprintf("%s %.6f over %d inputs, %s the bound %g", a.Measure, a.Value, a.Inputs, rel, a.Bound)
 }
 
-// DenseAgreement is the lowest cosine between each pair of embeddings.
+// DenseAgreement is the lowest cosine between each pair of embeddings; a pair with a NaN agrees not at all.
 func DenseAgreement(float, int8 [][]float32) Agreement {
 	worst := 1.0
 	for i := range float {
-		worst = min(worst, Cosine(float[i], int8[i]))
+		c := Cosine(float[i], int8[i])
+		if math.IsNaN(c) {
+			c = 0
+		}
+		worst = min(worst, c)
 	}
 	return Agreement{Measure: "min_cosine", Value: worst, Bound: MinCosineBound, Inputs: len(float)}
 }

@@ -45,4 +45,8 @@ func TestAgreementMeasures(t *testing.T) {
 	if got := d.String(); got != "min_cosine 0.707107 over 2 inputs, beyond the bound 0.99" {
 		t.Errorf("String() = %q", got)
 	}
+	// NaN outputs: no agreement (and a value a manifest can hold).
+	if n := DenseAgreement([][]float32{{1, 0}}, [][]float32{{float32(math.NaN()), 0}}); n.Value != 0 {
+		t.Errorf("NaN embeddings agree %v", n.Value)
+	}
 }

@@ -17,12 +17,16 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 )
 
 // ErrAlreadyQuantized is the error of a model that already has quantized operators.
 var ErrAlreadyQuantized = errors.New("quantize: the model is already quantized")
+
+// ErrUnknownExclude is the error of an Exclude entry that matches nothing: a typo, or a MatMul fused away.
+var ErrUnknownExclude = errors.New("quantize: nothing to exclude")
 
 // Options shape the quantization.
 type Options struct {
@@ -44,7 +48,7 @@ type Options struct {
 
 // Report says what Dynamic did.
 type Report struct {
-	// Quantized are the MatMul nodes now in int8, in graph order.
+	// Quantized are the MatMul and Attention nodes now in int8, in graph order.
 	Quantized []string
 	// Float are the MatMul, Attention, Gemm and Conv nodes left in float, with the reason.
 	Float map[string]string
@@ -81,10 +85,10 @@ func quantizedOp(opType string) string {
 
 // Precision names the precision a graph's weights run in: the lowest of its quantized operators', else float16
 // when its float weights are half precision, else float32.
-func Precision(m *onnxgraph.Model) string {
+func Precision(s onnxgraph.Summary) string {
 	precision := ""
-	for _, n := range m.Graph.Nodes {
-		switch quantizedOp(n.OpType) {
+	for _, op := range s.OpTypes {
+		switch quantizedOp(op) {
 		case Int4:
 			return Int4
 		case Int8:
@@ -94,10 +98,8 @@ func Precision(m *onnxgraph.Model) string {
 	if precision != "" {
 		return precision
 	}
-	for _, t := range m.Graph.Initializers {
-		if t.DataType == dataFloat16 {
-			return Float16
-		}
+	if slices.Contains(s.InitializerTypes, dataFloat16) {
+		return Float16
 	}
 	return Float32
 }
@@ -112,6 +114,17 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			return report, fmt.Errorf("%w: node %q is %s", ErrAlreadyQuantized, n.Name, n.OpType)
 		}
 	}
+	excludable := map[string]bool{} // the names Exclude may give: MatMul and Attention nodes, their weights
+	for _, n := range g.Nodes {
+		if n.OpType == "MatMul" && n.Domain == "" || n.OpType == "Attention" && n.Domain == onnxgraph.ContribDomain {
+			excludable[n.Name], excludable[n.Input(1)] = true, true
+		}
+	}
+	for _, name := range opts.Exclude {
+		if !excludable[name] {
+			return report, fmt.Errorf("%w: %q names no MatMul or Attention node, nor the weight one multiplies by", ErrUnknownExclude, name)
+		}
+	}
 	inits := map[string]*onnxgraph.Tensor{}
 	for _, t := range g.Initializers {
 		inits[t.Name] = t
@@ -122,11 +135,12 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			uses[in]++
 		}
 	}
+	names := g.Names()
 	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
 	dequantized := map[string]bool{}               // QDQ: activations whose DequantizeLinear is written
 	var nodes []*onnxgraph.Node
 	for _, n := range g.Nodes {
-		attention := n.OpType == "Attention" && n.Domain == contribDomain
+		attention := n.OpType == "Attention" && n.Domain == onnxgraph.ContribDomain
 		if !attention && (n.OpType != "MatMul" || n.Domain != "") {
 			if n.OpType == "Gemm" || n.OpType == "Conv" { // weighted, but not what this quantizer rewrites
 				report.Float[n.Name] = n.OpType + " is left in float (only MatMul and Attention are quantized)"
@@ -148,7 +162,11 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		}
 		k, cols := int(w.Dims[0]), int(w.Dims[1])
 		q, scales := quantizeColumns(vals, k, cols)
-		prefix := uniqueName(n, len(report.Quantized))
+		base := n.Name + "/quant"
+		if n.Name == "" {
+			base = fmt.Sprintf("%s_%d/quant", strings.ToLower(n.OpType), len(report.Quantized))
+		}
+		prefix := names.Prefix(base)
 		g.Initializers = append(g.Initializers,
 			&onnxgraph.Tensor{Name: prefix + "/weight_quantized", DataType: dataInt8, Dims: []int64{int64(k), int64(cols)}, RawData: int8Bytes(q)},
 			&onnxgraph.Tensor{Name: prefix + "/weight_scale", DataType: dataFloat, Dims: []int64{int64(cols)}, RawData: floatBytes(scales)},
@@ -167,9 +185,9 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		if attention {
 			// QAttention: input, weight, bias, input_scale, weight_scale, mask_index, input_zero_point,
 			// weight_zero_point.
-			nodes = append(nodes, &onnxgraph.Node{OpType: "QAttention", Domain: contribDomain, Name: prefix + "/qattention",
+			nodes = append(nodes, &onnxgraph.Node{OpType: "QAttention", Domain: onnxgraph.ContribDomain, Name: prefix + "/qattention",
 				Inputs: []string{qa[0], prefix + "/weight_quantized", n.Inputs[2], qa[1], prefix + "/weight_scale",
-					input(n, 3), qa[2], prefix + "/weight_zero_point"},
+					n.Input(3), qa[2], prefix + "/weight_zero_point"},
 				Outputs: n.Outputs, Attributes: n.Attributes})
 			continue
 		}
@@ -208,28 +226,19 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 	return report, nil
 }
 
-// contribDomain is ONNX Runtime's contrib operator domain, of Attention (inference/fuse) and QAttention.
-const contribDomain = "com.microsoft"
-
-// input is a node's input i, "" (absent) past its inputs.
-func input(n *onnxgraph.Node, i int) string {
-	if i < len(n.Inputs) {
-		return n.Inputs[i]
-	}
-	return ""
-}
-
 // weight returns the constant 2-D float weight a MatMul or an Attention multiplies by, or why it has none to
 // quantize.
 func weight(n *onnxgraph.Node, inits map[string]*onnxgraph.Tensor, opts Options) (*onnxgraph.Tensor, string) {
 	if n.OpType == "Attention" {
-		// QAttention has Attention's inputs up to the mask and only its num_heads and unidirectional attributes.
+		// QAttention has Attention's inputs up to the mask, and of its attributes these (ONNX Runtime 1.24).
 		if len(n.Inputs) < 3 || len(n.Inputs) > 4 || n.Inputs[2] == "" || len(n.Outputs) != 1 {
 			return nil, "an Attention with inputs or outputs beyond QAttention's"
 		}
 		for _, a := range n.Attributes {
-			if name := a.Name(); name != "num_heads" && name != "unidirectional" {
-				return nil, fmt.Sprintf("an Attention with attribute %s, which QAttention lacks", name)
+			switch a.Name() {
+			case "num_heads", "unidirectional", "scale", "mask_filter_value":
+			default:
+				return nil, fmt.Sprintf("an Attention with attribute %s, which QAttention lacks", a.Name())
 			}
 		}
 	} else if len(n.Inputs) != 2 || len(n.Outputs) != 1 {
@@ -276,14 +285,6 @@ func quantizeColumns(w []float32, k, cols int) ([]int8, []float32) {
 		}
 	}
 	return q, scales
-}
-
-// uniqueName is the prefix of the names a quantized node's new values and nodes get.
-func uniqueName(n *onnxgraph.Node, i int) string {
-	if n.Name != "" {
-		return n.Name + "/quant"
-	}
-	return fmt.Sprintf("matmul_%d/quant", i)
 }
 
 func int8Bytes(q []int8) []byte {

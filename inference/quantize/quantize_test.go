@@ -44,7 +44,7 @@ func TestDynamic(t *testing.T) {
 			floatTensor("tiny", []int64{2, 1}, 1, 1),
 		},
 	}
-	if got := Precision(&onnxgraph.Model{Graph: g}); got != Float32 {
+	if got := Precision((&onnxgraph.Model{Graph: g}).Summary()); got != Float32 {
 		t.Errorf("precision of the float graph: %s", got)
 	}
 	report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{MinWeights: 3})
@@ -75,7 +75,7 @@ func TestDynamic(t *testing.T) {
 	if slices.Contains(names, "wq") || slices.Contains(names, "wk") || !slices.Contains(names, "tiny") || !slices.Contains(names, "q/quant/weight_quantized") {
 		t.Errorf("initializers %v: the float weights replaced, the others kept", names)
 	}
-	if got := Precision(&onnxgraph.Model{Graph: g}); got != Int8 {
+	if got := Precision((&onnxgraph.Model{Graph: g}).Summary()); got != Int8 {
 		t.Errorf("precision of the quantized graph: %s", got)
 	}
 	g.Nodes = append(g.Nodes, &onnxgraph.Node{OpType: "Identity", Inputs: []string{"out"}, Outputs: []string{"final"}})
@@ -84,11 +84,11 @@ func TestDynamic(t *testing.T) {
 		t.Errorf("quantizing a quantized graph again: %v", err)
 	}
 	half := &onnxgraph.Graph{Initializers: []*onnxgraph.Tensor{{Name: "w", DataType: dataFloat16, Dims: []int64{1}, RawData: []byte{0, 0x3c}}}}
-	if got := Precision(&onnxgraph.Model{Graph: half}); got != Float16 {
+	if got := Precision((&onnxgraph.Model{Graph: half}).Summary()); got != Float16 {
 		t.Errorf("precision of a half-precision graph: %s", got)
 	}
 	nbits := &onnxgraph.Graph{Nodes: []*onnxgraph.Node{{OpType: "DynamicQuantizeLinear"}, {OpType: "MatMulNBits", Domain: "com.microsoft"}}}
-	if got := Precision(&onnxgraph.Model{Graph: nbits}); got != Int4 {
+	if got := Precision((&onnxgraph.Model{Graph: nbits}).Summary()); got != Int4 {
 		t.Errorf("precision of a 4-bit graph: %s", got)
 	}
 }
@@ -123,5 +123,19 @@ func TestDynamicQDQ(t *testing.T) {
 		t.Error("the weight's DequantizeLinear has no axis")
 	} else if v, _ := a.Int(); v != 1 {
 		t.Errorf("weight dequantized along axis %d, want the columns (1)", v)
+	}
+}
+
+func TestUnknownExclude(t *testing.T) {
+	g := &onnxgraph.Graph{
+		Nodes:        []*onnxgraph.Node{{OpType: "MatMul", Name: "q", Inputs: []string{"x", "wq"}, Outputs: []string{"yq"}}},
+		Initializers: []*onnxgraph.Tensor{floatTensor("wq", []int64{2, 2}, 1, 2, 3, 4)},
+	}
+	_, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{Exclude: []string{"wq", "query/MatMul"}})
+	if !errors.Is(err, ErrUnknownExclude) || err.Error() != `quantize: nothing to exclude: "query/MatMul" names no MatMul or Attention node, nor the weight one multiplies by` {
+		t.Errorf("err = %v", err)
+	}
+	if g.Nodes[0].OpType != "MatMul" || len(g.Initializers) != 1 {
+		t.Error("the graph was changed before the error")
 	}
 }
