@@ -438,8 +438,9 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			act := c.activity[ep.InferenceID]
 			// An endpoint at zero that nothing asks for (no request, no
 			// document at the last sweep, nothing running from an earlier
-			// plan) has nothing to measure or place: it sleeps.
-			if p, ok := prev[ep.InferenceID]; w.Target == 0 && !demand && !queued && !act.queued && len(p.Nodes) == 0 {
+			// plan) and whose minimum is zero has nothing to measure or
+			// place: it sleeps.
+			if p, ok := prev[ep.InferenceID]; w.Target == 0 && s.Min() == 0 && !demand && !queued && !act.queued && len(p.Nodes) == 0 {
 				if !ok || p.Revision != u.revision || p.Target != 0 || p.Pending != 0 {
 					p = cluster.Plan{InferenceID: ep.InferenceID, Revision: u.revision, Nodes: map[string]int{}}
 				}

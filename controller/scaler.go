@@ -209,8 +209,8 @@ func (s *Scaler) decide(now time.Time, in Sample, busy bool) int {
 	}
 	s.last = estimate{rate: s.rate.value, time: s.time.value, backlog: in.Backlog, needed: n}
 	n = min(max(n, s.cfg.Min), s.cfg.Max)
-	if s.current == 0 && !busy {
-		n = 0 // stays at zero until work arrives
+	if s.current == 0 && !busy && s.cfg.Min == 0 {
+		n = 0 // stays at zero until work arrives; a minimum raised by an _update is met at once
 	}
 	// Never give up allocations while work waits, nor right after adding
 	// some: on steady load the count must not flap.

@@ -133,6 +133,12 @@ func TestScalerBounds(t *testing.T) {
 	if got[len(got)-1] != 2 {
 		t.Fatalf("min 2 (never zero): %v", got)
 	}
+	// An endpoint asleep at zero whose minimum an _update raises gets it without waiting for work.
+	z := NewScaler(cfg(), 0)
+	z.SetBounds(1, 4)
+	if got := run(z, start, []Sample{{}}); got[0] != 1 {
+		t.Fatalf("minimum raised from 0 to 1 at zero: %v", got)
+	}
 	s.SetBounds(1, 0) // no maximum: 32
 	if got := run(s, start.Add(time.Hour), []Sample{{Backlog: 1000000}}); got[0] != DefaultMaxAllocations {
 		t.Fatalf("no maximum: %v", got)

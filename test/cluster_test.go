@@ -401,4 +401,11 @@ func TestAdaptiveBurstAndScaleToZero(t *testing.T) {
 	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
 	publishDocs(t, js, "bursty", []string{"late"}, func(id string) []byte { return docBody(id, "a document at zero.") })
 	res.until(len(ids)+1, time.Minute)
+
+	// Back at zero, a minimum raised from 0 by an _update is met without waiting for work.
+	planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 0 })
+	hub.do(t, "PUT", "/_inference/text_embedding/bursty/_update",
+		`{"service_settings":{"adaptive_allocations":{"enabled":true,"min_number_of_allocations":1,"max_number_of_allocations":4}}}`).mustStatus(t, 200)
+	p = planOf(t, js, 1, "bursty", func(p cluster.Plan) bool { return p.Target == 1 })
+	t.Logf("minimum 1 planned: %v", p.Nodes)
 }
