@@ -38,17 +38,17 @@ type Config struct {
 	// Force stores an int8 model whose agreement is beyond its bound (recorded as forced).
 	Force bool
 	// Fuse rewrites attention and the layer normalizations after residual connections into ONNX Runtime's fused
-	// operators (package fuse) before quantizing. Off by default: on this project's machine it was faster on
-	// MiniLM-sized models and slower on BERT-base-sized ones (README "Performance").
+	// operators (package fuse) before quantizing. Off by default: measured on this project's machine it was
+	// faster on some models and thread counts and slower on others (README "Performance").
 	Fuse bool
 	// From names the float model in the record: its source or model id.
 	From string
 }
 
 // Write quantizes the artifact directory src into dst (an empty directory): the quantized graph written, src's
-// other files linked (hard links, or copies across file systems). It then runs both models on the check texts and returns the record of what it did, or
-// ErrBeyondBound with the measured figure unless cfg.Force. A model already quantized is refused with
-// quantize.ErrAlreadyQuantized.
+// other files linked (hard links, or copies across file systems). It then runs both models on the check texts and
+// returns the record of what it did, or ErrBeyondBound with the measured figure unless cfg.Force. A model already
+// quantized is refused with quantize.ErrAlreadyQuantized.
 func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quantized, error) {
 	data, err := os.ReadFile(filepath.Join(src, artifact.ONNXFile))
 	if err != nil {

@@ -287,7 +287,7 @@ func quantizer(cfg modelquant.Config, from string) func(ctx context.Context, src
 	}
 }
 
-// printQuantized says what the quantization did: the MatMuls in int8 and in float, and the check.
+// printQuantized says what the quantization did: the nodes in int8 and in float, the fusions, and the check.
 func printQuantized(w io.Writer, m modelstore.Manifest) {
 	q := m.Quantized
 	if q == nil {

@@ -1,8 +1,10 @@
 // Package fuse rewrites the subgraphs of an exported BERT-style ONNX graph that ONNX Runtime's online optimizer
 // leaves unfused into ONNX Runtime's contrib operators (domain com.microsoft), as onnxruntime.transformers.optimizer
-// does offline: a residual Add (with the bias Add before it) and the LayerNormalization after it become one
-// SkipLayerNormalization. It is pure Go over inference/onnxgraph; ONNX Runtime's own fusions (its
-// SkipLayerNormFusion needs static shapes that dynamic-axis exports do not give it) still run at load.
+// does offline: each self-attention subgraph becomes one Attention, and a residual Add (with the bias Add before
+// it) and the LayerNormalization after it one SkipLayerNormalization. It is pure Go over inference/onnxgraph;
+// ONNX Runtime's own fusions (its SkipLayerNormFusion needs static shapes that dynamic-axis exports do not give
+// it) still run at load. The patterns are those of a PyTorch export with constant reshape shapes and opset-17
+// LayerNormalization; anything else is left as it is.
 package fuse
 
 import (
