@@ -139,24 +139,25 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
 	dequantized := map[string]bool{}               // QDQ: activations whose DequantizeLinear is written
 	var nodes []*onnxgraph.Node
-	for _, n := range g.Nodes {
+	for i, n := range g.Nodes {
+		label := nodeLabel(n, i)
 		attention := n.OpType == "Attention" && n.Domain == onnxgraph.ContribDomain
 		if !attention && (n.OpType != "MatMul" || n.Domain != "") {
 			if n.OpType == "Gemm" || n.OpType == "Conv" { // weighted, but not what this quantizer rewrites
-				report.Float[n.Name] = n.OpType + " is left in float (only MatMul and Attention are quantized)"
+				report.Float[label] = n.OpType + " is left in float (only MatMul and Attention are quantized)"
 			}
 			nodes = append(nodes, n)
 			continue
 		}
 		w, reason := weight(n, inits, opts)
 		if w == nil {
-			report.Float[n.Name] = reason
+			report.Float[label] = reason
 			nodes = append(nodes, n)
 			continue
 		}
 		vals, err := w.ReadFloats(opts.ExternalDir)
 		if err != nil {
-			report.Float[n.Name] = err.Error()
+			report.Float[label] = err.Error()
 			nodes = append(nodes, n)
 			continue
 		}
@@ -180,7 +181,7 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			nodes = append(nodes, &onnxgraph.Node{OpType: "DynamicQuantizeLinear", Name: prefix + "/quantize_input",
 				Inputs: []string{act}, Outputs: qa[:]})
 		}
-		report.Quantized = append(report.Quantized, n.Name)
+		report.Quantized = append(report.Quantized, label)
 		uses[w.Name]--
 		if attention {
 			// QAttention: input, weight, bias, input_scale, weight_scale, mask_index, input_zero_point,
@@ -224,6 +225,15 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		return read && n == 0
 	})
 	return report, nil
+}
+
+// nodeLabel names a node in a Report: its name, or its operator and index for an unnamed one (ONNX does not require
+// names).
+func nodeLabel(n *onnxgraph.Node, i int) string {
+	if n.Name != "" {
+		return n.Name
+	}
+	return fmt.Sprintf("%s #%d", n.OpType, i)
 }
 
 // weight returns the constant 2-D float weight a MatMul or an Attention multiplies by, or why it has none to

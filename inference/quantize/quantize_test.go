@@ -126,6 +126,26 @@ func TestDynamicQDQ(t *testing.T) {
 	}
 }
 
+// Unnamed nodes are reported by operator and position, each on its own.
+func TestReportUnnamedNodes(t *testing.T) {
+	g := &onnxgraph.Graph{
+		Nodes: []*onnxgraph.Node{
+			{OpType: "MatMul", Inputs: []string{"x", "w"}, Outputs: []string{"y"}},
+			{OpType: "MatMul", Inputs: []string{"y", "y"}, Outputs: []string{"z"}},
+			{OpType: "Gemm", Inputs: []string{"z", "w"}, Outputs: []string{"out"}},
+		},
+		Initializers: []*onnxgraph.Tensor{floatTensor("w", []int64{2, 2}, 1, 2, 3, 4)},
+	}
+	report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(report.Quantized, []string{"MatMul #0"}) || len(report.Float) != 2 ||
+		report.Float["MatMul #1"] != "its second input is not a constant" || report.Float["Gemm #2"] == "" {
+		t.Errorf("report %+v", report)
+	}
+}
+
 func TestUnknownExclude(t *testing.T) {
 	g := &onnxgraph.Graph{
 		Nodes:        []*onnxgraph.Node{{OpType: "MatMul", Name: "q", Inputs: []string{"x", "wq"}, Outputs: []string{"yq"}}},
