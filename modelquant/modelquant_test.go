@@ -49,7 +49,8 @@ func writeModel(t *testing.T, head synthbert.Head, weightScale float32, config s
 	return dir
 }
 
-func ops(t *testing.T, dir string) map[string]int {
+// graphOf decodes an artifact directory's graph.
+func graphOf(t *testing.T, dir string) *onnxgraph.Model {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, artifact.ONNXFile))
 	if err != nil {
@@ -59,6 +60,12 @@ func ops(t *testing.T, dir string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+func ops(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	m := graphOf(t, dir)
 	count := map[string]int{}
 	for _, n := range m.Graph.Nodes {
 		count[n.OpType]++
@@ -143,14 +150,7 @@ func TestWriteSparse(t *testing.T) {
 func TestWriteExternalData(t *testing.T) {
 	ctx := context.Background()
 	src := writeModel(t, synthbert.HeadHidden, 0.05, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64}`)
-	data, err := os.ReadFile(filepath.Join(src, artifact.ONNXFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := onnxgraph.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := graphOf(t, src)
 	const dataFile = "model.onnx_data"
 	var external []byte
 	moved := 0
@@ -186,14 +186,7 @@ func TestWriteExternalData(t *testing.T) {
 		t.Error("the external data file is not the source's")
 	}
 	// The float weights that stayed behind are still external; the int8 ones are in the graph.
-	q, err := os.ReadFile(filepath.Join(dst, artifact.ONNXFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	qg, err := onnxgraph.Decode(q)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qg := graphOf(t, dst)
 	externalLeft, int8Inline := 0, 0
 	for _, w := range qg.Graph.Initializers {
 		if w.External() {
