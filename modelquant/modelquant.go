@@ -50,6 +50,12 @@ type Config struct {
 // returns the record of what it did, or ErrBeyondBound with the measured figure unless cfg.Force. A model already
 // quantized is refused with quantize.ErrAlreadyQuantized.
 func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quantized, error) {
+	// An int8 graph (a built-in id's own int8 file) is refused before its weights are read.
+	if p, err := modelsource.Precision(src); err != nil {
+		return nil, err
+	} else if p != quantize.Float32 && p != quantize.Float16 {
+		return nil, fmt.Errorf("%w: its graph runs %s", quantize.ErrAlreadyQuantized, p)
+	}
 	data, err := os.ReadFile(filepath.Join(src, artifact.ONNXFile))
 	if err != nil {
 		return nil, err

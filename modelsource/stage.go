@@ -295,7 +295,7 @@ func Import(ctx context.Context, store *modelstore.Store, hub Hub, req Request) 
 			dir = tmp
 		}
 	}
-	p, err := precision(dir)
+	p, err := Precision(dir)
 	if err != nil {
 		return modelstore.Manifest{}, err
 	}
@@ -311,9 +311,9 @@ func stageParent(req Request) string {
 	return os.TempDir()
 }
 
-// precision reads the precision of an artifact directory's graph (quantize.Precision) without loading its
+// Precision reads the precision of an artifact directory's graph (quantize.Precision) without loading its
 // weights; "" without a graph, which the store refuses.
-func precision(dir string) (string, error) {
+func Precision(dir string) (string, error) {
 	f, err := os.Open(filepath.Join(dir, artifact.ONNXFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil

@@ -322,7 +322,7 @@ func TestModelQuantize(t *testing.T) {
 		t.Errorf("an exclusion that matches nothing: exit %d, %q", code, errOut)
 	}
 	if code, _, errOut := cmd("model", "quantize", "int8", "--model-id", "int8-again"); code != 1 ||
-		!strings.Contains(errOut, "jetinfer model quantize: quantize: the model is already quantized: node ") {
+		errOut != "jetinfer model quantize: quantize: the model is already quantized: its graph runs int8\n" {
 		t.Errorf("quantizing the int8 model: exit %d, %s", code, errOut)
 	}
 	if code, _, errOut := cmd("model", "quantize", "float"); code != 2 || !strings.Contains(errOut, "--model-id is required") {
