@@ -395,7 +395,7 @@ func (m *ModelCache) quantizeBuiltIn(ctx context.Context, b modelsource.BuiltIn,
 	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: m.rt, From: b.Source.String()}, src, dst)
 	switch {
 	case err == nil:
-		log.Info().Str("agreement", rec.Agreement.String()).Int("int8_matmuls", rec.Int8).Int("float_matmuls", len(rec.Float)).
+		log.Info().Str("agreement", rec.Agreement.String()).Int("int8_nodes", rec.Int8).Int("float_nodes", len(rec.Float)).
 			Dur("took", time.Since(start)).Msg("built-in model quantized to int8")
 		return rec, nil
 	case errors.Is(err, quantize.ErrAlreadyQuantized):
