@@ -97,8 +97,8 @@ func TestInt8Runs(t *testing.T) {
 	for i, want := range []string{"min_cosine", "top20_overlap", "spearman"} {
 		r := rows[i]
 		if r.Agreement.Measure != want || r.Agreement.Value <= 0 || r.Float.Inputs != r.Int8.Inputs || r.Float.Tokens != r.Int8.Tokens ||
-			r.Fused.Tokens != r.Int8.Tokens || r.Float.Elapsed <= 0 || r.Int8.Elapsed <= 0 || r.Fused.Elapsed <= 0 ||
-			r.FusedAgreement.Measure != want || !r.FusedAgreement.Holds() {
+			r.Other.Tokens != r.Int8.Tokens || r.Float.Elapsed <= 0 || r.Int8.Elapsed <= 0 || r.Other.Elapsed <= 0 ||
+			r.OtherAgreement.Measure != want || !r.OtherAgreement.Holds() || r.Form != "fused" {
 			t.Errorf("row %d: %+v", i, r)
 		}
 	}
@@ -107,7 +107,7 @@ func TestInt8Runs(t *testing.T) {
 	}
 	var table strings.Builder
 	WriteInt8(&table, rows)
-	if !strings.Contains(table.String(), "| sparse (BERT-base MLM, 256 tokens) | 1 |") || !strings.Contains(table.String(), "| int8 --fuse (agreement) |") {
+	if !strings.Contains(table.String(), "| sparse (BERT-base MLM, 256 tokens) | 1 |") || !strings.Contains(table.String(), "| fused | ") {
 		t.Errorf("table:\n%s", table.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jetinfer/jetinfer/inference"
 	"github.com/jetinfer/jetinfer/inference/artifact"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
+	"github.com/jetinfer/jetinfer/modelquant"
 )
 
 // Config configures a benchmark run.
@@ -261,7 +262,7 @@ func Sparse(ctx context.Context, cfg Config, allocations []int, int8 bool) ([]Th
 	}
 	variants := []struct{ name, dir string }{{"float", dir}}
 	if int8 {
-		qdir, err := int8Dir(ctx, cfg, dir, false)
+		qdir, _, err := int8Dir(ctx, cfg, dir, modelquant.FuseAuto)
 		if err != nil {
 			return nil, err
 		}

@@ -12,17 +12,20 @@ import (
 	"github.com/jetinfer/jetinfer/inference/quantize"
 	"github.com/jetinfer/jetinfer/inference/synthbert"
 	"github.com/jetinfer/jetinfer/modelquant"
+	"github.com/jetinfer/jetinfer/modelstore"
 )
 
 // Int8Result is one model at one thread count, in float and in int8, on the same inputs through the engine.
 type Int8Result struct {
-	Name        string
-	Threads     int
-	Float, Int8 Throughput
-	// Fused is the int8 model made with --fuse (attention and skip layer normalization fused first), and
-	// FusedAgreement its agreement with the float model.
-	Fused          Throughput
-	FusedAgreement quantize.Agreement
+	Name    string
+	Threads int
+	// Int8 is the copy `model import --quantize int8` makes (fused unless the fusions stand in the way: Form
+	// says which), Other the other form (--fuse=false when the default fused, else --fuse=true) and
+	// OtherAgreement its agreement with the float model.
+	Float, Int8    Throughput
+	Form           string
+	Other          Throughput
+	OtherAgreement quantize.Agreement
 	// Agreement is on the benchmark's inputs; MeanCosine is the dense model's mean beside its minimum.
 	Agreement  quantize.Agreement
 	MeanCosine float64
@@ -73,20 +76,30 @@ func Int8(ctx context.Context, cfg Config) ([]Int8Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		qdir, err := int8Dir(ctx, cfg, dir, false)
+		qdir, rec, err := int8Dir(ctx, cfg, dir, modelquant.FuseAuto)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		fdir, err := int8Dir(ctx, cfg, dir, true)
+		form, other := "fused", modelquant.FuseOff
+		switch {
+		case rec.Unfused != "":
+			form, other = "unfused: "+rec.Unfused, modelquant.FuseOn
+		case len(rec.Fused) == 0:
+			form, other = "unfused: nothing to fuse", modelquant.FuseOn
+		}
+		odir, _, err := int8Dir(ctx, cfg, dir, other)
 		if err != nil {
 			_ = os.RemoveAll(qdir)
-			return nil, fmt.Errorf("%s fused: %w", m.name, err)
+			return nil, fmt.Errorf("%s, the other form: %w", m.name, err)
 		}
-		rows, err := compareInt8(ctx, cfg, m.name, dir, qdir, fdir, m.inputs)
+		rows, err := compareInt8(ctx, cfg, m.name, dir, qdir, odir, m.inputs)
 		_ = os.RemoveAll(qdir)
-		_ = os.RemoveAll(fdir)
+		_ = os.RemoveAll(odir)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		for i := range rows {
+			rows[i].Form = form
 		}
 		out = append(out, rows...)
 	}
@@ -95,13 +108,13 @@ func Int8(ctx context.Context, cfg Config) ([]Int8Result, error) {
 
 // int8Rounds is how many times each variant runs the inputs; the fastest run is kept, so that a moment of load on
 // a shared machine does not decide a ratio.
-const int8Rounds = 2
+const int8Rounds = 3
 
-// compareInt8 runs the float, the int8 and the fused int8 model at each thread count.
-func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, fusedDir string, inputs []string) ([]Int8Result, error) {
+// compareInt8 runs the float model and the int8 model in both forms at each thread count.
+func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, otherDir string, inputs []string) ([]Int8Result, error) {
 	var rows []Int8Result
 	for _, threads := range cfg.Threads {
-		r, err := compareAt(ctx, cfg, []string{floatDir, int8Dir, fusedDir}, threads, inputs)
+		r, err := compareAt(ctx, cfg, []string{floatDir, int8Dir, otherDir}, threads, inputs)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +124,7 @@ func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, fused
 	return rows, nil
 }
 
-// compareAt loads the float, int8 and fused models at one thread count and runs them in turn, round after round.
+// compareAt loads the float model and both int8 forms at one thread count and runs them in turn, round after round.
 func compareAt(ctx context.Context, cfg Config, dirs []string, threads int, inputs []string) (Int8Result, error) {
 	var models []*inference.Model
 	defer func() {
@@ -143,27 +156,28 @@ func compareAt(ctx context.Context, cfg Config, dirs []string, threads int, inpu
 			outs[i] = out
 		}
 	}
-	r := Int8Result{Threads: threads, Float: best[0], Int8: best[1], Fused: best[2]}
-	var fused Int8Result
-	agree(&fused, outs[0], outs[2])
-	r.FusedAgreement = fused.Agreement
+	r := Int8Result{Threads: threads, Float: best[0], Int8: best[1], Other: best[2]}
+	var other Int8Result
+	agree(&other, outs[0], outs[2])
+	r.OtherAgreement = other.Agreement
 	agree(&r, outs[0], outs[1])
 	return r, nil
 }
 
 // int8Dir makes the int8 copy of a model directory in a new temporary directory (not cached: a change to the
 // quantizer must show in the next run); remove it when done.
-func int8Dir(ctx context.Context, cfg Config, dir string, fused bool) (string, error) {
+func int8Dir(ctx context.Context, cfg Config, dir string, fusion modelquant.Fusion) (string, *modelstore.Quantized, error) {
 	qdir, err := os.MkdirTemp("", "jetinfer-int8-")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	// Forced: the benchmark reports the agreement itself, on its own inputs.
-	if _, err := modelquant.Write(ctx, modelquant.Config{Runtime: cfg.Runtime, Force: true, Fuse: fused}, dir, qdir); err != nil {
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: cfg.Runtime, Force: true, Fuse: fusion}, dir, qdir)
+	if err != nil {
 		_ = os.RemoveAll(qdir)
-		return "", err
+		return "", nil, err
 	}
-	return qdir, nil
+	return qdir, rec, nil
 }
 
 // runInputs runs the inputs through the engine by the model's task: [][]float32, []inference.SparseEmbedding or
@@ -227,8 +241,8 @@ func agree(r *Int8Result, floatOut, int8Out any) {
 
 // WriteInt8 prints the comparison as a Markdown table.
 func WriteInt8(w io.Writer, rows []Int8Result) {
-	fmt.Fprintln(w, "| model | threads | float texts/s | int8 texts/s | float tokens/s | int8 tokens/s | int8 speed-up | int8 --fuse (agreement) | agreement (bound) |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| model | threads | float texts/s | int8 texts/s | float tokens/s | int8 tokens/s | int8 speed-up | int8 form | the other form (agreement) | agreement (bound) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
 	for _, r := range rows {
 		a := fmt.Sprintf("%s %.4f (≥ %g)", r.Agreement.Measure, r.Agreement.Value, r.Agreement.Bound)
 		switch {
@@ -237,8 +251,8 @@ func WriteInt8(w io.Writer, rows []Int8Result) {
 		case r.ScoreStddev > 0:
 			a += fmt.Sprintf(", scores' σ %.4f, int8's mean error %.4f", r.ScoreStddev, r.MeanAbsError)
 		}
-		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.0f | %.0f | %.2f× | %.2f× (%.4f) | %s |\n", r.Name, r.Threads,
+		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.0f | %.0f | %.2f× | %s | %.2f× (%.4f) | %s |\n", r.Name, r.Threads,
 			r.Float.InputsPerSecond(), r.Int8.InputsPerSecond(), r.Float.TokensPerSecond(), r.Int8.TokensPerSecond(), r.Speedup(),
-			r.Fused.InputsPerSecond()/r.Float.InputsPerSecond(), r.FusedAgreement.Value, a)
+			r.Form, r.Other.InputsPerSecond()/r.Float.InputsPerSecond(), r.OtherAgreement.Value, a)
 	}
 }

@@ -120,7 +120,8 @@ func BenchmarkDynamicQuantizationHeads(b *testing.B) {
 		name   string
 		head   synthbert.Head
 		config string
-		// headNodes are the head's own MatMuls, which the third variant keeps in float.
+		// headNodes are the head's own MatMuls, which the third variant keeps in float (the rerank head's stay in
+		// float in int8 too: they read one token per sequence).
 		headNodes []string
 	}{
 		{"sparse", synthbert.HeadMaskedLM, `{"task_type":"sparse_embedding","max_sequence_length":128}`,

@@ -47,15 +47,27 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 		// vs 2,221 tokens/s). The token budget bounds what the arena keeps.
 		o.SetMemPattern(false),
 		o.SetCpuMemArena(true),
-		// Spinning idle pool threads burn the cores that other allocations
-		// and the tokenizer need.
-		o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+		// A Run on several threads wakes its pool threads for every
+		// parallel operator; letting them spin between operators made the
+		// int8 reranker's two-thread runs 6% faster (int8 runs many short
+		// operators). They stop spinning when the last concurrent Run
+		// returns, so an idle session burns nothing. A single-thread
+		// session has no pool threads.
+		o.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning(threads)),
+		o.AddSessionConfigEntry("session.force_spinning_stop", "1"),
 	)
 	if err != nil {
 		_ = o.Destroy()
 		return nil, err
 	}
 	return o, nil
+}
+
+func spinning(threads int) string {
+	if threads > 1 {
+		return "1"
+	}
+	return "0"
 }
 
 // inspectOptions are the ORT settings of the temporary session that

@@ -1,5 +1,5 @@
 // Package modelquant makes the int8 copy of a float model artifact at import and checks it before it is stored:
-// the graph is quantized (package quantize, after package fuse's fusions when asked), then both models run on the
+// the graph is quantized (package quantize, after package fuse's fusions unless they stand in the way), then both models run on the
 // same fixed texts and the int8 one must follow the float one within its task's bound (quantize.DenseAgreement,
 // SparseAgreement, RerankAgreement). It loads ONNX Runtime sessions, which is why it is not part of the pure
 // quantize package.
@@ -30,6 +30,21 @@ var ErrBeyondBound = errors.New("the int8 model strays beyond its accuracy bound
 // ErrNothingToQuantize is the error of a graph without a MatMul by a constant float weight.
 var ErrNothingToQuantize = errors.New("no MatMul with a constant float weight to quantize")
 
+// Fusion says whether package fuse's fusions run before quantizing.
+type Fusion int
+
+const (
+	// FuseAuto, the default, fuses and keeps the fused copy when it holds its task's bound; when it does not, or
+	// when an excluded node is one a fusion absorbed, the copy is made again without fusions. Fused int8 ran
+	// faster than unfused int8 on most models and thread counts measured (README "Performance"), and differs from
+	// it by the noise of int8 alone, so the bound decides and the speed does not.
+	FuseAuto Fusion = iota
+	// FuseOff quantizes the graph as exported.
+	FuseOff
+	// FuseOn fuses whatever the bound says: beyond it the copy is refused like any other.
+	FuseOn
+)
+
 // Config says how to quantize and check.
 type Config struct {
 	Runtime *inference.Runtime
@@ -37,19 +52,26 @@ type Config struct {
 	Options quantize.Options
 	// Force stores an int8 model whose agreement is beyond its bound (recorded as forced).
 	Force bool
-	// Fuse rewrites attention and the layer normalizations after residual connections into ONNX Runtime's fused
-	// operators (package fuse) before quantizing. Off by default: measured on this project's machine it was
-	// faster on some models and thread counts and slower on others (README "Performance").
-	Fuse bool
+	// Fuse says whether attention and the layer normalizations after residual connections become ONNX Runtime's
+	// fused operators (package fuse) before quantizing.
+	Fuse Fusion
 	// From names the float model in the record: its source or model id.
 	From string
 }
+
+// checkFunc measures how closely the int8 model in int8Dir follows the float one in floatDir (Check; tests
+// substitute their own).
+type checkFunc func(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error)
 
 // Write quantizes the artifact directory src into dst (an empty directory): the quantized graph written, src's
 // other files linked (hard links, or copies across file systems). It then runs both models on the check texts and
 // returns the record of what it did, or ErrBeyondBound with the measured figure unless cfg.Force. A model already
 // quantized is refused with quantize.ErrAlreadyQuantized.
 func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quantized, error) {
+	return write(ctx, cfg, src, dst, Check)
+}
+
+func write(ctx context.Context, cfg Config, src, dst string, check checkFunc) (*modelstore.Quantized, error) {
 	// An int8 graph (a built-in id's own int8 file) is refused before its weights are read.
 	if p, err := modelsource.Precision(src); err != nil {
 		return nil, err
@@ -60,39 +82,22 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 	if err != nil {
 		return nil, err
 	}
-	graph, err := onnxgraph.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", artifact.ONNXFile, err)
-	}
-	external := slices.ContainsFunc(graph.Graph.Initializers, (*onnxgraph.Tensor).External)
-	var fused map[string]int // nil: not asked; empty: nothing matched
-	if cfg.Fuse {
-		fused = map[string]int{}
-		// Attention first: SkipLayerNormalization takes the residual Adds its output feeds.
-		if n := fuse.Attention(graph); n > 0 {
-			fused["Attention"] = n
+	decode := func() (*onnxgraph.Model, error) {
+		graph, err := onnxgraph.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", artifact.ONNXFile, err)
 		}
-		if n := fuse.SkipLayerNorm(graph); n > 0 {
-			fused["SkipLayerNormalization"] = n
-		}
+		return graph, nil
 	}
-	opts := cfg.Options
-	opts.ExternalDir = src // the external data file, if any, is linked into dst for the weights left in float
-	report, err := quantize.Dynamic(graph, opts)
+	graph, err := decode()
 	if err != nil {
 		return nil, err
-	}
-	if len(report.Quantized) == 0 {
-		return nil, fmt.Errorf("%w (%d left in float)", ErrNothingToQuantize, len(report.Float))
 	}
 	if err := linkFiles(src, dst, false); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dst, artifact.ONNXFile), graph.Encode(), 0o644); err != nil {
-		return nil, err
-	}
 	floatDir := src
-	if external {
+	if slices.ContainsFunc(graph.Graph.Initializers, (*onnxgraph.Tensor).External) {
 		// A staged Hub model's files are symbolic links into the Hugging Face cache, and ONNX Runtime refuses
 		// external data reached through one: the float model is checked from linked (or copied) files.
 		if floatDir, err = os.MkdirTemp(filepath.Dir(dst), ".float-"); err != nil {
@@ -103,14 +108,64 @@ func Write(ctx context.Context, cfg Config, src, dst string) (*modelstore.Quanti
 			return nil, err
 		}
 	}
-	agreement, err := Check(ctx, cfg.Runtime, floatDir, dst)
+	// attempt quantizes graph, fused or not, writes it and checks it; its record says what it fused even when it
+	// fails.
+	attempt := func(graph *onnxgraph.Model, fused bool) (*modelstore.Quantized, error) {
+		rec := &modelstore.Quantized{From: cfg.From}
+		if fused {
+			rec.Fused = map[string]int{}
+			// Attention first: SkipLayerNormalization takes the residual Adds its output feeds.
+			if n := fuse.Attention(graph); n > 0 {
+				rec.Fused["Attention"] = n
+			}
+			if n := fuse.SkipLayerNorm(graph); n > 0 {
+				rec.Fused["SkipLayerNormalization"] = n
+			}
+		}
+		opts := cfg.Options
+		opts.ExternalDir = src // the external data file, if any, is linked into dst for the weights left in float
+		report, err := quantize.Dynamic(graph, opts)
+		if err != nil {
+			return rec, err
+		}
+		if len(report.Quantized) == 0 {
+			return rec, fmt.Errorf("%w (%d left in float)", ErrNothingToQuantize, len(report.Float))
+		}
+		rec.Int8, rec.Float = len(report.Quantized), report.Float
+		if err := os.WriteFile(filepath.Join(dst, artifact.ONNXFile), graph.Encode(), 0o644); err != nil {
+			return rec, err
+		}
+		rec.Agreement, err = check(ctx, cfg.Runtime, floatDir, dst)
+		return rec, err
+	}
+
+	rec, err := attempt(graph, cfg.Fuse != FuseOff)
+	if cfg.Fuse == FuseAuto && len(rec.Fused) > 0 {
+		// Fusions absorb nodes; the copy is made again without them when they stand in the way.
+		var why string
+		switch {
+		case errors.Is(err, quantize.ErrUnknownExclude):
+			why = "an excluded node is one a fusion absorbs"
+		case err == nil && !rec.Agreement.Holds():
+			why = "the fused copy strays beyond its accuracy bound: " + rec.Agreement.String()
+		}
+		if why != "" {
+			if graph, err = decode(); err != nil { // the fusions changed the first one
+				return nil, err
+			}
+			rec, err = attempt(graph, false)
+			rec.Unfused = why
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	rec := &modelstore.Quantized{From: cfg.From, Agreement: agreement, Int8: len(report.Quantized), Float: report.Float, Fused: fused}
-	if !agreement.Holds() {
+	if !rec.Agreement.Holds() {
 		if !cfg.Force {
-			return nil, fmt.Errorf("%w: %s", ErrBeyondBound, agreement)
+			if rec.Unfused != "" {
+				return nil, fmt.Errorf("%w: %s (made again without fusions: %s)", ErrBeyondBound, rec.Agreement, rec.Unfused)
+			}
+			return nil, fmt.Errorf("%w: %s", ErrBeyondBound, rec.Agreement)
 		}
 		rec.Forced = true
 	}

@@ -3,8 +3,10 @@ package modelquant_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -73,19 +75,21 @@ func ops(t *testing.T, dir string) map[string]int {
 	return count
 }
 
+const denseConfig = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64}`
+
 // A dense model's int8 copy is written beside links to its other files and keeps its bound; the record says
 // what was measured.
 func TestWriteDense(t *testing.T) {
 	ctx := context.Background()
-	src := writeModel(t, synthbert.HeadHidden, 0.05, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64}`)
+	src := writeModel(t, synthbert.HeadHidden, 0.05, denseConfig)
 	dst := t.TempDir()
-	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, From: "float-model"}, src, dst)
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, From: "float-model", Fuse: modelquant.FuseOff}, src, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := rec.Agreement
 	t.Log(a)
-	if rec.From != "float-model" || rec.Forced || rec.Int8 != 12 || len(rec.Float) != 4 ||
+	if rec.From != "float-model" || rec.Forced || rec.Int8 != 12 || len(rec.Float) != 4 || rec.Fused != nil || rec.Unfused != "" ||
 		a.Measure != "min_cosine" || a.Bound != quantize.MinCosineBound || a.Inputs != 50 || !a.Holds() || a.Value > 0.9999999 {
 		t.Fatalf("record %+v: want 12 MatMuls in int8, the 4 attention products in float, a cosine in [0.99, 1)", rec)
 	}
@@ -108,32 +112,120 @@ func TestWriteDense(t *testing.T) {
 		t.Errorf("quantizing the int8 model: %v", err)
 	}
 	// Weights all under the size to quantize leave nothing to do.
-	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: quantize.Options{MinWeights: 1 << 30}}, src, t.TempDir())
+	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: quantize.Options{MinWeights: 1 << 30}, Fuse: modelquant.FuseOff}, src, t.TempDir())
 	if !errors.Is(err, modelquant.ErrNothingToQuantize) || err.Error() != "no MatMul with a constant float weight to quantize (16 left in float)" {
 		t.Errorf("nothing to quantize: %v", err)
 	}
 }
 
-// A cross-encoder with small random weights scores every document almost alike, so int8's error reorders them:
-// the copy is refused with the measured figure, and stored as forced with Force.
+const rerankConfig = `{"task_type":"rerank","max_sequence_length":64}`
+
+// A cross-encoder keeps its order in int8 with its head, which reads one token per sequence, in float.
+func TestWriteRerank(t *testing.T) {
+	src := writeModel(t, synthbert.HeadClassifier, 0.05, rerankConfig)
+	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, src, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rec.Agreement)
+	const why = "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+	if !rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" || rec.Int8 != 8 || len(rec.Float) != 2 ||
+		rec.Float["bert.pooler.dense/MatMul"] != why || rec.Float["classifier/MatMul"] != why {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// A cross-encoder whose large random weights spread its activations widely loses its order in int8: the copy is
+// refused with the measured figure, fused and then without fusions, and stored as forced with Force.
 func TestWriteRerankBeyondBound(t *testing.T) {
 	ctx := context.Background()
-	src := writeModel(t, synthbert.HeadClassifier, 0.05, `{"task_type":"rerank","max_sequence_length":64}`)
+	src := writeModel(t, synthbert.HeadClassifier, 1, rerankConfig)
 	_, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime}, src, t.TempDir())
-	if !errors.Is(err, modelquant.ErrBeyondBound) || !strings.HasPrefix(err.Error(), "the int8 model strays beyond its accuracy bound: spearman 0.") ||
-		!strings.Contains(err.Error(), "over 50 inputs, beyond the bound 0.98") {
+	if !errors.Is(err, modelquant.ErrBeyondBound) ||
+		!regexp.MustCompile(`^the int8 model strays beyond its accuracy bound: spearman 0\.\d+ over 50 inputs, beyond the bound 0\.98 `+
+			`\(made again without fusions: the fused copy strays beyond its accuracy bound: spearman 0\.\d+ over 50 inputs, beyond the bound 0\.98\)$`).MatchString(err.Error()) {
 		t.Fatalf("err = %v", err)
 	}
 	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Force: true}, src, t.TempDir())
-	if err != nil || !rec.Forced || rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" {
+	if err != nil || !rec.Forced || rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" || rec.Fused != nil ||
+		!strings.HasPrefix(rec.Unfused, "the fused copy strays beyond its accuracy bound: spearman") {
 		t.Fatalf("forced: %+v, %v", rec, err)
+	}
+	// Asked to keep the fusions, the fused copy is refused as it is.
+	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Fuse: modelquant.FuseOn}, src, t.TempDir())
+	if !errors.Is(err, modelquant.ErrBeyondBound) || strings.Contains(err.Error(), "without fusions") {
+		t.Fatalf("fused on: %v", err)
+	}
+}
+
+// By default attention and the residual layer normalizations are fused before quantizing, and the fused copy is
+// kept when it holds its bound.
+func TestWriteFusesByDefault(t *testing.T) {
+	src := writeModel(t, synthbert.HeadHidden, 0.05, denseConfig)
+	dst := t.TempDir()
+	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Per layer: QAttention and the three other MatMuls in int8, the residual Adds and their LayerNormalization
+	// fused.
+	if !maps.Equal(rec.Fused, map[string]int{"Attention": 2, "SkipLayerNormalization": 4}) || rec.Unfused != "" || rec.Int8 != 8 ||
+		len(rec.Float) != 0 || !rec.Agreement.Holds() || rec.Agreement.Value > 0.9999999 {
+		t.Fatalf("record %+v", rec)
+	}
+	if got := ops(t, dst); got["QAttention"] != 2 || got["SkipLayerNormalization"] != 4 || got["MatMulInteger"] != 6 || got["MatMul"] != 0 {
+		t.Errorf("fused graph's operators %v", got)
+	}
+}
+
+// The copy is made again without fusions when the fused one strays beyond its bound, or when an excluded node is
+// one a fusion absorbs; asked to fuse, the exclusion is an error.
+func TestWriteDropsFusionsInTheWay(t *testing.T) {
+	ctx := context.Background()
+	src := writeModel(t, synthbert.HeadHidden, 0.05, denseConfig)
+	// A check that finds every fused copy far from the float model, and measures the others.
+	fusedAway := quantize.Agreement{Measure: "min_cosine", Value: 0.5, Inputs: 50, Bound: quantize.MinCosineBound}
+	checks := 0
+	check := func(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error) {
+		checks++
+		if ops(t, int8Dir)["QAttention"] > 0 {
+			return fusedAway, nil
+		}
+		return modelquant.Check(ctx, rt, floatDir, int8Dir)
+	}
+	dst := t.TempDir()
+	rec, err := modelquant.WriteChecked(ctx, modelquant.Config{Runtime: testRuntime}, src, dst, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checks != 2 || rec.Fused != nil || rec.Unfused != "the fused copy strays beyond its accuracy bound: min_cosine 0.500000 over 50 inputs, beyond the bound 0.99" ||
+		rec.Int8 != 12 || !rec.Agreement.Holds() {
+		t.Fatalf("%d checks, record %+v", checks, rec)
+	}
+	if got := ops(t, dst); got["QAttention"] != 0 || got["MatMulInteger"] != 12 {
+		t.Errorf("stored graph's operators %v", got)
+	}
+
+	const query = "bert.encoder.layer.0.attention.self.query/MatMul"
+	exclude := quantize.Options{Exclude: []string{query}}
+	dst = t.TempDir()
+	rec, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: exclude}, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Fused != nil || rec.Unfused != "an excluded node is one a fusion absorbs" || rec.Int8 != 11 || rec.Float[query] == "" {
+		t.Fatalf("record %+v", rec)
+	}
+	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: exclude, Fuse: modelquant.FuseOn}, src, t.TempDir())
+	if !errors.Is(err, quantize.ErrUnknownExclude) {
+		t.Errorf("excluding a fused node with the fusions kept: %v", err)
 	}
 }
 
 // A sparse model's int8 copy keeps the overlap of its heaviest terms.
 func TestWriteSparse(t *testing.T) {
 	src := writeModel(t, synthbert.HeadMaskedLM, 0.2, `{"task_type":"sparse_embedding","max_sequence_length":64}`)
-	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, src, t.TempDir())
+	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime, Fuse: modelquant.FuseOff}, src, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +241,7 @@ func TestWriteSparse(t *testing.T) {
 // int8 weights go into the graph, the external file stays beside it for the weights left in float.
 func TestWriteExternalData(t *testing.T) {
 	ctx := context.Background()
-	src := writeModel(t, synthbert.HeadHidden, 0.05, `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":64}`)
+	src := writeModel(t, synthbert.HeadHidden, 0.05, denseConfig)
 	g := graphOf(t, src)
 	const dataFile = "model.onnx_data"
 	var external []byte
@@ -175,7 +267,7 @@ func TestWriteExternalData(t *testing.T) {
 		}
 	}
 	dst := t.TempDir()
-	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime}, staged, dst) // the check runs both
+	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Fuse: modelquant.FuseOff}, staged, dst) // the check runs both
 	if err != nil {
 		t.Fatal(err)
 	}

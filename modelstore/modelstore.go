@@ -144,9 +144,11 @@ type Quantized struct {
 	// reason.
 	Int8  int               `json:"int8_nodes"`
 	Float map[string]string `json:"float,omitempty"`
-	// Fused counts the fused operators made before quantizing, by type (package fuse); empty when --fuse matched
-	// nothing, nil without it.
+	// Fused counts the fused operators made before quantizing, by type (package fuse); empty when the fusions
+	// matched nothing, nil when they were not made.
 	Fused map[string]int `json:"fused,omitempty"`
+	// Unfused says why the fusions were dropped after being made (modelquant.FuseAuto).
+	Unfused string `json:"unfused,omitempty"`
 }
 
 func (m Manifest) objectName(f File) string {

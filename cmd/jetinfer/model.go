@@ -36,7 +36,7 @@ const modelUsage = `Usage:
                                                                  upload a model artifact directory
   jetinfer model import hf://ORG/NAME[@REVISION] --model-id ID [--file PATH] [--replace] [--quantize int8] [flags]
                                                                  download a Hugging Face Hub model and upload it
-  jetinfer model quantize ID --model-id NEW_ID [--exclude NODE]... [--fuse] [--force] [--replace] [flags]
+  jetinfer model quantize ID --model-id NEW_ID [--exclude NODE]... [--fuse=auto|true|false] [--force] [--replace] [flags]
                                                                  store an int8 copy of a stored model
   jetinfer model list [flags]                                    list the stored models
   jetinfer model delete ID [flags]                               delete a stored model
@@ -45,8 +45,10 @@ const modelUsage = `Usage:
 int8 model against the float one on 50 fixed texts: dense embeddings' lowest cosine >= 0.99,
 sparse embeddings' top-20 term overlap >= 0.9, rerank scores' Spearman correlation >= 0.98.
 A model beyond its bound is refused with the figure unless --force; --exclude keeps a MatMul
-node, or the weight it multiplies by, in float; --fuse first fuses attention and the layer
-normalizations into ONNX Runtime's operators (faster on some models, slower on others).
+node, or the weight it multiplies by, in float. Attention and the layer normalizations after
+residual connections are first fused into ONNX Runtime's operators (faster in int8); with the
+default --fuse=auto the copy is made again without fusions when the fused one strays beyond
+its bound or an excluded node is one they absorb; --fuse=true keeps them, --fuse=false skips them.
 
 Models live in the JetStream Object Store bucket ` + modelstore.Bucket + ` of the NATS server
 at --nats-url (a running 'jetinfer serve' with its embedded server listens on nats://127.0.0.1:4222).
@@ -79,7 +81,8 @@ func model(args []string, stdout, stderr io.Writer) int {
 	var client natsauth.ClientConfig
 	client.RegisterFlags(fs, node.EnvName)
 	var modelID, file, precision, ortLib string
-	var replace, force, fuseOps bool
+	var replace, force bool
+	var fusion fusionFlag
 	var exclude stringList
 	wantArgs := 1
 	switch cmd {
@@ -92,7 +95,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 		}
 		fs.Var(&exclude, "exclude", "a MatMul node, or the weight it multiplies by, to keep in float (repeatable)")
 		fs.BoolVar(&force, "force", false, "store an int8 model although it strays beyond its accuracy bound")
-		fs.BoolVar(&fuseOps, "fuse", false, "fuse attention and skip layer normalization into ONNX Runtime's operators before quantizing")
+		fs.Var(&fusion, "fuse", "fuse attention and skip layer normalization into ONNX Runtime's operators before quantizing: auto (dropped when they stand in the way of the bound or an --exclude), true or false")
 		fs.StringVar(&ortLib, "onnxruntime-lib", "", "ONNX Runtime shared `FILE` for the int8 model's check (default: $"+ortlib.LibraryEnv+
 			", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
 	case "list":
@@ -129,7 +132,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 	case precision != "" && precision != quantize.Int8:
 		fmt.Fprintf(stderr, "jetinfer model import: --quantize %q: want %s\n", precision, quantize.Int8)
 		return 2
-	case !quantizing && (len(exclude) > 0 || force || fuseOps || ortLib != ""):
+	case !quantizing && (len(exclude) > 0 || force || fusion.set || ortLib != ""):
 		fmt.Fprintf(stderr, "jetinfer model import: --exclude, --force, --fuse and --onnxruntime-lib go with --quantize int8\n")
 		return 2
 	}
@@ -159,7 +162,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer func() { _ = rt.Close() }() // every session the check opened is closed by then
-		q = &modelquant.Config{Runtime: rt, Options: quantize.Options{Exclude: exclude}, Force: force, Fuse: fuseOps}
+		q = &modelquant.Config{Runtime: rt, Options: quantize.Options{Exclude: exclude}, Force: force, Fuse: fusion.mode}
 	}
 	store, closeNATS, err := openModelStore(ctx, *natsURL, client)
 	if err != nil {
@@ -301,8 +304,11 @@ func printQuantized(w io.Writer, m modelstore.Manifest) {
 	for _, op := range slices.Sorted(maps.Keys(q.Fused)) {
 		fused += fmt.Sprintf(", %d %s fused", q.Fused[op], op)
 	}
-	if q.Fused != nil && fused == "" {
-		fused = ", nothing fused (no subgraph of the shapes --fuse knows)"
+	switch {
+	case q.Unfused != "":
+		fused = ", not fused (" + q.Unfused + ")"
+	case q.Fused != nil && fused == "":
+		fused = ", nothing fused (no subgraph of the shapes the fusions know)"
 	}
 	fmt.Fprintf(w, "quantized %s to int8: %d nodes in int8, %d in float%s; %s%s\n", q.From, q.Int8, len(q.Float), fused, q.Agreement, forced)
 	for _, name := range slices.Sorted(maps.Keys(q.Float)) {
@@ -334,6 +340,39 @@ func modelQuantize(ctx context.Context, store *modelstore.Store, source string, 
 	fmt.Fprintf(stdout, "imported %s: %d files, %s, %s, version %.12s\n", m.ModelID, len(m.Files), humanBytes(m.Size), m.Precision, m.Digest)
 	return nil
 }
+
+// fusionFlag is --fuse: auto, true or false, and alone true.
+type fusionFlag struct {
+	mode modelquant.Fusion
+	set  bool // given on the command line
+}
+
+func (f fusionFlag) String() string {
+	switch f.mode {
+	case modelquant.FuseOn:
+		return "true"
+	case modelquant.FuseOff:
+		return "false"
+	}
+	return "auto"
+}
+
+func (f *fusionFlag) Set(v string) error {
+	switch v {
+	case "auto":
+		f.mode = modelquant.FuseAuto
+	case "true":
+		f.mode = modelquant.FuseOn
+	case "false":
+		f.mode = modelquant.FuseOff
+	default:
+		return errors.New("want auto, true or false")
+	}
+	f.set = true
+	return nil
+}
+
+func (f fusionFlag) IsBoolFlag() bool { return true }
 
 // stringList is a repeatable string flag.
 type stringList []string

@@ -364,12 +364,14 @@ const (
 	attrName protowire.Number = 1
 	attrF    protowire.Number = 2
 	attrI    protowire.Number = 3
+	attrT    protowire.Number = 5
 	attrInts protowire.Number = 8
 	attrType protowire.Number = 20
 
-	attrTypeFloat = 1
-	attrTypeInt   = 2
-	attrTypeInts  = 7
+	attrTypeFloat  = 1
+	attrTypeInt    = 2
+	attrTypeTensor = 4
+	attrTypeInts   = 7
 )
 
 // Name is the attribute's name.
@@ -420,6 +422,16 @@ func (a Attribute) Float() (float32, bool) {
 	return math.Float32frombits(v), true
 }
 
+// Tensor is a TENSOR attribute's value (a Constant node's).
+func (a Attribute) Tensor() (*Tensor, bool) {
+	f, ok := a.value(attrT)
+	if !ok || f.typ != protowire.BytesType {
+		return nil, false
+	}
+	t, err := decodeTensor(f.payload())
+	return t, err == nil
+}
+
 // Ints is an INTS attribute's values.
 func (a Attribute) Ints() ([]int64, bool) {
 	fields, err := parseFields(a.raw)
@@ -463,6 +475,15 @@ func FloatAttribute(name string, v float32) Attribute {
 	out = protowire.AppendFixed32(out, math.Float32bits(v))
 	out = protowire.AppendTag(out, attrType, protowire.VarintType)
 	return Attribute{raw: protowire.AppendVarint(out, attrTypeFloat)}
+}
+
+// TensorAttribute makes a TENSOR attribute (a Constant node's value).
+func TensorAttribute(name string, t *Tensor) Attribute {
+	out := stringField(attrName, name, false).raw
+	out = protowire.AppendTag(out, attrT, protowire.BytesType)
+	out = protowire.AppendBytes(out, t.encode())
+	out = protowire.AppendTag(out, attrType, protowire.VarintType)
+	return Attribute{raw: protowire.AppendVarint(out, attrTypeTensor)}
 }
 
 // IntsAttribute makes an INTS attribute.

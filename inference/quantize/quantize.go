@@ -8,7 +8,9 @@
 // Where it differs from quantize_dynamic: weights are always per output column (quantize_dynamic's default is per
 // tensor, its per_channel option per column for MatMul too); Gemm, Conv and the other ops it also handles are left
 // in float (com.microsoft Attention becomes QAttention, as there); an activation that feeds several MatMuls (Q, K and
-// V) is quantized once; weights in external data files are read and their int8 copies stored in the graph.
+// V) is quantized once; weights in external data files are read and their int8 copies stored in the graph; the
+// MatMuls of a classifier head, which read one token per sequence, stay in float (what quantize_dynamic users pass
+// as nodes_to_exclude by hand).
 package quantize
 
 import (
@@ -135,6 +137,7 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			uses[in]++
 		}
 	}
+	head := perSequence(g, inits)
 	names := g.Names()
 	quantizedActivations := map[string][3]string{} // activation → its quantized value, scale and zero point
 	dequantized := map[string]bool{}               // QDQ: activations whose DequantizeLinear is written
@@ -150,6 +153,9 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 			continue
 		}
 		w, reason := weight(n, inits, opts)
+		if w != nil && head[n.Inputs[0]] {
+			w, reason = nil, "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+		}
 		if w == nil {
 			report.Float[label] = reason
 			nodes = append(nodes, n)
@@ -225,6 +231,42 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		return read && n == 0
 	})
 	return report, nil
+}
+
+// perSequence returns the values computed from one token of each sequence, as a classifier's pooler reads it
+// (a Gather on the sequence axis by one constant index: an export of hidden[:, 0]), and every value computed from
+// them. ONNX keeps nodes in topological order, so one pass sees a value's producer before its readers.
+func perSequence(g *onnxgraph.Graph, inits map[string]*onnxgraph.Tensor) map[string]bool {
+	scalars := map[string]bool{} // rank-0 constants
+	for name, t := range inits {
+		if len(t.Dims) == 0 {
+			scalars[name] = true
+		}
+	}
+	head := map[string]bool{}
+	for _, n := range g.Nodes {
+		if n.OpType == "Constant" && n.Domain == "" && len(n.Outputs) == 1 {
+			if a, ok := n.Attribute("value"); ok {
+				if t, ok := a.Tensor(); ok && len(t.Dims) == 0 {
+					scalars[n.Outputs[0]] = true
+				}
+			}
+			continue
+		}
+		from := slices.ContainsFunc(n.Inputs, func(in string) bool { return head[in] })
+		if !from && n.OpType == "Gather" && n.Domain == "" && len(n.Inputs) == 2 && scalars[n.Inputs[1]] {
+			if a, ok := n.Attribute("axis"); ok {
+				axis, _ := a.Int()
+				from = axis == 1
+			}
+		}
+		if from {
+			for _, o := range n.Outputs {
+				head[o] = true
+			}
+		}
+	}
+	return head
 }
 
 // nodeLabel names a node in a Report: its name, or its operator and index for an unnamed one (ONNX does not require

@@ -146,6 +146,43 @@ func TestReportUnnamedNodes(t *testing.T) {
 	}
 }
 
+// A classifier head's MatMuls read one token per sequence (a Gather on the sequence axis by a constant scalar, an
+// initializer or a Constant node): they stay in float, the encoder's MatMul before them does not.
+func TestHeadStaysFloat(t *testing.T) {
+	const why = "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+	zero := &onnxgraph.Tensor{Name: "zero", DataType: 7, RawData: make([]byte, 8)} // int64 0, rank 0
+	for _, constantNode := range []bool{false, true} {
+		g := &onnxgraph.Graph{
+			Nodes: []*onnxgraph.Node{
+				{OpType: "MatMul", Name: "encoder", Inputs: []string{"x", "w"}, Outputs: []string{"hidden"}},
+				{OpType: "Gather", Name: "first_token", Inputs: []string{"hidden", "zero"}, Outputs: []string{"first"},
+					Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("axis", 1)}},
+				{OpType: "MatMul", Name: "pooler", Inputs: []string{"first", "w"}, Outputs: []string{"pooled"}},
+				{OpType: "Tanh", Inputs: []string{"pooled"}, Outputs: []string{"tanh"}},
+				{OpType: "MatMul", Name: "classifier", Inputs: []string{"tanh", "w"}, Outputs: []string{"logits"}},
+				// A Gather on another axis (an embedding lookup's) selects no token.
+				{OpType: "Gather", Name: "lookup", Inputs: []string{"hidden", "zero"}, Outputs: []string{"row"}},
+				{OpType: "MatMul", Name: "other", Inputs: []string{"row", "w"}, Outputs: []string{"y"}},
+			},
+			Initializers: []*onnxgraph.Tensor{floatTensor("w", []int64{2, 2}, 1, 2, 3, 4)},
+		}
+		if constantNode {
+			g.Nodes = append([]*onnxgraph.Node{{OpType: "Constant", Outputs: []string{"zero"},
+				Attributes: []onnxgraph.Attribute{onnxgraph.TensorAttribute("value", zero)}}}, g.Nodes...)
+		} else {
+			g.Initializers = append(g.Initializers, zero)
+		}
+		report, err := Dynamic(&onnxgraph.Model{Graph: g}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(report.Quantized, []string{"encoder", "other"}) || len(report.Float) != 2 ||
+			report.Float["pooler"] != why || report.Float["classifier"] != why {
+			t.Errorf("index from a Constant node %v: report %+v", constantNode, report)
+		}
+	}
+}
+
 func TestUnknownExclude(t *testing.T) {
 	g := &onnxgraph.Graph{
 		Nodes:        []*onnxgraph.Node{{OpType: "MatMul", Name: "q", Inputs: []string{"x", "wq"}, Outputs: []string{"yq"}}},
