@@ -50,8 +50,9 @@ func rerankSynth() synthbert.Config {
 	return c
 }
 
-// Int8 measures each model's int8 copy (modelquant, as `jetinfer model import --quantize int8` makes it, and with
-// --fuse) against the float model at every thread count: the dense MiniLM-L12 / e5-small-sized model on 256 mixed texts, the
+// Int8 measures each model's int8 copy (modelquant, as `jetinfer model import --quantize int8` makes it, and in the
+// other form: without the fusions when that copy has them, with them when not) against the float model at every
+// thread count: the dense MiniLM-L12 / e5-small-sized model on 256 mixed texts, the
 // BERT-base sparse model on cfg.Docs 256-token documents, the MiniLM-L6 reranker on one query and 50 documents.
 func Int8(ctx context.Context, cfg Config) ([]Int8Result, error) {
 	cfg = cfg.withDefaults()
@@ -82,8 +83,8 @@ func Int8(ctx context.Context, cfg Config) ([]Int8Result, error) {
 		}
 		form, other := "fused", modelquant.FuseOff
 		switch {
-		case rec.Unfused != "":
-			form, other = "unfused: "+rec.Unfused, modelquant.FuseOn
+		case rec.UnfusedReason != "":
+			form, other = "unfused: "+rec.UnfusedReason, modelquant.FuseOn
 		case len(rec.Fused) == 0:
 			form, other = "unfused: nothing to fuse", modelquant.FuseOn
 		}

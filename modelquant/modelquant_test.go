@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,7 +90,7 @@ func TestWriteDense(t *testing.T) {
 	}
 	a := rec.Agreement
 	t.Log(a)
-	if rec.From != "float-model" || rec.Forced || rec.Int8 != 12 || len(rec.Float) != 4 || rec.Fused != nil || rec.Unfused != "" ||
+	if rec.From != "float-model" || rec.Forced || rec.Int8 != 12 || len(rec.Float) != 4 || rec.Fused != nil || rec.UnfusedReason != "" ||
 		a.Measure != "min_cosine" || a.Bound != quantize.MinCosineBound || a.Inputs != 50 || !a.Holds() || a.Value > 0.9999999 {
 		t.Fatalf("record %+v: want 12 MatMuls in int8, the 4 attention products in float, a cosine in [0.99, 1)", rec)
 	}
@@ -128,7 +129,7 @@ func TestWriteRerank(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(rec.Agreement)
-	const why = "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+	const why = "it runs once per sequence, on the one token a head reads: int8 would save nothing there and its error would land on the output"
 	if !rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" || rec.Int8 != 8 || len(rec.Float) != 2 ||
 		rec.Float["bert.pooler.dense/MatMul"] != why || rec.Float["classifier/MatMul"] != why {
 		t.Fatalf("record %+v", rec)
@@ -148,13 +149,18 @@ func TestWriteRerankBeyondBound(t *testing.T) {
 	}
 	rec, err := modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Force: true}, src, t.TempDir())
 	if err != nil || !rec.Forced || rec.Agreement.Holds() || rec.Agreement.Measure != "spearman" || rec.Fused != nil ||
-		!strings.HasPrefix(rec.Unfused, "the fused copy strays beyond its accuracy bound: spearman") {
+		!strings.HasPrefix(rec.UnfusedReason, "the fused copy strays beyond its accuracy bound: spearman") {
 		t.Fatalf("forced: %+v, %v", rec, err)
 	}
-	// Asked to keep the fusions, the fused copy is refused as it is.
-	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Fuse: modelquant.FuseOn}, src, t.TempDir())
-	if !errors.Is(err, modelquant.ErrBeyondBound) || strings.Contains(err.Error(), "without fusions") {
-		t.Fatalf("fused on: %v", err)
+	// Asked to keep the fusions, the fused copy is checked, alone, and refused as it is.
+	var checked []int
+	countFused := func(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error) {
+		checked = append(checked, ops(t, int8Dir)["QAttention"])
+		return modelquant.Check(ctx, rt, floatDir, int8Dir)
+	}
+	_, err = modelquant.WriteChecked(ctx, modelquant.Config{Runtime: testRuntime, Fuse: modelquant.FuseOn}, src, t.TempDir(), countFused)
+	if !errors.Is(err, modelquant.ErrBeyondBound) || strings.Contains(err.Error(), "without fusions") || !slices.Equal(checked, []int{2}) {
+		t.Fatalf("fused on: %v; QAttention nodes of the copies checked: %v", err, checked)
 	}
 }
 
@@ -169,7 +175,7 @@ func TestWriteFusesByDefault(t *testing.T) {
 	}
 	// Per layer: QAttention and the three other MatMuls in int8, the residual Adds and their LayerNormalization
 	// fused.
-	if !maps.Equal(rec.Fused, map[string]int{"Attention": 2, "SkipLayerNormalization": 4}) || rec.Unfused != "" || rec.Int8 != 8 ||
+	if !maps.Equal(rec.Fused, map[string]int{"Attention": 2, "SkipLayerNormalization": 4}) || rec.UnfusedReason != "" || rec.Int8 != 8 ||
 		len(rec.Float) != 0 || !rec.Agreement.Holds() || rec.Agreement.Value > 0.9999999 {
 		t.Fatalf("record %+v", rec)
 	}
@@ -178,8 +184,8 @@ func TestWriteFusesByDefault(t *testing.T) {
 	}
 }
 
-// The copy is made again without fusions when the fused one strays beyond its bound, or when an excluded node is
-// one a fusion absorbs; asked to fuse, the exclusion is an error.
+// The copy is made again without fusions when the fused one strays beyond its bound, cannot be checked, or when an
+// excluded node is one a fusion absorbs; asked to fuse, the exclusion is an error.
 func TestWriteDropsFusionsInTheWay(t *testing.T) {
 	ctx := context.Background()
 	src := writeModel(t, synthbert.HeadHidden, 0.05, denseConfig)
@@ -198,7 +204,7 @@ func TestWriteDropsFusionsInTheWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if checks != 2 || rec.Fused != nil || rec.Unfused != "the fused copy strays beyond its accuracy bound: min_cosine 0.500000 over 50 inputs, beyond the bound 0.99" ||
+	if checks != 2 || rec.Fused != nil || rec.UnfusedReason != "the fused copy strays beyond its accuracy bound: min_cosine 0.500000 over 50 inputs, beyond the bound 0.99" ||
 		rec.Int8 != 12 || !rec.Agreement.Holds() {
 		t.Fatalf("%d checks, record %+v", checks, rec)
 	}
@@ -213,12 +219,41 @@ func TestWriteDropsFusionsInTheWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Fused != nil || rec.Unfused != "an excluded node is one a fusion absorbs" || rec.Int8 != 11 || rec.Float[query] == "" {
+	if rec.Fused != nil || rec.UnfusedReason != "an excluded node is one a fusion absorbs" || rec.Int8 != 11 || rec.Float[query] == "" {
 		t.Fatalf("record %+v", rec)
+	}
+	if got := ops(t, dst); got["QAttention"] != 0 || got["MatMulInteger"] != 11 {
+		t.Errorf("stored graph's operators %v", got)
 	}
 	_, err = modelquant.Write(ctx, modelquant.Config{Runtime: testRuntime, Options: exclude, Fuse: modelquant.FuseOn}, src, t.TempDir())
 	if !errors.Is(err, quantize.ErrUnknownExclude) {
 		t.Errorf("excluding a fused node with the fusions kept: %v", err)
+	}
+
+	// A fused copy ONNX Runtime cannot run (an export the fusions half-match) gives way to the unfused one; when
+	// that one fails too, its error is the answer.
+	refused := errors.New("load the int8 model: QAttention refused the graph")
+	failFused := func(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error) {
+		if ops(t, int8Dir)["QAttention"] > 0 {
+			return quantize.Agreement{}, refused
+		}
+		return modelquant.Check(ctx, rt, floatDir, int8Dir)
+	}
+	dst = t.TempDir()
+	rec, err = modelquant.WriteChecked(ctx, modelquant.Config{Runtime: testRuntime}, src, dst, failFused)
+	if err != nil || rec.UnfusedReason != "the fused copy failed: load the int8 model: QAttention refused the graph" ||
+		!rec.Agreement.Holds() || ops(t, dst)["QAttention"] != 0 {
+		t.Fatalf("record %+v, %v", rec, err)
+	}
+	second := errors.New("the unfused copy failed too")
+	failBoth := func(ctx context.Context, rt *inference.Runtime, floatDir, int8Dir string) (quantize.Agreement, error) {
+		if ops(t, int8Dir)["QAttention"] > 0 {
+			return fusedAway, nil
+		}
+		return quantize.Agreement{}, second
+	}
+	if _, err := modelquant.WriteChecked(ctx, modelquant.Config{Runtime: testRuntime, Force: true}, src, t.TempDir(), failBoth); !errors.Is(err, second) {
+		t.Errorf("both copies failing: %v", err)
 	}
 }
 

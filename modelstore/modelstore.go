@@ -144,11 +144,11 @@ type Quantized struct {
 	// reason.
 	Int8  int               `json:"int8_nodes"`
 	Float map[string]string `json:"float,omitempty"`
-	// Fused counts the fused operators made before quantizing, by type (package fuse); empty when the fusions
-	// matched nothing, nil when they were not made.
+	// Fused counts the fused operators made before quantizing, by type (package fuse). In memory it is empty when
+	// the fusions matched nothing and nil when they were not made; stored, both are absent.
 	Fused map[string]int `json:"fused,omitempty"`
-	// Unfused says why the fusions were dropped after being made (modelquant.FuseAuto).
-	Unfused string `json:"unfused,omitempty"`
+	// UnfusedReason says why the fusions were dropped after being made (modelquant.FuseAuto).
+	UnfusedReason string `json:"unfused_reason,omitempty"`
 }
 
 func (m Manifest) objectName(f File) string {

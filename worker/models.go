@@ -396,7 +396,7 @@ func (m *ModelCache) quantizeBuiltIn(ctx context.Context, b modelsource.BuiltIn,
 	switch {
 	case err == nil:
 		log.Info().Str("agreement", rec.Agreement.String()).Int("int8_nodes", rec.Int8).Int("float_nodes", len(rec.Float)).
-			Interface("fused", rec.Fused).Str("unfused", rec.Unfused).Dur("took", time.Since(start)).Msg("built-in model quantized to int8")
+			Interface("fused", rec.Fused).Str("unfused_reason", rec.UnfusedReason).Dur("took", time.Since(start)).Msg("built-in model quantized to int8")
 		return rec, nil
 	case errors.Is(err, quantize.ErrAlreadyQuantized):
 		return nil, nil

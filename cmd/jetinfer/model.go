@@ -46,9 +46,10 @@ int8 model against the float one on 50 fixed texts: dense embeddings' lowest cos
 sparse embeddings' top-20 term overlap >= 0.9, rerank scores' Spearman correlation >= 0.98.
 A model beyond its bound is refused with the figure unless --force; --exclude keeps a MatMul
 node, or the weight it multiplies by, in float. Attention and the layer normalizations after
-residual connections are first fused into ONNX Runtime's operators (faster in int8); with the
-default --fuse=auto the copy is made again without fusions when the fused one strays beyond
-its bound or an excluded node is one they absorb; --fuse=true keeps them, --fuse=false skips them.
+residual connections are first fused into ONNX Runtime's operators (faster on two threads); with
+the default --fuse=auto the copy is made again without fusions when the fused one strays beyond
+its bound, fails, or an excluded node is one they absorb; --fuse=true keeps them,
+--fuse=false skips them.
 
 Models live in the JetStream Object Store bucket ` + modelstore.Bucket + ` of the NATS server
 at --nats-url (a running 'jetinfer serve' with its embedded server listens on nats://127.0.0.1:4222).
@@ -95,7 +96,7 @@ func model(args []string, stdout, stderr io.Writer) int {
 		}
 		fs.Var(&exclude, "exclude", "a MatMul node, or the weight it multiplies by, to keep in float (repeatable)")
 		fs.BoolVar(&force, "force", false, "store an int8 model although it strays beyond its accuracy bound")
-		fs.Var(&fusion, "fuse", "fuse attention and skip layer normalization into ONNX Runtime's operators before quantizing: auto (dropped when they stand in the way of the bound or an --exclude), true or false")
+		fs.Var(&fusion, "fuse", "fuse attention and skip layer normalization into ONNX Runtime's operators before quantizing: auto (dropped when they stand in the way of the bound or an --exclude), true or false (default auto)")
 		fs.StringVar(&ortLib, "onnxruntime-lib", "", "ONNX Runtime shared `FILE` for the int8 model's check (default: $"+ortlib.LibraryEnv+
 			", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
 	case "list":
@@ -305,8 +306,8 @@ func printQuantized(w io.Writer, m modelstore.Manifest) {
 		fused += fmt.Sprintf(", %d %s fused", q.Fused[op], op)
 	}
 	switch {
-	case q.Unfused != "":
-		fused = ", not fused (" + q.Unfused + ")"
+	case q.UnfusedReason != "":
+		fused = ", not fused (" + q.UnfusedReason + ")"
 	case q.Fused != nil && fused == "":
 		fused = ", nothing fused (no subgraph of the shapes the fusions know)"
 	}

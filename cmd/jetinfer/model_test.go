@@ -359,7 +359,7 @@ func TestModelQuantize(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^quantized .+ to int8: 12 nodes in int8, 6 in float, not fused \(the fused copy strays `+
 		`beyond its accuracy bound: spearman 0\.\d+ over 50 inputs, beyond the bound 0\.98\); spearman 0\.\d+ over 50 inputs, `+
 		`beyond the bound 0\.98 \(stored with --force\)\n`).MatchString(out) ||
-		!strings.Contains(out, "\n  float: classifier/MatMul (it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score)\n") {
+		!strings.Contains(out, "\n  float: classifier/MatMul (it runs once per sequence, on the one token a head reads: int8 would save nothing there and its error would land on the output)\n") {
 		t.Errorf("forced import: exit %d, %q, %q", code, out, errOut)
 	}
 	if code, out, errOut = cmd("model", "import", dense, "--model-id", "dense-int8", "--quantize", "int8"); code != 0 ||

@@ -154,7 +154,7 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 		}
 		w, reason := weight(n, inits, opts)
 		if w != nil && head[n.Inputs[0]] {
-			w, reason = nil, "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+			w, reason = nil, "it runs once per sequence, on the one token a head reads: int8 would save nothing there and its error would land on the output"
 		}
 		if w == nil {
 			report.Float[label] = reason
@@ -234,31 +234,42 @@ func Dynamic(m *onnxgraph.Model, opts Options) (Report, error) {
 }
 
 // perSequence returns the values computed from one token of each sequence, as a classifier's pooler reads it
-// (a Gather on the sequence axis by one constant index: an export of hidden[:, 0]), and every value computed from
-// them. ONNX keeps nodes in topological order, so one pass sees a value's producer before its readers.
+// (a Gather on the sequence axis by one constant index: an export of hidden[:, 0]), and the values computed from
+// those alone (with constants): an operator that also reads a per-token value, or a shape, makes per-token values
+// again. ONNX keeps nodes in topological order, so one pass sees a value's producer before its readers.
 func perSequence(g *onnxgraph.Graph, inits map[string]*onnxgraph.Tensor) map[string]bool {
-	scalars := map[string]bool{} // rank-0 constants
+	constant := map[string]bool{} // initializers and Constant nodes' outputs
+	scalar := map[string]bool{}   // the rank-0 ones
 	for name, t := range inits {
-		if len(t.Dims) == 0 {
-			scalars[name] = true
-		}
+		constant[name], scalar[name] = true, len(t.Dims) == 0
 	}
 	head := map[string]bool{}
 	for _, n := range g.Nodes {
 		if n.OpType == "Constant" && n.Domain == "" && len(n.Outputs) == 1 {
+			constant[n.Outputs[0]] = true
 			if a, ok := n.Attribute("value"); ok {
 				if t, ok := a.Tensor(); ok && len(t.Dims) == 0 {
-					scalars[n.Outputs[0]] = true
+					scalar[n.Outputs[0]] = true
 				}
 			}
 			continue
 		}
-		from := slices.ContainsFunc(n.Inputs, func(in string) bool { return head[in] })
-		if !from && n.OpType == "Gather" && n.Domain == "" && len(n.Inputs) == 2 && scalars[n.Inputs[1]] {
+		from := false
+		if n.OpType == "Gather" && n.Domain == "" && len(n.Inputs) == 2 && scalar[n.Inputs[1]] {
 			if a, ok := n.Attribute("axis"); ok {
 				axis, _ := a.Int()
 				from = axis == 1
 			}
+		}
+		if !from && n.OpType != "Shape" {
+			read := 0
+			from = !slices.ContainsFunc(n.Inputs, func(in string) bool {
+				if in == "" || constant[in] {
+					return false
+				}
+				read++
+				return !head[in]
+			}) && read > 0
 		}
 		if from {
 			for _, o := range n.Outputs {

@@ -149,7 +149,7 @@ func TestReportUnnamedNodes(t *testing.T) {
 // A classifier head's MatMuls read one token per sequence (a Gather on the sequence axis by a constant scalar, an
 // initializer or a Constant node): they stay in float, the encoder's MatMul before them does not.
 func TestHeadStaysFloat(t *testing.T) {
-	const why = "it runs once per sequence, on the token a classifier head reads: int8 would save nothing and its error would land on the score"
+	const why = "it runs once per sequence, on the one token a head reads: int8 would save nothing there and its error would land on the output"
 	zero := &onnxgraph.Tensor{Name: "zero", DataType: 7, RawData: make([]byte, 8)} // int64 0, rank 0
 	for _, constantNode := range []bool{false, true} {
 		g := &onnxgraph.Graph{
@@ -160,11 +160,18 @@ func TestHeadStaysFloat(t *testing.T) {
 				{OpType: "MatMul", Name: "pooler", Inputs: []string{"first", "w"}, Outputs: []string{"pooled"}},
 				{OpType: "Tanh", Inputs: []string{"pooled"}, Outputs: []string{"tanh"}},
 				{OpType: "MatMul", Name: "classifier", Inputs: []string{"tanh", "w"}, Outputs: []string{"logits"}},
-				// A Gather on another axis (an embedding lookup's) selects no token.
+				// A Gather on another axis (an embedding lookup's) selects no token, nor does one by several indices.
 				{OpType: "Gather", Name: "lookup", Inputs: []string{"hidden", "zero"}, Outputs: []string{"row"}},
 				{OpType: "MatMul", Name: "other", Inputs: []string{"row", "w"}, Outputs: []string{"y"}},
+				{OpType: "Gather", Name: "tokens", Inputs: []string{"hidden", "indices"}, Outputs: []string{"some"},
+					Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("axis", 1)}},
+				{OpType: "MatMul", Name: "some_tokens", Inputs: []string{"some", "w"}, Outputs: []string{"z"}},
+				// The pooled vector added back onto every token makes per-token values again.
+				{OpType: "Add", Inputs: []string{"hidden", "tanh"}, Outputs: []string{"mixed"}},
+				{OpType: "MatMul", Name: "every_token", Inputs: []string{"mixed", "w"}, Outputs: []string{"v"}},
 			},
-			Initializers: []*onnxgraph.Tensor{floatTensor("w", []int64{2, 2}, 1, 2, 3, 4)},
+			Initializers: []*onnxgraph.Tensor{floatTensor("w", []int64{2, 2}, 1, 2, 3, 4),
+				{Name: "indices", DataType: 7, Dims: []int64{1}, RawData: make([]byte, 8)}},
 		}
 		if constantNode {
 			g.Nodes = append([]*onnxgraph.Node{{OpType: "Constant", Outputs: []string{"zero"},
@@ -176,7 +183,7 @@ func TestHeadStaysFloat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(report.Quantized, []string{"encoder", "other"}) || len(report.Float) != 2 ||
+		if !slices.Equal(report.Quantized, []string{"encoder", "other", "some_tokens", "every_token"}) || len(report.Float) != 2 ||
 			report.Float["pooler"] != why || report.Float["classifier"] != why {
 			t.Errorf("index from a Constant node %v: report %+v", constantNode, report)
 		}
