@@ -7,6 +7,7 @@ import (
 	_ "image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,12 @@ func TestDenseRuns(t *testing.T) {
 func TestInt8Runs(t *testing.T) {
 	cfg := testConfig(0)
 	cfg.DenseModel = &smallDense
+	cfg.ProfileDir = t.TempDir()
+	// A profile left by an earlier run under the same name is not added in.
+	stale := filepath.Join(cfg.ProfileDir, "dense-int8-1t-2020-01-01_00-00-00.json")
+	if err := os.WriteFile(stale, []byte(`[{"cat":"Node","name":"x_kernel_time","dur":1000000000,"args":{"op_name":"Stale"}}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rows, err := Int8(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +115,55 @@ func TestInt8Runs(t *testing.T) {
 	var table strings.Builder
 	WriteInt8(&table, rows)
 	if !strings.Contains(table.String(), "| sparse (BERT-base MLM, 256 tokens) | 1 |") || !strings.Contains(table.String(), "| fused | ") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	// The profiles: the float model ran its MatMuls in float, the fused int8 copy its attention as one QAttention per
+	// layer per pass and no float MatMul with a weight (the attention's own products run inside QAttention).
+	for i, r := range rows {
+		f, q := r.FloatProfile, r.Int8Profile
+		qa := slices.IndexFunc(q, func(o OperatorTime) bool { return o.Op == "QAttention" })
+		if f.Of("MatMul") <= 0 || f.Of("QAttention") != 0 || f.Of("Stale") != 0 || q.Of("Stale") != 0 || qa < 0 ||
+			q[qa].Calls%smallDense.Layers != 0 || q.Of("DynamicQuantizeMatMul") <= 0 || q.Of("MatMul") != 0 || q.Total() <= 0 {
+			t.Errorf("row %d profiles: float %+v, int8 %+v", i, f, q)
+		}
+	}
+	table.Reset()
+	WriteProfiles(&table, rows, 4)
+	if !strings.Contains(table.String(), "| QAttention | | | ") || strings.Count(table.String(), "| operator | float |") != 3 {
+		t.Errorf("profiles:\n%s", table.String())
+	}
+}
+
+// TestPriorityRuns keeps the priority benchmark working: every document is
+// embedded twice, the paced idle searches are as many as the bulk alone
+// took tenths of a second, and searches ran during the bulk.
+func TestPriorityRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node")
+	}
+	cfg := testConfig(0)
+	cfg.DenseModel = &smallDense
+	cfg.LatencyRequests = 10
+	cfg.PriorityDocs = 3000 // the small model is fast: enough for about 50 searches during the bulk
+	r, err := Priority(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Docs != cfg.PriorityDocs || r.BulkAlone <= 0 || r.BulkSearched <= 0 || len(r.BackToBack) != cfg.LatencyRequests {
+		t.Fatalf("%+v", r)
+	}
+	if want := max(cfg.LatencyRequests, int(r.BulkAlone/searchEvery)); len(r.Idle) != want {
+		t.Errorf("%d paced idle searches for a bulk of %s, want %d", len(r.Idle), r.BulkAlone, want)
+	}
+	for name, l := range map[string]Latencies{"back to back": r.BackToBack, "idle": r.Idle, "saturated": r.Saturated} {
+		if slices.ContainsFunc(l, func(d time.Duration) bool { return d <= 0 }) || l.P99() < l.P50() {
+			t.Errorf("%s: %v", name, l)
+		}
+	}
+	t.Logf("bulk alone %s, searched %s; %d searches during it", r.BulkAlone, r.BulkSearched, len(r.Saturated))
+	var table strings.Builder
+	WritePriority(&table, r)
+	if want := fmt.Sprintf("| searches during the bulk (%d) |", len(r.Saturated)); !strings.Contains(table.String(), want) {
 		t.Errorf("table:\n%s", table.String())
 	}
 }

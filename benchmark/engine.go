@@ -50,6 +50,12 @@ type Config struct {
 	// the latency benchmark searches beside; documents still queued when
 	// the searches end are never embedded.
 	BulkDocs int
+	// PriorityDocs is the number of long documents the priority benchmark
+	// embeds, alone and while searched: their time sets how many searches
+	// its p99s rest on.
+	PriorityDocs int
+	// ProfileDir, when set, is where the int8 benchmark has ONNX Runtime write its profiles (see Int8Result).
+	ProfileDir string
 }
 
 func (c Config) withDefaults() Config {
@@ -73,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BulkDocs == 0 {
 		c.BulkDocs = 256
+	}
+	if c.PriorityDocs == 0 {
+		c.PriorityDocs = 512
 	}
 	return c
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jetinfer/jetinfer/inference"
@@ -32,6 +34,9 @@ type Int8Result struct {
 	// ScoreStddev and MeanAbsError are the rerank scores' spread and int8's mean error, which say whether an
 	// order can survive int8 (a random-weight cross-encoder scores every document almost alike).
 	ScoreStddev, MeanAbsError float64
+	// FloatProfile and Int8Profile are ONNX Runtime's operator times of the float model and the int8 copy over all
+	// rounds, when Config.ProfileDir is set (profiling slows every pass, so that run's ratios are not the unprofiled ones).
+	FloatProfile, Int8Profile Profile
 }
 
 // Speedup is int8's inputs per second over the float model's.
@@ -115,9 +120,34 @@ const int8Rounds = 3
 func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, otherDir string, inputs []string) ([]Int8Result, error) {
 	var rows []Int8Result
 	for _, threads := range cfg.Threads {
-		r, err := compareAt(ctx, cfg, []string{floatDir, int8Dir, otherDir}, threads, inputs)
+		var profiles []string
+		if cfg.ProfileDir != "" {
+			if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+				return nil, err
+			}
+			for _, variant := range []string{"float", "int8", "other"} {
+				prefix := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-%dt-", strings.Fields(name)[0], variant, threads))
+				// ReadProfiles adds up every file of a prefix: an earlier run's must go.
+				old, _ := filepath.Glob(prefix + "*.json")
+				for _, f := range old {
+					if err := os.Remove(f); err != nil {
+						return nil, err
+					}
+				}
+				profiles = append(profiles, prefix)
+			}
+		}
+		r, err := compareAt(ctx, cfg, []string{floatDir, int8Dir, otherDir}, profiles, threads, inputs)
 		if err != nil {
 			return nil, err
+		}
+		if profiles != nil {
+			if r.FloatProfile, err = ReadProfiles(profiles[0]); err != nil {
+				return nil, err
+			}
+			if r.Int8Profile, err = ReadProfiles(profiles[1]); err != nil {
+				return nil, err
+			}
 		}
 		r.Name = name
 		rows = append(rows, r)
@@ -125,16 +155,21 @@ func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, other
 	return rows, nil
 }
 
-// compareAt loads the float model and both int8 forms at one thread count and runs them in turn, round after round.
-func compareAt(ctx context.Context, cfg Config, dirs []string, threads int, inputs []string) (Int8Result, error) {
+// compareAt loads the float model and both int8 forms at one thread count and runs them in turn, round after round;
+// profiles, when given, are the models' LoadOptions.Profile (written when compareAt returns).
+func compareAt(ctx context.Context, cfg Config, dirs, profiles []string, threads int, inputs []string) (Int8Result, error) {
 	var models []*inference.Model
 	defer func() {
 		for _, m := range models {
 			_ = m.Close()
 		}
 	}()
-	for _, dir := range dirs {
-		m, err := inference.LoadModel(ctx, cfg.Runtime, dir, inference.LoadOptions{Threads: threads})
+	for i, dir := range dirs {
+		opts := inference.LoadOptions{Threads: threads}
+		if profiles != nil {
+			opts.Profile = profiles[i]
+		}
+		m, err := inference.LoadModel(ctx, cfg.Runtime, dir, opts)
 		if err != nil {
 			return Int8Result{}, err
 		}

@@ -80,6 +80,9 @@ type Controller struct {
 	backlogs  map[string]uint64
 	swept     time.Time
 	listening map[string]*nats.Subscription
+	// unlooked are the endpoints listened to whose queue is still to be
+	// looked at (see listenTo), true once a look failed.
+	unlooked map[string]bool
 	// asleep are the units at zero with nothing to do, by plan key, and
 	// awake the others: between full passes reconcile visits only these
 	// (see reconcile). listen are the ingest subjects' endpoints listened
@@ -209,7 +212,7 @@ func (c *Controller) Run(ctx context.Context) {
 			_ = sub.Unsubscribe()
 			sub = nil
 		}
-		c.listenTo(ctx, nil)
+		c.listenTo(ctx, nil, false)
 		c.leader.Store(false)
 	}
 	defer func() {
@@ -339,11 +342,13 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodes: %w", err)
 	}
-	swept := false
+	// swept: this pass lists every queue (listed: and read them all).
+	swept, listed := false, false
 	if measure && now.Sub(c.swept) >= sweepEvery {
 		if c.backlogs, err = wire.Backlogs(ctx, c.cfg.JS); err != nil {
 			c.log.Warn().Err(err).Msg("read the endpoints' queues")
 		}
+		listed = err == nil
 		c.queueMu.Lock()
 		c.queues = make(map[string]queueDepth, len(c.backlogs))
 		for id, n := range c.backlogs {
@@ -409,8 +414,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	listenChanged := full
 	scalerStats := map[string]*cluster.ScalerStats{}
 	defer func() {
-		if listenChanged {
-			c.listenTo(ctx, c.listen)
+		if listenChanged || len(c.unlooked) > 0 {
+			c.listenTo(ctx, c.listen, listed)
 		}
 	}()
 	for _, u := range units {
@@ -731,51 +736,68 @@ const sweepEvery = time.Minute
 // for it; once it runs, its documents go to its consumer alone. A document
 // may have come between the endpoint's last allocation and the
 // subscription: the queue of an endpoint newly listened to is looked at
-// once (at most maxLookPerPlan of them per plan; a newly elected
-// controller's first sweep has just looked at all of them).
-func (c *Controller) listenTo(ctx context.Context, ids map[string]bool) {
+// once, after its subscription, at most maxLookPerPlan of them per plan;
+// those left over, and those whose look failed, are looked at by the next
+// plans, so that no burst published in that gap waits for the next sweep.
+// A pass that listed every queue (listed) did it for all those listened
+// to before it.
+func (c *Controller) listenTo(ctx context.Context, ids map[string]bool, listed bool) {
 	for id, sub := range c.listening {
 		if !ids[id] {
 			_ = sub.Unsubscribe()
 			delete(c.listening, id)
+			delete(c.unlooked, id)
 		}
 	}
 	if c.listening == nil {
-		c.listening = map[string]*nats.Subscription{}
+		c.listening, c.unlooked = map[string]*nats.Subscription{}, map[string]bool{}
+	}
+	if listed {
+		clear(c.unlooked) // their queues were listed after they were listened to
 	}
 	ch := c.demand // becomeLeader replaces it; a late callback keeps this one
-	looked := 0
+	wake := func(id string) {
+		select {
+		case ch <- demand{id: id}:
+			c.poke()
+		default:
+		}
+	}
 	for id := range ids {
 		if c.listening[id] != nil {
 			continue
 		}
-		sub, err := c.cfg.NC.Subscribe(wire.IngestSubject(config.Token(id)), func(*nats.Msg) {
-			select {
-			case ch <- demand{id: id}:
-				c.poke()
-			default:
-			}
-		})
+		sub, err := c.cfg.NC.Subscribe(wire.IngestSubject(config.Token(id)), func(*nats.Msg) { wake(id) })
 		if err != nil {
 			c.unsettled = true // tried again by the next pass, a full one
 			c.log.Warn().Err(err).Str("inference_id", id).Msg("listen for documents at zero")
 			continue
 		}
 		c.listening[id] = sub
-		if looked < maxLookPerPlan {
-			looked++
-			if info, err := wire.Info(ctx, c.cfg.JS, id); err == nil && info.NumPending+uint64(info.NumAckPending) > 0 {
-				select {
-				case ch <- demand{id: id}:
-					c.poke()
-				default:
-				}
+		c.unlooked[id] = false
+	}
+	looked := 0
+	for id, failed := range c.unlooked {
+		if looked == maxLookPerPlan || ctx.Err() != nil {
+			break
+		}
+		looked++
+		info, err := wire.Info(ctx, c.cfg.JS, id)
+		if err != nil {
+			if !failed {
+				c.unlooked[id] = true
+				c.log.Warn().Err(err).Str("inference_id", id).Msg("look at the queue of an endpoint at zero; looking again at each plan until the next sweep")
 			}
+			continue
+		}
+		delete(c.unlooked, id)
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			wake(id)
 		}
 	}
 }
 
-// maxLookPerPlan bounds the queues listen looks at in one plan.
+// maxLookPerPlan bounds the queues listenTo looks at in one plan.
 const maxLookPerPlan = 20
 
 // sampleOne adds one endpoint's work and backlog to s.

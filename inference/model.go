@@ -44,6 +44,12 @@ type LoadOptions struct {
 	// optimized are kept, so that loading a model again skips the
 	// optimization (see graphCache).
 	GraphCache string
+	// Profile, when set, makes ONNX Runtime time every operator of every
+	// forward pass and write the events, when the model is closed, to a
+	// JSON file whose name is Profile followed by the load's date and
+	// time and ".json", in ONNX Runtime's profile format. Profiling slows
+	// every pass: it is for measurements.
+	Profile string
 }
 
 // Timings observes the model's work (the worker's metrics).
@@ -136,7 +142,7 @@ func LoadModel(ctx context.Context, rt *Runtime, dir string, opts LoadOptions) (
 	if spec.Inputs.PositionIDs != "" {
 		names = append(names, spec.Inputs.PositionIDs) // in batchInput's order
 	}
-	sess, err := newSession(onnx, names, spec.Output, opts.Threads, graphCache{dir: opts.GraphCache})
+	sess, err := newSession(onnx, names, spec.Output, runSettings{threads: opts.Threads, profile: opts.Profile}, graphCache{dir: opts.GraphCache})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}

@@ -25,9 +25,19 @@ type session struct {
 	beforeRun func(ctx context.Context, terminated <-chan struct{})
 }
 
+// runSettings are what a session's options come from.
+type runSettings struct {
+	// threads is ORT's intra-op thread count per Run: the endpoint's num_threads.
+	threads int
+	// profile, when set, makes ORT profile every operator of every Run
+	// into a file whose name starts with profile (see LoadOptions.Profile).
+	profile string
+}
+
 // sessionOptions are the ORT settings for CPU inference with variable
 // shapes.
-func sessionOptions(threads int) (*ort.SessionOptions, error) {
+func sessionOptions(rs runSettings) (*ort.SessionOptions, error) {
+	threads := rs.threads
 	o, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, err
@@ -56,6 +66,9 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 		o.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning(threads)),
 		o.AddSessionConfigEntry("session.force_spinning_stop", "1"),
 	)
+	if rs.profile != "" {
+		err = errors.Join(err, o.EnableProfiling(rs.profile))
+	}
 	if err != nil {
 		_ = o.Destroy()
 		return nil, err
@@ -132,11 +145,11 @@ func typeName(info ort.InputOutputInfo) string {
 // once, into ORT, and never held in Go memory as well. With a cache, a
 // graph ORT optimized before is loaded as it was saved, without optimizing
 // again; a graph optimized now is saved for the next load.
-func newSession(path string, inputs []string, output string, threads int, cache graphCache) (*session, error) {
+func newSession(path string, inputs []string, output string, rs runSettings, cache graphCache) (*session, error) {
 	optimized := cache.path(path)
 	if optimized != "" {
 		if _, err := os.Stat(optimized); err == nil {
-			if s, err := openSession(optimized, inputs, output, threads, "", true); err == nil {
+			if s, err := openSession(optimized, inputs, output, rs, "", true); err == nil {
 				return s, nil
 			}
 			// Unreadable (a partial copy, a changed ORT): made again below.
@@ -147,22 +160,22 @@ func newSession(path string, inputs []string, output string, threads int, cache 
 		}
 	}
 	if optimized == "" {
-		return openSession(path, inputs, output, threads, "", false)
+		return openSession(path, inputs, output, rs, "", false)
 	}
 	// A name of its own: another load of the same graph (this process or
 	// another) may be saving it at the same time.
 	f, err := os.CreateTemp(cache.dir, filepath.Base(optimized)+".*.tmp")
 	if err != nil {
-		return openSession(path, inputs, output, threads, "", false)
+		return openSession(path, inputs, output, rs, "", false)
 	}
 	tmp := f.Name()
 	_ = f.Close()
-	s, err := openSession(path, inputs, output, threads, tmp, false)
+	s, err := openSession(path, inputs, output, rs, tmp, false)
 	if err != nil {
 		// Saving may be what failed (a full disk, a graph too large for
 		// one file): the model loads all the same, uncached.
 		_ = os.Remove(tmp)
-		return openSession(path, inputs, output, threads, "", false)
+		return openSession(path, inputs, output, rs, "", false)
 	}
 	if err := os.Rename(tmp, optimized); err != nil {
 		_ = os.Remove(tmp)
@@ -173,8 +186,8 @@ func newSession(path string, inputs []string, output string, threads int, cache 
 // openSession creates the session of the graph in path; saveTo, when set,
 // is where ORT writes the graph it optimized, and preoptimized loads a
 // graph so written without optimizing it again.
-func openSession(path string, inputs []string, output string, threads int, saveTo string, preoptimized bool) (*session, error) {
-	opts, err := sessionOptions(threads)
+func openSession(path string, inputs []string, output string, rs runSettings, saveTo string, preoptimized bool) (*session, error) {
+	opts, err := sessionOptions(rs)
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}

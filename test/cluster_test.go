@@ -83,6 +83,11 @@ func watchTargets(t *testing.T, js jetstream.JetStream, id string) *planTargets 
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		if t.Failed() {
+			pt.mu.Lock()
+			t.Logf("targets planned for %s: %v", id, pt.seen)
+			pt.mu.Unlock()
+		}
 	})
 	return pt
 }

@@ -40,6 +40,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.PipelineDocs, "pipeline-docs", 192, "mixed-length documents of the pipeline benchmark")
 	fs.IntVar(&cfg.LatencyRequests, "latency-requests", 200, "sequential single-input requests of each latency measurement")
 	fs.IntVar(&cfg.BulkDocs, "bulk-docs", 256, "long documents queued as the bulk ingest of the latency benchmark (those left when the searches end are not embedded)")
+	fs.StringVar(&cfg.ProfileDir, "onnxruntime-profile", "", "int8: `DIR` where ONNX Runtime writes a profile of each float model and int8 copy, summed up by operator after the table")
+	fs.IntVar(&cfg.PriorityDocs, "priority-docs", 512, "long documents the priority benchmark embeds alone and while searched; the paced idle searches last as long")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", ".cache/bench", "`DIR` keeping the generated models between runs")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", "inference/tokenizer/testdata/bert-base-uncased/tokenizer.json", "bert-base-uncased tokenizer.json `FILE`")
 	lib := fs.String("onnxruntime-lib", "", "ONNX Runtime shared `FILE` (default: $"+ortlib.LibraryEnv+", beside the executable, "+ortlib.CacheDir(os.LookupEnv)+", the system library path)")
@@ -182,6 +184,10 @@ func benchInt8(ctx context.Context, cfg benchmark.Config, out io.Writer) error {
 	fmt.Fprintln(out)
 	benchmark.WriteInt8(out, rows)
 	fmt.Fprintln(out)
+	if cfg.ProfileDir != "" {
+		fmt.Fprintf(out, "ONNX Runtime's profiles (in %s; profiling slows every pass, so the ratios above are not the unprofiled ones):\n\n", cfg.ProfileDir)
+		benchmark.WriteProfiles(out, rows, 6)
+	}
 	return nil
 }
 
