@@ -90,7 +90,7 @@ func TestInt8Runs(t *testing.T) {
 	cfg.DenseModel = &smallDense
 	cfg.ProfileDir = t.TempDir()
 	// A profile left by an earlier run under the same name is not added in.
-	stale := filepath.Join(cfg.ProfileDir, "dense-int8-1t-2020-01-01_00-00-00.json")
+	stale := filepath.Join(cfg.ProfileDir, "dense-int8-1t_2020-01-01_00-00-00.json")
 	if err := os.WriteFile(stale, []byte(`[{"cat":"Node","name":"x_kernel_time","dur":1000000000,"args":{"op_name":"Stale"}}]`), 0o644); err != nil {
 		t.Fatal(err)
 	}

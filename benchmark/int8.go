@@ -34,8 +34,9 @@ type Int8Result struct {
 	// ScoreStddev and MeanAbsError are the rerank scores' spread and int8's mean error, which say whether an
 	// order can survive int8 (a random-weight cross-encoder scores every document almost alike).
 	ScoreStddev, MeanAbsError float64
-	// FloatProfile and Int8Profile are ONNX Runtime's operator times of the float model and the int8 copy over all
-	// rounds, when Config.ProfileDir is set (profiling slows every pass, so that run's ratios are not the unprofiled ones).
+	// FloatProfile and Int8Profile are ONNX Runtime's operator times of the float model and the int8 copy over the
+	// warm-up and all rounds, when Config.ProfileDir is set (profiling slows every pass, so that run's ratios are not
+	// the unprofiled ones).
 	FloatProfile, Int8Profile Profile
 }
 
@@ -120,15 +121,18 @@ const int8Rounds = 3
 func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, otherDir string, inputs []string) ([]Int8Result, error) {
 	var rows []Int8Result
 	for _, threads := range cfg.Threads {
-		var profiles []string
+		var profiles []string // the float model's and the int8 copy's; the other form is not profiled
 		if cfg.ProfileDir != "" {
 			if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 				return nil, err
 			}
-			for _, variant := range []string{"float", "int8", "other"} {
-				prefix := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-%dt-", strings.Fields(name)[0], variant, threads))
+			for _, variant := range []string{"float", "int8"} {
+				prefix := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s-%dt", strings.Fields(name)[0], variant, threads))
 				// ReadProfiles adds up every file of a prefix: an earlier run's must go.
-				old, _ := filepath.Glob(prefix + "*.json")
+				old, err := profileFiles(prefix)
+				if err != nil {
+					return nil, err
+				}
 				for _, f := range old {
 					if err := os.Remove(f); err != nil {
 						return nil, err
@@ -156,7 +160,7 @@ func compareInt8(ctx context.Context, cfg Config, name, floatDir, int8Dir, other
 }
 
 // compareAt loads the float model and both int8 forms at one thread count and runs them in turn, round after round;
-// profiles, when given, are the models' LoadOptions.Profile (written when compareAt returns).
+// profiles, when given, are the first models' LoadOptions.Profile (written when compareAt returns).
 func compareAt(ctx context.Context, cfg Config, dirs, profiles []string, threads int, inputs []string) (Int8Result, error) {
 	var models []*inference.Model
 	defer func() {
@@ -166,7 +170,7 @@ func compareAt(ctx context.Context, cfg Config, dirs, profiles []string, threads
 	}()
 	for i, dir := range dirs {
 		opts := inference.LoadOptions{Threads: threads}
-		if profiles != nil {
+		if i < len(profiles) {
 			opts.Profile = profiles[i]
 		}
 		m, err := inference.LoadModel(ctx, cfg.Runtime, dir, opts)

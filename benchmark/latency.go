@@ -122,17 +122,27 @@ func Latency(ctx context.Context, cfg Config) (r LatencyResult, err error) {
 
 // waitBusy waits until the allocation has taken bulk documents.
 func waitBusy(ctx context.Context, b *benchNode) error {
+	return waitQueue(ctx, b, "the deployment took no bulk document", func(_ uint64, inHand int) bool { return inHand > 0 })
+}
+
+// waitIdle waits until the endpoint holds no document, pending or in hand.
+func waitIdle(ctx context.Context, b *benchNode) error {
+	return waitQueue(ctx, b, "the bulk left documents queued", func(pending uint64, inHand int) bool { return pending == 0 && inHand == 0 })
+}
+
+// waitQueue waits, a minute at most, until the endpoint's queue is as done says.
+func waitQueue(ctx context.Context, b *benchNode, never string, done func(pending uint64, inHand int) bool) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, inHand, err := b.backlog(ctx)
+		pending, inHand, err := b.backlog(ctx)
 		if err != nil {
 			return err
 		}
-		if inHand > 0 {
+		if done(pending, inHand) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("the deployment took no bulk document within a minute")
+			return fmt.Errorf("%s within a minute (%d pending, %d in hand)", never, pending, inHand)
 		}
 		select {
 		case <-ctx.Done():

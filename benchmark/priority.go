@@ -58,6 +58,11 @@ func Priority(ctx context.Context, cfg Config) (r PriorityResult, err error) {
 	if r.BulkAlone, _, err = b.ingest(ctx, "alone", docs); err != nil {
 		return r, err
 	}
+	// A document redelivered while it was embedded may still run after its
+	// result came: the idle searches wait for the lanes to be idle.
+	if err := waitIdle(ctx, b); err != nil {
+		return r, err
+	}
 	// A search that comes after a pause runs colder than one that follows
 	// another: on this project's VM the paced idle p99 was up to twice the
 	// back-to-back one, which made the bulk look guilty of it.

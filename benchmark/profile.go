@@ -50,15 +50,32 @@ type profileEvent struct {
 	} `json:"args"`
 }
 
+// profileFiles are the profiles ONNX Runtime wrote for one inference.LoadOptions.Profile prefix (one per session
+// loaded with it: prefix_<date>_<time>.json).
+func profileFiles(prefix string) ([]string, error) {
+	dir, base := filepath.Split(prefix)
+	entries, err := os.ReadDir(cmp.Or(dir, "."))
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if name := e.Name(); !e.IsDir() && strings.HasPrefix(name, base+"_") && strings.HasSuffix(name, ".json") {
+			files = append(files, filepath.Join(dir, name))
+		}
+	}
+	return files, nil
+}
+
 // ReadProfiles adds up the operators' kernel times in the profiles ONNX Runtime wrote for one
-// inference.LoadOptions.Profile prefix (one file per session loaded with it).
+// inference.LoadOptions.Profile prefix.
 func ReadProfiles(prefix string) (Profile, error) {
-	files, err := filepath.Glob(prefix + "*.json")
+	files, err := profileFiles(prefix)
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no ONNX Runtime profile named %s*.json", prefix)
+		return nil, fmt.Errorf("no ONNX Runtime profile named %s_*.json", prefix)
 	}
 	byOp := map[string]*OperatorTime{}
 	for _, f := range files {
@@ -106,6 +123,10 @@ func WriteProfiles(w io.Writer, rows []Int8Result, top int) {
 			continue
 		}
 		ft, it := r.FloatProfile.Total(), r.Int8Profile.Total()
+		if ft <= 0 || it <= 0 {
+			fmt.Fprintf(w, "%s, %d thread(s): a profile without operator times\n\n", r.Name, r.Threads)
+			continue
+		}
 		fmt.Fprintf(w, "%s, %d thread(s): kernel time float %s, int8 %s (%.2f×)\n\n", r.Name, r.Threads,
 			ft.Round(time.Millisecond), it.Round(time.Millisecond), ft.Seconds()/it.Seconds())
 		fmt.Fprintln(w, "| operator | float | share | int8 | share |")

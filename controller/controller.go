@@ -81,7 +81,7 @@ type Controller struct {
 	swept     time.Time
 	listening map[string]*nats.Subscription
 	// unlooked are the endpoints listened to whose queue is still to be
-	// looked at (see listenTo), true once a look failed.
+	// looked at (see lookAtQueues), true once a look failed.
 	unlooked map[string]bool
 	// asleep are the units at zero with nothing to do, by plan key, and
 	// awake the others: between full passes reconcile visits only these
@@ -231,7 +231,8 @@ func (c *Controller) Run(ctx context.Context) {
 				renewed = time.Now()
 				c.becomeLeader()
 				var err error
-				if sub, err = c.cfg.NC.Subscribe(wire.DemandSubject("*"), c.onDemand); err != nil {
+				ch := c.demand // a late callback of an earlier term keeps its own
+				if sub, err = c.cfg.NC.Subscribe(wire.DemandSubject("*"), func(msg *nats.Msg) { c.onDemand(ch, msg) }); err != nil {
 					c.log.Error().Err(err).Msg("subscribe to demand")
 				}
 			} else if !errors.Is(err, cluster.ErrLeaseHeld) && ctx.Err() == nil {
@@ -299,9 +300,9 @@ func (c *Controller) becomeLeader() {
 }
 
 // onDemand hears a request that found no allocation.
-func (c *Controller) onDemand(msg *nats.Msg) {
+func (c *Controller) onDemand(ch chan<- demand, msg *nats.Msg) {
 	select {
-	case c.demand <- demand{id: wire.DemandInferenceID(msg.Subject), reply: msg.Reply}:
+	case ch <- demand{id: wire.DemandInferenceID(msg.Subject), reply: msg.Reply}:
 		c.poke()
 	default:
 	}
@@ -414,9 +415,10 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	listenChanged := full
 	scalerStats := map[string]*cluster.ScalerStats{}
 	defer func() {
-		if listenChanged || len(c.unlooked) > 0 {
+		if listenChanged {
 			c.listenTo(ctx, c.listen, listed)
 		}
+		c.lookAtQueues(ctx)
 	}()
 	for _, u := range units {
 		ep := u.ep
@@ -735,12 +737,9 @@ const sweepEvery = time.Minute
 // endpoints at zero (nil: none). Each document published to one is demand
 // for it; once it runs, its documents go to its consumer alone. A document
 // may have come between the endpoint's last allocation and the
-// subscription: the queue of an endpoint newly listened to is looked at
-// once, after its subscription, at most maxLookPerPlan of them per plan;
-// those left over, and those whose look failed, are looked at by the next
-// plans, so that no burst published in that gap waits for the next sweep.
-// A pass that listed every queue (listed) did it for all those listened
-// to before it.
+// subscription: each endpoint newly listened to is left for
+// lookAtQueues. A pass that listed every queue (listed) did so for all
+// those listened to before it.
 func (c *Controller) listenTo(ctx context.Context, ids map[string]bool, listed bool) {
 	for id, sub := range c.listening {
 		if !ids[id] {
@@ -756,18 +755,11 @@ func (c *Controller) listenTo(ctx context.Context, ids map[string]bool, listed b
 		clear(c.unlooked) // their queues were listed after they were listened to
 	}
 	ch := c.demand // becomeLeader replaces it; a late callback keeps this one
-	wake := func(id string) {
-		select {
-		case ch <- demand{id: id}:
-			c.poke()
-		default:
-		}
-	}
 	for id := range ids {
 		if c.listening[id] != nil {
 			continue
 		}
-		sub, err := c.cfg.NC.Subscribe(wire.IngestSubject(config.Token(id)), func(*nats.Msg) { wake(id) })
+		sub, err := c.cfg.NC.Subscribe(wire.IngestSubject(config.Token(id)), func(*nats.Msg) { c.wake(ch, id) })
 		if err != nil {
 			c.unsettled = true // tried again by the next pass, a full one
 			c.log.Warn().Err(err).Str("inference_id", id).Msg("listen for documents at zero")
@@ -776,28 +768,50 @@ func (c *Controller) listenTo(ctx context.Context, ids map[string]bool, listed b
 		c.listening[id] = sub
 		c.unlooked[id] = false
 	}
+}
+
+// lookAtQueues looks at the queues of the endpoints newly listened to
+// (after their subscription), at most maxLookPerPlan per plan: one that
+// holds documents is woken. Those left over, and those whose look failed,
+// are looked at by the next plans, so that no document published before
+// the subscription waits for the next sweep.
+func (c *Controller) lookAtQueues(ctx context.Context) {
 	looked := 0
 	for id, failed := range c.unlooked {
-		if looked == maxLookPerPlan || ctx.Err() != nil {
-			break
+		if looked == maxLookPerPlan {
+			return
 		}
 		looked++
-		info, err := wire.Info(ctx, c.cfg.JS, id)
+		n, err := wire.Queued(ctx, c.cfg.JS, id)
+		if ctx.Err() != nil {
+			return // the plan's time is up: the next one looks
+		}
 		if err != nil {
 			if !failed {
 				c.unlooked[id] = true
-				c.log.Warn().Err(err).Str("inference_id", id).Msg("look at the queue of an endpoint at zero; looking again at each plan until the next sweep")
+				c.log.Warn().Err(err).Str("inference_id", id).Msg("look at the queue of an endpoint at zero; looking again at the next plans")
 			}
 			continue
 		}
-		delete(c.unlooked, id)
-		if info.NumPending+uint64(info.NumAckPending) > 0 {
-			wake(id)
+		if n == 0 || c.wake(c.demand, id) {
+			delete(c.unlooked, id)
 		}
 	}
 }
 
-// maxLookPerPlan bounds the queues listenTo looks at in one plan.
+// wake hands the controller demand for an endpoint at zero; false when
+// its demand channel is full.
+func (c *Controller) wake(ch chan<- demand, id string) bool {
+	select {
+	case ch <- demand{id: id}:
+		c.poke()
+		return true
+	default:
+		return false
+	}
+}
+
+// maxLookPerPlan bounds the queues lookAtQueues looks at in one plan.
 const maxLookPerPlan = 20
 
 // sampleOne adds one endpoint's work and backlog to s.

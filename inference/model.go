@@ -46,9 +46,9 @@ type LoadOptions struct {
 	GraphCache string
 	// Profile, when set, makes ONNX Runtime time every operator of every
 	// forward pass and write the events, when the model is closed, to a
-	// JSON file whose name is Profile followed by the load's date and
-	// time and ".json", in ONNX Runtime's profile format. Profiling slows
-	// every pass: it is for measurements.
+	// JSON file named Profile + "_" + the load's date and time + ".json",
+	// in ONNX Runtime's profile format. Profiling slows every pass: it is
+	// for measurements.
 	Profile string
 }
 

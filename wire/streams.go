@@ -237,6 +237,17 @@ func Backlogs(ctx context.Context, js jetstream.JetStream) (map[string]uint64, e
 	return out, l.Err()
 }
 
+// Queued returns how many documents an endpoint's request stream holds:
+// with work-queue retention, those pending and those delivered but not yet
+// acknowledged. Unlike Info it needs no consumer.
+func Queued(ctx context.Context, js jetstream.JetStream, inferenceID string) (uint64, error) {
+	s, err := js.Stream(ctx, RequestsStream(config.Token(inferenceID)))
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.Msgs, nil
+}
+
 // Info returns the state of an endpoint's durable consumer: documents
 // pending and unacknowledged.
 func Info(ctx context.Context, js jetstream.JetStream, inferenceID string) (*jetstream.ConsumerInfo, error) {
