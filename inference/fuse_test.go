@@ -105,6 +105,72 @@ func TestSkipLayerNormFusion(t *testing.T) {
 	}
 }
 
+// A graph that spells its layer normalizations out (opset 14, as PyTorch exports below 17) computes what the
+// opset-17 graph does; SkipLayerNorm finds nothing in it. LayerNorm folds every one into a LayerNormalization within
+// 1e-4 of it, after which attention and the residual normalizations fuse as in the opset-17 graph, in float and
+// once quantized.
+func TestLayerNormFolding(t *testing.T) {
+	for _, tc := range headCases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tinyConfig(tc.head, 23)
+			ref, _ := writeModel(t, cfg, tc.config)
+			cfg.SpelledLayerNorm = true
+			dir, _ := writeModel(t, cfg, tc.config)
+			spelled := load(t, dir, LoadOptions{Threads: 1})
+			if diff := maxAbsDiff(t, load(t, ref, LoadOptions{Threads: 1}), spelled, mixedTexts); diff > 1e-4 {
+				t.Fatalf("the spelled-out graph differs by %g from the opset-17 one", diff)
+			}
+			if n := fuse.SkipLayerNorm(decodeGraph(t, dir)); n != 0 {
+				t.Fatalf("SkipLayerNorm fused %d in a graph without LayerNormalization", n)
+			}
+			g := decodeGraph(t, dir)
+			want := 1 + 2*cfg.Layers // the embeddings' and two per layer
+			if tc.head == synthbert.HeadMaskedLM {
+				want++ // and the MLM transform's
+			}
+			if n := fuse.LayerNorm(g); n != want {
+				t.Fatalf("folded %d; want %d", n, want)
+			}
+			ops := map[string]int{}
+			for _, n := range g.Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["LayerNormalization"] != want || ops["ReduceMean"] != 0 || ops["Pow"] != 0 || ops["Sqrt"] != 0 {
+				t.Errorf("operators %v", ops)
+			}
+			if again := fuse.LayerNorm(g); again != 0 {
+				t.Errorf("a second pass folded %d more", again)
+			}
+			folded := withGraph(t, dir, g)
+			diff := maxAbsDiff(t, spelled, load(t, folded, LoadOptions{Threads: 1}), mixedTexts)
+			t.Logf("folded: max abs difference %.3g", diff)
+			if diff > 1e-4 {
+				t.Errorf("outputs differ by %g from the spelled-out graph's", diff)
+			}
+			if a, s := fuse.Attention(g), fuse.SkipLayerNorm(g); a != cfg.Layers || s != 2*cfg.Layers {
+				t.Fatalf("after folding, %d Attention and %d SkipLayerNormalization fused", a, s)
+			}
+			fused := withGraph(t, dir, g)
+			if diff := maxAbsDiff(t, spelled, load(t, fused, LoadOptions{Threads: 1}), mixedTexts); diff > 1e-4 {
+				t.Errorf("fused outputs differ by %g from the spelled-out graph's", diff)
+			}
+			q, _ := quantizedCopy(t, fused, quantize.Options{})
+			qg := decodeGraph(t, q)
+			ops = map[string]int{}
+			for _, n := range qg.Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["QAttention"] != cfg.Layers || ops["SkipLayerNormalization"] != 2*cfg.Layers {
+				t.Errorf("quantized operators %v", ops)
+			}
+			// ONNX Runtime runs the int8 copy (LayerNormalization in a graph of opset 14, QAttention).
+			if diff := maxAbsDiff(t, spelled, load(t, q, LoadOptions{Threads: 1}), mixedTexts); math.IsNaN(diff) || diff == 0 {
+				t.Errorf("the int8 copy's outputs differ by %g", diff)
+			}
+		})
+	}
+}
+
 // Attention replaces each layer's self-attention subgraph, and its outputs stay within 1e-4 of the unfused
 // graph's; nothing of the replaced subgraphs stays behind.
 func TestAttentionFusion(t *testing.T) {

@@ -117,7 +117,11 @@ func write(ctx context.Context, cfg Config, src, dst string, check checkFunc) (*
 		rec := &modelstore.Quantized{From: cfg.From}
 		if fused {
 			rec.Fused = map[string]int{}
-			// Attention first: SkipLayerNormalization takes the residual Adds its output feeds.
+			// Spelled-out normalizations folded first: SkipLayerNormalization starts from them. Attention before
+			// it: SkipLayerNormalization takes the residual Adds its output feeds.
+			if n := fuse.LayerNorm(graph); n > 0 {
+				rec.Fused["LayerNormalization"] = n
+			}
 			if n := fuse.Attention(graph); n > 0 {
 				rec.Fused["Attention"] = n
 			}

@@ -31,8 +31,14 @@ const bertTokenizer = "../inference/tokenizer/testdata/bert-base-uncased/tokeniz
 // writeModel writes an artifact directory: a small generated BERT with bert-base-uncased's vocabulary.
 func writeModel(t *testing.T, head synthbert.Head, weightScale float32, config string) string {
 	t.Helper()
-	m, err := synthbert.New(synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
-		MaxPositions: 64, TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 11, WeightScale: weightScale, LayerNormEps: 1e-12})
+	return writeSynth(t, synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64,
+		MaxPositions: 64, TypeVocabSize: 2, NumLabels: 1, Head: head, Seed: 11, WeightScale: weightScale, LayerNormEps: 1e-12}, config)
+}
+
+// writeSynth writes the artifact of a generated model.
+func writeSynth(t *testing.T, cfg synthbert.Config, config string) string {
+	t.Helper()
+	m, err := synthbert.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +187,28 @@ func TestWriteFusesByDefault(t *testing.T) {
 	}
 	if got := ops(t, dst); got["QAttention"] != 2 || got["SkipLayerNormalization"] != 4 || got["MatMulInteger"] != 6 || got["MatMul"] != 0 {
 		t.Errorf("fused graph's operators %v", got)
+	}
+}
+
+// An export that spells its layer normalizations out (opset 14) gets the same int8 copy, its five normalizations
+// folded first.
+func TestWriteFoldsSpelledLayerNorms(t *testing.T) {
+	src := writeSynth(t, synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 64,
+		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 11, WeightScale: 0.05, LayerNormEps: 1e-12, SpelledLayerNorm: true}, denseConfig)
+	if got := ops(t, src); got["ReduceMean"] != 10 || got["LayerNormalization"] != 0 {
+		t.Fatalf("the export's operators %v", got)
+	}
+	dst := t.TempDir()
+	rec, err := modelquant.Write(context.Background(), modelquant.Config{Runtime: testRuntime}, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(rec.Fused, map[string]int{"LayerNormalization": 5, "Attention": 2, "SkipLayerNormalization": 4}) || rec.UnfusedReason != "" ||
+		rec.Int8 != 8 || !rec.Agreement.Holds() {
+		t.Fatalf("record %+v", rec)
+	}
+	if got := ops(t, dst); got["QAttention"] != 2 || got["SkipLayerNormalization"] != 4 || got["LayerNormalization"] != 1 || got["ReduceMean"] != 0 {
+		t.Errorf("int8 graph's operators %v", got)
 	}
 }
 

@@ -3,8 +3,9 @@
 // does offline: each self-attention subgraph becomes one Attention, and a residual Add (with the bias Add before
 // it) and the LayerNormalization after it one SkipLayerNormalization. It is pure Go over inference/onnxgraph;
 // ONNX Runtime's own fusions (its SkipLayerNormFusion needs static shapes that dynamic-axis exports do not give
-// it) still run at load. The patterns are those of a PyTorch export with constant reshape shapes and opset-17
-// LayerNormalization; anything else is left as it is.
+// it) still run at load. The patterns are those of a PyTorch export with constant reshape shapes, its layer
+// normalizations one LayerNormalization (opset 17) or spelled out in primitive operators (LayerNorm folds those
+// first); anything else is left as it is.
 package fuse
 
 import (
@@ -22,14 +23,15 @@ const defaultEpsilon = 1e-5
 type graphIndex struct {
 	producer map[string]*onnxgraph.Node
 	readers  map[string]int
-	reader   map[string]*onnxgraph.Node // the last node read each value (the only one where readers is 1)
+	reader   map[string]*onnxgraph.Node   // the last node read each value (the only one where readers is 1)
+	readBy   map[string][]*onnxgraph.Node // every node that reads each value, once each
 	inits    map[string]*onnxgraph.Tensor
 	outputs  map[string]bool // the graph's outputs: a value a caller reads
 }
 
 func index(g *onnxgraph.Graph) graphIndex {
 	ix := graphIndex{producer: map[string]*onnxgraph.Node{}, readers: map[string]int{}, reader: map[string]*onnxgraph.Node{},
-		inits: map[string]*onnxgraph.Tensor{}, outputs: map[string]bool{}}
+		readBy: map[string][]*onnxgraph.Node{}, inits: map[string]*onnxgraph.Tensor{}, outputs: map[string]bool{}}
 	for _, n := range g.Nodes {
 		for _, out := range n.Outputs {
 			ix.producer[out] = n
@@ -37,6 +39,9 @@ func index(g *onnxgraph.Graph) graphIndex {
 		for _, in := range n.Inputs {
 			ix.readers[in]++
 			ix.reader[in] = n
+			if rs := ix.readBy[in]; len(rs) == 0 || rs[len(rs)-1] != n {
+				ix.readBy[in] = append(rs, n)
+			}
 		}
 	}
 	for _, t := range g.Initializers {
@@ -72,6 +77,144 @@ func (ix graphIndex) residualSource(value string) bool {
 	n, ok := ix.producer[value]
 	return ok && n.Outputs[0] == value && (n.OpType == "LayerNormalization" && n.Domain == "" ||
 		n.OpType == "SkipLayerNormalization" && n.Domain == onnxgraph.ContribDomain)
+}
+
+// LayerNorm folds each layer normalization spelled out in primitive operators, as PyTorch exports it below opset 17,
+// into one LayerNormalization (which ONNX Runtime runs at every opset): x − ReduceMean(x) over the last axis (one
+// Sub, or two as older exporters repeat it), Pow 2, ReduceMean, Add ε, Sqrt, Div, Mul by a constant gamma, Add of a
+// constant beta. ONNX Runtime folds the same at load, but only after the fusions here and the quantizer have looked
+// at the graph: folded first, SkipLayerNorm finds the normalizations it starts from. It returns how many it folded.
+func LayerNorm(m *onnxgraph.Model) int {
+	g := m.Graph
+	if hasSubgraphs(g) {
+		return 0
+	}
+	ix := index(g)
+	names := g.Names()
+	drop := map[*onnxgraph.Node]bool{}
+	replace := map[*onnxgraph.Node]*onnxgraph.Node{}
+	for _, mean := range g.Nodes {
+		if ln, absorbed, ok := ix.matchLayerNorm(mean); ok && !slices.ContainsFunc(absorbed, func(n *onnxgraph.Node) bool { return drop[n] }) {
+			for _, n := range absorbed {
+				drop[n] = true
+			}
+			ln.Name = names.Prefix(ln.Outputs[0] + "/layer_norm_folded")
+			replace[absorbed[len(absorbed)-1]] = ln
+		}
+	}
+	if len(replace) == 0 {
+		return 0
+	}
+	rewrite(g, drop, replace)
+	dropDead(g) // Constant nodes of ε and 2 that only the folded operators read
+	return len(replace)
+}
+
+// rewrite puts each node of replace in its key's place and removes those of drop, in the graph's order.
+func rewrite(g *onnxgraph.Graph, drop map[*onnxgraph.Node]bool, replace map[*onnxgraph.Node]*onnxgraph.Node) {
+	nodes := g.Nodes[:0:0]
+	for _, n := range g.Nodes {
+		switch {
+		case replace[n] != nil:
+			nodes = append(nodes, replace[n])
+		case drop[n]:
+		default:
+			nodes = append(nodes, n)
+		}
+	}
+	g.Nodes = nodes
+}
+
+// matchLayerNorm matches a spelled-out layer normalization from its first ReduceMean: the LayerNormalization that
+// computes it, and the nodes it replaces (the last is the final Add, whose output it takes over).
+func (ix graphIndex) matchLayerNorm(mean *onnxgraph.Node) (*onnxgraph.Node, []*onnxgraph.Node, bool) {
+	if !ix.lastAxisMean(mean) || ix.outputs[mean.Outputs[0]] {
+		return nil, nil, false
+	}
+	x := mean.Inputs[0]
+	subs := ix.readBy[mean.Outputs[0]]
+	if len(subs) == 0 || len(subs) > 2 || len(subs) != ix.readers[mean.Outputs[0]] {
+		return nil, nil, false
+	}
+	var pow, div *onnxgraph.Node
+	for _, s := range subs {
+		if s.OpType != "Sub" || s.Domain != "" || len(s.Inputs) != 2 || s.Inputs[0] != x || s.Inputs[1] != mean.Outputs[0] ||
+			len(s.Outputs) != 1 || ix.outputs[s.Outputs[0]] || len(ix.readBy[s.Outputs[0]]) != ix.readers[s.Outputs[0]] {
+			return nil, nil, false
+		}
+		for _, r := range ix.readBy[s.Outputs[0]] {
+			switch {
+			case r.OpType == "Pow" && r.Domain == "" && pow == nil && len(r.Inputs) == 2 && r.Inputs[0] == s.Outputs[0]:
+				pow = r
+			case r.OpType == "Div" && r.Domain == "" && div == nil && len(r.Inputs) == 2 && r.Inputs[0] == s.Outputs[0]:
+				div = r
+			default:
+				return nil, nil, false
+			}
+		}
+	}
+	if pow == nil || div == nil {
+		return nil, nil, false
+	}
+	if two, ok := ix.scalar(pow.Inputs[1]); !ok || two != 2 {
+		return nil, nil, false
+	}
+	variance, ok := ix.next(pow, "ReduceMean")
+	if !ok || !ix.lastAxisMean(variance) {
+		return nil, nil, false
+	}
+	addEps, ok := ix.next(variance, "Add")
+	if !ok || len(addEps.Inputs) != 2 {
+		return nil, nil, false
+	}
+	epsilon, ok := ix.scalar(addEps.Inputs[1-slices.Index(addEps.Inputs, variance.Outputs[0])])
+	if !ok || !(epsilon > 0) || epsilon > 1e-3 {
+		return nil, nil, false
+	}
+	sqrt, ok := ix.next(addEps, "Sqrt")
+	if !ok {
+		return nil, nil, false
+	}
+	if d, ok := ix.next(sqrt, "Div"); !ok || d != div || div.Inputs[1] != sqrt.Outputs[0] {
+		return nil, nil, false
+	}
+	mul, ok := ix.next(div, "Mul")
+	if !ok || len(mul.Inputs) != 2 {
+		return nil, nil, false
+	}
+	gamma := mul.Inputs[1-slices.Index(mul.Inputs, div.Outputs[0])]
+	add, ok := ix.next(mul, "Add")
+	if !ok || len(add.Inputs) != 2 || len(add.Outputs) != 1 {
+		return nil, nil, false
+	}
+	beta := add.Inputs[1-slices.Index(add.Inputs, mul.Outputs[0])]
+	if !ix.vector(gamma) || !ix.vector(beta) || ix.inits[gamma].Dims[0] != ix.inits[beta].Dims[0] {
+		return nil, nil, false
+	}
+	ln := &onnxgraph.Node{OpType: "LayerNormalization", Inputs: []string{x, gamma, beta}, Outputs: add.Outputs,
+		Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("axis", -1), onnxgraph.FloatAttribute("epsilon", epsilon)}}
+	absorbed := append([]*onnxgraph.Node{mean}, subs...)
+	return ln, append(absorbed, pow, variance, addEps, sqrt, div, mul, add), true
+}
+
+// lastAxisMean reports whether n is a ReduceMean over the last axis alone that keeps the dimension, its axes an
+// attribute (below opset 18) or a constant input.
+func (ix graphIndex) lastAxisMean(n *onnxgraph.Node) bool {
+	if n.OpType != "ReduceMean" || n.Domain != "" || len(n.Inputs) == 0 || len(n.Outputs) != 1 {
+		return false
+	}
+	if a, ok := n.Attribute("keepdims"); ok {
+		if keep, _ := a.Int(); keep != 1 {
+			return false
+		}
+	}
+	var axes []int64
+	if a, ok := n.Attribute("axes"); ok {
+		axes, _ = a.Ints()
+	} else if len(n.Inputs) == 2 {
+		axes, _ = ix.ints(n.Inputs[1])
+	}
+	return slices.Equal(axes, []int64{-1})
 }
 
 // SkipLayerNorm fuses every Add(Add(y, bias), residual) → LayerNormalization(axis -1) into
@@ -137,17 +280,7 @@ func SkipLayerNorm(m *onnxgraph.Model) int {
 	if len(replace) == 0 {
 		return 0
 	}
-	nodes := g.Nodes[:0:0]
-	for _, n := range g.Nodes {
-		switch {
-		case drop[n]:
-		case replace[n] != nil:
-			nodes = append(nodes, replace[n])
-		default:
-			nodes = append(nodes, n)
-		}
-	}
-	g.Nodes = nodes
+	rewrite(g, drop, replace)
 	m.ImportOpset(onnxgraph.ContribDomain, 1)
 	return len(replace)
 }
@@ -321,9 +454,15 @@ func (ix graphIndex) next(n *onnxgraph.Node, opType string) (*onnxgraph.Node, bo
 	return r, true
 }
 
-// scalar returns a one-value float initializer's value.
+// scalar returns the value of a one-value float constant: an initializer, or a Constant node's (PyTorch exports
+// small constants so).
 func (ix graphIndex) scalar(name string) (float32, bool) {
 	t, ok := ix.inits[name]
+	if n, made := ix.producer[name]; !ok && made && n.OpType == "Constant" && n.Domain == "" {
+		if a, has := n.Attribute("value"); has {
+			t, ok = a.Tensor()
+		}
+	}
 	if !ok || t.DataType != onnxgraph.Float {
 		return 0, false
 	}

@@ -1,6 +1,8 @@
 package fuse_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference/fuse"
@@ -12,8 +14,13 @@ import (
 // package's tests check that the fused graphs compute the same.
 func graph(t *testing.T, decoder bool) *onnxgraph.Model {
 	t.Helper()
-	sb, err := synthbert.New(synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
+	return graphOf(t, synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
 		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 1, WeightScale: 0.2, LayerNormEps: 1e-12, Decoder: decoder})
+}
+
+func graphOf(t *testing.T, cfg synthbert.Config) *onnxgraph.Model {
+	t.Helper()
+	sb, err := synthbert.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +108,76 @@ func TestSkipLayerNormNeedsAResidual(t *testing.T) {
 	}
 	if skip := node(m, "bert.encoder.layer.0.attention.output.LayerNorm/skip_fused"); skip == nil || len(skip.Inputs) != 4 {
 		t.Errorf("fusion beside a shared bias Add: %+v", skip)
+	}
+}
+
+// LayerNorm folds the forms PyTorch exports take besides the generated one (ε a Constant node, the Sub repeated,
+// ReduceMean's axes an input as from opset 18) and leaves a normalization over another axis alone.
+func TestLayerNormForms(t *testing.T) {
+	m := graphOf(t, synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
+		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 1, WeightScale: 0.2, LayerNormEps: 1e-12, SpelledLayerNorm: true})
+	var norms []string // each normalization's name, its final Add's
+	for _, n := range m.Graph.Nodes {
+		if n.OpType == "ReduceMean" && strings.HasSuffix(n.Name, "/ReduceMean") {
+			norms = append(norms, strings.TrimSuffix(n.Name, "/ReduceMean"))
+		}
+	}
+	if len(norms) != 5 {
+		t.Fatalf("%d spelled-out normalizations: %v", len(norms), norms)
+	}
+	g := m.Graph
+	// ε from a Constant node.
+	eps := &onnxgraph.Tensor{Name: "eps", DataType: onnxgraph.Float, RawData: []byte{0x08, 0xe5, 0x3c, 0x1e}} // 1e-20 ≈ 1.0e-20f
+	g.Nodes = append([]*onnxgraph.Node{{OpType: "Constant", Name: "eps_const", Outputs: []string{"eps_const"},
+		Attributes: []onnxgraph.Attribute{onnxgraph.TensorAttribute("value", eps)}}}, g.Nodes...)
+	node(m, norms[0]+"/Add").Inputs[1] = "eps_const"
+	// The Sub repeated: Div reads a second one.
+	sub := node(m, norms[1]+"/Sub")
+	again := &onnxgraph.Node{OpType: "Sub", Name: norms[1] + "/Sub_again", Inputs: slices.Clone(sub.Inputs), Outputs: []string{norms[1] + "/Sub_again"}}
+	g.Nodes = slices.Insert(g.Nodes, slices.Index(g.Nodes, sub)+1, again)
+	node(m, norms[1]+"/Div").Inputs[0] = again.Outputs[0]
+	// Axes as an input.
+	g.Initializers = append(g.Initializers, &onnxgraph.Tensor{Name: "last_axis", DataType: 7, Dims: []int64{1},
+		RawData: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
+	for _, name := range []string{norms[2] + "/ReduceMean", norms[2] + "/ReduceMean_1"} {
+		n := node(m, name)
+		n.Attributes = nil
+		n.Inputs = append(n.Inputs, "last_axis")
+	}
+	// Another axis: not a layer normalization of the hidden states.
+	node(m, norms[3]+"/ReduceMean").Attributes = []onnxgraph.Attribute{onnxgraph.IntsAttribute("axes", 1)}
+
+	if n := fuse.LayerNorm(m); n != 4 {
+		t.Fatalf("folded %d; want 4", n)
+	}
+	for i, name := range norms {
+		n := node(m, name)
+		if i == 3 {
+			if n == nil || n.OpType != "Add" || node(m, name+"/ReduceMean") == nil {
+				t.Errorf("%s: folded over axis 1", name)
+			}
+			continue
+		}
+		var folded *onnxgraph.Node
+		for _, c := range g.Nodes {
+			if c.OpType == "LayerNormalization" && c.Outputs[0] == name {
+				folded = c
+			}
+		}
+		if folded == nil || node(m, name+"/ReduceMean") != nil || node(m, name+"/Sub_again") != nil {
+			t.Fatalf("%s: not folded", name)
+		}
+		e, _ := folded.Attribute("epsilon")
+		if v, _ := e.Float(); (i == 0) != (v == 1e-20) || i != 0 && v != 1e-12 {
+			t.Errorf("%s: epsilon %g", name, v)
+		}
+	}
+	for _, c := range g.Nodes {
+		if c.OpType == "Constant" {
+			t.Errorf("the Constant node of ε was left behind: %+v", c)
+		}
+	}
+	if slices.ContainsFunc(g.Initializers, func(t *onnxgraph.Tensor) bool { return t.Name == "last_axis" }) {
+		t.Error("the axes initializer was left behind")
 	}
 }

@@ -8,10 +8,12 @@ import (
 )
 
 // ONNX Runtime 1.24 loads IR 8 with opset 17, the first opset with
-// LayerNormalization in the default domain.
+// LayerNormalization in the default domain; a graph that spells layer
+// normalization out is of opset 14, as PyTorch exports it.
 const (
-	irVersion    = 8
-	opsetVersion = 17
+	irVersion           = 8
+	opsetVersion        = 17
+	spelledOpsetVersion = 14
 )
 
 // Graph input names and symbolic dimensions, as Hugging Face exports BERT.
@@ -50,9 +52,13 @@ func (m *Model) WriteONNX(path string) error {
 }
 
 func (m *Model) modelProto() *modelProto {
+	opset := int64(opsetVersion)
+	if m.Config.SpelledLayerNorm {
+		opset = spelledOpsetVersion
+	}
 	return &modelProto{
 		irVersion:       irVersion,
-		opsetImport:     []operatorSetID{{version: opsetVersion}},
+		opsetImport:     []operatorSetID{{version: opset}},
 		producerName:    "jetinfer-synthbert",
 		producerVersion: "1",
 		docString: fmt.Sprintf("synthetic BERT, %s head: vocab %d, hidden %d, %d layers, %d heads, intermediate %d, seed %d",
@@ -67,6 +73,7 @@ func (m *Model) graph() *graphProto {
 		graph:     &graphProto{name: "synthbert"},
 		constants: map[string]bool{},
 		eps:       m.Config.LayerNormEps,
+		spelled:   m.Config.SpelledLayerNorm,
 	}
 	inputs := []string{inputIDs, attentionMask, tokenTypeIDs}
 	switch {
@@ -102,7 +109,7 @@ func (m *Model) embeddingsGraph(b *graphBuilder) string {
 	if !noTypes {
 		typ = b.op(e.tokenType.name+"/Gather", "Gather", []string{b.table(&e.tokenType), tokenTypeIDs})
 	}
-	seqLen := b.op("bert.embeddings/seq_len", "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
+	seqLen := b.seqLen("bert.embeddings/seq_len")
 	zero := b.int64Const("const.zero_1d", []int64{1}, 0)
 	if noTypes {
 		// Type 0 for every token: row 0 of the table, broadcast over [B,S].
@@ -133,7 +140,7 @@ func (b *graphBuilder) keyBias() string {
 // causal adds to keyBias [B,1,1,S] the mask of every key after its query,
 // maskedScore above the diagonal of an [S,S] matrix: [B,1,S,S].
 func (b *graphBuilder) causal(keyBias string) string {
-	seqLen := b.op("causal/seq_len", "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
+	seqLen := b.seqLen("causal/seq_len")
 	square := b.op("causal/shape", "Concat", []string{seqLen, seqLen}, attrInt("axis", 0))
 	// ConstantOfShape without a value is float zeros.
 	zeros := b.op("causal/zeros", "ConstantOfShape", []string{square})
@@ -217,6 +224,7 @@ type graphBuilder struct {
 	graph     *graphProto
 	constants map[string]bool // names of constant initializers already added
 	eps       float32
+	spelled   bool // layer normalization in primitive operators
 }
 
 // op adds a node with one output, named out (the node gets the same name),
@@ -226,6 +234,17 @@ func (b *graphBuilder) op(out, opType string, inputs []string, attrs ...*attribu
 		name: out, opType: opType, input: inputs, output: []string{out}, attribute: attrs,
 	})
 	return out
+}
+
+// seqLen adds the input's sequence length as a one-element tensor named out: Shape's start and end attributes
+// came with opset 15, so the opset-14 graph slices the whole shape instead.
+func (b *graphBuilder) seqLen(out string) string {
+	if !b.spelled {
+		return b.op(out, "Shape", []string{inputIDs}, attrInt("start", 1), attrInt("end", 2))
+	}
+	shape := b.op(out+"/Shape", "Shape", []string{inputIDs})
+	one := b.int64Const("const.one_1d", []int64{1}, 1)
+	return b.op(out, "Slice", []string{shape, one, b.int64Const("const.two_1d", []int64{1}, 2), b.int64Const("const.zero_1d", []int64{1}, 0)})
 }
 
 // linear adds x·W + b as MatMul and Add; the Add's output is named out.
@@ -239,8 +258,17 @@ func (b *graphBuilder) linear(out, x string, l *linear) string {
 func (b *graphBuilder) layerNorm(out, x string, n *layerNorm) string {
 	gamma := b.floatInit(n.name+".weight", n.gamma, int64(len(n.gamma)))
 	beta := b.floatInit(n.name+".bias", n.beta, int64(len(n.beta)))
-	return b.op(out, "LayerNormalization", []string{x, gamma, beta},
-		attrInt("axis", -1), attrFloat("epsilon", b.eps))
+	if !b.spelled {
+		return b.op(out, "LayerNormalization", []string{x, gamma, beta},
+			attrInt("axis", -1), attrFloat("epsilon", b.eps))
+	}
+	mean := b.op(out+"/ReduceMean", "ReduceMean", []string{x}, attrInts("axes", -1))
+	d := b.op(out+"/Sub", "Sub", []string{x, mean})
+	sq := b.op(out+"/Pow", "Pow", []string{d, b.floatConst("const.two", 2)})
+	variance := b.op(out+"/ReduceMean_1", "ReduceMean", []string{sq}, attrInts("axes", -1))
+	std := b.op(out+"/Sqrt", "Sqrt", []string{b.op(out+"/Add", "Add", []string{variance, b.floatConst("const.eps", b.eps)})})
+	scaled := b.op(out+"/Mul", "Mul", []string{b.op(out+"/Div", "Div", []string{d, std}), gamma})
+	return b.op(out, "Add", []string{scaled, beta})
 }
 
 // gelu adds the exact GELU, 0.5·x·(1+erf(x/√2)), from primitive ops; ONNX

@@ -78,6 +78,11 @@ type Config struct {
 	// read from a position_ids input, which a left-padded batch needs
 	// (ForwardPositions). Its head must be HeadHidden.
 	Decoder bool
+	// SpelledLayerNorm writes each layer normalization as the primitive
+	// operators PyTorch exports below opset 17 (ReduceMean, Sub, Pow,
+	// ReduceMean, Add, Sqrt, Div, Mul, Add), in a graph of opset 14; the
+	// model computes the same.
+	SpelledLayerNorm bool
 }
 
 // maxDim bounds every size in a Config, so that products of two sizes cannot
