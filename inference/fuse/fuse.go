@@ -188,7 +188,9 @@ func (ix graphIndex) matchLayerNorm(mean *onnxgraph.Node) (*onnxgraph.Node, []*o
 		return nil, nil, false
 	}
 	beta := add.Inputs[1-slices.Index(add.Inputs, mul.Outputs[0])]
-	if !ix.vector(gamma) || !ix.vector(beta) || ix.inits[gamma].Dims[0] != ix.inits[beta].Dims[0] {
+	// One value per hidden unit: a single broadcast one is not what LayerNormalization (nor SkipLayerNormalization
+	// after it) takes.
+	if !ix.vector(gamma) || !ix.vector(beta) || ix.inits[gamma].Dims[0] < 2 || ix.inits[gamma].Dims[0] != ix.inits[beta].Dims[0] {
 		return nil, nil, false
 	}
 	ln := &onnxgraph.Node{OpType: "LayerNormalization", Inputs: []string{x, gamma, beta}, Outputs: add.Outputs,
@@ -454,16 +456,25 @@ func (ix graphIndex) next(n *onnxgraph.Node, opType string) (*onnxgraph.Node, bo
 	return r, true
 }
 
-// scalar returns the value of a one-value float constant: an initializer, or a Constant node's (PyTorch exports
-// small constants so).
-func (ix graphIndex) scalar(name string) (float32, bool) {
-	t, ok := ix.inits[name]
-	if n, made := ix.producer[name]; !ok && made && n.OpType == "Constant" && n.Domain == "" {
+// constant returns a constant tensor: an initializer, or a Constant node's value (PyTorch exports small constants
+// so).
+func (ix graphIndex) constant(name string) (*onnxgraph.Tensor, bool) {
+	if t, ok := ix.inits[name]; ok {
+		return t, true
+	}
+	if n, made := ix.producer[name]; made && n.OpType == "Constant" && n.Domain == "" {
 		if a, has := n.Attribute("value"); has {
-			t, ok = a.Tensor()
+			return a.Tensor()
 		}
 	}
-	if !ok || t.DataType != onnxgraph.Float {
+	return nil, false
+}
+
+// scalar returns the value of a one-value float constant of rank 0 or 1 (a higher rank would broadcast its
+// operation's result to more dimensions).
+func (ix graphIndex) scalar(name string) (float32, bool) {
+	t, ok := ix.constant(name)
+	if !ok || t.DataType != onnxgraph.Float || len(t.Dims) > 1 {
 		return 0, false
 	}
 	vs, err := t.Floats()
@@ -473,9 +484,9 @@ func (ix graphIndex) scalar(name string) (float32, bool) {
 	return vs[0], true
 }
 
-// ints returns an int64 initializer's values.
+// ints returns an int64 constant's values.
 func (ix graphIndex) ints(name string) ([]int64, bool) {
-	t, ok := ix.inits[name]
+	t, ok := ix.constant(name)
 	if !ok || t.DataType != dataInt64 || len(t.RawData) == 0 || len(t.RawData)%8 != 0 {
 		return nil, false
 	}

@@ -112,9 +112,9 @@ func TestSkipLayerNormNeedsAResidual(t *testing.T) {
 }
 
 // LayerNorm folds the forms PyTorch exports take besides the generated one (ε a Constant node, the Sub repeated,
-// ReduceMean's axes an input as from opset 18) and leaves a normalization over another axis alone.
+// ReduceMean's axes an input as from opset 18) and leaves alone what is not a normalization over the last axis.
 func TestLayerNormForms(t *testing.T) {
-	m := graphOf(t, synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
+	m := graphOf(t, synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 3, Heads: 4, Intermediate: 64, MaxPositions: 16,
 		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 1, WeightScale: 0.2, LayerNormEps: 1e-12, SpelledLayerNorm: true})
 	var norms []string // each normalization's name, its final Add's
 	for _, n := range m.Graph.Nodes {
@@ -122,62 +122,82 @@ func TestLayerNormForms(t *testing.T) {
 			norms = append(norms, strings.TrimSuffix(n.Name, "/ReduceMean"))
 		}
 	}
-	if len(norms) != 5 {
+	if len(norms) != 7 {
 		t.Fatalf("%d spelled-out normalizations: %v", len(norms), norms)
 	}
 	g := m.Graph
-	// ε from a Constant node.
-	eps := &onnxgraph.Tensor{Name: "eps", DataType: onnxgraph.Float, RawData: []byte{0x08, 0xe5, 0x3c, 0x1e}} // 1e-20 ≈ 1.0e-20f
+	// Folded: ε from a Constant node, which another node reads too (it stays).
+	eps := &onnxgraph.Tensor{Name: "eps", DataType: onnxgraph.Float, RawData: []byte{0x08, 0xe5, 0x3c, 0x1e}} // 1e-20
 	g.Nodes = append([]*onnxgraph.Node{{OpType: "Constant", Name: "eps_const", Outputs: []string{"eps_const"},
 		Attributes: []onnxgraph.Attribute{onnxgraph.TensorAttribute("value", eps)}}}, g.Nodes...)
 	node(m, norms[0]+"/Add").Inputs[1] = "eps_const"
-	// The Sub repeated: Div reads a second one.
+	node(m, norms[3]+"/Add").Inputs[1] = "eps_const" // a normalization left as it is
+	// Folded: the Sub repeated, Div reading the second.
 	sub := node(m, norms[1]+"/Sub")
 	again := &onnxgraph.Node{OpType: "Sub", Name: norms[1] + "/Sub_again", Inputs: slices.Clone(sub.Inputs), Outputs: []string{norms[1] + "/Sub_again"}}
 	g.Nodes = slices.Insert(g.Nodes, slices.Index(g.Nodes, sub)+1, again)
 	node(m, norms[1]+"/Div").Inputs[0] = again.Outputs[0]
-	// Axes as an input.
-	g.Initializers = append(g.Initializers, &onnxgraph.Tensor{Name: "last_axis", DataType: 7, Dims: []int64{1},
-		RawData: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
+	// Folded: axes as an input, a Constant node.
+	axes := &onnxgraph.Tensor{Name: "axes", DataType: 7, Dims: []int64{1}, RawData: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	g.Nodes = append([]*onnxgraph.Node{{OpType: "Constant", Name: "last_axis", Outputs: []string{"last_axis"},
+		Attributes: []onnxgraph.Attribute{onnxgraph.TensorAttribute("value", axes)}}}, g.Nodes...)
 	for _, name := range []string{norms[2] + "/ReduceMean", norms[2] + "/ReduceMean_1"} {
 		n := node(m, name)
 		n.Attributes = nil
 		n.Inputs = append(n.Inputs, "last_axis")
 	}
-	// Another axis: not a layer normalization of the hidden states.
+	// Not folded: a mean over axis 1; the mean minus x; a cube; the mean's dimension dropped.
 	node(m, norms[3]+"/ReduceMean").Attributes = []onnxgraph.Attribute{onnxgraph.IntsAttribute("axes", 1)}
+	swapped := node(m, norms[4]+"/Sub")
+	swapped.Inputs[0], swapped.Inputs[1] = swapped.Inputs[1], swapped.Inputs[0]
+	g.Initializers = append(g.Initializers, &onnxgraph.Tensor{Name: "three", DataType: onnxgraph.Float, RawData: []byte{0, 0, 0x40, 0x40}})
+	node(m, norms[5]+"/Pow").Inputs[1] = "three"
+	node(m, norms[6]+"/ReduceMean_1").Attributes = append(node(m, norms[6]+"/ReduceMean_1").Attributes, onnxgraph.IntAttribute("keepdims", 0))
 
-	if n := fuse.LayerNorm(m); n != 4 {
-		t.Fatalf("folded %d; want 4", n)
+	if n := fuse.LayerNorm(m); n != 3 {
+		t.Fatalf("folded %d; want 3", n)
 	}
 	for i, name := range norms {
-		n := node(m, name)
-		if i == 3 {
-			if n == nil || n.OpType != "Add" || node(m, name+"/ReduceMean") == nil {
-				t.Errorf("%s: folded over axis 1", name)
-			}
-			continue
-		}
 		var folded *onnxgraph.Node
 		for _, c := range g.Nodes {
 			if c.OpType == "LayerNormalization" && c.Outputs[0] == name {
 				folded = c
 			}
 		}
+		if i >= 3 {
+			if folded != nil || node(m, name+"/ReduceMean") == nil || node(m, name+"/Sqrt") == nil {
+				t.Errorf("%s: folded", name)
+			}
+			continue
+		}
 		if folded == nil || node(m, name+"/ReduceMean") != nil || node(m, name+"/Sub_again") != nil {
 			t.Fatalf("%s: not folded", name)
+		}
+		// Every node comes after those that make its inputs.
+		made := map[string]bool{}
+		for _, in := range g.Inputs() {
+			made[in] = true
+		}
+		for _, init := range g.Initializers {
+			made[init.Name] = true
+		}
+		for _, c := range g.Nodes {
+			if c == folded && !made[c.Inputs[0]] {
+				t.Errorf("%s: folded before its input %s is made", name, c.Inputs[0])
+			}
+			for _, o := range c.Outputs {
+				made[o] = true
+			}
 		}
 		e, _ := folded.Attribute("epsilon")
 		if v, _ := e.Float(); (i == 0) != (v == 1e-20) || i != 0 && v != 1e-12 {
 			t.Errorf("%s: epsilon %g", name, v)
 		}
 	}
-	for _, c := range g.Nodes {
-		if c.OpType == "Constant" {
-			t.Errorf("the Constant node of ε was left behind: %+v", c)
-		}
+	if node(m, "eps_const") == nil {
+		t.Error("the Constant node of ε, which another node reads, was dropped")
 	}
-	if slices.ContainsFunc(g.Initializers, func(t *onnxgraph.Tensor) bool { return t.Name == "last_axis" }) {
-		t.Error("the axes initializer was left behind")
+	if node(m, "last_axis") != nil {
+		t.Error("the Constant node of the axes, read by the folded operators alone, was left behind")
 	}
 }
