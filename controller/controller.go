@@ -212,7 +212,7 @@ func (c *Controller) Run(ctx context.Context) {
 			_ = sub.Unsubscribe()
 			sub = nil
 		}
-		c.listenTo(ctx, nil, false)
+		c.listenTo(nil, false)
 		c.leader.Store(false)
 	}
 	defer func() {
@@ -416,7 +416,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	scalerStats := map[string]*cluster.ScalerStats{}
 	defer func() {
 		if listenChanged {
-			c.listenTo(ctx, c.listen, listed)
+			c.listenTo(c.listen, listed)
 		}
 		c.lookAtQueues(ctx)
 	}()
@@ -740,7 +740,7 @@ const sweepEvery = time.Minute
 // subscription: each endpoint newly listened to is left for
 // lookAtQueues. A pass that listed every queue (listed) did so for all
 // those listened to before it.
-func (c *Controller) listenTo(ctx context.Context, ids map[string]bool, listed bool) {
+func (c *Controller) listenTo(ids map[string]bool, listed bool) {
 	for id, sub := range c.listening {
 		if !ids[id] {
 			_ = sub.Unsubscribe()

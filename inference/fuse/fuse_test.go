@@ -201,3 +201,50 @@ func TestLayerNormForms(t *testing.T) {
 		t.Error("the Constant node of the axes, read by the folded operators alone, was left behind")
 	}
 }
+
+// Attention reads its shapes and scalars from Constant nodes as PyTorch exports them, as well as from
+// initializers, and drops the Constant nodes it leaves unread.
+func TestAttentionFromConstantNodes(t *testing.T) {
+	m := graph(t, false)
+	g := m.Graph
+	inits := map[string]*onnxgraph.Tensor{}
+	for _, t := range g.Initializers {
+		inits[t.Name] = t
+	}
+	var constants []*onnxgraph.Node
+	made := map[string]bool{}
+	for _, n := range g.Nodes {
+		if n.OpType != "Reshape" && n.OpType != "Div" && n.OpType != "Unsqueeze" {
+			continue
+		}
+		in := n.Inputs[1]
+		c, ok := inits[in]
+		if !ok || strings.Contains(in, ".weight") || strings.Contains(in, ".bias") {
+			continue
+		}
+		n.Inputs[1] = "c:" + in
+		if !made[in] {
+			made[in] = true
+			constants = append(constants, &onnxgraph.Node{OpType: "Constant", Name: "c:" + in, Outputs: []string{"c:" + in},
+				Attributes: []onnxgraph.Attribute{onnxgraph.TensorAttribute("value", c)}})
+		}
+	}
+	if len(constants) < 3 { // the shapes to heads and back, the scale, the mask's axes
+		t.Fatalf("%d constants moved into Constant nodes", len(constants))
+	}
+	g.Nodes = append(constants, g.Nodes...)
+	if n := fuse.Attention(m); n != 2 {
+		t.Fatalf("fused %d of 2 layers", n)
+	}
+	read := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			read[in] = true
+		}
+	}
+	for _, n := range g.Nodes {
+		if n.OpType == "Constant" && !read[n.Outputs[0]] {
+			t.Errorf("unread Constant node left: %s", n.Name)
+		}
+	}
+}
