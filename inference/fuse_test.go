@@ -233,6 +233,49 @@ func TestAttentionFusion(t *testing.T) {
 	}
 }
 
+// An export laid out as PyTorch traces transformers' BERT (reshape shapes computed at run time, the mask unsqueezed
+// before its Cast) computes what the generated layout does, and fuses as it: one Attention per layer within 1e-4 of
+// the traced graph, then QAttention once quantized.
+func TestTracedExportFusion(t *testing.T) {
+	for _, tc := range headCases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tinyConfig(tc.head, 24)
+			ref, _ := writeModel(t, cfg, tc.config)
+			cfg.Traced = true
+			dir, _ := writeModel(t, cfg, tc.config)
+			traced := load(t, dir, LoadOptions{Threads: 1})
+			if diff := maxAbsDiff(t, load(t, ref, LoadOptions{Threads: 1}), traced, mixedTexts); diff > 1e-4 {
+				t.Fatalf("the traced graph differs by %g from the generated layout", diff)
+			}
+			g := decodeGraph(t, dir)
+			if n := fuse.Attention(g); n != cfg.Layers {
+				t.Fatalf("fused %d attentions; want %d", n, cfg.Layers)
+			}
+			ops := map[string]int{}
+			for _, n := range g.Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["Attention"] != cfg.Layers || ops["Concat"] != 0 || ops["Unsqueeze"] != 0 || ops["Softmax"] != 0 {
+				t.Errorf("operators %v", ops)
+			}
+			fused := withGraph(t, dir, g)
+			diff := maxAbsDiff(t, traced, load(t, fused, LoadOptions{Threads: 1}), mixedTexts)
+			t.Logf("max abs difference %.3g", diff)
+			if diff > 1e-4 {
+				t.Errorf("fused outputs differ by %g from the traced graph's", diff)
+			}
+			q, _ := quantizedCopy(t, fused, quantize.Options{})
+			ops = map[string]int{}
+			for _, n := range decodeGraph(t, q).Graph.Nodes {
+				ops[n.OpType]++
+			}
+			if ops["QAttention"] != cfg.Layers {
+				t.Errorf("quantized operators %v", ops)
+			}
+		})
+	}
+}
+
 // ONNX does not require node names: a graph without any is fused and quantized into one whose new nodes and values
 // all have names of their own (a name taken twice makes ONNX Runtime run one initializer for both), and it computes
 // what the named graph does.

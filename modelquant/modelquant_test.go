@@ -190,12 +190,14 @@ func TestWriteFusesByDefault(t *testing.T) {
 	}
 }
 
-// An export that spells its layer normalizations out (opset 14) gets the same int8 copy, its five normalizations
-// folded first.
-func TestWriteFoldsSpelledLayerNorms(t *testing.T) {
+// An export as PyTorch traces transformers' BERT at opset 14 (layer normalizations spelled out, reshape shapes
+// computed at run time, the mask unsqueezed before its Cast) gets the same int8 copy, its five normalizations folded
+// first.
+func TestWriteFusesTracedExport(t *testing.T) {
 	src := writeSynth(t, synthbert.Config{VocabSize: 30522, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 64,
-		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 11, WeightScale: 0.05, LayerNormEps: 1e-12, SpelledLayerNorm: true}, denseConfig)
-	if got := ops(t, src); got["ReduceMean"] != 10 || got["LayerNormalization"] != 0 {
+		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 11, WeightScale: 0.05, LayerNormEps: 1e-12,
+		SpelledLayerNorm: true, Traced: true}, denseConfig)
+	if got := ops(t, src); got["ReduceMean"] != 10 || got["LayerNormalization"] != 0 || got["Concat"] != 8 {
 		t.Fatalf("the export's operators %v", got)
 	}
 	dst := t.TempDir()
@@ -207,7 +209,8 @@ func TestWriteFoldsSpelledLayerNorms(t *testing.T) {
 		rec.Int8 != 8 || !rec.Agreement.Holds() {
 		t.Fatalf("record %+v", rec)
 	}
-	if got := ops(t, dst); got["QAttention"] != 2 || got["SkipLayerNormalization"] != 4 || got["LayerNormalization"] != 1 || got["ReduceMean"] != 0 {
+	if got := ops(t, dst); got["QAttention"] != 2 || got["SkipLayerNormalization"] != 4 || got["LayerNormalization"] != 1 || got["ReduceMean"] != 0 ||
+		got["Concat"] != 0 {
 		t.Errorf("int8 graph's operators %v", got)
 	}
 }

@@ -3,13 +3,15 @@
 // does offline: each self-attention subgraph becomes one Attention, and a residual Add (with the bias Add before
 // it) and the LayerNormalization after it one SkipLayerNormalization. It is pure Go over inference/onnxgraph;
 // ONNX Runtime's own fusions (its SkipLayerNormFusion needs static shapes that dynamic-axis exports do not give
-// it) still run at load. The patterns are those of a PyTorch export with constant reshape shapes, its layer
-// normalizations one LayerNormalization (opset 17) or spelled out in primitive operators (LayerNorm folds those
-// first); anything else is left as it is.
+// it) still run at load. The patterns are those of a PyTorch export, its reshape shapes constant or computed at run
+// time from the reshaped tensor's own Shape (ConstantShapes folds those first), its layer normalizations one
+// LayerNormalization (opset 17) or spelled out in primitive operators (LayerNorm folds those first); anything else
+// is left as it is.
 package fuse
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 
@@ -294,7 +296,8 @@ const defaultMaskFilter = -10000
 // node: the query, key and value projections (MatMul by a constant weight, Add of a constant bias) of the same
 // input, their Reshape to [batch, sequence, heads, head size] and Transposes, the scores' MatMul, scaling (Div or
 // Mul by a constant), the Add of the key mask's bias ((1 − mask) · filter, from the attention_mask input), the
-// Softmax, the MatMul by the values, the Transpose and Reshape back to [batch, sequence, hidden]. The three
+// Softmax, the MatMul by the values, the Transpose and Reshape back to [batch, sequence, hidden] (reshape shapes
+// computed at run time are made constant first: ConstantShapes). The three
 // weights are packed into one [hidden, 3·hidden] initializer; attention_mask is cast to int32 once. It returns how
 // many it fused. A subgraph whose shape differs (rotary positions, causal masks, past state) is left as it is.
 func Attention(m *onnxgraph.Model) int {
@@ -302,6 +305,7 @@ func Attention(m *onnxgraph.Model) int {
 	if hasSubgraphs(g) {
 		return 0
 	}
+	ConstantShapes(m)
 	ix := index(g)
 	names := g.Names()
 	var fused []attention
@@ -425,6 +429,14 @@ func (a attention) packed(ix graphIndex, name string) (*onnxgraph.Tensor, *onnxg
 		}
 	}
 	return floatTensor(name+"/qkv_weight", []int64{rows, 3 * cols}, w), floatTensor(name+"/qkv_bias", []int64{3 * cols}, bs)
+}
+
+func int64Tensor(name string, vals []int64) *onnxgraph.Tensor {
+	raw := make([]byte, 8*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
+	}
+	return &onnxgraph.Tensor{Name: name, DataType: dataInt64, Dims: []int64{int64(len(vals))}, RawData: raw}
 }
 
 func floatTensor(name string, dims []int64, vals []float32) *onnxgraph.Tensor {
@@ -582,8 +594,7 @@ func (ix graphIndex) matchProjection(value string, key bool) (projection, bool) 
 	return p, true
 }
 
-// maskBias follows an additive key bias back to (1 − Unsqueeze(Cast(mask, float), [1, 2])) · filter, where mask is a
-// graph input.
+// maskBias follows an additive key bias back to (1 − expanded mask) · filter (expandedMask).
 func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok bool) {
 	mul, found := ix.producer[value]
 	if !found || mul.OpType != "Mul" || mul.Domain != "" {
@@ -600,31 +611,199 @@ func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok boo
 	if one, ok := ix.scalar(sub.Inputs[0]); !ok || one != 1 {
 		return "", 0, false
 	}
-	un, found := ix.producer[sub.Inputs[1]]
-	if !found || un.OpType != "Unsqueeze" || len(un.Inputs) == 0 {
+	if mask, ok = ix.expandedMask(sub.Inputs[1]); !ok {
 		return "", 0, false
-	}
-	axes, ok := ix.ints(un.Input(1))
-	if a, found := un.Attribute("axes"); found { // before opset 13
-		axes, ok = a.Ints()
-	}
-	if !ok || !slices.Equal(axes, []int64{1, 2}) {
-		return "", 0, false
-	}
-	cast, found := ix.producer[un.Inputs[0]]
-	if !found || cast.OpType != "Cast" || len(cast.Inputs) != 1 {
-		return "", 0, false
-	}
-	if to, found := cast.Attribute("to"); !found {
-		return "", 0, false
-	} else if v, _ := to.Int(); v != int64(onnxgraph.Float) {
-		return "", 0, false
-	}
-	mask = cast.Inputs[0]
-	if _, made := ix.producer[mask]; made || ix.inits[mask] != nil {
-		return "", 0, false // not a graph input
 	}
 	return mask, filter, true
+}
+
+// expandedMask follows a value back to a graph input, the attention mask [batch, keys], cast to float once and
+// unsqueezed to [batch, 1, 1, keys]: Unsqueeze(Cast(mask), [1, 2]) as the generated models have it, or
+// Cast(Unsqueeze(Unsqueeze(mask, 1), 2)) as PyTorch traces transformers' mask[:, None, None, :].to(dtype).
+func (ix graphIndex) expandedMask(value string) (string, bool) {
+	var unsqueezes [][]int64 // the last applied first
+	casts := 0
+	for range 4 { // a Cast and at most three Unsqueezes; a longer chain is not a mask's
+		n, made := ix.producer[value]
+		if !made || n.Domain != "" || len(n.Inputs) == 0 {
+			break
+		}
+		switch n.OpType {
+		case "Unsqueeze":
+			axes, ok := ix.unsqueezeAxes(n)
+			if !ok {
+				return "", false
+			}
+			unsqueezes = append(unsqueezes, axes)
+		case "Cast":
+			to, found := n.Attribute("to")
+			if v, _ := to.Int(); !found || v != int64(onnxgraph.Float) || casts > 0 {
+				return "", false
+			}
+			casts++
+		default:
+			return "", false
+		}
+		value = n.Inputs[0]
+	}
+	if _, made := ix.producer[value]; made || ix.inits[value] != nil || casts != 1 {
+		return "", false // not a graph input, or not cast to float (a float mask may be soft)
+	}
+	dims := []string{"batch", "keys"}
+	for i := len(unsqueezes) - 1; i >= 0; i-- {
+		var ok bool
+		if dims, ok = unsqueezed(dims, unsqueezes[i]); !ok {
+			return "", false
+		}
+	}
+	return value, slices.Equal(dims, []string{"batch", "1", "1", "keys"})
+}
+
+// unsqueezeAxes returns an Unsqueeze's axes: an input from opset 13, an attribute before.
+func (ix graphIndex) unsqueezeAxes(n *onnxgraph.Node) ([]int64, bool) {
+	if a, found := n.Attribute("axes"); found {
+		return a.Ints()
+	}
+	return ix.ints(n.Input(1))
+}
+
+// unsqueezed inserts a dimension of 1 at each of axes (positions in the result, negative from its end) into dims.
+func unsqueezed(dims []string, axes []int64) ([]string, bool) {
+	rank := int64(len(dims) + len(axes))
+	at := make([]int64, len(axes))
+	for i, a := range axes {
+		if a < 0 {
+			a += rank
+		}
+		if a < 0 || a >= rank {
+			return nil, false
+		}
+		at[i] = a
+	}
+	slices.Sort(at)
+	if len(slices.Compact(slices.Clone(at))) != len(at) {
+		return nil, false
+	}
+	out := slices.Clone(dims)
+	for _, a := range at {
+		out = slices.Insert(out, int(a), "1")
+	}
+	return out, true
+}
+
+// ConstantShapes replaces each Reshape shape that an export computes at run time from the Reshape's own input by a
+// constant, as onnxruntime.transformers' FusionReshape does: PyTorch traces x.view(x.size()[:-1] + (heads, size))
+// to a Concat of x's dimensions (Shape → Gather(i) → Unsqueeze, or Gather of a 1-D index) and constants; a
+// dimension i of x at position i of the shape becomes 0, which Reshape reads as "x's dimension i". The attention
+// fusion matches the constant shapes, and the Shape subgraphs left unread go. It returns how many it replaced.
+func ConstantShapes(m *onnxgraph.Model) int {
+	g := m.Graph
+	if hasSubgraphs(g) {
+		return 0
+	}
+	ix := index(g)
+	names := g.Names()
+	made := map[string]string{} // a shape's values → the initializer holding them
+	replaced := 0
+	for _, rs := range g.Nodes {
+		shape, ok := ix.runtimeShape(rs)
+		if !ok {
+			continue
+		}
+		key := fmt.Sprint(shape)
+		name, ok := made[key]
+		if !ok {
+			name = names.Prefix(rs.Inputs[1] + "/constant")
+			g.Initializers = append(g.Initializers, int64Tensor(name, shape))
+			made[key] = name
+		}
+		rs.Inputs[1] = name
+		replaced++
+	}
+	if replaced > 0 {
+		dropDead(g)
+	}
+	return replaced
+}
+
+// runtimeShape returns the constant equivalent of a Reshape's shape when it is a Concat of constants and of at
+// least one dimension of the Reshape's input taken at its own position.
+func (ix graphIndex) runtimeShape(rs *onnxgraph.Node) ([]int64, bool) {
+	if rs.OpType != "Reshape" || rs.Domain != "" || len(rs.Inputs) != 2 {
+		return nil, false
+	}
+	if a, found := rs.Attribute("allowzero"); found { // 0 would then be a dimension of size 0
+		if v, _ := a.Int(); v != 0 {
+			return nil, false
+		}
+	}
+	concat, made := ix.producer[rs.Inputs[1]]
+	if !made || concat.OpType != "Concat" || concat.Domain != "" || len(concat.Outputs) != 1 {
+		return nil, false
+	}
+	if a, found := concat.Attribute("axis"); !found {
+		return nil, false
+	} else if axis, _ := a.Int(); axis != 0 && axis != -1 {
+		return nil, false
+	}
+	var shape []int64
+	copied := false
+	for _, part := range concat.Inputs {
+		if t, ok := ix.constant(part); ok {
+			vs, ok := ix.ints(part)
+			if !ok || len(t.Dims) != 1 {
+				return nil, false
+			}
+			shape = append(shape, vs...)
+			continue
+		}
+		if !ix.dimensionOf(part, rs.Inputs[0], int64(len(shape))) {
+			return nil, false
+		}
+		shape = append(shape, 0)
+		copied = true
+	}
+	return shape, copied
+}
+
+// dimensionOf reports whether value is the one-element tensor of x's dimension i: Unsqueeze(Gather(Shape(x), i), 0)
+// with a scalar index, or Gather(Shape(x), [i]).
+func (ix graphIndex) dimensionOf(value, x string, i int64) bool {
+	n, made := ix.producer[value]
+	if !made || n.Domain != "" || len(n.Inputs) == 0 {
+		return false
+	}
+	indexRank := 1
+	if n.OpType == "Unsqueeze" {
+		if axes, ok := ix.unsqueezeAxes(n); !ok || !slices.Equal(axes, []int64{0}) {
+			return false
+		}
+		if n, made = ix.producer[n.Inputs[0]]; !made || n.Domain != "" || len(n.Inputs) == 0 {
+			return false
+		}
+		indexRank = 0
+	}
+	if n.OpType != "Gather" || len(n.Inputs) != 2 {
+		return false
+	}
+	if a, found := n.Attribute("axis"); found {
+		if axis, _ := a.Int(); axis != 0 {
+			return false
+		}
+	}
+	t, ok := ix.constant(n.Inputs[1])
+	at, okAt := ix.ints(n.Inputs[1])
+	if !ok || !okAt || len(t.Dims) != indexRank || !slices.Equal(at, []int64{i}) {
+		return false
+	}
+	shape, made := ix.producer[n.Inputs[0]]
+	if !made || shape.OpType != "Shape" || shape.Domain != "" || len(shape.Inputs) != 1 || shape.Inputs[0] != x {
+		return false
+	}
+	// Shape's start and end (opset 15) would shift the index.
+	_, start := shape.Attribute("start")
+	_, end := shape.Attribute("end")
+	return !start && !end
 }
 
 // matchAttention matches the self-attention subgraph around a Softmax.

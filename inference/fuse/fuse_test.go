@@ -1,6 +1,7 @@
 package fuse_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -246,5 +247,94 @@ func TestAttentionFromConstantNodes(t *testing.T) {
 		if n.OpType == "Constant" && !read[n.Outputs[0]] {
 			t.Errorf("unread Constant node left: %s", n.Name)
 		}
+	}
+}
+
+// tracedGraph is a generated two-layer BERT in the layout PyTorch traces transformers' BERT to: reshape shapes
+// computed from Shape at run time, the mask unsqueezed twice before its Cast.
+func tracedGraph(t *testing.T) *onnxgraph.Model {
+	t.Helper()
+	return graphOf(t, synthbert.Config{VocabSize: 64, Hidden: 32, Layers: 2, Heads: 4, Intermediate: 64, MaxPositions: 16,
+		TypeVocabSize: 2, NumLabels: 1, Head: synthbert.HeadHidden, Seed: 1, WeightScale: 0.2, LayerNormEps: 1e-12, Traced: true})
+}
+
+// ConstantShapes makes the four reshape shapes of each layer constant where they copy the reshaped tensor's own
+// dimensions at their own positions, and leaves those that do not; the attention fusion then matches the traced
+// layout, its mask included.
+func TestConstantShapes(t *testing.T) {
+	const layer0 = "bert.encoder.layer.0.attention.self"
+	m := tracedGraph(t)
+	if n := fuse.ConstantShapes(m); n != 8 {
+		t.Fatalf("made %d shapes constant; want 4 per layer", n)
+	}
+	inits := map[string]*onnxgraph.Tensor{}
+	for _, t := range m.Graph.Initializers {
+		inits[t.Name] = t
+	}
+	shapes := map[string]bool{}
+	for _, n := range m.Graph.Nodes {
+		switch n.OpType {
+		case "Concat", "Gather", "Shape":
+			if strings.Contains(n.Name, "/Reshape/") || strings.Contains(n.Name, "/context_merged/") {
+				t.Errorf("%s left behind", n.Name)
+			}
+		case "Reshape":
+			c := inits[n.Inputs[1]]
+			if c == nil {
+				t.Fatalf("%s's shape is not constant", n.Name)
+			}
+			shapes[fmt.Sprint(c.Dims, c.RawData)] = true
+			if want := []byte{0: 0, 8: 0, 16: 4, 24: 8, 31: 0}; strings.HasSuffix(n.Name, "query/Reshape") && !slices.Equal(c.RawData, want) {
+				t.Errorf("the query's shape %v; want [0 0 4 8]", c.RawData)
+			}
+		}
+	}
+	if len(shapes) != 2 { // [0 0 heads size] and [0 0 hidden], each once
+		t.Errorf("%d distinct shape initializers", len(shapes))
+	}
+	if n := fuse.Attention(m); n != 2 {
+		t.Errorf("fused %d of 2 traced attentions", n)
+	}
+	if n := fuse.Attention(tracedGraph(t)); n != 2 {
+		t.Errorf("Attention on the traced graph itself fused %d of 2", n)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(m *onnxgraph.Model)
+	}{
+		{"the dimensions swapped", func(m *onnxgraph.Model) {
+			g0, g1 := node(m, layer0+".query/Reshape/Gather_0"), node(m, layer0+".query/Reshape/Gather_1")
+			g0.Inputs[1], g1.Inputs[1] = g1.Inputs[1], g0.Inputs[1]
+		}},
+		{"the shape of another tensor", func(m *onnxgraph.Model) {
+			node(m, layer0+".key/Reshape/Shape").Inputs[0] = node(m, layer0+".key/MatMul").Inputs[0]
+		}},
+		{"zero meaning zero", func(m *onnxgraph.Model) {
+			rs := node(m, "bert.encoder.layer.1.attention.self.value/Reshape")
+			rs.Attributes = append(rs.Attributes, onnxgraph.IntAttribute("allowzero", 1))
+		}},
+	} {
+		m := tracedGraph(t)
+		tc.change(m)
+		if n := fuse.ConstantShapes(m); n != 7 {
+			t.Errorf("%s: made %d shapes constant; want the 7 others", tc.name, n)
+		}
+		if n := fuse.Attention(m); n != 1 {
+			t.Errorf("%s: fused %d attentions; want the other layer's", tc.name, n)
+		}
+	}
+
+	// The mask unsqueezed to [batch, 1, keys, 1] (axes 2, then 1), or never cast to float: no attention fuses.
+	m = tracedGraph(t)
+	u1, u2 := node(m, "mask/Unsqueeze"), node(m, "mask/Unsqueeze_1")
+	u1.Inputs[1], u2.Inputs[1] = u2.Inputs[1], u1.Inputs[1]
+	if n := fuse.Attention(m); n != 0 {
+		t.Errorf("fused %d attentions with the mask on the wrong axes", n)
+	}
+	m = tracedGraph(t)
+	node(m, "mask/Sub").Inputs[1] = "mask/Unsqueeze_1"
+	if n := fuse.Attention(m); n != 0 {
+		t.Errorf("fused %d attentions with an uncast mask", n)
 	}
 }

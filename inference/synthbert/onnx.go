@@ -74,6 +74,7 @@ func (m *Model) graph() *graphProto {
 		constants: map[string]bool{},
 		eps:       m.Config.LayerNormEps,
 		spelled:   m.Config.SpelledLayerNorm,
+		traced:    m.Config.Traced,
 	}
 	inputs := []string{inputIDs, attentionMask, tokenTypeIDs}
 	switch {
@@ -131,8 +132,15 @@ func (m *Model) embeddingsGraph(b *graphBuilder) string {
 // (1-mask)·maskedScore, shaped [B,1,1,S] to broadcast over heads and query
 // positions.
 func (b *graphBuilder) keyBias() string {
-	mask := b.op("mask/Cast", "Cast", []string{attentionMask}, attrInt("to", int64(tensorFloat)))
-	mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{mask, b.int64Const("const.mask_axes", []int64{2}, 1, 2)})
+	var mask string
+	if b.traced {
+		mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{attentionMask, b.int64Const("const.axes_1", []int64{1}, 1)})
+		mask = b.op("mask/Unsqueeze_1", "Unsqueeze", []string{mask, b.int64Const("const.axes_2", []int64{1}, 2)})
+		mask = b.op("mask/Cast", "Cast", []string{mask}, attrInt("to", int64(tensorFloat)))
+	} else {
+		mask = b.op("mask/Cast", "Cast", []string{attentionMask}, attrInt("to", int64(tensorFloat)))
+		mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{mask, b.int64Const("const.mask_axes", []int64{2}, 1, 2)})
+	}
 	inv := b.op("mask/Sub", "Sub", []string{b.floatConst("const.one", 1), mask})
 	return b.op("mask/bias", "Mul", []string{inv, b.floatConst("const.masked_score", maskedScore)})
 }
@@ -170,12 +178,19 @@ func (l *encoderLayer) graph(b *graphBuilder, x, keyBias string, hidden, heads i
 func (l *encoderLayer) attentionGraph(b *graphBuilder, x, keyBias string, hidden, heads int) string {
 	dh := hidden / heads
 	// Reshape's 0 copies the input's dimension, so batch and sequence stay
-	// dynamic without Shape/Concat arithmetic.
-	split := b.int64Const("const.split_heads", []int64{4}, 0, 0, int64(heads), int64(dh))
-	merge := b.int64Const("const.merge_heads", []int64{3}, 0, 0, int64(hidden))
+	// dynamic in a constant shape; traced, each shape is computed as
+	// PyTorch does (tracedShape).
+	split := func(prefix, y string) string { return b.tracedShape(prefix, y, int64(heads), int64(dh)) }
+	merge := func(prefix, y string) string { return b.tracedShape(prefix, y, int64(hidden)) }
+	if !b.traced {
+		splitShape := b.int64Const("const.split_heads", []int64{4}, 0, 0, int64(heads), int64(dh))
+		mergeShape := b.int64Const("const.merge_heads", []int64{3}, 0, 0, int64(hidden))
+		split = func(string, string) string { return splitShape }
+		merge = func(string, string) string { return mergeShape }
+	}
 	heads4 := func(lin *linear, perm ...int64) string {
 		y := b.linear(lin.name, x, lin)
-		y = b.op(lin.name+"/Reshape", "Reshape", []string{y, split})
+		y = b.op(lin.name+"/Reshape", "Reshape", []string{y, split(lin.name+"/Reshape", y)})
 		return b.op(lin.name+"/Transpose", "Transpose", []string{y}, attrInts("perm", perm...))
 	}
 	q := heads4(&l.query, 0, 2, 1, 3) // [B,heads,S,dh]
@@ -190,7 +205,22 @@ func (l *encoderLayer) attentionGraph(b *graphBuilder, x, keyBias string, hidden
 	probs := b.op(p+"/probs", "Softmax", []string{scores}, attrInt("axis", -1))
 	ctx := b.op(p+"/context", "MatMul", []string{probs, v})
 	ctx = b.op(p+"/context_transposed", "Transpose", []string{ctx}, attrInts("perm", 0, 2, 1, 3))
-	return b.op(p+"/context_merged", "Reshape", []string{ctx, merge})
+	return b.op(p+"/context_merged", "Reshape", []string{ctx, merge(p+"/context_merged", ctx)})
+}
+
+// tracedShape returns x.size()[:2] + tail as PyTorch traces it: Shape, then Gather and Unsqueeze of each of the two
+// dimensions, Concat with the constant tail.
+func (b *graphBuilder) tracedShape(prefix, x string, tail ...int64) string {
+	shape := b.op(prefix+"/Shape", "Shape", []string{x})
+	var parts []string
+	for i := range int64(2) {
+		d := b.op(fmt.Sprintf("%s/Gather_%d", prefix, i), "Gather", []string{shape, b.int64Const(fmt.Sprintf("const.index_%d", i), nil, i)}, attrInt("axis", 0))
+		parts = append(parts, b.op(fmt.Sprintf("%s/Unsqueeze_%d", prefix, i), "Unsqueeze", []string{d, b.int64Const("const.axes_0", []int64{1}, 0)}))
+	}
+	for _, v := range tail {
+		parts = append(parts, b.int64Const(fmt.Sprintf("const.dim_%d", v), []int64{1}, v))
+	}
+	return b.op(prefix+"/shape", "Concat", parts, attrInt("axis", 0))
 }
 
 // headGraph mirrors Model.head and names its result the graph output.
@@ -225,6 +255,7 @@ type graphBuilder struct {
 	constants map[string]bool // names of constant initializers already added
 	eps       float32
 	spelled   bool // layer normalization in primitive operators
+	traced    bool // reshape shapes computed at run time, the mask unsqueezed before its Cast
 }
 
 // op adds a node with one output, named out (the node gets the same name),

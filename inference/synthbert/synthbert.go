@@ -83,6 +83,13 @@ type Config struct {
 	// ReduceMean, Add, Sqrt, Div, Mul, Add), in a graph of opset 14; the
 	// model computes the same.
 	SpelledLayerNorm bool
+	// Traced writes the layout torch.onnx's tracer gives transformers' eager
+	// BERT: each Reshape's shape computed at run time from its input's
+	// Shape (Gather, Unsqueeze, Concat with the heads and head size, or the
+	// hidden size), and the attention mask unsqueezed one axis at a time
+	// before its Cast, as mask[:, None, None, :].to(dtype) traces; the model
+	// computes the same.
+	Traced bool
 }
 
 // maxDim bounds every size in a Config, so that products of two sizes cannot
