@@ -2,6 +2,7 @@ package fuse_test
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -294,6 +295,16 @@ func TestConstantShapes(t *testing.T) {
 	}
 	if n := fuse.Attention(m); n != 2 {
 		t.Errorf("fused %d of 2 traced attentions", n)
+	}
+	// Masked keys score float32's lowest value, as transformers has them.
+	for _, n := range m.Graph.Nodes {
+		if n.OpType != "Attention" {
+			continue
+		}
+		a, ok := n.Attribute("mask_filter_value")
+		if v, _ := a.Float(); !ok || v != -math.MaxFloat32 {
+			t.Errorf("%s: mask_filter_value %v", n.Name, v)
+		}
 	}
 	if n := fuse.Attention(tracedGraph(t)); n != 2 {
 		t.Errorf("Attention on the traced graph itself fused %d of 2", n)

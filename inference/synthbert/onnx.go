@@ -130,17 +130,18 @@ func (m *Model) embeddingsGraph(b *graphBuilder) string {
 
 // keyBias turns attention_mask [B,S] into the additive bias
 // (1-mask)·maskedScore, shaped [B,1,1,S] to broadcast over heads and query
-// positions.
+// positions; traced, as transformers computes it.
 func (b *graphBuilder) keyBias() string {
-	var mask string
 	if b.traced {
-		mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{attentionMask, b.int64Const("const.axes_1", []int64{1}, 1)})
+		// transformers masks with float32's lowest value: exp of either is 0.
+		mask := b.op("mask/Unsqueeze", "Unsqueeze", []string{attentionMask, b.int64Const("const.axes_1", []int64{1}, 1)})
 		mask = b.op("mask/Unsqueeze_1", "Unsqueeze", []string{mask, b.int64Const("const.axes_2", []int64{1}, 2)})
 		mask = b.op("mask/Cast", "Cast", []string{mask}, attrInt("to", int64(tensorFloat)))
-	} else {
-		mask = b.op("mask/Cast", "Cast", []string{attentionMask}, attrInt("to", int64(tensorFloat)))
-		mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{mask, b.int64Const("const.mask_axes", []int64{2}, 1, 2)})
+		inv := b.op("mask/Sub", "Sub", []string{b.floatConst("const.one", 1), mask})
+		return b.op("mask/bias", "Mul", []string{inv, b.floatConst("const.lowest", -math.MaxFloat32)})
 	}
+	mask := b.op("mask/Cast", "Cast", []string{attentionMask}, attrInt("to", int64(tensorFloat)))
+	mask = b.op("mask/Unsqueeze", "Unsqueeze", []string{mask, b.int64Const("const.mask_axes", []int64{2}, 1, 2)})
 	inv := b.op("mask/Sub", "Sub", []string{b.floatConst("const.one", 1), mask})
 	return b.op("mask/bias", "Mul", []string{inv, b.floatConst("const.masked_score", maskedScore)})
 }

@@ -87,8 +87,8 @@ type Config struct {
 	// BERT: each Reshape's shape computed at run time from its input's
 	// Shape (Gather, Unsqueeze, Concat with the heads and head size, or the
 	// hidden size), and the attention mask unsqueezed one axis at a time
-	// before its Cast, as mask[:, None, None, :].to(dtype) traces; the model
-	// computes the same.
+	// before its Cast, as mask[:, None, None, :].to(dtype) traces, with
+	// float32's lowest value for masked keys; the model computes the same.
 	Traced bool
 }
 
