@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jetinfer/jetinfer/inference/artifact"
@@ -247,7 +248,14 @@ func TestTracedExportFusion(t *testing.T) {
 			if diff := maxAbsDiff(t, load(t, ref, LoadOptions{Threads: 1}), traced, mixedTexts); diff > 1e-4 {
 				t.Fatalf("the traced graph differs by %g from the generated layout", diff)
 			}
+			// The constant shapes alone compute the same.
 			g := decodeGraph(t, dir)
+			if n := fuse.ConstantShapes(g); n != 4*cfg.Layers {
+				t.Fatalf("made %d shapes constant; want 4 per layer", n)
+			}
+			if diff := maxAbsDiff(t, traced, load(t, withGraph(t, dir, g), LoadOptions{Threads: 1}), mixedTexts); diff > 1e-4 {
+				t.Fatalf("with constant shapes, the outputs differ by %g", diff)
+			}
 			if n := fuse.Attention(g); n != cfg.Layers {
 				t.Fatalf("fused %d attentions; want %d", n, cfg.Layers)
 			}
@@ -375,6 +383,112 @@ func BenchmarkFusion(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer m.Close()
+				for b.Loop() {
+					if _, err := m.Embed(context.Background(), texts, ""); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(texts)*b.N)/b.Elapsed().Seconds(), "texts/s")
+			})
+		}
+	}
+}
+
+// asMultiHead rewrites each fused Attention into MultiHeadAttention on the packed projection split in three, with
+// the key padding mask or without: without, it is the one form in which ONNX Runtime's CPU runs flash attention
+// (MlasFlashAttention), right only on batches without padding.
+func asMultiHead(b *testing.B, g *onnxgraph.Graph, masked bool) {
+	var nodes []*onnxgraph.Node
+	rewritten := 0
+	for _, a := range g.Nodes {
+		if a.OpType != "Attention" || a.Domain != onnxgraph.ContribDomain {
+			nodes = append(nodes, a)
+			continue
+		}
+		rewritten++
+		qkv, q, k, v := a.Name+"/qkv", a.Name+"/q", a.Name+"/k", a.Name+"/v"
+		var attrs []onnxgraph.Attribute
+		for _, at := range a.Attributes {
+			if at.Name() == "num_heads" || at.Name() == "scale" {
+				attrs = append(attrs, at)
+			}
+		}
+		inputs := []string{q, k, v, a.Inputs[2]}
+		if masked {
+			inputs = append(inputs, a.Inputs[3])
+		}
+		nodes = append(nodes,
+			&onnxgraph.Node{OpType: "MatMul", Name: qkv, Inputs: a.Inputs[:2], Outputs: []string{qkv}},
+			&onnxgraph.Node{OpType: "Split", Name: a.Name + "/split", Inputs: []string{qkv}, Outputs: []string{q, k, v},
+				Attributes: []onnxgraph.Attribute{onnxgraph.IntAttribute("axis", 2)}},
+			&onnxgraph.Node{OpType: "MultiHeadAttention", Domain: onnxgraph.ContribDomain, Name: a.Name + "/mha",
+				Inputs: inputs, Outputs: a.Outputs, Attributes: attrs})
+	}
+	if rewritten == 0 {
+		b.Fatal("no Attention to rewrite")
+	}
+	g.Nodes = nodes
+}
+
+// BenchmarkAttentionKernels weighs ONNX Runtime's CPU attention kernels on long texts, one per batch (no padding):
+// Attention (QAttention once quantized), MultiHeadAttention with the mask, and MultiHeadAttention without it, which
+// runs MLAS's flash attention; in float and with the weights in int8, one thread
+// (go test -run XXX -bench AttentionKernels ./inference/).
+func BenchmarkAttentionKernels(b *testing.B) {
+	const config = `{"task_type":"text_embedding","pooling":"mean","normalize":true,"max_sequence_length":512}`
+	dir, _ := writeModel(b, synthbert.MiniLML12(synthbert.HeadHidden, 1), config)
+	words := strings.Fields(mixedTexts[4])
+	texts := make([]string, 8)
+	for i := range texts {
+		var s strings.Builder
+		for w := range 300 + 25*i {
+			s.WriteString(words[(w*7+i)%len(words)] + " ")
+		}
+		texts[i] = s.String()
+	}
+	kernels := []string{"attention", "multihead", "flash"}
+	variant := func(kernel string, int8 bool) *Model {
+		g := decodeGraph(b, dir)
+		fuse.Attention(g)
+		if kernel != "attention" {
+			asMultiHead(b, g.Graph, kernel == "multihead")
+		}
+		if int8 {
+			if _, err := quantize.Dynamic(g, quantize.Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		m, err := LoadModel(context.Background(), testRuntime, withGraph(b, dir, g), LoadOptions{Threads: 1, Batch: BatchConfig{MaxTokens: 512, MaxRows: 1}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	for _, precision := range []string{"float", "int8"} {
+		var models []*Model
+		for _, k := range kernels {
+			models = append(models, variant(k, precision == "int8"))
+		}
+		if precision == "float" { // the same computation: a wrong rewrite would not be worth timing
+			want, err := models[0].Embed(context.Background(), texts, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for j, m := range models[1:] {
+				got, err := m.Embed(context.Background(), texts, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range want {
+					if c := quantize.Cosine(want[i], got[i]); c < 0.99999 {
+						b.Fatalf("%s, text %d: embedding at cosine %v", kernels[j+1], i, c)
+					}
+				}
+			}
+		}
+		for i, m := range models {
+			b.Run(precision+"/"+kernels[i], func(b *testing.B) {
 				for b.Loop() {
 					if _, err := m.Embed(context.Background(), texts, ""); err != nil {
 						b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/jetinfer/jetinfer/inference/onnxgraph"
 )
@@ -296,10 +297,10 @@ const defaultMaskFilter = -10000
 // node: the query, key and value projections (MatMul by a constant weight, Add of a constant bias) of the same
 // input, their Reshape to [batch, sequence, heads, head size] and Transposes, the scores' MatMul, scaling (Div or
 // Mul by a constant), the Add of the key mask's bias ((1 − mask) · filter, from the attention_mask input), the
-// Softmax, the MatMul by the values, the Transpose and Reshape back to [batch, sequence, hidden] (reshape shapes
-// computed at run time are made constant first: ConstantShapes). The three
+// Softmax, the MatMul by the values, the Transpose and Reshape back to [batch, sequence, hidden]. The three
 // weights are packed into one [hidden, 3·hidden] initializer; attention_mask is cast to int32 once. It returns how
-// many it fused. A subgraph whose shape differs (rotary positions, causal masks, past state) is left as it is.
+// many it fused. A subgraph whose shape differs (rotary positions, causal masks, past state) is left as it is; the
+// graph is still rewritten by ConstantShapes, run first, which computes the same whether an attention fuses or not.
 func Attention(m *onnxgraph.Model) int {
 	g := m.Graph
 	if hasSubgraphs(g) {
@@ -623,7 +624,7 @@ func (ix graphIndex) maskBias(value string) (mask string, filter float32, ok boo
 func (ix graphIndex) expandedMask(value string) (string, bool) {
 	var unsqueezes [][]int64 // the last applied first
 	casts := 0
-	for range 4 { // a Cast and at most three Unsqueezes; a longer chain is not a mask's
+	for range 3 { // a Cast and at most two Unsqueezes of the 2-D mask; a longer chain is not a mask's
 		n, made := ix.producer[value]
 		if !made || n.Domain != "" || len(n.Inputs) == 0 {
 			break
@@ -647,7 +648,7 @@ func (ix graphIndex) expandedMask(value string) (string, bool) {
 		value = n.Inputs[0]
 	}
 	if _, made := ix.producer[value]; made || ix.inits[value] != nil || casts != 1 {
-		return "", false // not a graph input, or not cast to float (a float mask may be soft)
+		return "", false // not a graph input, or not the integer mask an export casts to float once
 	}
 	dims := []string{"batch", "keys"}
 	for i := len(unsqueezes) - 1; i >= 0; i-- {
@@ -695,7 +696,8 @@ func unsqueezed(dims []string, axes []int64) ([]string, bool) {
 // constant, as onnxruntime.transformers' FusionReshape does: PyTorch traces x.view(x.size()[:-1] + (heads, size))
 // to a Concat of x's dimensions (Shape → Gather(i) → Unsqueeze, or Gather of a 1-D index) and constants; a
 // dimension i of x at position i of the shape becomes 0, which Reshape reads as "x's dimension i". The attention
-// fusion matches the constant shapes, and the Shape subgraphs left unread go. It returns how many it replaced.
+// fusion matches the constant shapes; the nodes left unread (the Shape subgraphs) go. It returns how many it
+// replaced.
 func ConstantShapes(m *onnxgraph.Model) int {
 	g := m.Graph
 	if hasSubgraphs(g) {
@@ -703,19 +705,19 @@ func ConstantShapes(m *onnxgraph.Model) int {
 	}
 	ix := index(g)
 	names := g.Names()
-	made := map[string]string{} // a shape's values → the initializer holding them
+	shapes := map[string]string{} // a shape's values → the initializer holding them, which every Reshape of it reads
 	replaced := 0
 	for _, rs := range g.Nodes {
 		shape, ok := ix.runtimeShape(rs)
 		if !ok {
 			continue
 		}
-		key := fmt.Sprint(shape)
-		name, ok := made[key]
+		key := strings.Trim(strings.ReplaceAll(fmt.Sprint(shape), " ", "_"), "[]")
+		name, ok := shapes[key]
 		if !ok {
-			name = names.Prefix(rs.Inputs[1] + "/constant")
+			name = names.Prefix("constant_shape_" + key)
 			g.Initializers = append(g.Initializers, int64Tensor(name, shape))
-			made[key] = name
+			shapes[key] = name
 		}
 		rs.Inputs[1] = name
 		replaced++

@@ -290,8 +290,17 @@ func TestConstantShapes(t *testing.T) {
 			}
 		}
 	}
-	if len(shapes) != 2 { // [0 0 heads size] and [0 0 hidden], each once
-		t.Errorf("%d distinct shape initializers", len(shapes))
+	if len(shapes) != 2 { // [0 0 heads size] and [0 0 hidden]
+		t.Errorf("%d distinct shapes", len(shapes))
+	}
+	read := map[string]bool{}
+	for _, n := range m.Graph.Nodes {
+		if n.OpType == "Reshape" {
+			read[n.Inputs[1]] = true
+		}
+	}
+	if len(read) != 2 {
+		t.Errorf("the Reshapes read %d shape initializers; want each shape once: %v", len(read), read)
 	}
 	if n := fuse.Attention(m); n != 2 {
 		t.Errorf("fused %d of 2 traced attentions", n)
@@ -325,6 +334,10 @@ func TestConstantShapes(t *testing.T) {
 			rs := node(m, "bert.encoder.layer.1.attention.self.value/Reshape")
 			rs.Attributes = append(rs.Attributes, onnxgraph.IntAttribute("allowzero", 1))
 		}},
+		{"a shape from dimension 1 on", func(m *onnxgraph.Model) { // Shape's start (opset 15) shifts the indices
+			sh := node(m, layer0+".value/Reshape/Shape")
+			sh.Attributes = append(sh.Attributes, onnxgraph.IntAttribute("start", 1))
+		}},
 	} {
 		m := tracedGraph(t)
 		tc.change(m)
@@ -336,7 +349,20 @@ func TestConstantShapes(t *testing.T) {
 		}
 	}
 
-	// The mask unsqueezed to [batch, 1, keys, 1] (axes 2, then 1), or never cast to float: no attention fuses.
+	// Unsqueeze's axes as an attribute, as before opset 13: the same shapes.
+	m = tracedGraph(t)
+	for _, n := range m.Graph.Nodes {
+		if n.OpType == "Unsqueeze" && strings.Contains(n.Name, "layer.1.") {
+			n.Inputs = n.Inputs[:1]
+			n.Attributes = append(n.Attributes, onnxgraph.IntsAttribute("axes", 0))
+		}
+	}
+	if n := fuse.ConstantShapes(m); n != 8 {
+		t.Errorf("with Unsqueeze's axes as attributes, made %d shapes constant", n)
+	}
+
+	// The mask unsqueezed to [batch, 1, keys, 1] (axes 2, then 1), never cast to float, cast to another type, or
+	// computed rather than the graph's input: no attention fuses.
 	m = tracedGraph(t)
 	u1, u2 := node(m, "mask/Unsqueeze"), node(m, "mask/Unsqueeze_1")
 	u1.Inputs[1], u2.Inputs[1] = u2.Inputs[1], u1.Inputs[1]
@@ -347,5 +373,17 @@ func TestConstantShapes(t *testing.T) {
 	node(m, "mask/Sub").Inputs[1] = "mask/Unsqueeze_1"
 	if n := fuse.Attention(m); n != 0 {
 		t.Errorf("fused %d attentions with an uncast mask", n)
+	}
+	m = tracedGraph(t)
+	node(m, "mask/Cast").Attributes = []onnxgraph.Attribute{onnxgraph.IntAttribute("to", 6)} // int32
+	if n := fuse.Attention(m); n != 0 {
+		t.Errorf("fused %d attentions with the mask cast to int32", n)
+	}
+	m = tracedGraph(t)
+	node(m, "mask/Unsqueeze").Inputs[0] = "mask_copy"
+	m.Graph.Nodes = append([]*onnxgraph.Node{{OpType: "Identity", Name: "mask_copy", Inputs: []string{"attention_mask"}, Outputs: []string{"mask_copy"}}},
+		m.Graph.Nodes...)
+	if n := fuse.Attention(m); n != 0 {
+		t.Errorf("fused %d attentions on a computed mask", n)
 	}
 }
