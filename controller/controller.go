@@ -577,6 +577,14 @@ func (c *Controller) allUnits(ctx context.Context) []unit {
 	deployments, depsGen := c.deps.all()
 	c.generations = [2]uint64{defsGen, depsGen}
 	units := make([]unit, 0, len(entries)+len(deployments))
+	// A loaded server may take longer to create streams than a plan lasts: ensuring gets half of the plan's time,
+	// so that the plans are still written, and what it leaves the next plans ensure.
+	ensureCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ensureCtx, cancel = context.WithTimeout(ctx, time.Until(deadline)/2)
+		defer cancel()
+	}
 	ensuring := 0
 	c.ensuredAll = true
 	clear(c.attached)
@@ -588,12 +596,14 @@ func (c *Controller) allUnits(ctx context.Context) []unit {
 		}
 		ep := &e.Endpoint
 		if c.ensured[ep.InferenceID] != e.Revision {
-			if ensuring == maxEnsurePerPlan {
+			if ensuring == maxEnsurePerPlan || ensureCtx.Err() != nil {
 				c.ensuredAll = false
-			} else if _, err := wire.EnsureEndpoint(ctx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
+			} else if _, err := wire.EnsureEndpoint(ensureCtx, c.cfg.JS, ep.InferenceID, c.cfg.Queue); err != nil {
 				ensuring++
 				c.ensuredAll = false
-				c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
+				if ensureCtx.Err() == nil { // out of time is not the endpoint's failure
+					c.log.Warn().Err(err).Str("inference_id", ep.InferenceID).Msg("ensure endpoint streams")
+				}
 			} else {
 				ensuring++
 				c.ensured[ep.InferenceID] = e.Revision
