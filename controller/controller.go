@@ -570,8 +570,9 @@ func (c *Controller) reconcile(ctx context.Context) error {
 }
 
 // allUnits is every unit defined, for a full pass; it ensures the streams
-// of the endpoints defined or changed since (at most maxEnsurePerPlan) and
-// records which endpoints are attached to which deployment.
+// of the endpoints defined or changed since (at most maxEnsurePerPlan, in
+// half of the plan's time) and records which endpoints are attached to
+// which deployment.
 func (c *Controller) allUnits(ctx context.Context) []unit {
 	entries, defsGen := c.defs.all()
 	deployments, depsGen := c.deps.all()
